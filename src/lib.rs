@@ -1,0 +1,19 @@
+//! pristine: provisions stateless, volatile and factory-resettable Linux systems from the
+//! initramfs, offline on image trees (`--root=DIR`), and on the running system.
+//!
+//! Data flows one way in every domain: config files → parse (pure) → observe (read-only,
+//! through the root handle) → plan (pure) → apply (through the root handle) → report.
+//! Shared pieces live once: [`fs`] (the root-confined handle), [`config`] (settings, kernel
+//! command line, config-dir precedence), [`text`] (lexing, specifiers), [`report`]
+//! (diagnostics, exit codes), [`logging`].
+//!
+//! `unsafe` is denied crate-wide.
+
+pub mod cli;
+pub mod config;
+pub mod detect;
+pub mod fs;
+pub mod logging;
+pub mod report;
+pub mod text;
+pub mod util;

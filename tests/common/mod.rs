@@ -1,0 +1,98 @@
+//! Helpers shared by the integration tests: the reference systemd, temp trees, running the
+//! pristine binary, a small deterministic PRNG.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The pristine binary under test.
+pub fn pristine() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pristine"))
+}
+
+/// Runs pristine with `args`; returns the output.
+pub fn run_pristine(args: &[&str]) -> Output {
+    pristine().args(args).output().expect("run pristine")
+}
+
+/// `../shared` next to the repository.
+pub fn shared_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+/// The bin folder of the reference systemd 257 (set up on first use by
+/// `../shared/reference/systemd`). Panics if it cannot be had: differential tests never skip.
+pub fn reference_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let script = shared_dir().join("reference/systemd");
+        let out = Command::new("bash").arg(&script).output().expect("run shared/reference/systemd");
+        assert!(out.status.success(), "reference systemd setup failed: {}", String::from_utf8_lossy(&out.stderr));
+        let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or("").to_string());
+        assert!(bin.join("systemd-sysusers").exists(), "no reference systemd-sysusers in {}", bin.display());
+        bin
+    })
+}
+
+/// A reference systemd tool by name.
+pub fn reference(tool: &str) -> Command {
+    Command::new(reference_bin().join(tool))
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("pristine-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `content` to `root/rel`, creating parents.
+pub fn write(root: &Path, rel: &str, content: &str) {
+    let p = root.join(rel.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+/// A small deterministic PRNG (xorshift64*), so generated cases are reproducible by seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    /// Uniform in 0..n (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
