@@ -16,4 +16,5 @@ pub mod fs;
 pub mod logging;
 pub mod report;
 pub mod text;
+pub mod userdb;
 pub mod util;
