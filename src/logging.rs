@@ -1,5 +1,6 @@
 //! The `log` backend: `/dev/kmsg` as `<N>pristine[pid]: msg` when running in an initrd
-//! (`/etc/initrd-release` exists) or as PID 1, stderr otherwise.
+//! (`/etc/initrd-release` exists) or as PID 1, stderr otherwise. `SYSTEMD_LOG_TARGET=console`
+//! or `kmsg` forces one.
 
 use std::io::Write as _;
 use std::sync::Mutex;
@@ -68,14 +69,26 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
-/// Whether we run inside an initrd (systemd's `in_initrd()` test).
+/// Whether we run inside an initrd: systemd's `in_initrd()` test (`/etc/initrd-release`
+/// exists), overridable with `SYSTEMD_IN_INITRD=0|1` as in systemd.
 pub fn in_initrd() -> bool {
+    if let Some(b) = std::env::var("SYSTEMD_IN_INITRD")
+        .ok()
+        .and_then(|v| crate::text::parse_boolean(&v))
+    {
+        return b;
+    }
     std::path::Path::new("/etc/initrd-release").exists()
 }
 
 /// Installs the logger. Safe to call more than once (later calls only change the level).
 pub fn init(level: LevelFilter) {
-    let to_kmsg = in_initrd() || std::process::id() == 1;
+    // SYSTEMD_LOG_TARGET=console|kmsg overrides the choice, as in systemd.
+    let to_kmsg = match std::env::var("SYSTEMD_LOG_TARGET").as_deref() {
+        Ok("console") => false,
+        Ok("kmsg") => true,
+        _ => in_initrd() || std::process::id() == 1,
+    };
     let sink = if to_kmsg {
         match std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
             Ok(f) => Sink::Kmsg(Mutex::new(f)),

@@ -206,9 +206,21 @@ impl Root {
         self.stat(p, false).is_ok()
     }
 
-    /// Reads a whole regular file (following symlinks inside the root).
+    /// Reads a whole regular file (following symlinks inside the root). Anything else (a
+    /// FIFO, a device, a directory) is refused without blocking.
     pub fn read(&self, p: &Path) -> io::Result<Vec<u8>> {
-        let fd = self.open_path(p, OFlags::RDONLY, Mode::empty())?;
+        let fd = self.open_path(
+            p,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+            Mode::empty(),
+        )?;
+        let st = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", self.display_path(p).display()),
+            ));
+        }
         let mut f = std::fs::File::from(fd);
         let mut buf = Vec::new();
         f.read_to_end(&mut buf)?;
