@@ -7,7 +7,9 @@
 //! command line, config-dir precedence), [`text`] (lexing, specifiers), [`report`]
 //! (diagnostics, exit codes), [`logging`].
 //!
-//! `unsafe` is denied crate-wide.
+//! `unsafe` is denied crate-wide. Non-test code never unwraps.
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cli;
 pub mod config;

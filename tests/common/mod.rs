@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: the reference systemd, temp trees, running the
 //! pristine binary, a small deterministic PRNG.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
