@@ -78,7 +78,7 @@ fn fixture() -> Fixture {
     // A FIFO and a hardlink to an outside file.
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &root.join("etc/fifo"),
+        root.join("etc/fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
