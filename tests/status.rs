@@ -131,7 +131,7 @@ fn stale_updated() {
     };
     rustix::fs::utimensat(
         rustix::fs::CWD,
-        &t.join("etc/.updated"),
+        t.join("etc/.updated"),
         &ts,
         rustix::fs::AtFlags::empty(),
     )
