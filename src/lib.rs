@@ -17,6 +17,7 @@ pub mod detect;
 pub mod fs;
 pub mod logging;
 pub mod report;
+pub mod reset;
 pub mod text;
 pub mod userdb;
 pub mod util;
