@@ -8,6 +8,7 @@
 
 pub mod cmdline;
 pub mod confdirs;
+pub mod credentials;
 
 use std::path::{Path, PathBuf};
 

@@ -7,8 +7,8 @@ use crate::cli::{usage_error, Common};
 use crate::config::cmdline;
 use crate::report::{Diagnostic, Outcome, EXIT_OK};
 
-use super::stamp::{write_stamps, OsStamp, StampResult};
-use super::{detect, os_release_bytes, HostContext, DEFAULT_EFIVARS};
+use super::stamp::{write_updated, StampResult};
+use super::{detect, HostContext, DEFAULT_EFIVARS};
 
 /// The host context from the common options and the running system.
 pub fn host_context(common: &Common, outcome: &mut Outcome) -> HostContext {
@@ -75,8 +75,7 @@ pub fn status(common: &Common, args: Vec<OsString>) -> u8 {
     }
 }
 
-/// `pristine stamp`: write `.updated` (byte-identical to systemd-update-done) and
-/// `.pristine-stamp` in /etc and /var.
+/// `pristine stamp`: write `.updated` in /etc and /var, byte-identical to systemd-update-done.
 pub fn stamp(common: &Common, args: Vec<OsString>) -> u8 {
     let mut p = lexopt::Parser::from_args(args);
     match p.next() {
@@ -89,21 +88,17 @@ pub fn stamp(common: &Common, args: Vec<OsString>) -> u8 {
         Err(code) => return code,
     };
     let mut outcome = Outcome::default();
-    let os = OsStamp::from_os_release(
-        crate::text::specifier::read_os_release(&root).as_ref(),
-        os_release_bytes(&root).as_deref(),
-    );
     for dir in ["/etc", "/var"] {
-        match write_stamps(&root, Path::new(dir), &os) {
-            Ok(StampResult::Written) => log::info!("Stamped {dir}."),
-            Ok(StampResult::Unchanged) => log::debug!("{dir} already stamped."),
+        match write_updated(&root, Path::new(dir)) {
+            Ok(StampResult::Written) => log::info!("Stamped {dir}/.updated."),
+            Ok(StampResult::Unchanged) => log::debug!("{dir}/.updated already up to date."),
             Ok(StampResult::ReadOnly) => {
-                log::debug!("Cannot stamp {dir}, file system is read-only.")
+                log::debug!("Cannot create {dir}/.updated, file system is read-only.")
             }
             Ok(StampResult::Missing) => log::debug!("{dir} does not exist, not stamped."),
             Err(e) => outcome.push(Diagnostic::failed(
                 Some(Path::new(dir)),
-                format!("failed to write stamp: {e}"),
+                format!("failed to write .updated: {e}"),
             )),
         }
     }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::config::cmdline::{KernelOptions, Mode};
 use crate::config::Settings;
 use crate::fs::Root;
-use crate::text::specifier::{parse_machine_id, read_os_release};
+use crate::text::specifier::parse_machine_id;
 
 /// systemd's vendor GUID for its EFI variables.
 pub const SYSTEMD_EFI_GUID: &str = "8cf2644b-4b0b-428f-9387-6d876050dc67";
@@ -309,10 +309,7 @@ pub fn detect_reset(root: &Root, host: &HostContext, os: &stamp::OsStamp) -> Res
 
 /// Detects the whole boot state of `root`.
 pub fn detect(root: &Root, host: &HostContext, settings: &Settings) -> BootState {
-    let os = stamp::OsStamp::from_os_release(
-        read_os_release(root).as_ref(),
-        os_release_bytes(root).as_deref(),
-    );
+    let os = stamp::current(root);
     let dir_report = |dir: &str| {
         let p = Path::new(dir);
         let state = dir_state(root, p);

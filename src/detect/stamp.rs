@@ -2,10 +2,13 @@
 //!
 //! Two records per directory. `.updated` is systemd-update-done's, byte for byte: three comment
 //! lines and `TIMESTAMP_NSEC=`, with atime and mtime set to `/usr`'s mtime; ConditionNeedsUpdate
-//! compares against it. `.pristine-stamp` is pristine's own, in the same env format: the OS
-//! identity (`ID`, `VERSION_ID`, `IMAGE_ID`, `IMAGE_VERSION`, `BUILD_ID`) and a SHA-256 of
-//! os-release, so that a `/usr` swap is seen even when mtimes do not move forward (a
-//! downgrade, a reproducible build with a fixed mtime).
+//! compares against it; `pristine stamp` writes it. Provisioning does not write it, so that
+//! systemd's own ConditionNeedsUpdate units (ldconfig, hwdb, catalog) still run after an update.
+//!
+//! `.pristine-stamp` is pristine's own record of what it last provisioned from, in the same env
+//! format: the OS identity (`ID`, `VERSION_ID`, `IMAGE_ID`, `IMAGE_VERSION`, `BUILD_ID`), a
+//! SHA-256 of os-release and /usr's mtime, so that a `/usr` swap is seen even when mtimes do not
+//! move forward (a downgrade, a reproducible build with a fixed mtime).
 
 use std::collections::HashMap;
 use std::io;
@@ -29,6 +32,8 @@ pub struct OsStamp {
     pub image_version: Option<String>,
     pub build_id: Option<String>,
     pub os_release_sha256: Option<String>,
+    /// /usr's mtime in nanoseconds when the stamp was taken.
+    pub usr_mtime_nsec: Option<String>,
 }
 
 const FIELDS: [&str; 6] = [
@@ -58,6 +63,7 @@ impl OsStamp {
             image_version: get("IMAGE_VERSION"),
             build_id: get("BUILD_ID"),
             os_release_sha256: raw.map(|r| crate::util::hex(&sha2::Sha256::digest(r))),
+            usr_mtime_nsec: None,
         }
     }
 
@@ -72,7 +78,8 @@ impl OsStamp {
         ]
     }
 
-    /// Whether the OS identity changed: any field differs.
+    /// Whether /usr changed since the stamp: any field differs (os-release content or
+    /// identity, or /usr's mtime in either direction).
     pub fn differs_from(&self, now: &OsStamp) -> bool {
         self != now
     }
@@ -98,6 +105,7 @@ impl OsStamp {
             image_version: get("IMAGE_VERSION"),
             build_id: get("BUILD_ID"),
             os_release_sha256: get("OS_RELEASE_SHA256"),
+            usr_mtime_nsec: get("USR_MTIME_NSEC"),
         }
     }
 }
@@ -121,7 +129,7 @@ pub fn updated_content(usr_sec: i64, usr_nsec: i64) -> String {
     )
 }
 
-/// What `write_stamps` did for one directory.
+/// What writing a stamp did for one directory.
 #[derive(Debug, PartialEq, Eq)]
 pub enum StampResult {
     Written,
@@ -133,9 +141,13 @@ pub enum StampResult {
     Missing,
 }
 
-/// Writes `.updated` (like systemd-update-done) and `.pristine-stamp` in `dir`. Nothing is
-/// written when both already say the same.
-pub fn write_stamps(root: &Root, dir: &Path, os: &OsStamp) -> io::Result<StampResult> {
+fn is_rofs(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error())
+}
+
+/// Writes `DIR/.updated` exactly as systemd-update-done does (content, mode 0644, atime and
+/// mtime = /usr's mtime). Nothing is written when it already says the same.
+pub fn write_updated(root: &Root, dir: &Path) -> io::Result<StampResult> {
     if root.file_type(dir)?.is_none() {
         return Ok(StampResult::Missing);
     }
@@ -143,45 +155,60 @@ pub fn write_stamps(root: &Root, dir: &Path, os: &OsStamp) -> io::Result<StampRe
     let (sec, nsec) = (usr.st_mtime, usr.st_mtime_nsec as i64);
     let content = updated_content(sec, nsec);
     let updated = dir.join(".updated");
-    let stamp_path = dir.join(STAMP_NAME);
     let current = root.read_optional(&updated).ok().flatten();
     let cur_st = root.stat(&updated, false).ok();
-    let updated_ok = current.as_deref() == Some(content.as_str())
-        && cur_st.is_some_and(|st| st.st_mtime == sec && st.st_mtime_nsec as i64 == nsec);
-    let stamp_text = os.render();
-    let stamp_ok =
-        root.read_optional(&stamp_path).ok().flatten().as_deref() == Some(stamp_text.as_str());
-    if updated_ok && stamp_ok {
+    if current.as_deref() == Some(content.as_str())
+        && cur_st.is_some_and(|st| st.st_mtime == sec && st.st_mtime_nsec as i64 == nsec)
+    {
         return Ok(StampResult::Unchanged);
     }
-    let ro = |e: &io::Error| e.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error());
-    if !updated_ok {
-        let opts = WriteOptions {
+    let opts = WriteOptions {
+        mode: Some(0o644),
+        owner: None,
+        times: Some(((sec, nsec), (sec, nsec))),
+    };
+    match root.write_atomic(&updated, content.as_bytes(), &opts) {
+        Ok(()) => Ok(StampResult::Written),
+        Err(e) if is_rofs(&e) => Ok(StampResult::ReadOnly),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes pristine's `DIR/.pristine-stamp` for `os` unless it already says the same.
+pub fn write_os_stamp(root: &Root, dir: &Path, os: &OsStamp) -> io::Result<StampResult> {
+    if root.file_type(dir)?.is_none() {
+        return Ok(StampResult::Missing);
+    }
+    let path = dir.join(STAMP_NAME);
+    let text = os.render();
+    if root.read_optional(&path).ok().flatten().as_deref() == Some(text.as_str()) {
+        return Ok(StampResult::Unchanged);
+    }
+    match root.write_atomic(
+        &path,
+        text.as_bytes(),
+        &WriteOptions {
             mode: Some(0o644),
-            owner: None,
-            times: Some(((sec, nsec), (sec, nsec))),
-        };
-        match root.write_atomic(&updated, content.as_bytes(), &opts) {
-            Ok(()) => {}
-            Err(e) if ro(&e) => return Ok(StampResult::ReadOnly),
-            Err(e) => return Err(e),
-        }
+            ..Default::default()
+        },
+    ) {
+        Ok(()) => Ok(StampResult::Written),
+        Err(e) if is_rofs(&e) => Ok(StampResult::ReadOnly),
+        Err(e) => Err(e),
     }
-    if !stamp_ok {
-        match root.write_atomic(
-            &stamp_path,
-            stamp_text.as_bytes(),
-            &WriteOptions {
-                mode: Some(0o644),
-                ..Default::default()
-            },
-        ) {
-            Ok(()) => {}
-            Err(e) if ro(&e) => return Ok(StampResult::ReadOnly),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(StampResult::Written)
+}
+
+/// The OS identity of the target's /usr now: os-release fields, its hash and /usr's mtime.
+pub fn current(root: &Root) -> OsStamp {
+    let mut s = OsStamp::from_os_release(
+        crate::text::specifier::read_os_release(root).as_ref(),
+        crate::detect::os_release_bytes(root).as_deref(),
+    );
+    s.usr_mtime_nsec = root
+        .stat(Path::new("/usr"), true)
+        .ok()
+        .map(|st| ((st.st_mtime as i128) * 1_000_000_000 + st.st_mtime_nsec as i128).to_string());
+    s
 }
 
 #[cfg(test)]

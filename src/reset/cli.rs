@@ -83,10 +83,7 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
             log::info!("Factory reset request cancelled.");
         }
         "status" => {
-            let os = detect::stamp::OsStamp::from_os_release(
-                crate::text::specifier::read_os_release(&root).as_ref(),
-                detect::os_release_bytes(&root).as_deref(),
-            );
+            let os = detect::stamp::current(&root);
             let r = detect::detect_reset(&root, &host, &os);
             let inprogress = pending(&root);
             if json {
@@ -107,10 +104,7 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
             }
         }
         "run" => {
-            let os = detect::stamp::OsStamp::from_os_release(
-                crate::text::specifier::read_os_release(&root).as_ref(),
-                detect::os_release_bytes(&root).as_deref(),
-            );
+            let os = detect::stamp::current(&root);
             let r = detect::detect_reset(&root, &host, &os);
             let resumed = pending(&root);
             if !r.requested && resumed.is_empty() && !force {
