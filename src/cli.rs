@@ -60,6 +60,8 @@ pristine — provision stateless, volatile and factory-resettable Linux systems
 Usage: pristine [OPTIONS] VERB [VERB OPTIONS]
 
 Verbs:
+  provision [--dry-run] [--report=FILE] [--credentials=DIR]
+                         Bring the root from any state to a provisioned system (the boot job)
   status [--json]        Show the detected boot state of the root
   stamp                  Mark /etc and /var as up to date with /usr (like systemd-update-done)
   reset request|cancel|status|run [--dry-run] [--force] [--json]
@@ -167,6 +169,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
         "status" => crate::detect::cli::status(&common, rest),
         "stamp" => crate::detect::cli::stamp(&common, rest),
         "reset" => crate::reset::cli::main(&common, rest),
+        "provision" => crate::provision::main(&common, rest),
         "help" => {
             print!("{USAGE}");
             EXIT_OK

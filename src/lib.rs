@@ -16,6 +16,7 @@ pub mod config;
 pub mod detect;
 pub mod fs;
 pub mod logging;
+pub mod provision;
 pub mod report;
 pub mod reset;
 pub mod text;

@@ -64,12 +64,27 @@ impl Default for ResetSettings {
     }
 }
 
+/// `[firstboot]`: values written to /etc when missing (credentials and the kernel command line
+/// win over these).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FirstbootSettings {
+    pub hostname: Option<String>,
+    pub timezone: Option<String>,
+    pub locale: Option<String>,
+    pub locale_messages: Option<String>,
+    pub keymap: Option<String>,
+}
+
 /// All settings. Every field has a default.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
     /// The mode when the kernel command line names none.
     pub mode: Option<Mode>,
+    /// What provisioning does with the machine id.
+    pub machine_id: crate::provision::machine_id::Policy,
+    pub firstboot: FirstbootSettings,
     pub reset: ResetSettings,
 }
 

@@ -36,13 +36,14 @@ pub struct OsStamp {
     pub usr_mtime_nsec: Option<String>,
 }
 
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "ID",
     "VERSION_ID",
     "IMAGE_ID",
     "IMAGE_VERSION",
     "BUILD_ID",
     "OS_RELEASE_SHA256",
+    "USR_MTIME_NSEC",
 ];
 
 impl OsStamp {
@@ -67,7 +68,7 @@ impl OsStamp {
         }
     }
 
-    fn values(&self) -> [&Option<String>; 6] {
+    fn values(&self) -> [&Option<String>; 7] {
         [
             &self.id,
             &self.version_id,
@@ -75,6 +76,7 @@ impl OsStamp {
             &self.image_version,
             &self.build_id,
             &self.os_release_sha256,
+            &self.usr_mtime_nsec,
         ]
     }
 

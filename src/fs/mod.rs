@@ -57,6 +57,9 @@ pub struct Root {
     fd: OwnedFd,
     host: PathBuf,
     resolver: Resolver,
+    /// When set, atomic writes skip their per-file fsyncs and [`Root::sync`] flushes the whole
+    /// file system once (bulk provisioning). Renames still make every file appear whole.
+    deferred_sync: std::cell::Cell<bool>,
 }
 
 /// Turns an in-root path (absolute or relative) into the relative form used with the root fd.
@@ -115,11 +118,27 @@ impl Root {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(Root { fd, host, resolver })
+        Ok(Root {
+            fd,
+            host,
+            resolver,
+            deferred_sync: std::cell::Cell::new(false),
+        })
     }
 
     pub fn resolver(&self) -> Resolver {
         self.resolver
+    }
+
+    /// Defers durability: atomic writes stop fsyncing each file and directory until
+    /// [`Root::sync`] is called. Used for bulk work where one `syncfs` at the end is enough.
+    pub fn set_deferred_sync(&self, on: bool) {
+        self.deferred_sync.set(on);
+    }
+
+    /// Flushes the file system holding the root (`syncfs(2)`).
+    pub fn sync(&self) -> io::Result<()> {
+        Ok(rustix::fs::syncfs(&self.fd)?)
     }
 
     /// The host path of the root, for messages.
@@ -309,7 +328,7 @@ impl Root {
     /// followed.
     pub fn write_atomic(&self, p: &Path, data: &[u8], opts: &WriteOptions) -> io::Result<()> {
         let (dir, name) = self.parent(p)?;
-        write_atomic_at(&dir, &name, data, opts, p)
+        write_atomic_at(&dir, &name, data, opts, p, !self.deferred_sync.get())
     }
 
     /// Creates a symlink at `p` pointing to `target` (which is stored verbatim). Fails with
@@ -452,13 +471,14 @@ pub fn temp_name(name: &OsStr) -> io::Result<OsString> {
 }
 
 /// [`Root::write_atomic`] on an already open directory. `what` names the path in errors and
-/// fault injection.
+/// fault injection; `durable` fsyncs the file and the directory.
 pub fn write_atomic_at(
     dir: &OwnedFd,
     name: &OsStr,
     data: &[u8],
     opts: &WriteOptions,
     what: &Path,
+    durable: bool,
 ) -> io::Result<()> {
     let tmp = temp_name(name)?;
     let mode = opts.mode.unwrap_or(0o644);
@@ -480,7 +500,9 @@ pub fn write_atomic_at(
         }
         let mut f = std::fs::File::from(fd.try_clone()?);
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         if let Some((a, m)) = opts.times {
             let ts = Timestamps {
                 last_access: rustix::fs::Timespec {
@@ -501,7 +523,9 @@ pub fn write_atomic_at(
         let _ = rustix::fs::unlinkat(dir, tmp.as_os_str(), AtFlags::empty());
         return Err(e);
     }
-    rustix::fs::fsync(dir)?;
+    if durable {
+        rustix::fs::fsync(dir)?;
+    }
     Ok(())
 }
 

@@ -52,15 +52,31 @@ pub struct HostIds {
 impl HostIds {
     /// Reads DMI data from sysfs.
     pub fn observe() -> HostIds {
-        let read = |f: &str| std::fs::read_to_string(Path::new("/sys/class/dmi/id").join(f)).ok().map(|s| s.trim().to_string());
-        let product_uuid = read("product_uuid").map(|u| u.replace('-', "").to_ascii_lowercase()).filter(|u| parse_machine_id(u).is_ok());
-        let vendor = [read("sys_vendor"), read("board_vendor"), read("bios_vendor"), read("product_name")]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let trusted_vm = ["QEMU", "KVM", "Amazon EC2", "Xen", "BHYVE"].iter().any(|v| vendor.contains(v));
-        HostIds { product_uuid, trusted_vm }
+        let read = |f: &str| {
+            std::fs::read_to_string(Path::new("/sys/class/dmi/id").join(f))
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        let product_uuid = read("product_uuid")
+            .map(|u| u.replace('-', "").to_ascii_lowercase())
+            .filter(|u| parse_machine_id(u).is_ok());
+        let vendor = [
+            read("sys_vendor"),
+            read("board_vendor"),
+            read("bios_vendor"),
+            read("product_name"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+        let trusted_vm = ["QEMU", "KVM", "Amazon EC2", "Xen", "BHYVE"]
+            .iter()
+            .any(|v| vendor.contains(v));
+        HostIds {
+            product_uuid,
+            trusted_vm,
+        }
     }
 }
 
@@ -132,15 +148,39 @@ mod tests {
     #[test]
     fn order_of_sources() {
         let none = Credentials::from_dir(None);
-        let vm = HostIds { product_uuid: Some(B.into()), trusted_vm: true };
-        let bare = HostIds { product_uuid: Some(B.into()), trusted_vm: false };
+        let vm = HostIds {
+            product_uuid: Some(B.into()),
+            trusted_vm: true,
+        };
+        let bare = HostIds {
+            product_uuid: Some(B.into()),
+            trusted_vm: false,
+        };
         let rnd = || "r".repeat(32);
-        assert_eq!(decide(Some(A), None, None, &none, &vm, rnd).1, Source::Existing);
-        assert_eq!(decide(Some(A), Some(B), None, &none, &vm, rnd), (B.to_string(), Source::KernelCommandLine));
-        assert_eq!(decide(Some("uninitialized\n"), None, Some(A), &none, &vm, rnd), (A.to_string(), Source::Dbus));
-        assert_eq!(decide(None, None, None, &none, &vm, rnd), (B.to_string(), Source::Firmware));
-        assert_eq!(decide(None, None, None, &none, &bare, rnd).1, Source::Random);
-        assert_eq!(decide(Some(A), Some("firmware"), None, &none, &bare, rnd), (B.to_string(), Source::Firmware));
+        assert_eq!(
+            decide(Some(A), None, None, &none, &vm, rnd).1,
+            Source::Existing
+        );
+        assert_eq!(
+            decide(Some(A), Some(B), None, &none, &vm, rnd),
+            (B.to_string(), Source::KernelCommandLine)
+        );
+        assert_eq!(
+            decide(Some("uninitialized\n"), None, Some(A), &none, &vm, rnd),
+            (A.to_string(), Source::Dbus)
+        );
+        assert_eq!(
+            decide(None, None, None, &none, &vm, rnd),
+            (B.to_string(), Source::Firmware)
+        );
+        assert_eq!(
+            decide(None, None, None, &none, &bare, rnd).1,
+            Source::Random
+        );
+        assert_eq!(
+            decide(Some(A), Some("firmware"), None, &none, &bare, rnd),
+            (B.to_string(), Source::Firmware)
+        );
     }
 
     #[test]

@@ -1,0 +1,601 @@
+//! `pristine provision`: the boot pipeline. In the initrd, before PID 1 starts, it brings the
+//! target root from whatever state it is in (empty, stale after a /usr update, reset requested,
+//! fine) to a bootable, provisioned system, in one process.
+//!
+//! Steps, each skipped when not needed and each timed: detect → factory reset → mounts for the
+//! mode → machine-id → firstboot basics → sysusers → tmpfiles (`--create --boot`; in the
+//! initrd, lines under /run, /tmp, /dev, /proc and /sys are left to the real system) → presets
+//! (`preset-all` on a fresh /etc, `--new-only` after a /usr update) → record
+//! (`.pristine-stamp`). A failed step is reported and the next one still runs; the boot is never
+//! blocked. A run with nothing to do only reads.
+
+pub mod firstboot;
+pub mod machine_id;
+pub mod mounts;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::cli::{usage_error, Common};
+use crate::config::credentials::Credentials;
+use crate::config::Settings;
+use crate::detect::stamp::{self, OsStamp, StampResult};
+use crate::detect::{self, BootState, DirState, HostContext};
+use crate::fs::{Root, WriteOptions};
+use crate::report::{Diagnostic, Outcome};
+
+/// Why /etc (or /var) gets work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// Empty or absent (or just reset, or a fresh tmpfs).
+    Fresh,
+    /// /usr changed since pristine last provisioned (or it never did).
+    Updated,
+    /// Nothing to do.
+    UpToDate,
+}
+
+/// What one step did.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepReport {
+    pub name: &'static str,
+    pub ran: bool,
+    /// Why it did not run, or what it did.
+    pub detail: String,
+    pub duration_us: u128,
+    /// Named counts (users, paths, links, …).
+    pub counts: Vec<(String, u64)>,
+    pub failed: bool,
+}
+
+/// The whole run's report (`/run/pristine/report.json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub version: &'static str,
+    pub root: PathBuf,
+    pub dry_run: bool,
+    pub etc: Reason,
+    pub var: Reason,
+    pub reset: bool,
+    pub steps: Vec<StepReport>,
+    pub duration_us: u128,
+    pub exit_code: u8,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The classification of one directory (pure).
+pub fn classify(state: DirState, recorded: Option<&OsStamp>, now: &OsStamp) -> Reason {
+    match state {
+        DirState::Absent | DirState::Empty => Reason::Fresh,
+        DirState::Populated => match recorded {
+            Some(r) if !r.differs_from(now) => Reason::UpToDate,
+            _ => Reason::Updated,
+        },
+    }
+}
+
+struct Run<'a> {
+    root: &'a Root,
+    dry_run: bool,
+    out: Outcome,
+    steps: Vec<StepReport>,
+}
+
+impl Run<'_> {
+    fn step(
+        &mut self,
+        name: &'static str,
+        f: impl FnOnce(&mut Outcome) -> Result<(String, Vec<(String, u64)>), String>,
+    ) {
+        let t = Instant::now();
+        let before = self.out.diagnostics.len();
+        let r = f(&mut self.out);
+        let duration_us = t.elapsed().as_micros();
+        let failed_diag = self.out.diagnostics[before..]
+            .iter()
+            .any(|d| d.severity == crate::report::Severity::Failed);
+        let (detail, counts, failed) = match r {
+            Ok((d, c)) => (d, c, failed_diag),
+            Err(e) => {
+                self.out
+                    .push(Diagnostic::failed(None, format!("{name}: {e}")));
+                (e, Vec::new(), true)
+            }
+        };
+        log::info!("{name}: {detail} ({:.1} ms)", duration_us as f64 / 1000.0);
+        self.steps.push(StepReport {
+            name,
+            ran: true,
+            detail,
+            duration_us,
+            counts,
+            failed,
+        });
+    }
+
+    fn skip(&mut self, name: &'static str, why: &str) {
+        log::debug!("{name}: skipped, {why}");
+        self.steps.push(StepReport {
+            name,
+            ran: false,
+            detail: why.to_string(),
+            duration_us: 0,
+            counts: Vec::new(),
+            failed: false,
+        });
+    }
+}
+
+/// Options of `pristine provision`.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub dry_run: bool,
+    /// Where to write the JSON report; `None` for the default (see [`default_report_path`]).
+    pub report: Option<PathBuf>,
+    /// Directory of credentials (default: `$CREDENTIALS_DIRECTORY`, `/run/credentials/@system`).
+    pub credentials: Option<PathBuf>,
+}
+
+/// The report goes to the host's `/run/pristine/report.json` when provisioning the running
+/// boot (in the initrd, or the root is `/`); offline runs on image trees write none unless
+/// `--report=` names a file.
+pub fn default_report_path(common: &Common) -> Option<PathBuf> {
+    let boot = crate::logging::in_initrd() || common.root_path() == Path::new("/");
+    boot.then(|| PathBuf::from("/run/pristine/report.json"))
+}
+
+/// Entry point of `pristine provision`.
+pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
+    let mut opts = Options::default();
+    let mut p = lexopt::Parser::from_args(args);
+    loop {
+        match p.next() {
+            Ok(Some(lexopt::Arg::Long("dry-run"))) => opts.dry_run = true,
+            Ok(Some(lexopt::Arg::Long("report"))) => match p.value() {
+                Ok(v) => opts.report = Some(PathBuf::from(v)),
+                Err(e) => return usage_error("provision", e),
+            },
+            Ok(Some(lexopt::Arg::Long("credentials"))) => match p.value() {
+                Ok(v) => opts.credentials = Some(PathBuf::from(v)),
+                Err(e) => return usage_error("provision", e),
+            },
+            Ok(Some(a)) => return usage_error("provision", a.unexpected()),
+            Ok(None) => break,
+            Err(e) => return usage_error("provision", e),
+        }
+    }
+    let root = match common.open_root() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let report_path = opts.report.clone().or_else(|| default_report_path(common));
+    let report = provision(&root, common, &opts);
+    if let Some(path) = report_path {
+        if !opts.dry_run {
+            write_report(&path, &report);
+        }
+    }
+    report.exit_code
+}
+
+fn write_report(path: &Path, report: &Report) {
+    let Ok(json) = serde_json::to_vec_pretty(report) else {
+        return;
+    };
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let r = std::fs::create_dir_all(dir).and_then(|()| {
+        let host = Root::open(dir)?;
+        let name = path
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("report.json"));
+        host.write_atomic(
+            &name,
+            &json,
+            &WriteOptions {
+                mode: Some(0o644),
+                ..Default::default()
+            },
+        )
+    });
+    if let Err(e) = r {
+        log::warn!("Cannot write report {}: {e}", path.display());
+    }
+}
+
+/// Runs the pipeline on an open root.
+pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
+    let t0 = Instant::now();
+    let mut run = Run {
+        root,
+        dry_run: opts.dry_run,
+        out: Outcome::default(),
+        steps: Vec::new(),
+    };
+    let host = detect::cli::host_context(common, &mut run.out);
+    let (settings, diags) = crate::config::load_settings(root);
+    run.out.extend(diags);
+    let creds = match &opts.credentials {
+        Some(d) => Credentials::from_dir(Some(d.clone())),
+        None => Credentials::from_env(),
+    };
+
+    if host.kernel.pristine_provision == Some(false) {
+        run.skip(
+            "provision",
+            "pristine.provision=0 on the kernel command line",
+        );
+        return finish(run, t0, Reason::UpToDate, Reason::UpToDate, false);
+    }
+
+    // Detect.
+    let t = Instant::now();
+    let state = detect::detect(root, &host, &settings);
+    run.steps.push(StepReport {
+        name: "detect",
+        ran: true,
+        detail: format!(
+            "/etc {:?}, /var {:?}, mode {}",
+            state.etc.state,
+            state.var.state,
+            state.mode.as_str()
+        )
+        .to_lowercase(),
+        duration_us: t.elapsed().as_micros(),
+        counts: Vec::new(),
+        failed: false,
+    });
+
+    // Factory reset.
+    let did_reset = step_reset(&mut run, &host, &settings, &state);
+
+    // Mounts for the mode.
+    step_mounts(&mut run, &state);
+
+    // Bulk work from here on: every file still appears whole (temp + rename), durability comes
+    // from one syncfs at the end instead of two fsyncs per file.
+    root.set_deferred_sync(true);
+
+    // What each directory needs, after reset and mounts.
+    let now = stamp::current(root);
+    let classify_dir = |dir: &str| {
+        let st = match root.read_dir(Path::new(dir)) {
+            Ok(e) if e.is_empty() => DirState::Empty,
+            Ok(_) => DirState::Populated,
+            Err(_) => DirState::Absent,
+        };
+        classify(st, stamp::read(root, Path::new(dir)).as_ref(), &now)
+    };
+    let etc = if did_reset {
+        Reason::Fresh
+    } else {
+        classify_dir("/etc")
+    };
+    let var = classify_dir("/var");
+
+    step_machine_id(&mut run, &host, &settings, &creds);
+    step_firstboot(&mut run, &host, &settings, &creds);
+
+    // Record.
+    if etc == Reason::UpToDate && var == Reason::UpToDate {
+        run.skip("record", "stamps up to date");
+    } else if run.dry_run {
+        run.skip("record", "dry run");
+    } else {
+        run.step("record", |out| {
+            let mut written = 0;
+            for dir in ["/etc", "/var"] {
+                if let Err(e) = root.mkdir_all(Path::new(dir), 0o755) {
+                    out.push(Diagnostic::failed(
+                        Some(Path::new(dir)),
+                        format!("cannot create directory: {e}"),
+                    ));
+                    continue;
+                }
+                match stamp::write_os_stamp(root, Path::new(dir), &now) {
+                    Ok(StampResult::Written) => written += 1,
+                    Ok(_) => {}
+                    Err(e) => out.push(Diagnostic::failed(
+                        Some(Path::new(dir)),
+                        format!("cannot write {}: {e}", stamp::STAMP_NAME),
+                    )),
+                }
+            }
+            Ok((
+                format!("{written} stamp(s) written"),
+                vec![("stamps".into(), written)],
+            ))
+        });
+    }
+    root.set_deferred_sync(false);
+    if run.steps.iter().any(|s| s.ran && s.name != "detect") && !run.dry_run {
+        if let Err(e) = root.sync() {
+            run.out
+                .push(Diagnostic::failed(None, format!("syncfs failed: {e}")));
+        }
+    }
+    finish(run, t0, etc, var, did_reset)
+}
+
+fn finish(run: Run<'_>, t0: Instant, etc: Reason, var: Reason, reset: bool) -> Report {
+    let duration_us = t0.elapsed().as_micros();
+    let exit_code = run.out.exit_code();
+    let count = |k: &str| {
+        run.steps
+            .iter()
+            .flat_map(|s| s.counts.iter())
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v)
+            .sum::<u64>()
+    };
+    let what = match etc {
+        Reason::Fresh if reset => "/etc provisioned (reset)",
+        Reason::Fresh => "/etc provisioned",
+        Reason::Updated => "/etc updated",
+        Reason::UpToDate => "/etc up to date",
+    };
+    log::info!(
+        "pristine: {what}: {} users, {} paths, {} links, {:.1} ms",
+        count("users"),
+        count("paths"),
+        count("links"),
+        duration_us as f64 / 1000.0
+    );
+    Report {
+        version: env!("CARGO_PKG_VERSION"),
+        root: run.root.host().to_path_buf(),
+        dry_run: run.dry_run,
+        etc,
+        var,
+        reset,
+        steps: run.steps,
+        duration_us,
+        exit_code,
+        diagnostics: run.out.diagnostics,
+    }
+}
+
+/// Marker in the host's /run: a reset already happened in this boot (a kernel command line
+/// trigger cannot be cleared, and must not reset twice).
+const RESET_DONE_MARKER: &str = "/run/pristine/factory-reset-complete";
+
+fn step_reset(
+    run: &mut Run<'_>,
+    host: &HostContext,
+    settings: &Settings,
+    state: &BootState,
+) -> bool {
+    let resumed = crate::reset::pending(run.root);
+    let only_kernel = state.factory_reset.sources.iter().all(|s| s == "kernel");
+    let done_this_boot = host.in_initrd && only_kernel && Path::new(RESET_DONE_MARKER).exists();
+    let requested = state.factory_reset.requested && !done_this_boot;
+    if !requested && resumed.is_empty() {
+        run.skip("reset", "no factory reset requested");
+        return false;
+    }
+    let mut out = Outcome::default();
+    let req = crate::reset::Request::from_settings(
+        &settings.reset,
+        state.factory_reset.sources.clone(),
+        Some(host.efivars.clone()),
+        &mut out,
+    );
+    run.out.extend(out.diagnostics);
+    if run.dry_run {
+        let plan = crate::reset::plan(&req, &resumed);
+        for s in &plan {
+            println!("reset: {}: {:?}: {}", s.dir.display(), s.phase, s.what);
+        }
+        run.skip("reset", "dry run");
+        return true;
+    }
+    let root = run.root;
+    run.step("reset", |out| {
+        crate::reset::apply(root, &req, requested, out);
+        if host.in_initrd {
+            let _ = std::fs::create_dir_all("/run/pristine")
+                .and_then(|()| std::fs::write(RESET_DONE_MARKER, ""));
+        }
+        Ok((
+            format!(
+                "flushed {} (sources: {})",
+                req.dirs().join(" and "),
+                req.sources.join(", ")
+            ),
+            Vec::new(),
+        ))
+    });
+    true
+}
+
+fn step_mounts(run: &mut Run<'_>, state: &BootState) {
+    let dirs = mounts::tmpfs_dirs(state.mode);
+    if dirs.is_empty() {
+        run.skip(
+            "mounts",
+            &format!("mode {} needs no mounts", state.mode.as_str()),
+        );
+        return;
+    }
+    let root = run.root;
+    let todo: Vec<&str> = dirs
+        .iter()
+        .copied()
+        .filter(|d| !mounts::is_tmpfs_mount(root, Path::new(d)).unwrap_or(false))
+        .collect();
+    if todo.is_empty() {
+        run.skip("mounts", "tmpfs already mounted");
+        return;
+    }
+    if run.dry_run {
+        println!("mounts: tmpfs on {}", todo.join(" and "));
+        run.skip("mounts", "dry run");
+        return;
+    }
+    run.step("mounts", |out| {
+        let mut n = 0;
+        for d in &todo {
+            match mounts::mount_tmpfs(root, Path::new(d)) {
+                Ok(()) => n += 1,
+                Err(e) => out.push(Diagnostic::failed(
+                    Some(Path::new(d)),
+                    format!("cannot mount tmpfs: {e}"),
+                )),
+            }
+        }
+        Ok((
+            format!("tmpfs on {}", todo.join(" and ")),
+            vec![("mounts".into(), n)],
+        ))
+    });
+}
+
+fn step_machine_id(
+    run: &mut Run<'_>,
+    host: &HostContext,
+    settings: &Settings,
+    creds: &Credentials,
+) {
+    use machine_id::Policy;
+    let root = run.root;
+    let path = Path::new("/etc/machine-id");
+    let existing = root.read_optional(path).ok().flatten();
+    let valid = existing
+        .as_deref()
+        .is_some_and(|s| crate::text::specifier::parse_machine_id(s).is_ok());
+    let kernel = host.kernel.machine_id.as_deref();
+    let want_change =
+        kernel.is_some_and(|k| k != "firmware" && existing.as_deref().map(str::trim) != Some(k));
+    let policy = settings.machine_id;
+    let needed = match policy {
+        Policy::Persist => !valid || want_change,
+        Policy::Uninitialized => existing.is_none(),
+        Policy::Transient => !valid && !Path::new("/run/machine-id").exists(),
+    };
+    if !needed {
+        run.skip("machine-id", "already set");
+        return;
+    }
+    let dbus = {
+        let p = Path::new("/var/lib/dbus/machine-id");
+        match root.file_type(p) {
+            Ok(Some(rustix::fs::FileType::RegularFile)) => root.read_optional(p).ok().flatten(),
+            _ => None,
+        }
+    };
+    let (id, source) = machine_id::decide(
+        existing.as_deref(),
+        kernel,
+        dbus.as_deref(),
+        creds,
+        &machine_id::HostIds::observe(),
+        machine_id::random_id,
+    );
+    if run.dry_run {
+        println!("machine-id: {policy:?} from {source:?}");
+        run.skip("machine-id", "dry run");
+        return;
+    }
+    run.step("machine-id", |_| {
+        let opts = WriteOptions {
+            mode: Some(0o444),
+            ..Default::default()
+        };
+        let io = |e: std::io::Error| format!("cannot write /etc/machine-id: {e}");
+        match policy {
+            Policy::Persist => {
+                root.mkdir_all(Path::new("/etc"), 0o755).map_err(io)?;
+                root.write_atomic(path, format!("{id}\n").as_bytes(), &opts)
+                    .map_err(io)?;
+                Ok((format!("{id} from {source:?}").to_lowercase(), Vec::new()))
+            }
+            Policy::Uninitialized => {
+                root.mkdir_all(Path::new("/etc"), 0o755).map_err(io)?;
+                root.write_atomic(path, b"uninitialized\n", &opts)
+                    .map_err(io)?;
+                Ok((
+                    "uninitialized (PID 1 sets it on first boot)".into(),
+                    Vec::new(),
+                ))
+            }
+            Policy::Transient => {
+                std::fs::create_dir_all("/run")
+                    .and_then(|()| std::fs::write("/run/machine-id", format!("{id}\n")))
+                    .map_err(|e| format!("cannot write /run/machine-id: {e}"))?;
+                Ok((format!("{id} in /run/machine-id only"), Vec::new()))
+            }
+        }
+    });
+}
+
+fn step_firstboot(run: &mut Run<'_>, host: &HostContext, settings: &Settings, creds: &Credentials) {
+    let root = run.root;
+    let existing = firstboot::Existing::observe(root);
+    let mut warnings = Vec::new();
+    let zone_exists = |z: &str| root.exists(&Path::new("/usr/share/zoneinfo").join(z));
+    let ops = firstboot::plan(
+        &existing,
+        host.kernel.hostname.as_deref(),
+        creds,
+        &settings.firstboot,
+        &zone_exists,
+        &mut warnings,
+    );
+    for w in warnings {
+        run.out.push(Diagnostic::notice(None, 0, w));
+    }
+    if ops.is_empty() {
+        run.skip("firstboot", "nothing missing or nothing configured");
+        return;
+    }
+    if run.dry_run {
+        for op in &ops {
+            println!(
+                "firstboot: {}",
+                serde_json::to_string(op).unwrap_or_default()
+            );
+        }
+        run.skip("firstboot", "dry run");
+        return;
+    }
+    run.step("firstboot", |_| {
+        let n = firstboot::apply(root, &ops)
+            .map_err(|e| format!("cannot write firstboot files: {e}"))?;
+        Ok((
+            format!("{n} file(s) written"),
+            vec![("files".into(), n as u64)],
+        ))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let now = OsStamp {
+            id: Some("a".into()),
+            ..Default::default()
+        };
+        let other = OsStamp {
+            id: Some("b".into()),
+            ..Default::default()
+        };
+        assert_eq!(classify(DirState::Empty, Some(&now), &now), Reason::Fresh);
+        assert_eq!(classify(DirState::Absent, None, &now), Reason::Fresh);
+        assert_eq!(classify(DirState::Populated, None, &now), Reason::Updated);
+        assert_eq!(
+            classify(DirState::Populated, Some(&other), &now),
+            Reason::Updated
+        );
+        assert_eq!(
+            classify(DirState::Populated, Some(&now), &now),
+            Reason::UpToDate
+        );
+    }
+}
