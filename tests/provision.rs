@@ -1,0 +1,374 @@
+//! `pristine provision` end to end on small trees: fresh, provisioned (no writes), machine-id
+//! sources and policies, firstboot basics, reset, modes, bad configuration, /usr updates.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{pristine, write, TempDir};
+use serde_json::Value;
+
+const MID: &str = "0123456789abcdef0123456789abcdef";
+
+fn base(t: &Path) {
+    write(t, "usr/lib/os-release", "ID=test\nVERSION_ID=1\n");
+    write(t, "usr/share/zoneinfo/Europe/Berlin", "TZif");
+    write(t, "usr/lib/pristine/pristine.toml", "[firstboot]\nhostname = \"vendor-host\"\ntimezone = \"Europe/Berlin\"\nlocale = \"C.UTF-8\"\n");
+}
+
+fn provision(t: &Path, cmdline: &str, extra: &[&str]) -> (Output, Value) {
+    let report = t.parent().unwrap().join(format!(
+        "report-{}.json",
+        t.file_name().unwrap().to_string_lossy()
+    ));
+    let _ = std::fs::remove_file(&report);
+    let out = pristine()
+        .arg(format!("--root={}", t.display()))
+        .arg(format!("--cmdline={cmdline}"))
+        .arg("--efivars=/nonexistent")
+        .arg("provision")
+        .arg(format!("--report={}", report.display()))
+        .args(extra)
+        .env("SYSTEMD_LOG_TARGET", "console")
+        .env("SYSTEMD_IN_INITRD", "0")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
+    let v = std::fs::read(&report)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    (out, v)
+}
+
+/// Every path with its type, mode, owner, inode, mtime and content.
+fn snapshot(t: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    fn walk(base: &Path, p: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        let Ok(md) = std::fs::symlink_metadata(p) else {
+            return;
+        };
+        let content = if md.is_file() {
+            String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned()
+        } else {
+            String::new()
+        };
+        out.insert(
+            p.strip_prefix(base).unwrap().to_path_buf(),
+            format!(
+                "{:o} {}:{} ino={} mtime={}.{} {content}",
+                md.mode(),
+                md.uid(),
+                md.gid(),
+                md.ino(),
+                md.mtime(),
+                md.mtime_nsec()
+            ),
+        );
+        if md.is_dir() {
+            for e in std::fs::read_dir(p).unwrap() {
+                walk(base, &e.unwrap().path(), out);
+            }
+        }
+    }
+    for d in ["etc", "var"] {
+        walk(t, &t.join(d), &mut out);
+    }
+    out
+}
+
+fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {report}"))
+}
+
+#[test]
+fn fresh_then_nothing_to_do() {
+    let tmp = TempDir::new("prov-fresh");
+    let t = tmp.path().join("root");
+    base(&t);
+    let (out, report) = provision(&t, "", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mid = std::fs::read_to_string(t.join("etc/machine-id")).unwrap();
+    assert_eq!(mid.len(), 33);
+    assert!(mid.trim().bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(
+        std::fs::metadata(t.join("etc/machine-id"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o444
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.join("etc/hostname")).unwrap(),
+        "vendor-host\n"
+    );
+    assert_eq!(
+        std::fs::read_link(t.join("etc/localtime")).unwrap(),
+        Path::new("../usr/share/zoneinfo/Europe/Berlin")
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.join("etc/locale.conf")).unwrap(),
+        "LANG=C.UTF-8\n"
+    );
+    assert!(t.join("etc/.pristine-stamp").exists() && t.join("var/.pristine-stamp").exists());
+    assert_eq!(report["etc"], "fresh");
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(step(&report, "machine-id")["ran"], true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pristine: /etc provisioned"), "{stderr}");
+
+    // Second run: nothing to do, nothing written (inodes, mtimes and contents unchanged).
+    let before = snapshot(&t);
+    let (out, report) = provision(&t, "", &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        before,
+        snapshot(&t),
+        "a run with nothing to do wrote something"
+    );
+    assert_eq!(report["etc"], "up-to-date");
+    assert!(
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["name"] != "detect")
+            .all(|s| s["ran"] == false),
+        "{report}"
+    );
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let tmp = TempDir::new("prov-dry");
+    let t = tmp.path().join("root");
+    base(&t);
+    std::fs::create_dir_all(t.join("etc")).unwrap();
+    let before = snapshot(&t);
+    let (out, _) = provision(&t, "", &["--dry-run"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("machine-id") && stdout.contains("/etc/hostname"),
+        "{stdout}"
+    );
+    assert_eq!(before, snapshot(&t));
+}
+
+#[test]
+fn machine_id_sources_and_policies() {
+    // Kernel command line wins over an existing id.
+    let tmp = TempDir::new("prov-mid");
+    let t = tmp.path().join("root");
+    base(&t);
+    write(&t, "etc/machine-id", "fedcba9876543210fedcba9876543210\n");
+    let (out, _) = provision(&t, &format!("systemd.machine_id={MID}"), &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read_to_string(t.join("etc/machine-id")).unwrap(),
+        format!("{MID}\n")
+    );
+
+    // The D-Bus machine id is reused; a symlinked one is not.
+    let t2 = tmp.path().join("root2");
+    base(&t2);
+    write(&t2, "var/lib/dbus/machine-id", &format!("{MID}\n"));
+    assert!(provision(&t2, "", &[]).0.status.success());
+    assert_eq!(
+        std::fs::read_to_string(t2.join("etc/machine-id")).unwrap(),
+        format!("{MID}\n")
+    );
+
+    // A credential.
+    let t3 = tmp.path().join("root3");
+    base(&t3);
+    let creds = tmp.path().join("creds");
+    write(
+        &creds,
+        "system.machine_id",
+        "abcdefabcdefabcdefabcdefabcdefab\n",
+    );
+    write(&creds, "system.hostname", "cred-host\n");
+    let (out, _) = provision(&t3, "", &[&format!("--credentials={}", creds.display())]);
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read_to_string(t3.join("etc/machine-id")).unwrap(),
+        "abcdefabcdefabcdefabcdefabcdefab\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t3.join("etc/hostname")).unwrap(),
+        "cred-host\n",
+        "credential wins over config"
+    );
+
+    // Policy uninitialized.
+    let t4 = tmp.path().join("root4");
+    base(&t4);
+    write(
+        &t4,
+        "etc/pristine/local.toml",
+        "machine-id = \"uninitialized\"\n",
+    );
+    assert!(provision(&t4, "systemd.hostname=kernel-host", &[])
+        .0
+        .status
+        .success());
+    assert_eq!(
+        std::fs::read_to_string(t4.join("etc/machine-id")).unwrap(),
+        "uninitialized\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t4.join("etc/hostname")).unwrap(),
+        "kernel-host\n",
+        "kernel wins over all"
+    );
+}
+
+#[test]
+fn bad_config_is_reported_and_the_boot_goes_on() {
+    let tmp = TempDir::new("prov-bad");
+    let t = tmp.path().join("root");
+    base(&t);
+    write(
+        &t,
+        "etc/pristine/broken.toml",
+        "[firstboot]\nhostname = \"-not valid-\"\nnonsense = 3\n",
+    );
+    let (out, report) = provision(&t, "systemd.volatile=bogus", &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(65),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/etc/pristine/broken.toml:3:"), "{stderr}");
+    assert!(t.join("etc/machine-id").exists(), "provisioning went on");
+    // The invalid hostname (which overrode the vendor's) is refused; nothing is written for it.
+    assert!(!t.join("etc/hostname").exists());
+    assert_eq!(report["exit_code"], 65);
+}
+
+#[test]
+fn reset_then_provision_keeps_the_keep_list() {
+    let tmp = TempDir::new("prov-reset");
+    let t = tmp.path().join("root");
+    base(&t);
+    write(
+        &t,
+        "usr/lib/pristine/10-reset.toml",
+        "[reset]\nkeep = [\"/var/lib/keepme\"]\n",
+    );
+    assert!(provision(&t, "", &[]).0.status.success());
+    let first_id = std::fs::read_to_string(t.join("etc/machine-id")).unwrap();
+    write(&t, "etc/admin-file", "local change\n");
+    write(&t, "var/lib/keepme/data", "precious\n");
+    write(&t, "var/cache/junk", "junk\n");
+    write(&t, "var/lib/pristine/factory-reset", "");
+    let (out, report) = provision(&t, "", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["reset"], true);
+    assert_eq!(report["etc"], "fresh");
+    assert!(!t.join("etc/admin-file").exists() && !t.join("var/cache/junk").exists());
+    assert_eq!(
+        std::fs::read_to_string(t.join("var/lib/keepme/data")).unwrap(),
+        "precious\n"
+    );
+    assert!(
+        !t.join("var/lib/pristine/factory-reset").exists(),
+        "trigger cleared"
+    );
+    let new_id = std::fs::read_to_string(t.join("etc/machine-id")).unwrap();
+    assert_ne!(first_id, new_id, "machine id regenerated after a reset");
+    assert_eq!(
+        std::fs::read_to_string(t.join("etc/hostname")).unwrap(),
+        "vendor-host\n",
+        "re-provisioned"
+    );
+}
+
+#[test]
+fn usr_update_is_detected_also_when_mtime_goes_backwards() {
+    let tmp = TempDir::new("prov-upd");
+    let t = tmp.path().join("root");
+    base(&t);
+    assert!(provision(&t, "", &[]).0.status.success());
+    assert_eq!(provision(&t, "", &[]).1["etc"], "up-to-date");
+    // A downgrade: new os-release, /usr mtime set into the past.
+    write(&t, "usr/lib/os-release", "ID=test\nVERSION_ID=0.9\n");
+    let ts = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 0,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 0,
+        },
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        &t.join("usr"),
+        &ts,
+        rustix::fs::AtFlags::empty(),
+    )
+    .unwrap();
+    let (out, report) = provision(&t, "", &[]);
+    assert!(out.status.success());
+    assert_eq!(report["etc"], "updated");
+    assert_eq!(provision(&t, "", &[]).1["etc"], "up-to-date");
+}
+
+#[test]
+fn stateless_mode_mounts_tmpfs_once() {
+    let tmp = TempDir::new("prov-stateless");
+    let t = tmp.path().join("root");
+    base(&t);
+    write(&t, "etc/on-disk", "hidden by the tmpfs\n");
+    let (out, report) = provision(&t, "systemd.volatile=yes", &[]);
+    let mounted = |p: &Path| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
+    };
+    let etc_mounted = mounted(&t.join("etc"));
+    let var_mounted = mounted(&t.join("var"));
+    let hidden = !t.join("etc/on-disk").exists();
+    let provisioned = t.join("etc/machine-id").exists();
+    // A second run sees the tmpfs mounts and does not mount again.
+    let (_, report2) = provision(&t, "systemd.volatile=yes", &[]);
+    for d in ["etc", "etc", "var", "var"] {
+        let _ = Command::new("umount").arg(t.join(d)).output();
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(etc_mounted && var_mounted, "tmpfs not mounted");
+    assert!(hidden && provisioned);
+    assert_eq!(step(&report, "mounts")["ran"], true);
+    assert_eq!(step(&report2, "mounts")["ran"], false);
+    assert!(
+        t.join("etc/on-disk").exists(),
+        "the disk's /etc is untouched under the tmpfs"
+    );
+}
