@@ -325,7 +325,7 @@ fn usr_update_is_detected_also_when_mtime_goes_backwards() {
     };
     rustix::fs::utimensat(
         rustix::fs::CWD,
-        &t.join("usr"),
+        t.join("usr"),
         &ts,
         rustix::fs::AtFlags::empty(),
     )
