@@ -372,3 +372,75 @@ fn stateless_mode_mounts_tmpfs_once() {
         "the disk's /etc is untouched under the tmpfs"
     );
 }
+
+fn provision_initrd(t: &Path, cmdline: &str, efivars: &Path, runtime: &Path) -> Output {
+    pristine()
+        .arg(format!("--root={}", t.display()))
+        .arg(format!("--cmdline={cmdline}"))
+        .arg(format!("--efivars={}", efivars.display()))
+        .args([
+            "provision",
+            "--report",
+            t.parent().unwrap().join("r.json").to_str().unwrap(),
+        ])
+        .env("SYSTEMD_LOG_TARGET", "console")
+        .env("SYSTEMD_IN_INITRD", "1")
+        .env("PRISTINE_RUNTIME_DIR", runtime)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn reset_triggers_are_cleared_or_remembered() {
+    const GUID: &str = "8cf2644b-4b0b-428f-9387-6d876050dc67";
+    let tmp = TempDir::new("prov-trig");
+    let t = tmp.path().join("root");
+    let efi = tmp.path().join("efivars");
+    let runtime = tmp.path().join("run");
+    std::fs::create_dir_all(&efi).unwrap();
+    base(&t);
+    assert!(provision(&t, "", &[]).0.status.success());
+
+    // EFI variable (systemd ≤ 257): reset, then the variable is gone.
+    write(&t, "etc/local", "x\n");
+    let mut data = vec![7u8, 0, 0, 0];
+    data.extend("1".encode_utf16().flat_map(|u| u.to_le_bytes()));
+    std::fs::write(efi.join(format!("FactoryReset-{GUID}")), &data).unwrap();
+    let out = provision_initrd(&t, "", &efi, &runtime);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !t.join("etc/local").exists(),
+        "EFI-requested reset did not run"
+    );
+    assert!(
+        !efi.join(format!("FactoryReset-{GUID}")).exists(),
+        "EFI variable not cleared"
+    );
+
+    // Kernel command line (a new boot: a fresh runtime dir): reset once per boot, as the option
+    // cannot be cleared.
+    let runtime = tmp.path().join("run-boot2");
+    write(&t, "etc/local", "x\n");
+    assert!(
+        provision_initrd(&t, "systemd.factory_reset=1", &efi, &runtime)
+            .status
+            .success()
+    );
+    assert!(
+        !t.join("etc/local").exists(),
+        "kernel-requested reset did not run"
+    );
+    assert!(runtime.join("factory-reset-complete").exists());
+    write(&t, "etc/local", "made after the reset in the same boot\n");
+    assert!(
+        provision_initrd(&t, "systemd.factory_reset=1", &efi, &runtime)
+            .status
+            .success()
+    );
+    assert!(t.join("etc/local").exists(), "reset ran twice in one boot");
+}

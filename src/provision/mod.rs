@@ -145,7 +145,7 @@ pub struct Options {
 /// `--report=` names a file.
 pub fn default_report_path(common: &Common) -> Option<PathBuf> {
     let boot = crate::logging::in_initrd() || common.root_path() == Path::new("/");
-    boot.then(|| PathBuf::from("/run/pristine/report.json"))
+    boot.then(|| runtime_dir().join("report.json"))
 }
 
 /// Entry point of `pristine provision`.
@@ -359,9 +359,16 @@ fn finish(run: Run<'_>, t0: Instant, etc: Reason, var: Reason, reset: bool) -> R
     }
 }
 
-/// Marker in the host's /run: a reset already happened in this boot (a kernel command line
-/// trigger cannot be cleared, and must not reset twice).
-const RESET_DONE_MARKER: &str = "/run/pristine/factory-reset-complete";
+/// The host's runtime directory for pristine: `/run/pristine` (`$PRISTINE_RUNTIME_DIR` for tests).
+pub fn runtime_dir() -> PathBuf {
+    std::env::var_os("PRISTINE_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/pristine"))
+}
+
+/// Marker in the host's runtime directory: a reset already happened in this boot (a kernel
+/// command line trigger cannot be cleared, and must not reset twice).
+const RESET_DONE_MARKER: &str = "factory-reset-complete";
 
 fn step_reset(
     run: &mut Run<'_>,
@@ -371,7 +378,8 @@ fn step_reset(
 ) -> bool {
     let resumed = crate::reset::pending(run.root);
     let only_kernel = state.factory_reset.sources.iter().all(|s| s == "kernel");
-    let done_this_boot = host.in_initrd && only_kernel && Path::new(RESET_DONE_MARKER).exists();
+    let done_this_boot =
+        host.in_initrd && only_kernel && runtime_dir().join(RESET_DONE_MARKER).exists();
     let requested = state.factory_reset.requested && !done_this_boot;
     if !requested && resumed.is_empty() {
         run.skip("reset", "no factory reset requested");
@@ -397,8 +405,9 @@ fn step_reset(
     run.step("reset", |out| {
         crate::reset::apply(root, &req, requested, out);
         if host.in_initrd {
-            let _ = std::fs::create_dir_all("/run/pristine")
-                .and_then(|()| std::fs::write(RESET_DONE_MARKER, ""));
+            let dir = runtime_dir();
+            let _ = std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(dir.join(RESET_DONE_MARKER), ""));
         }
         Ok((
             format!(
