@@ -62,6 +62,8 @@ Usage: pristine [OPTIONS] VERB [VERB OPTIONS]
 Verbs:
   status [--json]        Show the detected boot state of the root
   stamp                  Mark /etc and /var as up to date with /usr (like systemd-update-done)
+  sysusers [--replace=PATH] [--inline] [--dry-run] [--cat-config] [CONFIG…|-]
+                         Create system users and groups from sysusers.d (like systemd-sysusers)
 
 Options (for every verb):
   --root=DIR             Operate on DIR (default: / , or /sysroot inside an initrd)
@@ -164,6 +166,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
     match verb.as_str() {
         "status" => crate::detect::cli::status(&common, rest),
         "stamp" => crate::detect::cli::stamp(&common, rest),
+        "sysusers" => crate::sysusers::cli::main(&common, rest),
         "help" => {
             print!("{USAGE}");
             EXIT_OK

@@ -15,6 +15,7 @@ pub mod detect;
 pub mod fs;
 pub mod logging;
 pub mod report;
+pub mod sysusers;
 pub mod text;
 pub mod userdb;
 pub mod util;
