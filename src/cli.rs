@@ -66,6 +66,8 @@ Verbs:
   stamp                  Mark /etc and /var as up to date with /usr (like systemd-update-done)
   reset request|cancel|status|run [--dry-run] [--force] [--json]
                          Request, cancel, inspect or carry out a factory reset
+  sysusers [--replace=PATH] [--inline] [--dry-run] [--cat-config] [CONFIG…|-]
+                         Create system users and groups from sysusers.d (like systemd-sysusers)
 
 Options (for every verb):
   --root=DIR             Operate on DIR (default: / , or /sysroot inside an initrd)
@@ -170,6 +172,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
         "stamp" => crate::detect::cli::stamp(&common, rest),
         "reset" => crate::reset::cli::main(&common, rest),
         "provision" => crate::provision::main(&common, rest),
+        "sysusers" => crate::sysusers::cli::main(&common, rest),
         "help" => {
             print!("{USAGE}");
             EXIT_OK

@@ -19,6 +19,7 @@ pub mod logging;
 pub mod provision;
 pub mod report;
 pub mod reset;
+pub mod sysusers;
 pub mod text;
 pub mod userdb;
 pub mod util;

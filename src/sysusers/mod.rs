@@ -1,0 +1,563 @@
+//! `pristine sysusers`: creates system users and groups from `sysusers.d` files, producing the
+//! same `/etc/passwd`, `/etc/group`, `/etc/shadow` and `/etc/gshadow` bytes as
+//! systemd-sysusers 257.
+//!
+//! It owns the whole run: reading configuration (config dirs with `--replace=`, files, stdin,
+//! `--inline` lines, the `sysusers.extra` credential), the allocation of IDs ([`engine`]), the
+//! glibc-compatible reading and writing of the account files ([`db`]) and the write itself
+//! (lock, temporary files, `-` backups, renames). It never modifies an existing account
+//! (only `m` lines add members to existing groups), never consults the host's NSS for a
+//! `--root` target, never aborts on a bad line (the line is reported and skipped, exit 65),
+//! and touches the target only through [`crate::fs::Root`].
+
+pub mod cli;
+pub mod crypt;
+pub mod db;
+pub mod engine;
+pub mod parse;
+
+use std::io::{self, Write as _};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags, Timestamps};
+
+use crate::config::confdirs;
+use crate::fs::Root;
+use crate::report::{Diagnostic, Outcome, Severity};
+use crate::text::specifier::SystemValues;
+use engine::{Added, Config, Extras, Snapshot};
+
+/// Options of one run.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub replace: Option<PathBuf>,
+    pub inline: bool,
+    pub dry_run: bool,
+    pub cat_config: bool,
+    pub args: Vec<String>,
+    /// Whether a root other than `/` was named (`--root`).
+    pub has_root: bool,
+}
+
+/// Reads configuration into `cfg`, reporting bad lines.
+struct Reader<'a> {
+    root: &'a Root,
+    sv: SystemValues,
+    cfg: Config,
+    out: Outcome,
+}
+
+impl Reader<'_> {
+    fn parse_text(&mut self, file: &str, text: &str) {
+        for (n, l) in parse::config_lines(text) {
+            self.parse_one(file, n, l);
+        }
+    }
+
+    fn parse_one(&mut self, file: &str, n: usize, l: &str) {
+        match parse::parse_line(&self.sv, l, file, n) {
+            Ok(line) => {
+                let root = self.root;
+                let same = |a: &str, b: &str| same_file(root, a, b);
+                if let Added::Conflict(msg) = self.cfg.add(line, &same) {
+                    log::warn!("{file}:{n}: {msg}");
+                }
+            }
+            Err(msg) => self
+                .out
+                .push(Diagnostic::bad_config(Path::new(file), n, msg)),
+        }
+    }
+
+    /// systemd's `read_config_file` for a command-line argument.
+    fn read_arg(&mut self, arg: &str) {
+        if arg == "-" {
+            let mut buf = Vec::new();
+            if let Err(e) = io::Read::read_to_end(&mut io::stdin(), &mut buf) {
+                self.out.push(Diagnostic::failed(
+                    None,
+                    format!("Failed to read '<stdin>': {e}"),
+                ));
+                return;
+            }
+            self.parse_text("<stdin>", &String::from_utf8_lossy(&buf));
+        } else if arg.contains('/') {
+            let p = std::path::absolute(arg).unwrap_or_else(|_| PathBuf::from(arg));
+            let name = p.display().to_string();
+            match std::fs::read(&p) {
+                Ok(b) => self.parse_text(&name, &String::from_utf8_lossy(&b)),
+                Err(e) => self.out.push(Diagnostic::failed(
+                    None,
+                    format!("Failed to read '{name}': {}", errno_text(&e)),
+                )),
+            }
+        } else {
+            for dir in confdirs::search_dirs("sysusers.d") {
+                let p = dir.join(arg);
+                match self.root.read(&p) {
+                    Ok(b) => {
+                        let name = self.root.display_path(&p).display().to_string();
+                        self.parse_text(&name, &String::from_utf8_lossy(&b));
+                        return;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        self.out.push(Diagnostic::failed(
+                            None,
+                            format!("Failed to read '{arg}': {}", errno_text(&e)),
+                        ));
+                        return;
+                    }
+                }
+            }
+            self.out.push(Diagnostic::failed(
+                None,
+                format!("Failed to read '{arg}': No such file or directory"),
+            ));
+        }
+    }
+
+    fn parse_arguments(&mut self, opts: &Options) {
+        for (pos, a) in opts.args.iter().enumerate() {
+            if opts.inline {
+                self.parse_one("(argument)", pos + 1, a.trim());
+            } else {
+                self.read_arg(a);
+            }
+        }
+    }
+
+    fn read_config_files(&mut self, opts: &Options) {
+        let dirs = confdirs::search_dirs("sysusers.d");
+        let mut files = confdirs::list(self.root, "sysusers.d", ".conf");
+        if let Some(r) = &opts.replace {
+            confdirs::insert_replacement(&mut files, &dirs, r);
+        }
+        for f in files {
+            if opts.replace.as_deref() == Some(f.path.as_path()) {
+                self.parse_arguments(opts);
+                continue;
+            }
+            if f.masked {
+                continue;
+            }
+            let name = self.root.display_path(&f.path).display().to_string();
+            match self.root.read(&f.path) {
+                Ok(b) => self.parse_text(&name, &String::from_utf8_lossy(&b)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => self.out.push(Diagnostic::failed(
+                    None,
+                    format!("Failed to read '{name}': {}", errno_text(&e)),
+                )),
+            }
+        }
+    }
+}
+
+/// The `strerror` text of an I/O error, without Rust's "(os error N)" suffix.
+pub fn errno_text(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(p) => s[..p].to_string(),
+        None => s,
+    }
+}
+
+/// Whether two shell paths name the same file in the root (both must exist).
+fn same_file(root: &Root, a: &str, b: &str) -> bool {
+    match (root.stat(Path::new(a), true), root.stat(Path::new(b), true)) {
+        (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
+        _ => false,
+    }
+}
+
+/// The credentials directory, as systemd validates it.
+fn credentials_dir() -> Option<PathBuf> {
+    let d = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+    let p = PathBuf::from(d);
+    let s = p.to_str()?;
+    (s.starts_with('/') && !s.contains("//") && !s.split('/').any(|c| c == "." || c == ".."))
+        .then_some(p)
+}
+
+fn read_credential(name: &str) -> Option<Vec<u8>> {
+    if name.contains('/') || name.len() > 255 {
+        return None;
+    }
+    std::fs::read(credentials_dir()?.join(name)).ok()
+}
+
+/// `SOURCE_DATE_EPOCH` (else now) in days, as the shadow "last changed" field.
+fn lstchg() -> i64 {
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim_start().parse::<u64>().ok())
+        .map(|e| {
+            if e > u64::MAX / 1_000_000 {
+                u64::MAX / 1_000_000
+            } else {
+                e
+            }
+        })
+        .unwrap_or_else(|| crate::util::now().0.max(0) as u64);
+    (secs / 86400) as i64
+}
+
+/// Reads an in-root file, `None` when missing.
+fn read_opt(root: &Root, p: &str) -> io::Result<Option<Vec<u8>>> {
+    match root.read(Path::new(p)) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes `/etc/.pwd.lock` as systemd does (creating `/etc` if needed).
+fn take_lock(root: &Root) -> io::Result<OwnedFd> {
+    root.mkdir_all(Path::new("/etc"), 0o755)?;
+    let (dir, name) = root.parent(Path::new("/etc/.pwd.lock"))?;
+    crate::fs::mutating("lock", Path::new("/etc/.pwd.lock"))?;
+    let fd = rustix::fs::openat(
+        &dir,
+        name.as_os_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NOFOLLOW,
+        Mode::from_raw_mode(0o600),
+    )?;
+    rustix::fs::fcntl_lock(&fd, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(fd)
+}
+
+/// Runs sysusers on `root`. Returns the outcome (the exit code derives from it).
+pub fn run(root: &Root, opts: &Options) -> Outcome {
+    let mut rd = Reader {
+        root,
+        sv: SystemValues::observe(root, opts.has_root),
+        cfg: Config::default(),
+        out: Outcome::default(),
+    };
+    if opts.cat_config {
+        let dirs = confdirs::search_dirs("sysusers.d");
+        let _ = dirs;
+        let files = confdirs::list(root, "sysusers.d", ".conf");
+        print!("{}", confdirs::cat_config(root, &files));
+        return rd.out;
+    }
+    if opts.replace.is_some() || opts.args.is_empty() {
+        rd.read_config_files(opts);
+    } else {
+        rd.parse_arguments(opts);
+    }
+    if let Some(d) = credentials_dir() {
+        let p = d.join("sysusers.extra");
+        if let Ok(b) = std::fs::read(&p) {
+            rd.parse_text(&p.display().to_string(), &String::from_utf8_lossy(&b));
+        }
+    }
+    let Reader {
+        mut cfg, mut out, ..
+    } = rd;
+    cfg.add_implicit();
+
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        match take_lock(root) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                out.push(Diagnostic::failed(
+                    None,
+                    format!("Failed to take /etc/passwd lock: {}", errno_text(&e)),
+                ));
+                return out;
+            }
+        }
+    };
+    let files = ["/etc/group", "/etc/gshadow", "/etc/passwd", "/etc/shadow"];
+    let mut contents: [Option<Vec<u8>>; 4] = Default::default();
+    for (k, f) in files.iter().enumerate() {
+        match read_opt(root, f) {
+            Ok(c) => contents[k] = c,
+            Err(e) => {
+                out.push(Diagnostic::failed(
+                    None,
+                    format!("Failed to load user database: {}", errno_text(&e)),
+                ));
+                return out;
+            }
+        }
+    }
+    let owner = |p: &str| {
+        root.stat(Path::new(p), true)
+            .ok()
+            .map(|st| (st.st_uid, st.st_gid))
+    };
+    let snap = Snapshot {
+        group: contents[0].as_deref(),
+        gshadow: contents[1].as_deref(),
+        passwd: contents[2].as_deref(),
+        shadow: contents[3].as_deref(),
+        owner: &owner,
+    };
+    let root_shell = if root.stat(Path::new("/bin/bash"), true).is_ok() {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    };
+    let shell_cred = |name: &str| {
+        read_credential(&format!("passwd.shell.{name}"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    let password = |name: &str| -> Result<Option<String>, String> {
+        if let Some(h) = read_credential(&format!("passwd.hashed-password.{name}")) {
+            return Ok(Some(String::from_utf8_lossy(&h).into_owned()));
+        }
+        match read_credential(&format!("passwd.plaintext-password.{name}")) {
+            Some(p) => crypt::hash_password(&p)
+                .map(Some)
+                .map_err(|e| format!("Failed to hash password: {}", errno_text(&e))),
+            None => Ok(None),
+        }
+    };
+    let paths = files.map(|f| root.display_path(Path::new(f)).display().to_string());
+    let ex = Extras {
+        shell_cred: &shell_cred,
+        password: &password,
+        root_shell,
+        lstchg: lstchg(),
+        paths,
+    };
+    let plan = engine::plan(&mut cfg, &snap, &ex);
+    for l in &plan.log {
+        match l {
+            Ok(m) => log::info!("{m}"),
+            Err(m) => out.push(Diagnostic {
+                severity: Severity::BadConfig,
+                file: None,
+                line: 0,
+                message: m.clone(),
+            }),
+        }
+    }
+    if opts.dry_run {
+        let groupish = !plan.created_groups.is_empty() || !cfg.members.is_empty();
+        let userish = !plan.created_users.is_empty();
+        for (f, show) in files.iter().zip([groupish, groupish, userish, userish]) {
+            if show {
+                log::info!("Would write {f}…");
+            }
+        }
+        return out;
+    }
+    if let Some(e) = plan.write_error {
+        out.push(Diagnostic::failed(None, e));
+        return out;
+    }
+    let new = [plan.group, plan.gshadow, plan.passwd, plan.shadow];
+    if let Err(e) = apply(root, &files, &contents, &new) {
+        out.push(Diagnostic::failed(None, e));
+    }
+    out
+}
+
+/// A temporary file written next to its target.
+struct Temp {
+    dir: OwnedFd,
+    name: std::ffi::OsString,
+    target: std::ffi::OsString,
+    path: &'static str,
+}
+
+impl Temp {
+    fn discard(&self) {
+        let _ = rustix::fs::unlinkat(&self.dir, self.name.as_os_str(), AtFlags::empty());
+    }
+}
+
+fn write_temp(
+    root: &Root,
+    path: &'static str,
+    target_name: Option<&str>,
+    data: &[u8],
+    rights: Option<(u32, u32, u32)>,
+    times: Option<(rustix::fs::Timespec, rustix::fs::Timespec)>,
+    default_mode: u32,
+) -> io::Result<Temp> {
+    let (dir, name) = root.parent(Path::new(path))?;
+    let target = match target_name {
+        Some(t) => std::ffi::OsString::from(t),
+        None => name.clone(),
+    };
+    let tmp = crate::fs::temp_name(&name)?;
+    crate::fs::mutating("write", Path::new(path))?;
+    let fd = rustix::fs::openat(
+        &dir,
+        tmp.as_os_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    let t = Temp {
+        dir,
+        name: tmp,
+        target,
+        path,
+    };
+    let r = (|| -> io::Result<()> {
+        match rights {
+            Some((mode, uid, gid)) => {
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))?;
+                rustix::fs::fchown(
+                    &fd,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                )?;
+            }
+            None => rustix::fs::fchmod(&fd, Mode::from_raw_mode(default_mode))?,
+        }
+        let mut f = std::fs::File::from(fd.try_clone()?);
+        f.write_all(data)?;
+        if let Some((a, m)) = times {
+            rustix::fs::futimens(
+                &fd,
+                &Timestamps {
+                    last_access: a,
+                    last_modification: m,
+                },
+            )?;
+        }
+        f.sync_all()?;
+        Ok(())
+    })();
+    match r {
+        Ok(()) => Ok(t),
+        Err(e) => {
+            t.discard();
+            Err(e)
+        }
+    }
+}
+
+/// Writes the new files as systemd does: all temporaries first (group, gshadow, passwd,
+/// shadow), then a `-` backup of each file being replaced, then the renames.
+fn apply(
+    root: &Root,
+    files: &[&'static str; 4],
+    old: &[Option<Vec<u8>>; 4],
+    new: &[Option<Vec<u8>>; 4],
+) -> Result<(), String> {
+    let mut temps: Vec<Temp> = Vec::new();
+    let fail = |temps: &[Temp], msg: String| {
+        for t in temps {
+            t.discard();
+        }
+        Err(msg)
+    };
+    let mut stats = Vec::new();
+    for k in 0..4 {
+        let Some(data) = &new[k] else {
+            stats.push(None);
+            continue;
+        };
+        let st = if old[k].is_some() {
+            match root.stat(Path::new(files[k]), true) {
+                Ok(st) => Some(st),
+                Err(e) => {
+                    return fail(
+                        &temps,
+                        format!(
+                            "Failed to copy permissions from {}: {}",
+                            root.display_path(Path::new(files[k])).display(),
+                            errno_text(&e)
+                        ),
+                    )
+                }
+            }
+        } else {
+            None
+        };
+        let default_mode = if k % 2 == 0 { 0o644 } else { 0o000 };
+        let rights = st.as_ref().map(|s| (s.st_mode, s.st_uid, s.st_gid));
+        match write_temp(root, files[k], None, data, rights, None, default_mode) {
+            Ok(t) => temps.push(t),
+            Err(e) => {
+                return fail(
+                    &temps,
+                    format!(
+                        "Failed to open temporary copy of {}: {}",
+                        root.display_path(Path::new(files[k])).display(),
+                        errno_text(&e)
+                    ),
+                )
+            }
+        }
+        stats.push(st);
+    }
+    // Backups.
+    let mut backups: Vec<Temp> = Vec::new();
+    for k in 0..4 {
+        let (Some(_), Some(orig), Some(st)) = (&new[k], &old[k], &stats[k]) else {
+            continue;
+        };
+        let backup_name = format!("{}-", &files[k][5..]);
+        let times = (
+            rustix::fs::Timespec {
+                tv_sec: st.st_atime,
+                tv_nsec: st.st_atime_nsec as _,
+            },
+            rustix::fs::Timespec {
+                tv_sec: st.st_mtime,
+                tv_nsec: st.st_mtime_nsec as _,
+            },
+        );
+        let r = write_temp(
+            root,
+            files[k],
+            Some(&backup_name),
+            orig,
+            Some((st.st_mode, st.st_uid, st.st_gid)),
+            Some(times),
+            0o600,
+        )
+        .and_then(|t| {
+            crate::fs::mutating("rename", Path::new(files[k]))?;
+            match rustix::fs::renameat(&t.dir, t.name.as_os_str(), &t.dir, t.target.as_os_str()) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    backups.push(t);
+                    Err(e.into())
+                }
+            }
+        });
+        if let Err(e) = r {
+            for b in &backups {
+                b.discard();
+            }
+            return fail(
+                &temps,
+                format!(
+                    "Failed to backup {}: {}",
+                    root.display_path(Path::new(files[k])).display(),
+                    errno_text(&e)
+                ),
+            );
+        }
+    }
+    // Renames.
+    for (n, t) in temps.iter().enumerate() {
+        let r = crate::fs::mutating("rename", Path::new(t.path)).and_then(|()| {
+            rustix::fs::renameat(&t.dir, t.name.as_os_str(), &t.dir, t.target.as_os_str())
+                .map_err(io::Error::from)
+        });
+        if let Err(e) = r {
+            let msg = format!(
+                "Failed to rename {} to {}: {}",
+                Path::new(&t.name).display(),
+                root.display_path(Path::new(t.path)).display(),
+                errno_text(&e)
+            );
+            return fail(&temps[n..], msg);
+        }
+        let _ = rustix::fs::fsync(&t.dir);
+    }
+    Ok(())
+}
