@@ -68,6 +68,7 @@ Verbs:
                          Request, cancel, inspect or carry out a factory reset
   sysusers [--replace=PATH] [--inline] [--dry-run] [--cat-config] [CONFIG…|-]
                          Create system users and groups from sysusers.d (like systemd-sysusers)
+  tmpfiles [OPTIONS] [CONFIG…]  Create, clean and remove files per tmpfiles.d (like systemd-tmpfiles)
 
 Options (for every verb):
   --root=DIR             Operate on DIR (default: / , or /sysroot inside an initrd)
@@ -173,6 +174,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
         "reset" => crate::reset::cli::main(&common, rest),
         "provision" => crate::provision::main(&common, rest),
         "sysusers" => crate::sysusers::cli::main(&common, rest),
+        "tmpfiles" => crate::tmpfiles::cli::main(&common, rest),
         "help" => {
             print!("{USAGE}");
             EXIT_OK

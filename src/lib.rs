@@ -21,5 +21,6 @@ pub mod report;
 pub mod reset;
 pub mod sysusers;
 pub mod text;
+pub mod tmpfiles;
 pub mod userdb;
 pub mod util;

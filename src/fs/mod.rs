@@ -12,7 +12,9 @@
 //! symlinks and never crosses a mount point.
 
 mod chase;
+pub mod copy;
 mod fault;
+pub mod safe;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read as _, Write as _};
@@ -23,6 +25,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timestamps};
 
 pub use fault::{count as mutation_count, mutating};
+pub use safe::unsafe_transition;
 
 /// How paths are resolved inside the root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,182 @@
+//! The "chase-safe" walk: path resolution inside the root, one component at a time, that also
+//! refuses systemd's *unsafe ownership transitions* (`CHASE_SAFE`): stepping from a directory
+//! owned by an unprivileged user into (or through a symlink to) an object owned by someone
+//! else. Such a step is how an unprivileged user could redirect a privileged tool onto files
+//! it must not touch; it fails with `ENOLINK`, as in systemd.
+//!
+//! Also here: helpers working on `O_PATH` descriptors (chmod through `/proc/self/fd`, chown with
+//! `AT_EMPTY_PATH`), used by every verb that adjusts existing inodes.
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Component, Path};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+
+use super::{mutating, Root};
+
+const MAX_SYMLINKS: usize = 32;
+
+/// systemd's `unsafe_transition`: leaving a directory owned by a non-root user for an object
+/// owned by a different user.
+pub fn unsafe_transition(from: &Stat, to: &Stat) -> bool {
+    from.st_uid != 0 && from.st_uid != to.st_uid
+}
+
+fn enolink() -> io::Error {
+    io::Error::from_raw_os_error(rustix::io::Errno::NOLINK.raw_os_error())
+}
+
+/// The error number of an I/O error (0 if none).
+pub fn errno_of(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+/// Whether `e` is the unsafe-transition refusal.
+pub fn is_unsafe_transition(e: &io::Error) -> bool {
+    errno_of(e) == rustix::io::Errno::NOLINK.raw_os_error()
+}
+
+impl Root {
+    /// Resolves `p` inside the root like systemd's `chase(CHASE_SAFE)`: absolute symlinks restart
+    /// at the root, `..` stops at the root, and every step is checked with
+    /// [`unsafe_transition`] (fails with `ENOLINK`). With `nofollow`, a final symlink is returned
+    /// itself. Returns an `O_PATH` descriptor and its `stat`.
+    pub fn chase_safe(&self, p: &Path, nofollow: bool) -> io::Result<(OwnedFd, Stat)> {
+        let mut todo: VecDeque<OsString> = p
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some(OsString::from("..")),
+                _ => None,
+            })
+            .collect();
+        let root_fd = rustix::fs::openat(
+            self.fd(),
+            ".",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let root_st = rustix::fs::fstat(&root_fd)?;
+        let mut stack: Vec<(OwnedFd, Stat)> = vec![(root_fd, root_st)];
+        let mut hops = 0;
+        while let Some(c) = todo.pop_front() {
+            let last = todo.is_empty();
+            if c == ".." {
+                if stack.len() > 1 {
+                    let n = stack.len();
+                    if unsafe_transition(&stack[n - 1].1, &stack[n - 2].1) {
+                        return Err(enolink());
+                    }
+                    stack.pop();
+                }
+                continue;
+            }
+            let (cur, cur_st) = stack.last().ok_or_else(enolink)?;
+            let child = rustix::fs::openat(
+                cur,
+                c.as_os_str(),
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let st = rustix::fs::fstat(&child)?;
+            if unsafe_transition(cur_st, &st) {
+                return Err(enolink());
+            }
+            let ft = FileType::from_raw_mode(st.st_mode);
+            if ft == FileType::Symlink && !(nofollow && last) {
+                hops += 1;
+                if hops > MAX_SYMLINKS {
+                    return Err(rustix::io::Errno::LOOP.into());
+                }
+                let target = rustix::fs::readlinkat(cur, c.as_os_str(), Vec::new())?;
+                let target = Path::new(OsStr::from_bytes(target.as_bytes())).to_path_buf();
+                if target.as_os_str().is_empty() {
+                    return Err(rustix::io::Errno::INVAL.into());
+                }
+                if target.has_root() {
+                    if unsafe_transition(&st, &stack[0].1) {
+                        return Err(enolink());
+                    }
+                    stack.truncate(1);
+                }
+                let comps: Vec<OsString> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_os_string()),
+                        Component::ParentDir => Some(OsString::from("..")),
+                        _ => None,
+                    })
+                    .collect();
+                for comp in comps.into_iter().rev() {
+                    todo.push_front(comp);
+                }
+                continue;
+            }
+            if !last && ft != FileType::Directory {
+                return Err(rustix::io::Errno::NOTDIR.into());
+            }
+            stack.push((child, st));
+        }
+        stack.pop().ok_or_else(enolink)
+    }
+
+    /// The parent directory of `p`, resolved with [`Root::chase_safe`] (an `O_PATH` descriptor
+    /// usable with every `*at` call), and the last component of `p`.
+    pub fn parent_safe(&self, p: &Path) -> io::Result<(OwnedFd, OsString)> {
+        let rel = super::relative(p);
+        let name = match rel.components().next_back() {
+            Some(Component::Normal(n)) => n.to_os_string(),
+            _ => return Err(rustix::io::Errno::INVAL.into()),
+        };
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let (fd, st) = self.chase_safe(parent, false)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+            return Err(rustix::io::Errno::NOTDIR.into());
+        }
+        Ok((fd, name))
+    }
+}
+
+/// The `/proc/self/fd/N` path of a descriptor (for calls that have no `AT_EMPTY_PATH` form).
+pub fn proc_fd_path(fd: impl AsFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())
+}
+
+/// `chmod` of the inode behind an `O_PATH` descriptor (never a symlink: callers check).
+pub fn fchmod_opath(fd: impl AsFd, mode: u32, what: &Path) -> io::Result<()> {
+    mutating("chmod", what)?;
+    Ok(rustix::fs::chmod(
+        proc_fd_path(fd).as_str(),
+        Mode::from_raw_mode(mode),
+    )?)
+}
+
+/// `chown` of the inode behind a descriptor (symlinks themselves included).
+pub fn fchown_opath(
+    fd: impl AsFd,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    what: &Path,
+) -> io::Result<()> {
+    mutating("chown", what)?;
+    Ok(rustix::fs::chownat(
+        fd,
+        "",
+        uid.map(rustix::fs::Uid::from_raw),
+        gid.map(rustix::fs::Gid::from_raw),
+        AtFlags::EMPTY_PATH,
+    )?)
+}
+
+/// Reopens an `O_PATH` descriptor with real access `flags` (through `/proc/self/fd`).
+pub fn reopen(fd: impl AsFd, flags: OFlags) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        proc_fd_path(fd).as_str(),
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}

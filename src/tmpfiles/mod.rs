@@ -1,0 +1,377 @@
+//! The tmpfiles.d engine: creates, adjusts, empties and removes files, directories, links,
+//! copies and special nodes as systemd-tmpfiles 257 does, on a target root.
+//!
+//! It owns tmpfiles.d parsing ([`parse`]), the ordering of items (purge → remove + clean →
+//! create; non-glob before glob; parents before children for creation, children before parents
+//! for removal; per path the type order of systemd) and their execution ([`exec`]). Owners are
+//! resolved in the target root's passwd/group, copy sources and globs are resolved inside the
+//! root. It must never touch anything outside the root: every path is opened through
+//! [`crate::fs::Root`] with the chase-safe walk (unsafe ownership transitions refused), the last
+//! component is never followed where systemd does not follow it, and recursive operations
+//! never follow symlinks nor cross mount points.
+//!
+//! Library entry: [`run`] with [`Options`] and the configuration [`Source`]s; the `pristine
+//! tmpfiles` verb is in [`cli`].
+
+pub mod acl;
+pub mod cli;
+mod exec;
+pub mod glob;
+pub mod parse;
+
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+
+use crate::config::confdirs;
+use crate::fs::Root;
+use crate::report::{Diagnostic, Outcome};
+use crate::text::specifier::SystemValues;
+use crate::userdb::UserDb;
+
+pub use parse::Item;
+
+/// What to do, as the command-line switches of `systemd-tmpfiles`.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub create: bool,
+    pub remove: bool,
+    pub clean: bool,
+    pub purge: bool,
+    pub boot: bool,
+    pub dry_run: bool,
+    pub graceful: bool,
+    /// Only lines whose path starts with one of these (`--prefix`).
+    pub prefixes: Vec<PathBuf>,
+    /// Lines whose path starts with one of these are skipped (`--exclude-prefix`); the initrd
+    /// uses [`Options::leave_runtime_to_real_system`].
+    pub exclude_prefixes: Vec<PathBuf>,
+    /// `--replace=PATH`: the given sources take the place of this file.
+    pub replace: Option<PathBuf>,
+    /// Whether a root other than the running system is targeted (`%T`, `%V`).
+    pub has_root: bool,
+}
+
+impl Options {
+    /// Adds the API and runtime file systems to the excluded prefixes (`/run /tmp /dev /proc
+    /// /sys`): what an initrd leaves to the booted system.
+    pub fn leave_runtime_to_real_system(&mut self) {
+        for p in ["/run", "/tmp", "/dev", "/proc", "/sys"] {
+            self.exclude_prefixes.push(PathBuf::from(p));
+        }
+    }
+
+    fn include(&self, p: &Path) -> bool {
+        if self.exclude_prefixes.iter().any(|x| p.starts_with(x)) {
+            return false;
+        }
+        self.prefixes.is_empty() || self.prefixes.iter().any(|x| p.starts_with(x))
+    }
+}
+
+/// A configuration source given explicitly.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A file name searched in the root's tmpfiles.d directories.
+    Name(String),
+    /// Text read by the caller (a host file, standard input); `name` is used in messages.
+    Text { name: PathBuf, text: String },
+}
+
+/// All items of one path (systemd's `ItemArray`).
+#[derive(Debug)]
+pub(crate) struct Array {
+    pub path: PathBuf,
+    pub glob: bool,
+    pub items: Vec<Item>,
+    pub done: Vec<u8>,
+    pub parent: Option<usize>,
+    pub children: Vec<usize>,
+}
+
+/// The parsed configuration: arrays of non-glob paths first, then glob paths, each in order
+/// of first appearance.
+#[derive(Debug, Default)]
+pub struct Config {
+    pub(crate) arrays: Vec<Array>,
+    pub(crate) by_path: HashMap<(bool, PathBuf), usize>,
+}
+
+impl Config {
+    /// All items in processing order (for `--dry-run` listings and tests).
+    pub fn items(&self) -> impl Iterator<Item = &Item> {
+        let mut order: Vec<&Array> = self.arrays.iter().filter(|a| !a.glob).collect();
+        order.extend(self.arrays.iter().filter(|a| a.glob));
+        order.into_iter().flat_map(|a| a.items.iter())
+    }
+
+    fn add(&mut self, it: Item, notes: &mut Outcome) {
+        let glob = parse::needs_glob(it.kind);
+        let key = (glob, it.path.clone());
+        if let Some(&idx) = self.by_path.get(&key) {
+            let arr = &mut self.arrays[idx];
+            if arr.items.iter().any(|e| duplicated(e, &it)) {
+                notes.push(Diagnostic::notice(
+                    Some(&it.file),
+                    it.line,
+                    format!(
+                        "Duplicate line for path \"{}\", ignoring.",
+                        it.path.display()
+                    ),
+                ));
+                return;
+            }
+            arr.items.push(it);
+            arr.done.push(0);
+            arr.items.sort_by_key(item_order);
+        } else {
+            self.by_path.insert(key, self.arrays.len());
+            self.arrays.push(Array {
+                path: it.path.clone(),
+                glob,
+                items: vec![it],
+                done: vec![0],
+                parent: None,
+                children: Vec::new(),
+            });
+        }
+    }
+}
+
+fn type_code(c: char) -> u8 {
+    c as u8
+}
+
+fn item_order(i: &Item) -> (u8, u8) {
+    (u8::from(!parse::takes_ownership(i.kind)), type_code(i.kind))
+}
+
+fn binary_arg(i: &Item) -> &[u8] {
+    i.argument.as_deref().unwrap_or(&[])
+}
+
+fn compatible(a: &Item, b: &Item) -> bool {
+    if !(parse::takes_ownership(a.kind) && parse::takes_ownership(b.kind)) {
+        return true;
+    }
+    binary_arg(a) == binary_arg(b)
+        && a.uid == b.uid
+        && a.uid_only_create == b.uid_only_create
+        && a.gid == b.gid
+        && a.gid_only_create == b.gid_only_create
+        && a.mode_set == b.mode_set
+        && a.mode == b.mode
+        && a.mode_only_create == b.mode_only_create
+        && a.age == b.age
+        && a.age_by_file == b.age_by_file
+        && a.age_by_dir == b.age_by_dir
+        && a.mask_perms == b.mask_perms
+        && a.keep_first_level == b.keep_first_level
+        && a.major_minor == b.major_minor
+}
+
+fn duplicated(existing: &Item, new: &Item) -> bool {
+    if compatible(existing, new) {
+        return false;
+    }
+    !(existing.kind == 'w' && existing.append_or_force && new.kind == 'w' && new.append_or_force)
+}
+
+/// The home directory `%h` expands to: `$HOME` if absolute, else the running user's home.
+fn home_dir() -> String {
+    if let Ok(h) = std::env::var("HOME") {
+        if h.starts_with('/') {
+            return h;
+        }
+    }
+    if rustix::process::getuid().is_root() {
+        return "/root".into();
+    }
+    "/".into()
+}
+
+/// Reads and parses the configuration.
+pub fn load(
+    root: &Root,
+    opts: &Options,
+    sources: &[Source],
+    values: &SystemValues,
+    users: &UserDb,
+    outcome: &mut Outcome,
+) -> Config {
+    let include = |p: &Path| opts.include(p);
+    let exists = |p: &Path| root.exists(p);
+    let env = parse::ParseEnv {
+        values,
+        users,
+        boot: opts.boot,
+        graceful: opts.graceful,
+        home: home_dir(),
+        source_exists: &exists,
+        include: &include,
+    };
+    let mut cfg = Config::default();
+    let dirs = confdirs::search_dirs("tmpfiles.d");
+    let read_source = |cfg: &mut Config, src: &Source, outcome: &mut Outcome| {
+        let (name, text) = match src {
+            Source::Text { name, text } => (name.clone(), text.clone()),
+            Source::Name(n) => {
+                let found = dirs.iter().map(|d| d.join(n)).find(|p| root.exists(p));
+                match found.map(|p| (root.read(&p), p)) {
+                    Some((Ok(b), p)) => (
+                        root.display_path(&p),
+                        String::from_utf8_lossy(&b).into_owned(),
+                    ),
+                    Some((Err(e), p)) => {
+                        outcome.push(Diagnostic::failed(
+                            Some(&p),
+                            format!("Failed to open '{}': {e}", root.display_path(&p).display()),
+                        ));
+                        return;
+                    }
+                    None => {
+                        outcome.push(Diagnostic::failed(
+                            None,
+                            format!("Failed to open '{n}': No such file or directory"),
+                        ));
+                        return;
+                    }
+                }
+            }
+        };
+        parse_text(cfg, &env, &name, &text, outcome);
+    };
+    if opts.replace.is_some() || sources.is_empty() {
+        let mut files = confdirs::list(root, "tmpfiles.d", ".conf");
+        if let Some(r) = &opts.replace {
+            confdirs::insert_replacement(&mut files, &dirs, r);
+        }
+        for f in files {
+            if opts.replace.as_deref() == Some(f.path.as_path()) {
+                for s in sources {
+                    read_source(&mut cfg, s, outcome);
+                }
+                continue;
+            }
+            if f.masked {
+                continue;
+            }
+            match root.read(&f.path) {
+                Ok(b) => {
+                    let text = String::from_utf8_lossy(&b).into_owned();
+                    parse_text(&mut cfg, &env, &root.display_path(&f.path), &text, outcome);
+                }
+                Err(e) => log::warn!(
+                    "Failed to open '{}', ignoring: {e}",
+                    root.display_path(&f.path).display()
+                ),
+            }
+        }
+    } else {
+        for s in sources {
+            read_source(&mut cfg, s, outcome);
+        }
+    }
+    inherit_x_ages(&mut cfg);
+    link_parents(&mut cfg);
+    cfg
+}
+
+fn parse_text(
+    cfg: &mut Config,
+    env: &parse::ParseEnv<'_>,
+    file: &Path,
+    text: &str,
+    outcome: &mut Outcome,
+) {
+    for (n, line) in crate::text::config_lines(text, &['#', ';']) {
+        let mut notes = Vec::new();
+        let r = parse::parse_line(env, file, n, line, &mut notes);
+        for d in notes {
+            outcome.push(d);
+        }
+        match r {
+            Ok(parse::Parsed::Item(it)) => cfg.add(*it, outcome),
+            Ok(parse::Parsed::Skip) => {}
+            Err(d) => outcome.push(d),
+        }
+    }
+}
+
+/// `X` lines take the age of the `d`/`D`/`v`/`q`/`Q` line they are nested in (systemd's
+/// `read_config_file` post-processing; done once over all files here, which gives the same
+/// result because it only looks at lines parsed so far and later lines never shrink it).
+fn inherit_x_ages(cfg: &mut Config) {
+    let dirs: Vec<(PathBuf, Option<u64>)> = cfg
+        .arrays
+        .iter()
+        .filter(|a| !a.glob)
+        .flat_map(|a| a.items.iter())
+        .filter(|j| matches!(j.kind, 'd' | 'D' | 'v' | 'q' | 'Q'))
+        .map(|j| (j.path.clone(), j.age))
+        .collect();
+    for arr in cfg.arrays.iter_mut().filter(|a| a.glob) {
+        for i in arr.items.iter_mut().filter(|i| i.kind == 'X') {
+            let ib = i.path.as_os_str().as_bytes();
+            let mut cand: Option<&(PathBuf, Option<u64>)> = None;
+            for j in &dirs {
+                if j.0 == i.path {
+                    cand = Some(j);
+                    break;
+                }
+                let better = match cand {
+                    Some(c) => {
+                        j.0.starts_with(&c.0) && glob::fnmatch(ib, j.0.as_os_str().as_bytes(), true)
+                    }
+                    None => i.path.starts_with(&j.0),
+                };
+                if better {
+                    cand = Some(j);
+                }
+            }
+            if let Some((_, Some(age))) = cand {
+                i.age = Some(*age);
+            }
+        }
+    }
+}
+
+fn link_parents(cfg: &mut Config) {
+    for idx in 0..cfg.arrays.len() {
+        let mut prefix = cfg.arrays[idx].path.clone();
+        while prefix.pop() {
+            let found = cfg
+                .by_path
+                .get(&(false, prefix.clone()))
+                .or_else(|| cfg.by_path.get(&(true, prefix.clone())))
+                .copied();
+            if let Some(p) = found {
+                cfg.arrays[idx].parent = Some(p);
+                cfg.arrays[p].children.push(idx);
+                break;
+            }
+        }
+    }
+}
+
+/// Runs tmpfiles on `root`: observes the root, parses the configuration, executes the phases.
+pub fn run(root: &Root, opts: &Options, sources: &[Source]) -> Outcome {
+    let mut outcome = Outcome::default();
+    let values = SystemValues::observe(root, opts.has_root);
+    let users = match UserDb::load(root) {
+        Ok(u) => u,
+        Err(e) => {
+            log::warn!("Failed to read the root's user database: {e}");
+            UserDb::default()
+        }
+    };
+    let mut cfg = load(root, opts, sources, &values, &users, &mut outcome);
+    exec::execute(root, opts, &mut cfg, &mut outcome);
+    outcome
+}
+
+/// `--cat-config`: the configuration files as systemd prints them.
+pub fn cat_config(root: &Root) -> String {
+    let files = confdirs::list(root, "tmpfiles.d", ".conf");
+    confdirs::cat_config(root, &files)
+}

@@ -1,0 +1,907 @@
+//! Parsing of tmpfiles.d lines into [`Item`]s (pure: text and observed values in, items and
+//! diagnostics out). Follows systemd 257's `parse_line()` step by step: the six fields are split
+//! with `EXTRACT_UNQUOTE | EXTRACT_CUNESCAPE`, the rest of the line is the argument (kept
+//! verbatim: quotes stay, C escapes are processed later for the types that write it), then
+//! modifiers, specifiers, `/var/run` rewriting, type checks, owners, mode and age.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt as _;
+use std::path::{Path, PathBuf};
+
+use crate::report::Diagnostic;
+use crate::text::specifier::{SpecError, SystemValues};
+use crate::text::word::{self, Flags};
+use crate::userdb::UserDb;
+
+use super::acl::{self, Acl};
+
+/// Age selectors (systemd's `AgeBy`).
+pub const AGE_ATIME: u8 = 1;
+pub const AGE_BTIME: u8 = 2;
+pub const AGE_CTIME: u8 = 4;
+pub const AGE_MTIME: u8 = 8;
+pub const AGE_DEFAULT_FILE: u8 = 15;
+pub const AGE_DEFAULT_DIR: u8 = AGE_ATIME | AGE_BTIME | AGE_MTIME;
+
+/// One configuration line.
+#[derive(Clone, Debug, Default)]
+pub struct Item {
+    /// The type character (`F` and `m` are kept as written; they behave as `f+` and `z`).
+    pub kind: char,
+    /// In-root absolute path (a glob for the glob types).
+    pub path: PathBuf,
+    /// The argument after unescaping and specifier expansion (for the types that use it).
+    pub argument: Option<Vec<u8>>,
+    pub append_or_force: bool,
+    pub allow_failure: bool,
+    pub try_replace: bool,
+    pub purge: bool,
+    pub ignore_if_target_missing: bool,
+    pub uid: Option<u32>,
+    pub uid_only_create: bool,
+    pub gid: Option<u32>,
+    pub gid_only_create: bool,
+    pub mode: u32,
+    pub mode_set: bool,
+    pub mode_only_create: bool,
+    pub mask_perms: bool,
+    /// Age in microseconds.
+    pub age: Option<u64>,
+    pub age_by_file: u8,
+    pub age_by_dir: u8,
+    pub keep_first_level: bool,
+    pub major_minor: Option<(u32, u32)>,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub acl: Option<Acl>,
+    pub attribute: Option<(u32, u32)>,
+    /// Where the line came from.
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+/// Types whose path is a glob.
+pub fn needs_glob(t: char) -> bool {
+    matches!(
+        t,
+        'w' | 'e' | 't' | 'T' | 'a' | 'A' | 'h' | 'H' | 'x' | 'X' | 'r' | 'R' | 'z' | 'Z' | 'm'
+    )
+}
+
+/// Types that create (and so own) their path.
+pub fn takes_ownership(t: char) -> bool {
+    matches!(
+        t,
+        'f' | 'F'
+            | 'd'
+            | 'D'
+            | 'v'
+            | 'q'
+            | 'Q'
+            | 'p'
+            | 'L'
+            | 'c'
+            | 'b'
+            | 'C'
+            | 'w'
+            | 'e'
+            | 'x'
+            | 'X'
+            | 'r'
+            | 'R'
+    )
+}
+
+/// Types that `$` may purge.
+pub fn needs_purge(t: char) -> bool {
+    matches!(
+        t,
+        'f' | 'F' | 'd' | 'D' | 'v' | 'q' | 'Q' | 'p' | 'L' | 'c' | 'b' | 'C' | 'w' | 'e'
+    )
+}
+
+/// What parsing needs from the outside world (observed once).
+pub struct ParseEnv<'a> {
+    pub values: &'a SystemValues,
+    pub users: &'a UserDb,
+    /// `--boot`.
+    pub boot: bool,
+    /// `--graceful`.
+    pub graceful: bool,
+    /// Home directory for `%h`.
+    pub home: String,
+    /// Whether the copy source (in-root path) exists, not following a final symlink.
+    pub source_exists: &'a dyn Fn(&Path) -> bool,
+    /// `--prefix` / `--exclude-prefix` filter.
+    pub include: &'a dyn Fn(&Path) -> bool,
+}
+
+/// The result of parsing one line.
+pub enum Parsed {
+    Item(Box<Item>),
+    /// Skipped for a legitimate reason (not `--boot`, unresolvable specifier, filtered out…).
+    Skip,
+}
+
+fn lookup(env: &ParseEnv<'_>, c: char) -> Option<Result<String, SpecError>> {
+    match c {
+        'h' => Some(Ok(env.home.clone())),
+        'C' => Some(Ok("/var/cache".into())),
+        'L' => Some(Ok("/var/log".into())),
+        'S' => Some(Ok("/var/lib".into())),
+        't' => Some(Ok("/run".into())),
+        _ => env
+            .values
+            .system(c)
+            .or_else(|| env.values.creds(c))
+            .or_else(|| env.values.tmp(c)),
+    }
+}
+
+/// `specifier_printf` over bytes (arguments may hold any byte after unescaping).
+fn expand_bytes(env: &ParseEnv<'_>, text: &[u8], max: usize) -> Result<Vec<u8>, SpecError> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        if b != b'%' {
+            out.push(b);
+            i += 1;
+        } else if i + 1 == text.len() {
+            out.push(b'%');
+            i += 1;
+        } else {
+            let c = text[i + 1];
+            i += 2;
+            if c == b'%' {
+                out.push(b'%');
+            } else if c.is_ascii() {
+                match lookup(env, c as char) {
+                    Some(Ok(v)) => out.extend_from_slice(v.as_bytes()),
+                    Some(Err(e)) => return Err(e),
+                    None if c.is_ascii_alphanumeric() => return Err(SpecError::Unknown(c as char)),
+                    None => {
+                        out.push(b'%');
+                        out.push(c);
+                    }
+                }
+            } else {
+                out.push(b'%');
+                out.push(c);
+            }
+        }
+        if out.len() > max {
+            return Err(SpecError::TooLong);
+        }
+    }
+    Ok(out)
+}
+
+/// systemd's `path_simplify`: drops `.` components, duplicate and trailing slashes (keeps `..`).
+pub fn simplify(p: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.len());
+    for comp in p.split(|&b| b == b'/') {
+        if comp.is_empty() || comp == b"." {
+            continue;
+        }
+        out.push(b'/');
+        out.extend_from_slice(comp);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+/// systemd's `parse_sec`: a time span, seconds by default. Returns microseconds.
+pub fn parse_sec(s: &str) -> Option<u64> {
+    let s = s.trim_matches(|c| " \t\n\r".contains(c));
+    if s == "infinity" {
+        return Some(u64::MAX);
+    }
+    const UNITS: &[(&str, f64)] = &[
+        ("seconds", 1e6),
+        ("second", 1e6),
+        ("sec", 1e6),
+        ("s", 1e6),
+        ("minutes", 60e6),
+        ("minute", 60e6),
+        ("min", 60e6),
+        ("months", 2_629_800e6),
+        ("month", 2_629_800e6),
+        ("M", 2_629_800e6),
+        ("msec", 1e3),
+        ("ms", 1e3),
+        ("m", 60e6),
+        ("hours", 3600e6),
+        ("hour", 3600e6),
+        ("hr", 3600e6),
+        ("h", 3600e6),
+        ("days", 86400e6),
+        ("day", 86400e6),
+        ("d", 86400e6),
+        ("weeks", 604800e6),
+        ("week", 604800e6),
+        ("w", 604800e6),
+        ("years", 31_557_600e6),
+        ("year", 31_557_600e6),
+        ("y", 31_557_600e6),
+        ("usec", 1.0),
+        ("us", 1.0),
+        ("μs", 1.0),
+        ("nsec", 1e-3),
+        ("ns", 1e-3),
+    ];
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut total: f64 = 0.0;
+    let mut any = false;
+    loop {
+        while i < b.len() && b" \t\n\r".contains(&b[i]) {
+            i += 1;
+        }
+        if i == b.len() {
+            break;
+        }
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let int_end = i;
+        let mut frac = 0.0;
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+            let fs = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i > fs {
+                frac = format!("0.{}", &s[fs..i]).parse().ok()?;
+            }
+        }
+        if i == start || (int_end == start && i == start + 1) {
+            return None;
+        }
+        let whole: f64 = if int_end > start {
+            s[start..int_end].parse().ok()?
+        } else {
+            0.0
+        };
+        while i < b.len() && b" \t\n\r".contains(&b[i]) {
+            i += 1;
+        }
+        let rest = &s[i..];
+        let mut mult = 1e6;
+        let mut used = 0;
+        for (name, m) in UNITS {
+            if rest.starts_with(name) {
+                mult = *m;
+                used = name.len();
+                break;
+            }
+        }
+        if used == 0 && !rest.is_empty() && !rest.starts_with(|c: char| c.is_ascii_digit()) {
+            return None;
+        }
+        i += used;
+        total += (whole + frac) * mult;
+        any = true;
+    }
+    if !any {
+        return None;
+    }
+    Some(total as u64)
+}
+
+/// systemd's `parse_mode`: octal, at most `07777`.
+pub fn parse_mode(s: &str) -> Option<u32> {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r']);
+    if t.is_empty() || !t.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    let v = u32::from_str_radix(t, 8).ok()?;
+    (v <= 0o7777).then_some(v)
+}
+
+/// systemd's `parse_uid`: a decimal id other than the reserved `65535` and `4294967295`.
+pub fn parse_id(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let v: u32 = s.parse().ok()?;
+    (v != 65535 && v != u32::MAX).then_some(v)
+}
+
+fn parse_devnum(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.split_once(':')?;
+    let ok = |x: &str| !x.is_empty() && x.bytes().all(|c| c.is_ascii_digit());
+    if !ok(a) || !ok(b) {
+        return None;
+    }
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// Parses `chattr`-style attributes (`[+-=]letters`). Returns (value, mask).
+pub fn parse_attributes(arg: &str) -> Result<(u32, u32), String> {
+    const ATTRS: &[(char, u32)] = &[
+        ('A', 0x80),
+        ('S', 0x8),
+        ('D', 0x10000),
+        ('a', 0x20),
+        ('c', 0x4),
+        ('d', 0x40),
+        ('e', 0x80000),
+        ('i', 0x10),
+        ('j', 0x40000),
+        ('s', 0x1),
+        ('u', 0x2),
+        ('t', 0x8000),
+        ('T', 0x20000),
+        ('C', 0x800000),
+        ('P', 0x20000000),
+    ];
+    const ALL: u32 = 0x1
+        | 0x2
+        | 0x4
+        | 0x8
+        | 0x10
+        | 0x20
+        | 0x40
+        | 0x80
+        | 0x8000
+        | 0x10000
+        | 0x20000
+        | 0x40000
+        | 0x80000
+        | 0x800000
+        | 0x20000000;
+    let (mode, rest) = match arg.as_bytes().first() {
+        Some(b'+') => (0, &arg[1..]),
+        Some(b'-') => (1, &arg[1..]),
+        Some(b'=') => (2, &arg[1..]),
+        _ => (0, arg),
+    };
+    if rest.is_empty() && mode != 2 {
+        return Err("needs an attribute specification".into());
+    }
+    let (mut value, mut mask) = (0, 0);
+    for c in rest.chars() {
+        let Some(&(_, v)) = ATTRS.iter().find(|(a, _)| *a == c) else {
+            return Err(format!("unknown file attribute '{c}'"));
+        };
+        if mode != 1 {
+            value |= v;
+        }
+        mask |= v;
+    }
+    if mode == 2 {
+        mask |= ALL;
+    }
+    Ok((value, mask))
+}
+
+fn bytes_to_path(b: Vec<u8>) -> PathBuf {
+    PathBuf::from(OsString::from_vec(b))
+}
+
+/// Parses one line. `Err` is a bad-config diagnostic (the line is skipped and the run ends with
+/// exit 65); some problems only warn (pushed to `notes`) as in systemd.
+pub fn parse_line(
+    env: &ParseEnv<'_>,
+    file: &Path,
+    line: usize,
+    text: &str,
+    notes: &mut Vec<Diagnostic>,
+) -> Result<Parsed, Diagnostic> {
+    let bad = |m: String| Diagnostic::bad_config(file, line, m);
+    let (words, rest) = word::extract_many_words(
+        text.as_bytes(),
+        word::WHITESPACE,
+        Flags::UNQUOTE.union(Flags::CUNESCAPE),
+        6,
+    )
+    .map_err(|e| bad(format!("Failed to parse line: {e}")))?;
+    if words.len() < 2 {
+        return Err(bad("Syntax error.".into()));
+    }
+    let field = |n: usize| -> Option<String> {
+        words
+            .get(n)
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+    };
+    let empty_or_dash = |s: &Option<String>| s.as_deref().is_none_or(|s| s.is_empty() || s == "-");
+    let action = field(0).unwrap_or_default();
+    let raw_arg: Option<Vec<u8>> = rest
+        .filter(|r| !r.is_empty() && *r != b"-")
+        .map(|r| r.to_vec());
+    let mut chars = action.chars();
+    let Some(kind) = chars.next() else {
+        return Err(bad(format!("Command too short '{action}'.")));
+    };
+    let mut it = Item {
+        kind,
+        age_by_file: AGE_DEFAULT_FILE,
+        age_by_dir: AGE_DEFAULT_DIR,
+        file: file.to_path_buf(),
+        line,
+        ..Default::default()
+    };
+    let (mut boot, mut unbase64, mut from_cred) = (false, false, false);
+    for m in chars {
+        let flag = match m {
+            '!' => &mut boot,
+            '+' => &mut it.append_or_force,
+            '-' => &mut it.allow_failure,
+            '=' => &mut it.try_replace,
+            '~' => &mut unbase64,
+            '^' => &mut from_cred,
+            '$' => &mut it.purge,
+            '?' => &mut it.ignore_if_target_missing,
+            _ => return Err(bad(format!("Unknown modifiers in command: {action}"))),
+        };
+        if *flag {
+            return Err(bad(format!("Unknown modifiers in command: {action}")));
+        }
+        *flag = true;
+    }
+    if boot && !env.boot {
+        return Ok(Parsed::Skip);
+    }
+    let raw_path = words.get(1).cloned().unwrap_or_default();
+    let path = match expand_bytes(env, &raw_path, 4095) {
+        Ok(p) => p,
+        Err(SpecError::Unresolvable(..)) => return Ok(Parsed::Skip),
+        Err(e) => {
+            return Err(bad(format!(
+                "Failed to replace specifiers in '{}': {e}",
+                String::from_utf8_lossy(&raw_path)
+            )))
+        }
+    };
+    let mut path = path;
+    if let Some(k) = path.strip_prefix(b"/var/run/") {
+        if !k.is_empty() {
+            let mut n = b"/run/".to_vec();
+            n.extend_from_slice(k);
+            notes.push(Diagnostic::notice(
+                Some(file),
+                line,
+                format!(
+                    "Line references path below legacy directory /var/run/, updating {} → {}; please update the tmpfiles.d/ drop-in file accordingly.",
+                    String::from_utf8_lossy(&path),
+                    String::from_utf8_lossy(&n)
+                ),
+            ));
+            path = n;
+        }
+    }
+    if path.first() != Some(&b'/') {
+        return Err(bad(format!(
+            "Path '{}' not absolute.",
+            String::from_utf8_lossy(&path)
+        )));
+    }
+    it.path = bytes_to_path(simplify(&path));
+    let arg_str = raw_arg
+        .as_ref()
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    let no_b64 = |what: &str| Err(bad(format!("base64 decoding not supported for {what}.")));
+    match kind {
+        'd' | 'D' | 'v' | 'q' | 'Q' | 'e' | 'p' | 'x' | 'X' | 'r' | 'R' | 'm' | 'z' | 'Z' => {
+            if raw_arg.is_some() {
+                notes.push(Diagnostic::notice(
+                    Some(file),
+                    line,
+                    format!("{kind} lines don't take argument fields, ignoring."),
+                ));
+            }
+        }
+        'f' | 'F' => {}
+        'L' => {
+            if unbase64 {
+                return no_b64("symlink targets");
+            }
+        }
+        'w' => {
+            if raw_arg.is_none() {
+                return Err(bad("Write file requires argument.".into()));
+            }
+        }
+        'C' => {
+            if unbase64 {
+                return no_b64("copy sources");
+            }
+        }
+        'c' | 'b' => {
+            if unbase64 {
+                return no_b64("device node creation");
+            }
+            let Some(a) = &arg_str else {
+                return Err(bad("Device file requires argument.".into()));
+            };
+            it.major_minor = Some(
+                parse_devnum(a)
+                    .ok_or_else(|| bad(format!("Can't parse device file major/minor '{a}'.")))?,
+            );
+        }
+        't' | 'T' => {
+            if unbase64 {
+                return no_b64("extended attributes");
+            }
+            let Some(a) = &raw_arg else {
+                return Err(bad("Set extended attribute requires argument.".into()));
+            };
+            let mut rest = Some(a.as_slice());
+            loop {
+                match word::extract_first_word(
+                    rest,
+                    word::WHITESPACE,
+                    Flags::UNQUOTE.union(Flags::CUNESCAPE),
+                ) {
+                    Ok((Some(w), r)) => {
+                        rest = r;
+                        match w.iter().position(|&b| b == b'=') {
+                            Some(p) if p > 0 && p + 1 < w.len() => {
+                                it.xattrs.push((w[..p].to_vec(), w[p + 1..].to_vec()))
+                            }
+                            _ => notes.push(Diagnostic::notice(
+                                Some(file),
+                                line,
+                                format!(
+                                    "Malformed extended attribute found, ignoring: {}",
+                                    String::from_utf8_lossy(&w)
+                                ),
+                            )),
+                        }
+                    }
+                    Ok((None, _)) => break,
+                    Err(e) => {
+                        notes.push(Diagnostic::notice(
+                            Some(file),
+                            line,
+                            format!("Failed to parse extended attribute, ignoring: {e}"),
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+        'a' | 'A' => {
+            if unbase64 {
+                return no_b64("ACLs");
+            }
+            let Some(a) = &arg_str else {
+                return Err(bad("Set ACLs requires argument.".into()));
+            };
+            match acl::parse(a, !it.append_or_force, env.users) {
+                Ok(acl) => it.acl = Some(acl),
+                Err(e) => notes.push(Diagnostic::notice(
+                    Some(file),
+                    line,
+                    format!("Failed to parse ACL \"{a}\", ignoring: {e}"),
+                )),
+            }
+        }
+        'h' | 'H' => {
+            if unbase64 {
+                return no_b64("file attributes");
+            }
+            let Some(a) = &arg_str else {
+                return Err(bad("Set file attribute requires argument.".into()));
+            };
+            it.attribute = Some(parse_attributes(a).map_err(|e| {
+                bad(format!(
+                    "Setting file attribute on '{}': {e}",
+                    it.path.display()
+                ))
+            })?);
+        }
+        _ => return Err(bad(format!("Unknown command type '{kind}'."))),
+    }
+    if it.purge && !needs_purge(kind) {
+        return Err(bad(format!(
+            "Purge flag '$' combined with line type '{kind}' which does not support purging."
+        )));
+    }
+    if it.ignore_if_target_missing && kind != 'L' {
+        return Err(bad(format!(
+            "Modifier '?' combined with line type '{kind}' which does not support this modifier."
+        )));
+    }
+    if !(env.include)(&it.path) {
+        return Ok(Parsed::Skip);
+    }
+    let mut argument = raw_arg.clone();
+    if !unbase64 {
+        if let Some(a) = &raw_arg {
+            match kind {
+                'C' | 'L' | 'f' | 'F' | 'w' => {
+                    let un = word::cunescape(a, false).map_err(|e| {
+                        bad(format!("Failed to substitute specifiers in argument: {e}"))
+                    })?;
+                    match expand_bytes(env, &un, 4095) {
+                        Ok(v) => argument = Some(v),
+                        Err(SpecError::Unresolvable(..)) => return Ok(Parsed::Skip),
+                        Err(e) => {
+                            return Err(bad(format!(
+                                "Failed to substitute specifiers in argument: {e}"
+                            )))
+                        }
+                    }
+                }
+                't' | 'T' => {
+                    for (_, v) in it.xattrs.iter_mut() {
+                        match expand_bytes(env, v, usize::MAX) {
+                            Ok(x) => *v = x,
+                            Err(SpecError::Unresolvable(..)) => return Ok(Parsed::Skip),
+                            Err(e) => {
+                                return Err(bad(format!(
+                                    "Failed to substitute specifiers in argument: {e}"
+                                )))
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    match kind {
+        'L' if argument.is_none() => {
+            let mut a = b"/usr/share/factory".to_vec();
+            a.extend_from_slice(&path_bytes(&it.path));
+            argument = Some(a);
+        }
+        'C' => {
+            let src = match argument.take() {
+                None => {
+                    let mut a = b"/usr/share/factory".to_vec();
+                    a.extend_from_slice(&path_bytes(&it.path));
+                    a
+                }
+                Some(a) if a.first() == Some(&b'/') => a,
+                Some(a) => {
+                    return Err(bad(format!(
+                        "Source path '{}' is not absolute.",
+                        String::from_utf8_lossy(&a)
+                    )))
+                }
+            };
+            let src = simplify(&src);
+            if !(env.source_exists)(&bytes_to_path(src.clone())) {
+                return Ok(Parsed::Skip);
+            }
+            argument = Some(src);
+        }
+        _ => {}
+    }
+    if from_cred {
+        // Credentials are not available to an offline run: systemd skips the line silently when
+        // the credential is not passed.
+        return Ok(Parsed::Skip);
+    }
+    if unbase64 {
+        if let Some(a) = &argument {
+            argument =
+                Some(base64_decode(a).ok_or_else(|| {
+                    bad("Failed to base64 decode specified argument".to_string())
+                })?);
+        }
+    }
+    it.argument = argument;
+    let user = field(3);
+    let group = field(4);
+    let mut missing = false;
+    if !empty_or_dash(&user) {
+        let u = user.unwrap_or_default();
+        let (name, only) = match u.strip_prefix(':') {
+            Some(n) => (n.to_string(), true),
+            None => (u.clone(), false),
+        };
+        it.uid_only_create = only;
+        match resolve_user(env.users, &name) {
+            Some(uid) => it.uid = Some(uid),
+            None if env.graceful => missing = true,
+            None => {
+                return Err(bad(format!(
+                    "Failed to resolve user '{name}': No such process"
+                )))
+            }
+        }
+    }
+    if !empty_or_dash(&group) {
+        let g = group.unwrap_or_default();
+        let (name, only) = match g.strip_prefix(':') {
+            Some(n) => (n.to_string(), true),
+            None => (g.clone(), false),
+        };
+        it.gid_only_create = only;
+        match resolve_group(env.users, &name) {
+            Some(gid) => it.gid = Some(gid),
+            None if env.graceful => missing = true,
+            None => {
+                return Err(bad(format!(
+                    "Failed to resolve group '{name}': No such process"
+                )))
+            }
+        }
+    }
+    let mode = field(2);
+    if !empty_or_dash(&mode) {
+        let m = mode.unwrap_or_default();
+        let mut rest = m.as_str();
+        loop {
+            if let Some(r) = rest.strip_prefix('~') {
+                it.mask_perms = true;
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix(':') {
+                it.mode_only_create = true;
+                rest = r;
+            } else {
+                break;
+            }
+        }
+        it.mode = parse_mode(rest).ok_or_else(|| bad(format!("Invalid mode '{m}'.")))?;
+        it.mode_set = true;
+    } else {
+        it.mode = if matches!(kind, 'd' | 'D' | 'v' | 'q' | 'Q') {
+            0o755
+        } else {
+            0o644
+        };
+    }
+    if missing && it.mode & !0o777 != 0 {
+        it.mode &= 0o777;
+    }
+    let age = field(5);
+    if !empty_or_dash(&age) {
+        let a = age.unwrap_or_default();
+        let mut rest = a.as_str();
+        if let Some(r) = rest.strip_prefix('~') {
+            it.keep_first_level = true;
+            rest = r;
+        }
+        if let Some((by, secs)) = rest.split_once(':') {
+            let (f, d) = parse_age_by(by).ok_or_else(|| bad(format!("Invalid age-by '{by}'.")))?;
+            it.age_by_file = f;
+            it.age_by_dir = d;
+            rest = secs;
+        }
+        it.age = Some(parse_sec(rest).ok_or_else(|| bad(format!("Invalid age '{rest}'.")))?);
+    }
+    Ok(Parsed::Item(Box::new(it)))
+}
+
+fn parse_age_by(s: &str) -> Option<(u8, u8)> {
+    let (mut f, mut d) = (0u8, 0u8);
+    if s.is_empty() {
+        return None;
+    }
+    for c in s.chars() {
+        if " \t\n\r".contains(c) {
+            continue;
+        }
+        let bit = match c.to_ascii_lowercase() {
+            'a' => AGE_ATIME,
+            'b' => AGE_BTIME,
+            'c' => AGE_CTIME,
+            'm' => AGE_MTIME,
+            _ => return None,
+        };
+        if c.is_ascii_lowercase() {
+            f |= bit;
+        } else {
+            d |= bit;
+        }
+    }
+    if f == 0 && d == 0 {
+        return None;
+    }
+    Some((
+        if f > 0 { f } else { AGE_DEFAULT_FILE },
+        if d > 0 { d } else { AGE_DEFAULT_DIR },
+    ))
+}
+
+/// User name or id → uid, from the target root's database (`root` is always 0).
+pub fn resolve_user(db: &UserDb, name: &str) -> Option<u32> {
+    if let Some(id) = parse_id(name) {
+        return Some(id);
+    }
+    if name == "root" {
+        return Some(0);
+    }
+    db.user_by_name(name).map(|u| u.uid)
+}
+
+/// Group name or id → gid, from the target root's database (`root` is always 0).
+pub fn resolve_group(db: &UserDb, name: &str) -> Option<u32> {
+    if let Some(id) = parse_id(name) {
+        return Some(id);
+    }
+    if name == "root" {
+        return Some(0);
+    }
+    db.group_by_name(name).map(|g| g.gid)
+}
+
+/// The bytes of a path.
+pub fn path_bytes(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt as _;
+    p.as_os_str().as_bytes().to_vec()
+}
+
+/// Base64 decoding as systemd's `unbase64mem` (whitespace ignored, padding optional).
+pub fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        })
+    };
+    let chars: Vec<u8> = input
+        .iter()
+        .copied()
+        .filter(|c| !b" \t\n\r".contains(c))
+        .collect();
+    let mut end = chars.len();
+    while end > 0 && chars[end - 1] == b'=' {
+        end -= 1;
+    }
+    if chars.len() - end > 2 {
+        return None;
+    }
+    let body = &chars[..end];
+    if body.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() * 3 / 4);
+    for chunk in body.chunks(4) {
+        let mut acc = 0u32;
+        for (k, &c) in chunk.iter().enumerate() {
+            acc |= val(c)? << (18 - 6 * k);
+        }
+        out.push((acc >> 16) as u8);
+        if chunk.len() > 2 {
+            out.push((acc >> 8) as u8);
+        }
+        if chunk.len() > 3 {
+            out.push(acc as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_sec("10"), Some(10_000_000));
+        assert_eq!(parse_sec("1d"), Some(86_400_000_000));
+        assert_eq!(parse_sec("1h 30min"), Some(5_400_000_000));
+        assert_eq!(parse_sec("500ms"), Some(500_000));
+        assert_eq!(parse_sec("2w"), Some(2 * 604_800_000_000));
+        assert_eq!(parse_sec("x"), None);
+        assert_eq!(parse_sec(""), None);
+    }
+
+    #[test]
+    fn modes_ids_paths() {
+        assert_eq!(parse_mode("0755"), Some(0o755));
+        assert_eq!(parse_mode("17777"), None);
+        assert_eq!(parse_mode("8"), None);
+        assert_eq!(parse_id("65535"), None);
+        assert_eq!(parse_id("1000"), Some(1000));
+        assert_eq!(simplify(b"//a/./b//"), b"/a/b".to_vec());
+        assert_eq!(base64_decode(b"aGVsbG8="), Some(b"hello".to_vec()));
+        assert_eq!(parse_attributes("+iA"), Ok((0x90, 0x90)));
+        assert!(parse_attributes("+q").is_err());
+        assert_eq!(parse_age_by("aB"), Some((AGE_ATIME, AGE_BTIME)));
+        assert_eq!(parse_age_by("x"), None);
+    }
+}
