@@ -62,6 +62,7 @@ Usage: pristine [OPTIONS] VERB [VERB OPTIONS]
 Verbs:
   status [--json]        Show the detected boot state of the root
   stamp                  Mark /etc and /var as up to date with /usr (like systemd-update-done)
+  update VERB            /usr image updates: make, sign, fetch, status, confirm, rollback, boot
 
 Options (for every verb):
   --root=DIR             Operate on DIR (default: / , or /sysroot inside an initrd)
@@ -164,6 +165,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
     match verb.as_str() {
         "status" => crate::detect::cli::status(&common, rest),
         "stamp" => crate::detect::cli::stamp(&common, rest),
+        "update" => crate::update::cli::main(&common, rest),
         "help" => {
             print!("{USAGE}");
             EXIT_OK

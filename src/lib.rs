@@ -16,5 +16,6 @@ pub mod fs;
 pub mod logging;
 pub mod report;
 pub mod text;
+pub mod update;
 pub mod userdb;
 pub mod util;
