@@ -84,7 +84,7 @@ impl Write for Bounded {
 }
 
 fn bomb(limit: usize) -> String {
-    format!("decompressed chunk larger than the index's maximum chunk size {limit}")
+    format!("decompresses to more than {limit} bytes, its size in the index")
 }
 
 /// Decompresses one stored chunk to at most `limit` bytes. `raw` says the store keeps chunks
@@ -116,7 +116,7 @@ pub fn decompress(data: &[u8], limit: usize, raw: bool) -> Result<Vec<u8>, Strin
             };
             lzma_rs::xz_decompress(&mut io::BufReader::new(data), &mut w).map_err(|e| {
                 let s = e.to_string();
-                if s.contains("maximum chunk size") {
+                if s.contains("decompresses to more than") {
                     bomb(limit)
                 } else {
                     format!("bad xz data: {s}")
@@ -178,7 +178,7 @@ mod tests {
             assert_eq!(Compression::detect(&z), Some(c));
             assert_eq!(decompress(&z, data.len(), false).unwrap(), data);
             let e = decompress(&z, data.len() - 1, false).unwrap_err();
-            assert!(e.contains("maximum chunk size"), "{c:?}: {e}");
+            assert!(e.contains("decompresses to more than"), "{c:?}: {e}");
         }
         assert!(decompress(b"garbage", 10, false).is_err());
         assert_eq!(decompress(b"raw", 10, true).unwrap(), b"raw");
