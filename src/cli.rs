@@ -69,6 +69,7 @@ Verbs:
   sysusers [--replace=PATH] [--inline] [--dry-run] [--cat-config] [CONFIG…|-]
                          Create system users and groups from sysusers.d (like systemd-sysusers)
   tmpfiles [OPTIONS] [CONFIG…]  Create, clean and remove files per tmpfiles.d (like systemd-tmpfiles)
+  update VERB            /usr image updates: make, sign, fetch, status, confirm, rollback, boot
 
 Options (for every verb):
   --root=DIR             Operate on DIR (default: / , or /sysroot inside an initrd)
@@ -175,6 +176,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
         "provision" => crate::provision::main(&common, rest),
         "sysusers" => crate::sysusers::cli::main(&common, rest),
         "tmpfiles" => crate::tmpfiles::cli::main(&common, rest),
+        "update" => crate::update::cli::main(&common, rest),
         "help" => {
             print!("{USAGE}");
             EXIT_OK

@@ -22,5 +22,6 @@ pub mod reset;
 pub mod sysusers;
 pub mod text;
 pub mod tmpfiles;
+pub mod update;
 pub mod userdb;
 pub mod util;

@@ -86,6 +86,29 @@ pub struct Settings {
     pub machine_id: crate::provision::machine_id::Policy,
     pub firstboot: FirstbootSettings,
     pub reset: ResetSettings,
+    pub update: UpdateSettings,
+}
+
+/// `[update]`: A/B `/usr` image updates (see `pristine update`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UpdateSettings {
+    /// Host paths of the slots (block devices or image files), at least two.
+    pub slots: Vec<String>,
+    /// Host directory of the state file and the stored indexes of installed versions.
+    pub state_dir: String,
+    /// Boot attempts a freshly installed image gets before it is given up.
+    pub tries: u32,
+}
+
+impl Default for UpdateSettings {
+    fn default() -> Self {
+        UpdateSettings {
+            slots: Vec::new(),
+            state_dir: "/var/lib/pristine/update".to_string(),
+            tries: 3,
+        }
+    }
 }
 
 /// systemd's `hostname_is_valid` (without trailing dot): 1–64 chars of `[a-zA-Z0-9-.]`, labels

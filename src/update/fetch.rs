@@ -1,0 +1,523 @@
+//! Device side: verify, then assemble the new image into the inactive slot.
+//!
+//! Order of work (nothing is written before step 4): (1) the signature of the manifest against
+//! the keys of the running `/usr`, (2) the version against the installed one, (3) the index
+//! against the manifest, (4) every chunk, taken from the active slot (by its stored index), the
+//! `--seed=` files, the target slot itself (an interrupted earlier run), or the source, is
+//! hashed and compared with its id before it is written, (5) fsync, re-read, whole-image digest,
+//! (6) the stored index and then the state record (pending, tries) are replaced atomically.
+//! The active slot is never opened for writing: the target is checked against it (and against
+//! the device backing the running `/usr`) by device and inode.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read as _;
+use std::os::unix::fs::{FileExt as _, FileTypeExt as _, MetadataExt as _};
+use std::path::{Path, PathBuf};
+
+use super::chunker::Chunker;
+use super::compress;
+use super::index::{chunk_path, Chunk, Index};
+use super::manifest::{self, Manifest, SigError};
+use super::progress::{Counters, Progress};
+use super::source::{FetchError, Source};
+use super::state::{compare_versions, SlotStatus, State, StateDir};
+use crate::config::UpdateSettings;
+use crate::fs::Root;
+
+/// Vendor-shipped index of the image the running `/usr` came from (used when no index is
+/// stored for the active slot yet).
+pub const SHIPPED_INDEX: &str = "/usr/lib/pristine/update/image.caibx";
+
+#[derive(Clone, Debug, Default)]
+pub struct FetchOptions {
+    pub source: String,
+    pub seeds: Vec<PathBuf>,
+    pub allow_downgrade: bool,
+}
+
+/// Why a fetch stopped; `Refused` means the update itself is not acceptable.
+#[derive(Debug)]
+pub enum FetchFailure {
+    Refused(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for FetchFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchFailure::Refused(s) => write!(f, "update refused: {s}"),
+            FetchFailure::Failed(s) => write!(f, "update failed: {s}"),
+        }
+    }
+}
+
+use FetchFailure::{Failed, Refused};
+
+#[derive(Debug, serde::Serialize)]
+pub struct FetchReport {
+    pub version: String,
+    pub slot: usize,
+    pub slot_path: String,
+    pub counters: Counters,
+    pub seconds: f64,
+}
+
+/// Identity of a slot on the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ident {
+    pub dev: u64,
+    pub ino: u64,
+    pub rdev: Option<u64>,
+}
+
+pub fn ident(path: &Path) -> std::io::Result<Ident> {
+    let m = std::fs::metadata(path)?;
+    Ok(Ident {
+        dev: m.dev(),
+        ino: m.ino(),
+        rdev: m.file_type().is_block_device().then(|| m.rdev()),
+    })
+}
+
+/// Whether the slot at `id` backs the mounted `/usr` (device `usr_dev`): the block device
+/// itself, or the backing file of a loop device.
+fn backs_usr(id: &Ident, usr_dev: u64) -> bool {
+    if id.rdev == Some(usr_dev) {
+        return true;
+    }
+    let (maj, min) = (rustix::fs::major(usr_dev), rustix::fs::minor(usr_dev));
+    let back = format!("/sys/dev/block/{maj}:{min}/loop/backing_file");
+    match std::fs::read_to_string(back) {
+        Ok(p) => ident(Path::new(p.trim())).is_ok_and(|b| b.dev == id.dev && b.ino == id.ino),
+        Err(_) => false,
+    }
+}
+
+/// The active slot: the one backing the running `/usr`, else the one the state says is booted.
+pub fn active_slot(root: &Root, slots: &[String], st: &State) -> Result<usize, String> {
+    if let Ok(usr) = root.stat(Path::new("/usr"), true) {
+        for (i, s) in slots.iter().enumerate() {
+            if ident(Path::new(s)).is_ok_and(|id| backs_usr(&id, usr.st_dev)) {
+                return Ok(i);
+            }
+        }
+    }
+    st.booted.filter(|&b| b < slots.len()).ok_or_else(|| {
+        "cannot tell which slot is running: none backs /usr and the state records none \
+         (record the installed slot with 'pristine update adopt')"
+            .to_string()
+    })
+}
+
+pub fn load_index_for(
+    root: &Root,
+    sd: Option<&StateDir>,
+    slot: usize,
+    st: &State,
+) -> Option<Index> {
+    let stored = sd.and_then(|d| d.read_index(slot));
+    let bytes = match stored {
+        Some(b) => b,
+        None if st.booted == Some(slot) || st.booted.is_none() => {
+            root.read(Path::new(SHIPPED_INDEX)).ok()?
+        }
+        None => return None,
+    };
+    Index::parse(&bytes).ok()
+}
+
+/// A place chunks can be copied from.
+struct Seed {
+    name: String,
+    file: File,
+    /// id → (offset, len)
+    map: HashMap<[u8; 32], (u64, u64)>,
+}
+
+fn seed_from_index(name: String, path: &Path, index: &Index) -> Option<Seed> {
+    let file = File::open(path).ok()?;
+    let map = index
+        .chunks
+        .iter()
+        .map(|c| (c.id, (c.offset, c.len)))
+        .collect();
+    Some(Seed { name, file, map })
+}
+
+/// Chunks a seed file with the update's parameters (casync's way of seeding).
+fn seed_by_chunking(path: &Path, m: &Manifest) -> Result<Seed, String> {
+    let name = path.display().to_string();
+    let digest = m.digest()?;
+    let mut f = File::open(path).map_err(|e| format!("{name}: {e}"))?;
+    let mut ch = Chunker::new(&m.params());
+    let mut map = HashMap::new();
+    let mut cur: Vec<u8> = Vec::new();
+    let mut off = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| format!("{name}: {e}"))?;
+        let mut rest = &buf[..n];
+        if n == 0 {
+            if !cur.is_empty() {
+                map.insert(digest.id(&cur), (off, cur.len() as u64));
+            }
+            break;
+        }
+        while !rest.is_empty() {
+            match ch.scan(rest) {
+                Some(k) => {
+                    cur.extend_from_slice(&rest[..k]);
+                    map.insert(digest.id(&cur), (off, cur.len() as u64));
+                    off += cur.len() as u64;
+                    cur.clear();
+                    rest = &rest[k..];
+                }
+                None => {
+                    cur.extend_from_slice(rest);
+                    rest = &[];
+                }
+            }
+        }
+    }
+    Ok(Seed { name, file: f, map })
+}
+
+impl Seed {
+    /// Reads the chunk `c` from this seed into `buf` if the seed has it and it hashes right.
+    fn copy_into(&self, c: &Chunk, digest: super::index::Digest, buf: &mut Vec<u8>) -> bool {
+        let Some(&(off, len)) = self.map.get(&c.id) else {
+            return false;
+        };
+        if len == c.len && read_at(&self.file, buf, off, len) && digest.id(buf) == c.id {
+            return true;
+        }
+        log::debug!(
+            "{}: chunk {} does not match its id, not reused",
+            self.name,
+            c.id_hex()
+        );
+        false
+    }
+}
+
+fn read_at(f: &File, buf: &mut Vec<u8>, off: u64, len: u64) -> bool {
+    buf.resize(len as usize, 0);
+    f.read_exact_at(buf, off).is_ok()
+}
+
+/// Reads manifest and signature and verifies them; returns the manifest and the key used.
+pub fn verified_manifest(
+    root: &Root,
+    src: &mut Source,
+) -> Result<(Manifest, Vec<u8>, String), FetchFailure> {
+    let (keys, errs) = manifest::load_keys(root);
+    for e in errs {
+        log::warn!("{e}");
+    }
+    if keys.is_empty() {
+        return Err(Refused(format!(
+            "no trusted keys in {}",
+            root.display_path(Path::new(manifest::KEYS_DIR)).display()
+        )));
+    }
+    let mtext = src
+        .get(manifest::MANIFEST, 64 * 1024)
+        .map_err(|e| Failed(e.to_string()))?;
+    let sig = src
+        .get(manifest::SIGNATURE, 16 * 1024)
+        .map_err(|e| Failed(e.to_string()))?;
+    let sig = String::from_utf8_lossy(&sig).to_string();
+    let key = manifest::verify(&mtext, &sig, &keys).map_err(|e| {
+        let what = src.describe(manifest::SIGNATURE);
+        match e {
+            SigError::UnknownKey(_) | SigError::Bad(_) | SigError::Malformed(_) => {
+                Refused(format!("{what}: {e}"))
+            }
+        }
+    })?;
+    let text = std::str::from_utf8(&mtext).map_err(|_| Refused("manifest is not UTF-8".into()))?;
+    let m = Manifest::parse(text)
+        .map_err(|e| Refused(format!("{}: {e}", src.describe(manifest::MANIFEST))))?;
+    Ok((m, mtext, key))
+}
+
+/// Fetches and checks the index the manifest names.
+pub fn verified_index(src: &mut Source, m: &Manifest) -> Result<(Index, Vec<u8>), FetchFailure> {
+    let params = m.params();
+    let max_chunks = m.image_size / params.min.max(1) + 2;
+    let limit = (104 + 40 * max_chunks).min(1 << 28);
+    let what = src.describe(&m.index);
+    let bytes = src.get(&m.index, limit).map_err(|e| match e {
+        FetchError::TooLarge(_) => Refused(e.to_string()),
+        _ => Failed(e.to_string()),
+    })?;
+    if manifest::sha256_tag(&bytes) != m.index_digest {
+        return Err(Refused(format!(
+            "{what}: digest does not match the signed manifest"
+        )));
+    }
+    let idx = Index::parse(&bytes).map_err(|e| Refused(format!("{what}: {e}")))?;
+    if idx.params != params {
+        return Err(Refused(format!(
+            "{what}: chunk sizes differ from the manifest's"
+        )));
+    }
+    if Ok(idx.digest()) != m.digest() {
+        return Err(Refused(format!(
+            "{what}: chunk digest differs from the manifest's"
+        )));
+    }
+    if idx.size() != m.image_size {
+        return Err(Refused(format!(
+            "{what}: describes {} bytes, the manifest {}",
+            idx.size(),
+            m.image_size
+        )));
+    }
+    Ok((idx, bytes))
+}
+
+/// Gets, decompresses (bounded) and verifies one chunk from the source.
+pub fn fetch_chunk(
+    src: &mut Source,
+    m: &Manifest,
+    idx: &Index,
+    c: &Chunk,
+) -> Result<(Vec<u8>, u64), FetchFailure> {
+    let rel = format!("{}/{}", m.store, chunk_path(&c.id));
+    let what = src.describe(&rel);
+    let stored = src
+        .get(&rel, idx.params.max * 2 + 64 * 1024)
+        .map_err(|e| Failed(e.to_string()))?;
+    let data = compress::decompress(&stored, c.len as usize, m.compression == "none")
+        .map_err(|e| Refused(format!("{what}: {e}")))?;
+    if data.len() as u64 != c.len || idx.digest().id(&data) != c.id {
+        return Err(Refused(format!(
+            "{what}: content does not match its chunk id"
+        )));
+    }
+    Ok((data, stored.len() as u64))
+}
+
+/// The whole fetch. See the module documentation.
+pub fn fetch(
+    root: &Root,
+    settings: &UpdateSettings,
+    opts: &FetchOptions,
+) -> Result<FetchReport, FetchFailure> {
+    let slots = &settings.slots;
+    if slots.len() < 2 {
+        return Err(Failed("[update] slots needs at least two slots".into()));
+    }
+    let sd_path = Path::new(&settings.state_dir);
+    let sd = StateDir::open(sd_path, false).ok();
+    let mut st = match &sd {
+        Some(d) => d.load().map_err(Failed)?,
+        None => State::default(),
+    };
+    st.fit(slots.len());
+    let active = active_slot(root, slots, &st).map_err(Failed)?;
+    if st.booted.is_none() {
+        st.booted = Some(active);
+    }
+    let mut src = Source::parse(&opts.source).map_err(Failed)?;
+    let (m, _mtext, key) = verified_manifest(root, &mut src)?;
+    log::info!("Manifest for version {} verified with {key}.", m.version);
+    let installed = st.slot(active).version.or_else(|| os_release_version(root));
+    if let Some(cur) = &installed {
+        if compare_versions(&m.version, cur) != std::cmp::Ordering::Greater && !opts.allow_downgrade
+        {
+            return Err(Refused(format!(
+                "version {} is not newer than the installed {cur} (use --allow-downgrade)",
+                m.version
+            )));
+        }
+    }
+    let (idx, idx_bytes) = verified_index(&mut src, &m)?;
+
+    // Target slot: never the active one, checked by identity.
+    let mut pick = st.clone();
+    pick.booted = Some(active);
+    let target = pick
+        .pick_target(slots.len())
+        .ok_or_else(|| Failed("no inactive slot to write to".into()))?;
+    let tpath = PathBuf::from(&slots[target]);
+    let apath = PathBuf::from(&slots[active]);
+    let aid = ident(&apath).map_err(|e| Failed(format!("{}: {e}", apath.display())))?;
+    let tid = ident(&tpath).map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    let usr_dev = root.stat(Path::new("/usr"), true).ok().map(|s| s.st_dev);
+    if (tid.dev == aid.dev && tid.ino == aid.ino)
+        || (tid.rdev.is_some() && tid.rdev == aid.rdev)
+        || usr_dev.is_some_and(|d| backs_usr(&tid, d))
+    {
+        return Err(Failed(format!(
+            "{} is the active slot (same device/inode as {}), refusing to write to it",
+            tpath.display(),
+            apath.display()
+        )));
+    }
+
+    // Seeds: the active slot by its stored index, then --seed= files (chunked lazily).
+    let mut seeds = Vec::new();
+    if let Some(ai) = load_index_for(root, sd.as_ref(), active, &st) {
+        if ai.digest() == idx.digest() {
+            if let Some(s) = seed_from_index(format!("slot {active}"), &apath, &ai) {
+                seeds.push(s);
+            }
+        }
+    }
+    let mut extra: Vec<Option<Seed>> = opts.seeds.iter().map(|_| None).collect();
+
+    let tfile = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&tpath)
+        .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    let tmeta = tfile
+        .metadata()
+        .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    if tmeta.file_type().is_block_device() {
+        let size = device_size(&tfile).map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+        if size < m.image_size {
+            return Err(Failed(format!(
+                "{} holds {size} bytes, the image needs {}",
+                tpath.display(),
+                m.image_size
+            )));
+        }
+    }
+
+    let mut progress = Progress::new(m.image_size, idx.chunks.len() as u64);
+    let mut marked = false;
+    let mut buf = Vec::new();
+    let digest = idx.digest();
+    for c in &idx.chunks {
+        let mut from_seed = seeds.iter().any(|s| s.copy_into(c, digest, &mut buf));
+        if !from_seed {
+            for (i, p) in opts.seeds.iter().enumerate() {
+                if extra[i].is_none() {
+                    extra[i] = Some(seed_by_chunking(p, &m).map_err(Failed)?);
+                }
+                if extra[i]
+                    .as_ref()
+                    .is_some_and(|s| s.copy_into(c, digest, &mut buf))
+                {
+                    from_seed = true;
+                    break;
+                }
+            }
+        }
+        let fetched;
+        let data: &[u8] = if from_seed {
+            progress.c.reused_bytes += c.len;
+            &buf
+        } else if read_at(&tfile, &mut buf, c.offset, c.len) && digest.id(&buf) == c.id {
+            // Already in place (an interrupted earlier run, or the same data before).
+            progress.c.present_bytes += c.len;
+            &[]
+        } else {
+            let (d, stored) = fetch_chunk(&mut src, &m, &idx, c)?;
+            progress.c.fetched_chunks += 1;
+            progress.c.fetched_bytes += stored;
+            fetched = d;
+            &fetched
+        };
+        if !data.is_empty() {
+            if !marked {
+                mark_incomplete(sd_path, &mut st, target)?;
+                marked = true;
+            }
+            crate::fs::mutating("write", &tpath).map_err(|e| Failed(e.to_string()))?;
+            tfile
+                .write_all_at(data, c.offset)
+                .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+        }
+        progress.c.done_bytes += c.len;
+        progress.c.done_chunks += 1;
+        progress.tick();
+    }
+    progress.finish();
+    if tmeta.file_type().is_file() {
+        tfile
+            .set_len(m.image_size)
+            .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    }
+    tfile
+        .sync_all()
+        .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    let whole = image_digest(&tfile, m.image_size)
+        .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    if whole != m.image_digest {
+        return Err(Refused(format!(
+            "{}: assembled image does not match the manifest's image digest",
+            tpath.display()
+        )));
+    }
+    let sd =
+        StateDir::open(sd_path, true).map_err(|e| Failed(format!("{}: {e}", sd_path.display())))?;
+    sd.write_index(target, &idx_bytes).map_err(Failed)?;
+    let r = &mut st.slots[target];
+    r.status = SlotStatus::Pending;
+    r.tries = settings.tries;
+    r.version = Some(m.version.clone());
+    r.image_size = m.image_size;
+    r.image_digest = Some(m.image_digest.clone());
+    r.index_digest = Some(m.index_digest.clone());
+    r.reason = Some(format!("fetched from {}", opts.source));
+    sd.save(&st).map_err(Failed)?;
+    Ok(FetchReport {
+        version: m.version.clone(),
+        slot: target,
+        slot_path: tpath.display().to_string(),
+        counters: progress.c.clone(),
+        seconds: progress.elapsed().as_secs_f64(),
+    })
+}
+
+/// Before the first write to a slot that held something bootable, record it as incomplete.
+fn mark_incomplete(sd_path: &Path, st: &mut State, target: usize) -> Result<(), FetchFailure> {
+    let r = &mut st.slots[target];
+    if matches!(r.status, SlotStatus::Good | SlotStatus::Pending) {
+        r.status = SlotStatus::Incomplete;
+        r.tries = 0;
+        r.reason = Some("being overwritten by a new version".into());
+        let sd = StateDir::open(sd_path, true)
+            .map_err(|e| Failed(format!("{}: {e}", sd_path.display())))?;
+        sd.save(st).map_err(Failed)?;
+    }
+    Ok(())
+}
+
+fn device_size(f: &File) -> std::io::Result<u64> {
+    use std::io::Seek as _;
+    let mut f = f;
+    f.seek(std::io::SeekFrom::End(0))
+}
+
+/// `sha256:HEX` of the first `size` bytes of `f`.
+pub fn image_digest(f: &File, size: u64) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    while off < size {
+        let n = (size - off).min(buf.len() as u64) as usize;
+        f.read_exact_at(&mut buf[..n], off)?;
+        h.update(&buf[..n]);
+        off += n as u64;
+    }
+    Ok(format!("sha256:{}", crate::util::hex(&h.finalize())))
+}
+
+/// `IMAGE_VERSION=` of the running root's os-release.
+pub fn os_release_version(root: &Root) -> Option<String> {
+    let text = root
+        .read_optional(Path::new("/usr/lib/os-release"))
+        .ok()
+        .flatten()?;
+    text.lines().find_map(|l| {
+        let v = l.strip_prefix("IMAGE_VERSION=")?;
+        Some(v.trim_matches(['"', '\'']).to_string())
+    })
+}

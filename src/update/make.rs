@@ -1,0 +1,232 @@
+//! Vendor side: chunk an image into a casync store and `.caibx` (`make`), or take an index and
+//! store made by `casync make` (`sign`), and write the signed manifest.
+//!
+//! Output goes to a build directory on the vendor's machine, never to a target root. Chunk
+//! files are written under a temporary name and renamed into place; the index, manifest and
+//! signature are written atomically last, so a half-made OUTDIR never carries a signature.
+
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+
+use sha2::Digest as _;
+
+use super::chunker::Chunker;
+use super::compress::{self, Compression};
+use super::index::{chunk_path, Chunk, ChunkParams, Digest, Index};
+use super::manifest::{self, Manifest};
+use crate::fs::{Root, WriteOptions};
+
+pub const INDEX_NAME: &str = "image.caibx";
+pub const STORE_NAME: &str = "image.castr";
+
+#[derive(Clone, Debug)]
+pub struct MakeOptions {
+    pub version: String,
+    pub digest: Digest,
+    pub compression: Compression,
+    pub params: ChunkParams,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct MakeReport {
+    pub chunks: u64,
+    pub new_chunks: u64,
+    pub image_size: u64,
+    pub stored_bytes: u64,
+}
+
+fn store_chunk(
+    store: &Path,
+    id: &[u8; 32],
+    data: &[u8],
+    c: Compression,
+    rep: &mut MakeReport,
+) -> Result<(), String> {
+    let rel = chunk_path(id);
+    let path = store.join(&rel);
+    if path.exists() {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(store);
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let z = compress::compress(c, data).map_err(|e| format!("{}: {e}", path.display()))?;
+    let tmp = dir.join(format!(".#{}", crate::util::hex(&id[..8])));
+    let mut f = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(&z)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    rep.new_chunks += 1;
+    rep.stored_bytes += z.len() as u64;
+    Ok(())
+}
+
+/// Chunks `image` into `outdir/image.castr` and writes `image.caibx`; returns the index and the
+/// whole-image digest.
+pub fn make_store(
+    image: &Path,
+    outdir: &Path,
+    o: &MakeOptions,
+    rep: &mut MakeReport,
+) -> Result<(Index, String), String> {
+    o.params.check()?;
+    let store = outdir.join(STORE_NAME);
+    let mut f = File::open(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let mut ch = Chunker::new(&o.params);
+    let mut whole = sha2::Sha256::new();
+    let mut chunks = Vec::new();
+    let mut cur: Vec<u8> = Vec::new();
+    let mut off = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut emit = |cur: &mut Vec<u8>, off: &mut u64, rep: &mut MakeReport| {
+        let id = o.digest.id(cur);
+        store_chunk(&store, &id, cur, o.compression, rep)?;
+        chunks.push(Chunk {
+            offset: *off,
+            len: cur.len() as u64,
+            id,
+        });
+        *off += cur.len() as u64;
+        cur.clear();
+        Ok::<(), String>(())
+    };
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| format!("{}: {e}", image.display()))?;
+        if n == 0 {
+            break;
+        }
+        whole.update(&buf[..n]);
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            match ch.scan(rest) {
+                Some(k) => {
+                    cur.extend_from_slice(&rest[..k]);
+                    emit(&mut cur, &mut off, rep)?;
+                    rest = &rest[k..];
+                }
+                None => {
+                    cur.extend_from_slice(rest);
+                    rest = &[];
+                }
+            }
+        }
+    }
+    if !cur.is_empty() {
+        emit(&mut cur, &mut off, rep)?;
+    }
+    rep.chunks = chunks.len() as u64;
+    rep.image_size = off;
+    let idx = Index::new(o.digest, o.params, chunks);
+    Ok((
+        idx,
+        format!("sha256:{}", crate::util::hex(&whole.finalize())),
+    ))
+}
+
+/// Writes index (if given), manifest and signature into `outdir`.
+pub fn write_signed(
+    outdir: &Path,
+    index_bytes: Option<&[u8]>,
+    m: &Manifest,
+    sk: &minisign::SecretKey,
+) -> Result<(), String> {
+    let root = Root::open(outdir).map_err(|e| format!("{}: {e}", outdir.display()))?;
+    let w = |name: &str, data: &[u8]| {
+        root.write_atomic(Path::new(name), data, &WriteOptions::default())
+            .map_err(|e| format!("{}: {e}", outdir.join(name).display()))
+    };
+    if let Some(b) = index_bytes {
+        w(&m.index, b)?;
+    }
+    let text = m.to_toml();
+    let sig = manifest::sign(
+        sk,
+        text.as_bytes(),
+        &format!("pristine update {} {}", m.version, m.image_digest),
+    )?;
+    w(manifest::MANIFEST, text.as_bytes())?;
+    w(manifest::SIGNATURE, sig.as_bytes())
+}
+
+/// `pristine update make`.
+pub fn make(
+    image: &Path,
+    outdir: &Path,
+    o: &MakeOptions,
+    sk: &minisign::SecretKey,
+) -> Result<MakeReport, String> {
+    std::fs::create_dir_all(outdir).map_err(|e| format!("{}: {e}", outdir.display()))?;
+    let mut rep = MakeReport::default();
+    let (idx, whole) = make_store(image, outdir, o, &mut rep)?;
+    let ib = idx.to_bytes();
+    let m = Manifest {
+        format: 1,
+        version: o.version.clone(),
+        image_size: rep.image_size,
+        image_digest: whole,
+        index: INDEX_NAME.into(),
+        index_digest: manifest::sha256_tag(&ib),
+        chunk_digest: o.digest.name().into(),
+        compression: o.compression.name().into(),
+        chunk_size_min: o.params.min,
+        chunk_size_avg: o.params.avg,
+        chunk_size_max: o.params.max,
+        store: STORE_NAME.into(),
+    };
+    write_signed(outdir, Some(&ib), &m, sk)?;
+    Ok(rep)
+}
+
+/// `pristine update sign`: manifest for an index and store made by casync. Every chunk is read
+/// from `store`, decompressed and checked against its id, and the whole-image digest computed.
+pub fn sign_existing(
+    index_path: &Path,
+    store: &Path,
+    store_name: &str,
+    outdir: &Path,
+    version: &str,
+    sk: &minisign::SecretKey,
+) -> Result<MakeReport, String> {
+    let ib = std::fs::read(index_path).map_err(|e| format!("{}: {e}", index_path.display()))?;
+    let idx = Index::parse(&ib).map_err(|e| format!("{}: {e}", index_path.display()))?;
+    let mut whole = sha2::Sha256::new();
+    let mut compression = None;
+    let mut rep = MakeReport::default();
+    for c in &idx.chunks {
+        let p = store.join(chunk_path(&c.id));
+        let z = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        compression = compression.or(Compression::detect(&z));
+        let d = compress::decompress(&z, c.len as usize, false)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        if d.len() as u64 != c.len || idx.digest().id(&d) != c.id {
+            return Err(format!(
+                "{}: content does not match its chunk id",
+                p.display()
+            ));
+        }
+        whole.update(&d);
+        rep.chunks += 1;
+        rep.stored_bytes += z.len() as u64;
+    }
+    rep.image_size = idx.size();
+    std::fs::create_dir_all(outdir).map_err(|e| format!("{}: {e}", outdir.display()))?;
+    let m = Manifest {
+        format: 1,
+        version: version.into(),
+        image_size: idx.size(),
+        image_digest: format!("sha256:{}", crate::util::hex(&whole.finalize())),
+        index: INDEX_NAME.into(),
+        index_digest: manifest::sha256_tag(&ib),
+        chunk_digest: idx.digest().name().into(),
+        compression: compression.map(|c| c.name()).unwrap_or("auto").into(),
+        chunk_size_min: idx.params.min,
+        chunk_size_avg: idx.params.avg,
+        chunk_size_max: idx.params.max,
+        store: store_name.into(),
+    };
+    Manifest::parse(&m.to_toml())?;
+    write_signed(outdir, Some(&ib), &m, sk)?;
+    Ok(rep)
+}

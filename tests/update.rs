@@ -1,0 +1,674 @@
+//! `pristine update`: interop with the real casync and minisign, HTTP from a real nginx,
+//! refusals that must leave everything untouched, resume, slot logic.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{pristine, Rng, TempDir};
+
+const MIB: usize = 1024 * 1024;
+
+fn ok(c: &mut Command) -> std::process::Output {
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{c:?} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    o
+}
+
+fn casync() -> Command {
+    let c = Command::new("casync");
+    assert!(
+        Command::new("casync")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "casync is required (scripts/setup installs it)"
+    );
+    c
+}
+
+fn random_image(seed: u64, len: usize) -> Vec<u8> {
+    let mut r = Rng::new(seed);
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        v.extend_from_slice(&r.next().to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// `base` with `n` scattered 2 KiB changes.
+fn changed(base: &[u8], n: usize, seed: u64) -> Vec<u8> {
+    let mut v = base.to_vec();
+    let mut r = Rng::new(seed);
+    for i in 0..n {
+        let at = (i * v.len() / n) + r.below((v.len() / n - 4096) as u64) as usize;
+        for b in &mut v[at..at + 2048] {
+            *b = r.next() as u8;
+        }
+    }
+    v
+}
+
+/// Chunk ids of a `.caibx`, in order (read by hand, independently of the crate).
+fn index_ids(path: &Path) -> Vec<Vec<u8>> {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[8..16], &0x96824d9c7b129ff9u64.to_le_bytes());
+    b[64..b.len() - 40]
+        .chunks(40)
+        .map(|r| r[8..40].to_vec())
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A device: running root with trusted key and settings, slot A holding version 1 (adopted,
+/// with its index), slot B empty; a vendor directory with the secret key.
+type Snapshot = (Vec<u8>, Vec<u8>, Vec<(PathBuf, Vec<u8>)>);
+
+struct Env {
+    dir: TempDir,
+    root: PathBuf,
+    slots: [PathBuf; 2],
+    state: PathBuf,
+    key: PathBuf,
+    v1: Vec<u8>,
+}
+
+fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (p, s) = (
+        dir.join(format!("{name}.pub")),
+        dir.join(format!("{name}.key")),
+    );
+    ok(Command::new("minisign")
+        .args(["-G", "-W", "-p"])
+        .arg(&p)
+        .arg("-s")
+        .arg(&s)
+        .stdin(Stdio::null()));
+    (p, s)
+}
+
+impl Env {
+    fn new(tag: &str) -> Env {
+        let dir = TempDir::new(tag);
+        let root = dir.path().join("root");
+        let keys = root.join("usr/lib/pristine/keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        let (p, key) = keypair(dir.path(), "vendor");
+        std::fs::copy(&p, keys.join("vendor.pub")).unwrap();
+        let slots = [dir.path().join("slot-a.img"), dir.path().join("slot-b.img")];
+        let state = dir.path().join("state");
+        std::fs::write(
+            root.join("usr/lib/pristine/pristine.toml"),
+            format!(
+                "[update]\nslots = [{:?}, {:?}]\nstate-dir = {:?}\n",
+                slots[0], slots[1], state
+            ),
+        )
+        .unwrap();
+        let v1 = random_image(1, 4 * MIB);
+        std::fs::write(&slots[0], &v1).unwrap();
+        std::fs::write(&slots[1], b"").unwrap();
+        let env = Env {
+            dir,
+            root,
+            slots,
+            state,
+            key,
+            v1,
+        };
+        // Version 1 as the vendor made it; the device adopts slot A with its index.
+        let out = env.dir.path().join("v1");
+        env.make(&env.slots[0], "1", &out, &[]);
+        ok(env
+            .pristine()
+            .args(["update", "adopt", "--slot=0", "--version=1", "--index"])
+            .arg(out.join("image.caibx")));
+        env
+    }
+
+    fn pristine(&self) -> Command {
+        let mut c = pristine();
+        c.arg(format!("--root={}", self.root.display()));
+        c
+    }
+
+    fn make(&self, image: &Path, version: &str, out: &Path, extra: &[&str]) {
+        ok(self
+            .pristine()
+            .args(["update", "make", &format!("--version={version}")])
+            .arg(format!("--key={}", self.key.display()))
+            .args(extra)
+            .arg(image)
+            .arg(out));
+    }
+
+    /// Writes `data` as an image file and makes version `version` of it.
+    fn vendor(&self, data: &[u8], version: &str, name: &str) -> PathBuf {
+        let img = self.dir.path().join(format!("{name}.img"));
+        std::fs::write(&img, data).unwrap();
+        let out = self.dir.path().join(name);
+        self.make(&img, version, &out, &[]);
+        out
+    }
+
+    fn fetch(&self, src: &str, extra: &[&str]) -> std::process::Output {
+        self.pristine()
+            .args(["update", "fetch", "--json"])
+            .args(extra)
+            .arg(src)
+            .output()
+            .unwrap()
+    }
+
+    /// Everything a refusal must leave alone.
+    fn snapshot(&self) -> Snapshot {
+        let mut tree = Vec::new();
+        walk(&self.root, &mut tree);
+        (
+            std::fs::read(&self.slots[0]).unwrap(),
+            std::fs::read(self.state.join("update.json")).unwrap(),
+            tree,
+        )
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let o = ok(self.pristine().args(["update", "status", "--json"]));
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+}
+
+fn walk(p: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+    let mut es: Vec<_> = std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    es.sort();
+    for e in es {
+        if e.is_dir() {
+            walk(&e, out);
+        } else {
+            out.push((e.clone(), std::fs::read(&e).unwrap()));
+        }
+    }
+}
+
+fn counters(o: &std::process::Output) -> serde_json::Value {
+    assert!(
+        o.status.success(),
+        "fetch failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["counters"].clone()
+}
+
+fn refused(o: &std::process::Output, what: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(73), "{err}");
+    assert!(err.contains(what), "expected '{what}' in: {err}");
+}
+
+#[test]
+fn pristine_store_matches_casync_and_extracts_with_casync() {
+    let env = Env::new("upd-interop-out");
+    let img = env.dir.path().join("v1.img");
+    std::fs::write(&img, &env.v1).unwrap();
+    for (digest, compression, sizes) in [
+        ("sha512-256", "zstd", None),
+        ("sha256", "xz", Some("4K:16K:64K")),
+    ] {
+        let out = env.dir.path().join(format!("out-{digest}-{compression}"));
+        let mut extra = vec![
+            format!("--digest={digest}"),
+            format!("--compression={compression}"),
+        ];
+        let mut cas = casync();
+        cas.arg("make").arg(format!("--digest={digest}"));
+        if let Some(s) = sizes {
+            extra.push(format!("--chunk-size={s}"));
+            cas.arg(format!("--chunk-size={s}"));
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        env.make(&img, "1", &out, &extra);
+        // Same chunk ids as casync make on the same image and parameters.
+        let cidx = env.dir.path().join(format!("casync-{digest}.caibx"));
+        ok(cas
+            .arg(format!(
+                "--store={}",
+                env.dir.path().join("cstore").display()
+            ))
+            .arg(&cidx)
+            .arg(&img));
+        let ours = index_ids(&out.join("image.caibx"));
+        assert!(ours.len() > 10);
+        assert_eq!(ours, index_ids(&cidx), "{digest}");
+        assert_eq!(
+            std::fs::read(out.join("image.caibx")).unwrap(),
+            std::fs::read(&cidx).unwrap()
+        );
+        // casync extracts it bit-identically.
+        let x = env.dir.path().join("extracted");
+        let _ = std::fs::remove_file(&x);
+        ok(casync()
+            .arg("extract")
+            .arg(format!("--store={}", out.join("image.castr").display()))
+            .arg(out.join("image.caibx"))
+            .arg(&x));
+        assert!(std::fs::read(&x).unwrap() == env.v1);
+        // And the real minisign accepts the manifest signature.
+        ok(Command::new("minisign")
+            .arg("-V")
+            .arg("-p")
+            .arg(env.root.join("usr/lib/pristine/keys/vendor.pub"))
+            .arg("-m")
+            .arg(out.join("manifest.toml")));
+    }
+}
+
+#[test]
+fn casync_made_stores_fetch_bit_identical() {
+    for (i, (digest, compression)) in [
+        ("sha512-256", "zstd"),
+        ("sha256", "xz"),
+        ("sha512-256", "gzip"),
+        ("sha256", "zstd"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let env = Env::new("upd-interop-in");
+        let v2 = changed(&env.v1, 6, 10 + i as u64);
+        let img = env.dir.path().join("v2.img");
+        std::fs::write(&img, &v2).unwrap();
+        let out = env.dir.path().join("pub");
+        std::fs::create_dir_all(&out).unwrap();
+        ok(casync()
+            .arg("make")
+            .arg(format!("--digest={digest}"))
+            .arg(format!("--compression={compression}"))
+            .arg(format!("--store={}", out.join("image.castr").display()))
+            .arg(env.dir.path().join("casync.caibx"))
+            .arg(&img));
+        ok(env
+            .pristine()
+            .args(["update", "sign", "--version=2"])
+            .arg(format!("--key={}", env.key.display()))
+            .arg(format!("--store={}", out.join("image.castr").display()))
+            .arg(env.dir.path().join("casync.caibx"))
+            .arg(&out));
+        let c = counters(&env.fetch(out.to_str().unwrap(), &[]));
+        assert!(
+            std::fs::read(&env.slots[1]).unwrap() == v2,
+            "{digest}/{compression}"
+        );
+        assert_eq!(std::fs::read(&env.slots[0]).unwrap(), env.v1);
+        let new_ids = index_ids(&env.dir.path().join("casync.caibx"));
+        if digest == "sha512-256" {
+            // Seeded from slot A by its stored index: only changed chunks come from the store.
+            let old: std::collections::HashSet<_> =
+                index_ids(&env.dir.path().join("v1/image.caibx"))
+                    .into_iter()
+                    .collect();
+            let missing: std::collections::HashSet<_> =
+                new_ids.iter().filter(|id| !old.contains(*id)).collect();
+            assert!(!missing.is_empty());
+            assert_eq!(c["fetched_chunks"], missing.len() as u64, "{c}");
+            assert!(c["reused_bytes"].as_u64().unwrap() > 3 * MIB as u64, "{c}");
+        } else {
+            assert_eq!(c["fetched_chunks"], new_ids.len() as u64, "{c}");
+        }
+        let st = env.status();
+        assert_eq!(st["state"]["slots"][1]["status"], "pending");
+        assert_eq!(st["state"]["slots"][1]["tries"], 3);
+        assert_eq!(st["state"]["slots"][1]["version"], "2");
+        assert_eq!(st["active"], 0);
+    }
+}
+
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(dir: &Path, serve: &Path) -> Nginx {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let prefix = dir.join("nginx");
+        std::fs::create_dir_all(prefix.join("tmp")).unwrap();
+        let p = prefix.display();
+        let conf = format!(
+            "daemon off; master_process off; pid {p}/nginx.pid; error_log {p}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ access_log {p}/access.log; client_body_temp_path {p}/tmp;\n\
+               proxy_temp_path {p}/tmp; fastcgi_temp_path {p}/tmp; uwsgi_temp_path {p}/tmp;\n\
+               scgi_temp_path {p}/tmp;\n\
+               server {{ listen 127.0.0.1:{port}; root {}; }} }}\n",
+            serve.display()
+        );
+        std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+        let mut child = Command::new("nginx")
+            .arg("-e")
+            .arg(prefix.join("error.log"))
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(prefix.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx is required (scripts/setup installs nginx-light)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Nginx { child, port };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "nginx did not start: {}",
+            std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn http_fetch_from_nginx_with_resume_after_the_store_went_away() {
+    let env = Env::new("upd-http");
+    let v2 = changed(&env.v1, 8, 77);
+    let out = env.vendor(&v2, "2", "pub");
+    let nginx = Nginx::start(env.dir.path(), &out);
+    let url = format!("http://127.0.0.1:{}/", nginx.port);
+
+    // Half of the chunks that must come from the store go away.
+    let old: std::collections::HashSet<_> = index_ids(&env.dir.path().join("v1/image.caibx"))
+        .into_iter()
+        .collect();
+    let needed: Vec<_> = index_ids(&out.join("image.caibx"))
+        .into_iter()
+        .filter(|id| !old.contains(id))
+        .collect();
+    assert!(needed.len() >= 4, "{}", needed.len());
+    let gone = env.dir.path().join("gone");
+    std::fs::create_dir_all(&gone).unwrap();
+    let moved: Vec<_> = needed[needed.len() / 2..].to_vec();
+    for id in &moved {
+        let h = hex(id);
+        std::fs::rename(
+            out.join(format!("image.castr/{}/{h}.cacnk", &h[..4])),
+            gone.join(&h),
+        )
+        .unwrap();
+    }
+    let before = env.snapshot();
+    let o = env.fetch(&url, &[]);
+    refused(&o, "not found");
+    assert!(
+        env.snapshot() == before,
+        "state, active slot or root changed"
+    );
+
+    // The store comes back: only what was not yet written is fetched.
+    for id in &moved {
+        let h = hex(id);
+        std::fs::rename(
+            gone.join(&h),
+            out.join(format!("image.castr/{}/{h}.cacnk", &h[..4])),
+        )
+        .unwrap();
+    }
+    let c = counters(&env.fetch(&url, &[]));
+    assert_eq!(c["fetched_chunks"], moved.len() as u64, "{c}");
+    assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
+    let log = std::fs::read_to_string(env.dir.path().join("nginx/access.log")).unwrap();
+    assert!(log.contains("GET /manifest.toml HTTP/1.1\" 200"), "{log}");
+    drop(nginx);
+}
+
+/// Rewrites `out`'s index with `f`, fixes the manifest's index digest and re-signs it with the
+/// real minisign tool.
+fn tamper_index(env: &Env, out: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let ip = out.join("image.caibx");
+    let mut b = std::fs::read(&ip).unwrap();
+    f(&mut b);
+    std::fs::write(&ip, &b).unwrap();
+    let digest = {
+        let o = ok(Command::new("sha256sum").arg(&ip));
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let mp = out.join("manifest.toml");
+    let m = std::fs::read_to_string(&mp).unwrap();
+    let m: String = m
+        .lines()
+        .map(|l| {
+            if l.starts_with("index-digest") {
+                format!("index-digest = \"sha256:{digest}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&mp, m).unwrap();
+    ok(Command::new("minisign")
+        .args(["-S", "-s"])
+        .arg(&env.key)
+        .arg("-m")
+        .arg(&mp)
+        .stdin(Stdio::null()));
+}
+
+#[test]
+fn refusals_leave_everything_untouched() {
+    let env = Env::new("upd-refuse");
+    let v2 = changed(&env.v1, 4, 5);
+    let before = env.snapshot();
+    let check = |o: std::process::Output, what: &str| {
+        refused(&o, what);
+        assert!(env.snapshot() == before, "{what}: something changed");
+    };
+
+    // Bad signature: the manifest changed after signing.
+    let out = env.vendor(&v2, "2", "badsig");
+    let mp = out.join("manifest.toml");
+    let m = std::fs::read_to_string(&mp)
+        .unwrap()
+        .replace("\"2\"", "\"3\"");
+    std::fs::write(&mp, m).unwrap();
+    check(env.fetch(out.to_str().unwrap(), &[]), "bad signature");
+
+    // Unknown key.
+    let (_, other) = keypair(env.dir.path(), "other");
+    let img = env.dir.path().join("v2.img");
+    std::fs::write(&img, &v2).unwrap();
+    let out = env.dir.path().join("otherkey");
+    ok(env
+        .pristine()
+        .args(["update", "make", "--version=2"])
+        .arg(format!("--key={}", other.display()))
+        .arg(&img)
+        .arg(&out));
+    check(env.fetch(out.to_str().unwrap(), &[]), "unknown key");
+
+    // Older and equal versions.
+    let out = env.vendor(&v2, "0.9", "older");
+    check(env.fetch(out.to_str().unwrap(), &[]), "not newer");
+    let out = env.vendor(&v2, "1", "same");
+    check(env.fetch(out.to_str().unwrap(), &[]), "not newer");
+
+    // Index digest not the signed one.
+    let out = env.vendor(&v2, "2", "idxdigest");
+    let ip = out.join("image.caibx");
+    let mut b = std::fs::read(&ip).unwrap();
+    b[70] ^= 1;
+    std::fs::write(&ip, b).unwrap();
+    check(
+        env.fetch(out.to_str().unwrap(), &[]),
+        "does not match the signed",
+    );
+
+    // Truncated index (signed as such).
+    let out = env.vendor(&v2, "2", "trunc");
+    tamper_index(&env, &out, |b| b.truncate(b.len() - 60));
+    check(env.fetch(out.to_str().unwrap(), &[]), "truncated");
+
+    // Absurd maximum chunk size.
+    let out = env.vendor(&v2, "2", "absurdmax");
+    tamper_index(&env, &out, |b| {
+        b[40..48].copy_from_slice(&(1u64 << 40).to_le_bytes())
+    });
+    check(env.fetch(out.to_str().unwrap(), &[]), "out of range");
+
+    // Offsets going backwards.
+    let out = env.vendor(&v2, "2", "offsets");
+    tamper_index(&env, &out, |b| {
+        b[104..112].copy_from_slice(&1u64.to_le_bytes())
+    });
+    check(env.fetch(out.to_str().unwrap(), &[]), "not after");
+
+    // A chunk whose content does not match its id; and a decompression bomb in its place.
+    let out = env.vendor(&v2, "2", "badchunk");
+    let old: std::collections::HashSet<_> = index_ids(&env.dir.path().join("v1/image.caibx"))
+        .into_iter()
+        .collect();
+    let ids = index_ids(&out.join("image.caibx"));
+    let (pos, victim) = ids
+        .iter()
+        .enumerate()
+        .rfind(|(_, id)| !old.contains(*id))
+        .map(|(i, id)| (i, hex(id)))
+        .unwrap();
+    let vp = out.join(format!("image.castr/{}/{victim}.cacnk", &victim[..4]));
+    let good = std::fs::read(&vp).unwrap();
+    // Where the victim chunk lies in the image.
+    let b = std::fs::read(out.join("image.caibx")).unwrap();
+    let end_of = |i: usize| u64::from_le_bytes(b[64 + i * 40..72 + i * 40].try_into().unwrap());
+    let (start, end) = (
+        if pos == 0 { 0 } else { end_of(pos - 1) } as usize,
+        end_of(pos) as usize,
+    );
+    // Same size, other content.
+    let fake = pristine::update::compress::compress(
+        pristine::update::compress::Compression::Zstd,
+        &random_image(99, end - start),
+    )
+    .unwrap();
+    std::fs::write(&vp, fake).unwrap();
+    check(
+        env.fetch(out.to_str().unwrap(), &[]),
+        "does not match its chunk id",
+    );
+    let slot_b = std::fs::read(&env.slots[1]).unwrap();
+    assert!(
+        slot_b.len() <= start || slot_b[start..end.min(slot_b.len())].iter().all(|&x| x == 0),
+        "bad chunk was written"
+    );
+
+    let bomb = pristine::update::compress::compress(
+        pristine::update::compress::Compression::Zstd,
+        &vec![0u8; 8 * MIB],
+    )
+    .unwrap();
+    assert!(bomb.len() < 64 * 1024);
+    std::fs::write(&vp, &bomb).unwrap();
+    check(
+        env.fetch(out.to_str().unwrap(), &[]),
+        "decompresses to more than",
+    );
+
+    // Put the good chunk back: the same update now goes through, with nothing refetched
+    // that was already written.
+    std::fs::write(&vp, good).unwrap();
+    let c = counters(&env.fetch(out.to_str().unwrap(), &[]));
+    assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
+    assert!(c["present_bytes"].as_u64().unwrap() > 0, "{c}");
+    assert_eq!(c["fetched_chunks"], 1, "{c}");
+
+    // Downgrade on request.
+    let env2 = Env::new("upd-downgrade");
+    let out = env2.vendor(&v2, "0.9", "older");
+    let c = counters(&env2.fetch(out.to_str().unwrap(), &["--allow-downgrade"]));
+    assert!(c["fetched_chunks"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn never_writes_the_active_slot() {
+    let env = Env::new("upd-alias");
+    // Slot B names the same file as slot A through a symlink.
+    std::fs::remove_file(&env.slots[1]).unwrap();
+    std::os::unix::fs::symlink(&env.slots[0], &env.slots[1]).unwrap();
+    let out = env.vendor(&changed(&env.v1, 3, 9), "2", "pub");
+    let before = env.snapshot();
+    let o = env.fetch(out.to_str().unwrap(), &[]);
+    refused(&o, "is the active slot");
+    assert!(env.snapshot() == before);
+}
+
+#[test]
+fn slot_logic_boot_counting_confirm_rollback() {
+    let env = Env::new("upd-slots");
+    let v2 = changed(&env.v1, 4, 3);
+    let out = env.vendor(&v2, "2", "pub");
+    counters(&env.fetch(out.to_str().unwrap(), &[]));
+    let boot = || {
+        let o = ok(env.pristine().args(["update", "boot", "--json"]));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v["path"].as_str().unwrap().to_string(), v)
+    };
+    let b = env.slots[1].display().to_string();
+    let a = env.slots[0].display().to_string();
+    for left in [2, 1, 0] {
+        assert_eq!(boot().0, b);
+        assert_eq!(env.status()["state"]["slots"][1]["tries"], left);
+    }
+    let (p, v) = boot();
+    assert_eq!(p, a, "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("reverted"), "{v}");
+    assert_eq!(env.status()["state"]["slots"][1]["status"], "bad");
+
+    // Fetch again (the bad slot is rewritten), boot it once, confirm: it stays.
+    counters(&env.fetch(out.to_str().unwrap(), &[]));
+    assert_eq!(boot().0, b);
+    ok(env.pristine().args(["update", "confirm"]));
+    let st = env.status();
+    assert_eq!(st["state"]["slots"][1]["status"], "good");
+    for _ in 0..4 {
+        assert_eq!(boot().0, b);
+    }
+    // Rollback returns to version 1.
+    ok(env.pristine().args(["update", "rollback"]));
+    assert_eq!(boot().0, a);
+    assert_eq!(env.status()["state"]["slots"][1]["status"], "bad");
+    let o = ok(env.pristine().args(["update", "status"]));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("slot 0:") && text.contains("version 1"),
+        "{text}"
+    );
+}
