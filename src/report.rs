@@ -77,9 +77,21 @@ impl std::fmt::Display for Diagnostic {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Outcome {
     pub diagnostics: Vec<Diagnostic>,
+    /// Named counters of what was done (`paths`, `users`, `links`, …), for reports.
+    pub counts: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Outcome {
+    /// Adds `n` to the counter `key`.
+    pub fn add_count(&mut self, key: &'static str, n: u64) {
+        *self.counts.entry(key).or_default() += n;
+    }
+
+    /// The counter `key` (0 if never counted).
+    pub fn count(&self, key: &str) -> u64 {
+        self.counts.get(key).copied().unwrap_or(0)
+    }
+
     /// Records and logs a diagnostic (bad config and failures as errors, notices as notices).
     pub fn push(&mut self, d: Diagnostic) {
         match d.severity {

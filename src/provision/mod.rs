@@ -279,6 +279,8 @@ pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
 
     step_machine_id(&mut run, &host, &settings, &creds);
     step_firstboot(&mut run, &host, &settings, &creds);
+    step_sysusers(&mut run, common, etc);
+    step_tmpfiles(&mut run, common, &host, etc, var);
 
     // Record.
     if etc == Reason::UpToDate && var == Reason::UpToDate {
@@ -538,6 +540,58 @@ fn step_machine_id(
                 Ok((format!("{id} in /run/machine-id only"), Vec::new()))
             }
         }
+    });
+}
+
+fn step_sysusers(run: &mut Run<'_>, common: &Common, etc: Reason) {
+    if etc == Reason::UpToDate {
+        run.skip("sysusers", "/etc up to date");
+        return;
+    }
+    let root = run.root;
+    let opts = crate::sysusers::Options {
+        dry_run: run.dry_run,
+        has_root: common.has_root(),
+        ..Default::default()
+    };
+    let before = crate::userdb::UserDb::load(root).unwrap_or_default();
+    run.step("sysusers", |out| {
+        let o = crate::sysusers::run(root, &opts);
+        out.extend(o.diagnostics);
+        let after = crate::userdb::UserDb::load(root).unwrap_or_default();
+        let users = after.users.len().saturating_sub(before.users.len()) as u64;
+        let groups = after.groups.len().saturating_sub(before.groups.len()) as u64;
+        Ok((
+            format!("{users} user(s), {groups} group(s) created"),
+            vec![("users".into(), users), ("groups".into(), groups)],
+        ))
+    });
+}
+
+fn step_tmpfiles(run: &mut Run<'_>, common: &Common, host: &HostContext, etc: Reason, var: Reason) {
+    if etc == Reason::UpToDate && var == Reason::UpToDate {
+        run.skip("tmpfiles", "/etc and /var up to date");
+        return;
+    }
+    let root = run.root;
+    let mut opts = crate::tmpfiles::Options {
+        create: true,
+        boot: true,
+        dry_run: run.dry_run,
+        has_root: common.has_root(),
+        ..Default::default()
+    };
+    if host.in_initrd {
+        opts.leave_runtime_to_real_system();
+    }
+    run.step("tmpfiles", |out| {
+        let o = crate::tmpfiles::run(root, &opts, &[]);
+        let paths = o.count("paths");
+        out.extend(o.diagnostics);
+        Ok((
+            format!("{paths} path(s) created or adjusted"),
+            vec![("paths".into(), paths)],
+        ))
     });
 }
 
