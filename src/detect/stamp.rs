@@ -51,20 +51,27 @@ impl OsStamp {
         fields: Option<&HashMap<String, String>>,
         raw: Option<&[u8]>,
     ) -> OsStamp {
-        let get = |k: &str| {
+        let mut s = OsStamp::from_fields(|k| {
             fields
                 .and_then(|f| f.get(k))
                 .filter(|v| !v.is_empty())
                 .cloned()
-        };
+        });
+        s.os_release_sha256 = raw.map(|r| crate::util::hex(&sha2::Sha256::digest(r)));
+        s.usr_mtime_nsec = None;
+        s
+    }
+
+    /// Builds a stamp from a lookup of its env-file keys.
+    fn from_fields(get: impl Fn(&str) -> Option<String>) -> OsStamp {
         OsStamp {
             id: get("ID"),
             version_id: get("VERSION_ID"),
             image_id: get("IMAGE_ID"),
             image_version: get("IMAGE_VERSION"),
             build_id: get("BUILD_ID"),
-            os_release_sha256: raw.map(|r| crate::util::hex(&sha2::Sha256::digest(r))),
-            usr_mtime_nsec: None,
+            os_release_sha256: get("OS_RELEASE_SHA256"),
+            usr_mtime_nsec: get("USR_MTIME_NSEC"),
         }
     }
 
@@ -99,16 +106,7 @@ impl OsStamp {
 
     pub fn parse(text: &str) -> OsStamp {
         let m: HashMap<String, String> = envfile::parse(text).into_iter().collect();
-        let get = |k: &str| m.get(k).filter(|v| !v.is_empty()).cloned();
-        OsStamp {
-            id: get("ID"),
-            version_id: get("VERSION_ID"),
-            image_id: get("IMAGE_ID"),
-            image_version: get("IMAGE_VERSION"),
-            build_id: get("BUILD_ID"),
-            os_release_sha256: get("OS_RELEASE_SHA256"),
-            usr_mtime_nsec: get("USR_MTIME_NSEC"),
-        }
+        OsStamp::from_fields(|k| m.get(k).filter(|v| !v.is_empty()).cloned())
     }
 }
 

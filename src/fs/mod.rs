@@ -425,22 +425,27 @@ impl Root {
     pub fn set_times(&self, p: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
         let (dir, name) = self.parent(p)?;
         mutating("utimensat", p)?;
-        let ts = Timestamps {
-            last_access: rustix::fs::Timespec {
-                tv_sec: atime.0,
-                tv_nsec: atime.1 as _,
-            },
-            last_modification: rustix::fs::Timespec {
-                tv_sec: mtime.0,
-                tv_nsec: mtime.1 as _,
-            },
-        };
+        let ts = timestamps(atime, mtime);
         Ok(rustix::fs::utimensat(
             &dir,
             name.as_os_str(),
             &ts,
             AtFlags::SYMLINK_NOFOLLOW,
         )?)
+    }
+}
+
+/// Access and modification times from (seconds, nanoseconds) pairs.
+pub fn timestamps(atime: (i64, i64), mtime: (i64, i64)) -> Timestamps {
+    Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: atime.0,
+            tv_nsec: atime.1 as _,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: mtime.0,
+            tv_nsec: mtime.1 as _,
+        },
     }
 }
 
@@ -507,16 +512,7 @@ pub fn write_atomic_at(
             f.sync_all()?;
         }
         if let Some((a, m)) = opts.times {
-            let ts = Timestamps {
-                last_access: rustix::fs::Timespec {
-                    tv_sec: a.0,
-                    tv_nsec: a.1 as _,
-                },
-                last_modification: rustix::fs::Timespec {
-                    tv_sec: m.0,
-                    tv_nsec: m.1 as _,
-                },
-            };
+            let ts = timestamps(a, m);
             rustix::fs::futimens(&fd, &ts)?;
         }
         rustix::fs::renameat(dir, tmp.as_os_str(), dir, name)?;
