@@ -62,6 +62,10 @@ Usage: pristine [OPTIONS] VERB [VERB OPTIONS]
 Verbs:
   status [--json]        Show the detected boot state of the root
   stamp                  Mark /etc and /var as up to date with /usr (like systemd-update-done)
+  preset-all [--preset-mode=full|enable-only|disable-only] [--new-only] [--dry-run]
+                         Enable/disable all units per preset policy (like systemctl preset-all)
+  preset [--preset-mode=MODE] [--dry-run] UNIT...
+                         Enable/disable the named units per preset policy
 
 Options (for every verb):
   --root=DIR             Operate on DIR (default: / , or /sysroot inside an initrd)
@@ -164,6 +168,8 @@ pub fn run(args: Vec<OsString>) -> u8 {
     match verb.as_str() {
         "status" => crate::detect::cli::status(&common, rest),
         "stamp" => crate::detect::cli::stamp(&common, rest),
+        "preset-all" => crate::presets::cli::preset_all(&common, rest),
+        "preset" => crate::presets::cli::preset(&common, rest),
         "help" => {
             print!("{USAGE}");
             EXIT_OK
