@@ -70,6 +70,10 @@ Verbs:
                          Create system users and groups from sysusers.d (like systemd-sysusers)
   tmpfiles [OPTIONS] [CONFIG…]  Create, clean and remove files per tmpfiles.d (like systemd-tmpfiles)
   update VERB            /usr image updates: make, sign, fetch, status, confirm, rollback, boot
+  preset-all [--preset-mode=full|enable-only|disable-only] [--new-only] [--dry-run]
+                         Enable/disable all units per preset policy (like systemctl preset-all)
+  preset [--preset-mode=MODE] [--dry-run] UNIT...
+                         Enable/disable the named units per preset policy
 
 Options (for every verb):
   --root=DIR             Operate on DIR (default: / , or /sysroot inside an initrd)
@@ -177,6 +181,8 @@ pub fn run(args: Vec<OsString>) -> u8 {
         "sysusers" => crate::sysusers::cli::main(&common, rest),
         "tmpfiles" => crate::tmpfiles::cli::main(&common, rest),
         "update" => crate::update::cli::main(&common, rest),
+        "preset-all" => crate::presets::cli::preset_all(&common, rest),
+        "preset" => crate::presets::cli::preset(&common, rest),
         "help" => {
             print!("{USAGE}");
             EXIT_OK

@@ -1,0 +1,306 @@
+//! Presets: `pristine preset-all` and `pristine preset`, creating and removing exactly the
+//! enablement symlinks under `/etc/systemd/system` that `systemctl --root=DIR preset-all`
+//! (systemd 257) does, plus `--new-only`, which applies presets only to units pristine has not
+//! preset before (recorded in [`STATE_FILE`]) and cleans up the links it made for units that
+//! are gone.
+//!
+//! Flow: read the preset policy ([`rules`]) → observe the unit tree through a planning view
+//! ([`vfs`]) → plan with systemd's algorithm ([`engine`]) → apply the planned operations through
+//! the root handle → report. This module must never write outside `/etc/systemd/system` and its
+//! own state file, and never touch a link it did not decide on by systemd's rules (or, with
+//! `--new-only`, by its own record).
+
+pub mod cli;
+pub mod engine;
+pub mod rules;
+pub mod vfs;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+
+use crate::fs::{Root, WriteOptions};
+use crate::report::{Diagnostic, Outcome};
+use crate::units::lookup::{LookupPaths, PERSISTENT_CONFIG};
+use engine::Engine;
+pub use engine::{Change, ChangeKind, PresetMode};
+use rules::PresetRules;
+use vfs::{Kind, Op, Vfs};
+
+/// The `--new-only` record: units already preset, links pristine created. Lives in `/etc`, so a
+/// factory reset (which empties `/etc`) forgets it and the next run is a full `preset-all`.
+pub const STATE_FILE: &str = "/etc/pristine/presets.state";
+
+/// Options of a preset run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub mode: PresetMode,
+    /// Apply presets only to units not recorded in [`STATE_FILE`] (all units on the first run).
+    pub new_only: bool,
+    /// Plan and print, change nothing.
+    pub dry_run: bool,
+}
+
+/// What a run did (or, with `dry_run`, would do).
+#[derive(Debug, Default)]
+pub struct PresetOutcome {
+    /// systemctl's change list (symlinks created/removed, masked units, errors it reports).
+    pub changes: Vec<Change>,
+    /// The filesystem operations, in order.
+    pub ops: Vec<Op>,
+    /// Diagnostics (bad preset lines, failed operations); decides the exit code.
+    pub outcome: Outcome,
+    /// `--new-only`: whether this was a first (full) run.
+    pub first_run: bool,
+    /// `--new-only`: the units presets were applied to.
+    pub applied_to: Vec<String>,
+}
+
+impl PresetOutcome {
+    /// The exit code. Like `systemctl preset-all`, problems with individual units are reported
+    /// but do not fail the run; a failed write does (73).
+    pub fn exit_code(&self) -> u8 {
+        if self.outcome.failed() {
+            crate::report::EXIT_OP_FAILED
+        } else {
+            crate::report::EXIT_OK
+        }
+    }
+}
+
+/// The parsed `--new-only` state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    pub units: BTreeSet<String>,
+    /// `(unit, link path, link target)`.
+    pub links: BTreeSet<(String, String, String)>,
+}
+
+impl State {
+    pub fn parse(text: &str) -> State {
+        let mut st = State::default();
+        for l in text.lines() {
+            let mut w = l.split(' ');
+            match (w.next(), w.next(), w.next(), w.next()) {
+                (Some("unit"), Some(u), None, None) => {
+                    st.units.insert(u.to_string());
+                }
+                (Some("link"), Some(u), Some(p), Some(t)) => {
+                    st.links
+                        .insert((u.to_string(), p.to_string(), t.to_string()));
+                }
+                _ => {}
+            }
+        }
+        st
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::from(
+            "# pristine preset-all --new-only: units already preset, links pristine created.\n",
+        );
+        for u in &self.units {
+            s.push_str(&format!("unit {u}\n"));
+        }
+        for (u, p, t) in &self.links {
+            s.push_str(&format!("link {u} {p} {t}\n"));
+        }
+        s
+    }
+}
+
+fn log_changes(engine: &Engine, changes: &[Change]) {
+    let host = |p: &str| engine.host(p);
+    for c in changes {
+        let m = c.message(&host);
+        match c.kind {
+            ChangeKind::Error(_) => log::error!("{m}"),
+            ChangeKind::DestinationNotPresent | ChangeKind::AuxiliaryFailed => log::warn!("{m}"),
+            _ => log::info!("{m}"),
+        }
+    }
+}
+
+fn finish(root: &Root, engine: Engine, dry_run: bool, out: &mut PresetOutcome) {
+    out.changes = engine.changes.clone();
+    if !dry_run {
+        log_changes(&engine, &out.changes);
+    }
+    for (f, l, m) in &engine.rules.warnings {
+        out.outcome
+            .diagnostics
+            .push(Diagnostic::notice(Some(Path::new(f)), *l, m.clone()));
+    }
+    out.ops = std::mem::take(&mut engine.vfs.ops);
+    if dry_run {
+        for op in &out.ops {
+            println!("{op}");
+        }
+        return;
+    }
+    if let Err((op, e)) = Vfs::apply(root, &out.ops) {
+        out.outcome
+            .push(Diagnostic::failed(None, format!("Failed to {op}: {e}")));
+    }
+}
+
+/// `preset-all` (see [`Options`]).
+pub fn preset_all(root: &Root, opts: &Options) -> PresetOutcome {
+    let mut out = PresetOutcome::default();
+    let rules = PresetRules::load(root);
+    let lp = LookupPaths::for_root(root);
+    let mut vfs = Vfs::new(root);
+    let mut engine = Engine::new(&mut vfs, lp, rules);
+    let units = engine.enumerate();
+    if !opts.new_only {
+        engine.prepare_all(&units);
+        engine.execute(opts.mode);
+        finish(root, engine, opts.dry_run, &mut out);
+        return out;
+    }
+    let prev = match root.read_optional(Path::new(STATE_FILE)) {
+        Ok(s) => s.map(|t| State::parse(&t)),
+        Err(e) => {
+            out.outcome.push(Diagnostic::failed(
+                Some(Path::new(STATE_FILE)),
+                format!("Failed to read: {e}"),
+            ));
+            return out;
+        }
+    };
+    let current: BTreeSet<String> = units.iter().cloned().collect();
+    let mut state = State {
+        units: current.clone(),
+        links: BTreeSet::new(),
+    };
+    match &prev {
+        None => {
+            out.first_run = true;
+            out.applied_to = units.clone();
+            engine.prepare_all(&units);
+            engine.execute(opts.mode);
+        }
+        Some(prev) => {
+            let new: Vec<String> = units
+                .iter()
+                .filter(|u| !prev.units.contains(*u))
+                .cloned()
+                .collect();
+            let mut seen = HashSet::new();
+            out.applied_to = new
+                .iter()
+                .filter(|u| seen.insert((*u).clone()))
+                .cloned()
+                .collect();
+            engine.protected = prev.units.intersection(&current).cloned().collect();
+            engine.prepare_all(&new);
+            if opts.mode != PresetMode::DisableOnly {
+                engine.execute(PresetMode::EnableOnly);
+            }
+            // Links pristine made for units that are gone: removed if still as it made them.
+            for (u, p, t) in &prev.links {
+                if current.contains(u) {
+                    state.links.insert((u.clone(), p.clone(), t.clone()));
+                    continue;
+                }
+                let Ok((canon, Kind::Link)) = engine.vfs.lstat(p) else {
+                    continue;
+                };
+                if engine.vfs.readlink(p).as_deref() != Ok(t.as_str()) {
+                    continue;
+                }
+                if engine.vfs.unlink(&canon).is_ok() {
+                    engine.vfs.rmdir_parents(&canon, PERSISTENT_CONFIG);
+                    engine.changes.push(Change {
+                        kind: ChangeKind::Unlink,
+                        path: canon,
+                        source: None,
+                        unit: Some(u.clone()),
+                    });
+                }
+            }
+        }
+    }
+    for c in &engine.changes {
+        if let (ChangeKind::Symlink, Some(u), Some(t)) = (&c.kind, &c.unit, &c.source) {
+            state.links.insert((u.clone(), c.path.clone(), t.clone()));
+        }
+    }
+    finish(root, engine, opts.dry_run, &mut out);
+    if opts.dry_run || out.outcome.failed() {
+        return out;
+    }
+    let write = root
+        .mkdir_all(Path::new("/etc/pristine"), 0o755)
+        .and_then(|_| {
+            root.write_atomic(
+                Path::new(STATE_FILE),
+                state.render().as_bytes(),
+                &WriteOptions::default(),
+            )
+        });
+    if let Err(e) = write {
+        out.outcome.push(Diagnostic::failed(
+            Some(Path::new(STATE_FILE)),
+            format!("Failed to write: {e}"),
+        ));
+    }
+    out
+}
+
+/// `preset UNIT…`: like `systemctl --root=DIR preset UNIT…`. A unit that cannot be found or
+/// loaded stops the run before anything is changed (`Err` with the outcome so far).
+pub fn preset(
+    root: &Root,
+    units: &[String],
+    mode: PresetMode,
+    dry_run: bool,
+) -> Result<PresetOutcome, PresetOutcome> {
+    let mut out = PresetOutcome::default();
+    let rules = PresetRules::load(root);
+    let lp = LookupPaths::for_root(root);
+    let mut vfs = Vfs::new(root);
+    let mut engine = Engine::new(&mut vfs, lp, rules);
+    for u in units {
+        if engine.prepare_one(u).is_err() {
+            out.changes = engine.changes.clone();
+            log_changes(&engine, &out.changes);
+            return Err(out);
+        }
+    }
+    engine.execute(mode);
+    finish(root, engine, dry_run, &mut out);
+    Ok(out)
+}
+
+/// The links under `/etc/systemd/system` of a host tree (`path → target`), for tests and
+/// benchmarks comparing trees.
+pub fn list_links(dir: &Path) -> BTreeMap<String, String> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap_or(&p).display().to_string();
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    let t = std::fs::read_link(&p)
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_default();
+                    out.insert(rel, t);
+                }
+                Ok(m) if m.is_dir() => {
+                    out.insert(format!("{rel}/"), String::new());
+                    walk(base, &p, out);
+                }
+                Ok(_) => {
+                    out.insert(rel, "<file>".into());
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}

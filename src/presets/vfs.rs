@@ -1,0 +1,510 @@
+//! A read-through, write-back view of the target tree for planning: directory listings are read
+//! once (in the kernel's `readdir` order, which systemd's enumeration follows), symlinks are
+//! resolved inside the root in userspace, and planned changes (new symlinks, removals, new
+//! directories) update the view at once so that later planning sees them, exactly as systemctl
+//! sees its own earlier changes. Nothing is written until [`Vfs::apply`].
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rustix::fs::{FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::fs::Root;
+use crate::units::lookup::{components, file_name, join, parent_of};
+
+/// The type of a directory entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Reg,
+    Dir,
+    Link,
+    Chr,
+    Other,
+}
+
+#[derive(Clone, Debug, Default)]
+struct DirList {
+    order: Vec<String>,
+    map: HashMap<String, Kind>,
+}
+
+/// A planned filesystem change (in-root paths).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Mkdir(String),
+    Symlink {
+        target: String,
+        path: String,
+    },
+    /// Atomically replace whatever is at `path` with a symlink.
+    ReplaceSymlink {
+        target: String,
+        path: String,
+    },
+    Unlink(String),
+    Rmdir(String),
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Mkdir(p) => write!(f, "mkdir {p}"),
+            Op::Symlink { target, path } => write!(f, "symlink {path} -> {target}"),
+            Op::ReplaceSymlink { target, path } => write!(f, "replace {path} -> {target}"),
+            Op::Unlink(p) => write!(f, "unlink {p}"),
+            Op::Rmdir(p) => write!(f, "rmdir {p}"),
+        }
+    }
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_io_error(e).unwrap_or(Errno::IO)
+}
+
+/// Names systemd's `FOREACH_DIRENT` skips (`hidden_or_backup_file`).
+pub fn hidden_or_backup(name: &str) -> bool {
+    if name.starts_with('.')
+        || matches!(name, "lost+found" | "aquota.user" | "aquota.group")
+        || name.ends_with('~')
+    {
+        return true;
+    }
+    let Some(dot) = name.rfind('.') else {
+        return false;
+    };
+    matches!(
+        &name[dot + 1..],
+        "rpmnew"
+            | "rpmsave"
+            | "rpmorig"
+            | "dpkg-old"
+            | "dpkg-new"
+            | "dpkg-tmp"
+            | "dpkg-dist"
+            | "dpkg-bak"
+            | "dpkg-backup"
+            | "dpkg-remove"
+            | "ucf-new"
+            | "ucf-old"
+            | "ucf-dist"
+            | "swp"
+            | "bak"
+            | "old"
+            | "new"
+    )
+}
+
+const CHASE_MAX: usize = 32;
+
+pub struct Vfs<'r> {
+    root: &'r Root,
+    dirs: HashMap<String, Option<DirList>>,
+    links: HashMap<String, String>,
+    sizes: HashMap<String, u64>,
+    pub ops: Vec<Op>,
+}
+
+impl<'r> Vfs<'r> {
+    pub fn new(root: &'r Root) -> Vfs<'r> {
+        Vfs {
+            root,
+            dirs: HashMap::new(),
+            links: HashMap::new(),
+            sizes: HashMap::new(),
+            ops: Vec::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Root {
+        self.root
+    }
+
+    fn load_dir(&self, canon: &str) -> Option<DirList> {
+        let fd = self
+            .root
+            .open_path(
+                Path::new(canon),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+                Mode::empty(),
+            )
+            .ok()?;
+        let mut dir = rustix::fs::Dir::read_from(&fd).ok()?;
+        let mut list = DirList::default();
+        while let Some(Ok(ent)) = dir.read() {
+            let Ok(name) = ent.file_name().to_str() else {
+                continue;
+            };
+            if name == "." || name == ".." {
+                continue;
+            }
+            let mut ft = ent.file_type();
+            if ft == FileType::Unknown {
+                ft = rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|st| FileType::from_raw_mode(st.st_mode))
+                    .unwrap_or(FileType::Unknown);
+            }
+            let kind = match ft {
+                FileType::RegularFile => Kind::Reg,
+                FileType::Directory => Kind::Dir,
+                FileType::Symlink => Kind::Link,
+                FileType::CharacterDevice => Kind::Chr,
+                _ => Kind::Other,
+            };
+            list.order.push(name.to_string());
+            list.map.insert(name.to_string(), kind);
+        }
+        Some(list)
+    }
+
+    fn dir(&mut self, canon: &str) -> Option<&mut DirList> {
+        if !self.dirs.contains_key(canon) {
+            let l = self.load_dir(canon);
+            self.dirs.insert(canon.to_string(), l);
+        }
+        self.dirs.get_mut(canon).and_then(|d| d.as_mut())
+    }
+
+    /// The entries of a canonical directory in `readdir` order (empty if it cannot be read).
+    pub fn list(&mut self, canon: &str) -> Vec<(String, Kind)> {
+        match self.dir(canon) {
+            Some(d) => d
+                .order
+                .iter()
+                .filter_map(|n| d.map.get(n).map(|k| (n.clone(), *k)))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The kind of `name` in the canonical directory `dir`.
+    pub fn kind_in(&mut self, dir: &str, name: &str) -> Option<Kind> {
+        self.dir(dir)?.map.get(name).copied()
+    }
+
+    /// Resolves `path` inside the root like systemd's `chase()`. Returns the canonical path and
+    /// whether it exists; with `nonexistent`, a missing component ends the walk and the rest is
+    /// appended verbatim. `follow_last`: follow a final symlink.
+    pub fn chase(
+        &mut self,
+        path: &str,
+        follow_last: bool,
+        nonexistent: bool,
+    ) -> Result<(String, bool), Errno> {
+        let mut todo: Vec<String> = components(path).rev().map(str::to_string).collect();
+        let mut cur = String::from("/");
+        let mut hops = 0;
+        while let Some(c) = todo.pop() {
+            if c == ".." {
+                cur = parent_of(&cur).to_string();
+                continue;
+            }
+            let kind = self.kind_in(&cur, &c);
+            match kind {
+                None => {
+                    if !nonexistent {
+                        return Err(Errno::NOENT);
+                    }
+                    let mut out = join(&cur, &c);
+                    while let Some(r) = todo.pop() {
+                        out = join(&out, &r);
+                    }
+                    return Ok((out, false));
+                }
+                Some(Kind::Link) if !todo.is_empty() || follow_last => {
+                    hops += 1;
+                    if hops > CHASE_MAX {
+                        return Err(Errno::LOOP);
+                    }
+                    let t = self.readlink_canon(&join(&cur, &c))?;
+                    if t.starts_with('/') {
+                        cur = String::from("/");
+                    }
+                    todo.extend(components(&t).rev().map(str::to_string));
+                }
+                Some(k) => {
+                    if !todo.is_empty() && k != Kind::Dir {
+                        return Err(Errno::NOTDIR);
+                    }
+                    cur = join(&cur, &c);
+                }
+            }
+        }
+        Ok((cur, true))
+    }
+
+    fn readlink_canon(&mut self, canon: &str) -> Result<String, Errno> {
+        if let Some(t) = self.links.get(canon) {
+            return Ok(t.clone());
+        }
+        let t = self
+            .root
+            .read_link(Path::new(canon))
+            .map_err(|e| io_errno(&e))?;
+        let t = t.to_str().ok_or(Errno::INVAL)?.to_string();
+        self.links.insert(canon.to_string(), t.clone());
+        Ok(t)
+    }
+
+    /// The canonical parent directory of `path` and the last component.
+    fn parent(&mut self, path: &str) -> Result<(String, String), Errno> {
+        let (dir, exists) = self.chase(parent_of(path), true, false)?;
+        if !exists {
+            return Err(Errno::NOENT);
+        }
+        match self.dir(&dir) {
+            Some(_) => Ok((dir, file_name(path).to_string())),
+            None => Err(Errno::NOTDIR),
+        }
+    }
+
+    /// `lstat` of `path`: the kind of its last component (intermediate symlinks followed).
+    pub fn lstat(&mut self, path: &str) -> Result<(String, Kind), Errno> {
+        let (dir, name) = self.parent(path)?;
+        let k = self.kind_in(&dir, &name).ok_or(Errno::NOENT)?;
+        Ok((join(&dir, &name), k))
+    }
+
+    /// `readlink(2)`.
+    pub fn readlink(&mut self, path: &str) -> Result<String, Errno> {
+        let (canon, k) = self.lstat(path)?;
+        if k != Kind::Link {
+            return Err(Errno::INVAL);
+        }
+        self.readlink_canon(&canon)
+    }
+
+    /// systemd's `null_or_empty` for a canonical, non-symlink path of kind `k`.
+    pub fn null_or_empty(&mut self, canon: &str, k: Kind) -> Result<bool, Errno> {
+        match k {
+            Kind::Chr => Ok(true),
+            Kind::Reg => {
+                if let Some(s) = self.sizes.get(canon) {
+                    return Ok(*s == 0);
+                }
+                let st = self
+                    .root
+                    .stat(Path::new(canon), false)
+                    .map_err(|e| io_errno(&e))?;
+                self.sizes.insert(canon.to_string(), st.st_size as u64);
+                Ok(st.st_size == 0)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Reads a canonical regular file.
+    pub fn read(&self, canon: &str) -> Result<Vec<u8>, Errno> {
+        self.root.read(Path::new(canon)).map_err(|e| io_errno(&e))
+    }
+
+    /// `stat` following symlinks: canonical path and kind.
+    pub fn stat(&mut self, path: &str) -> Result<(String, Kind), Errno> {
+        let (canon, exists) = self.chase(path, true, false)?;
+        if !exists {
+            return Err(Errno::NOENT);
+        }
+        if canon == "/" {
+            return Ok((canon, Kind::Dir));
+        }
+        let k = self
+            .kind_in(parent_of(&canon), file_name(&canon))
+            .ok_or(Errno::NOENT)?;
+        Ok((canon, k))
+    }
+
+    /// `mkdir -p` of the parent of `path` (mode 0755); failures are ignored, as systemd's
+    /// `mkdir_parents` result is.
+    pub fn mkdir_parents(&mut self, path: &str) {
+        let parent = parent_of(path).to_string();
+        let mut cur = String::from("/");
+        for c in components(&parent).map(str::to_string).collect::<Vec<_>>() {
+            let next = join(&cur, &c);
+            match self.kind_in(&cur, &c) {
+                Some(Kind::Dir) => cur = next,
+                Some(Kind::Link) => match self.chase(&next, true, false) {
+                    Ok((canon, true)) if self.dir(&canon).is_some() => cur = canon,
+                    _ => return,
+                },
+                Some(_) => return,
+                None => {
+                    if self.dir(&cur).is_none() {
+                        return;
+                    }
+                    self.ops.push(Op::Mkdir(next.clone()));
+                    if let Some(d) = self.dir(&cur) {
+                        d.order.push(c.clone());
+                        d.map.insert(c.clone(), Kind::Dir);
+                    }
+                    self.dirs.insert(next.clone(), Some(DirList::default()));
+                    cur = next;
+                }
+            }
+        }
+    }
+
+    /// `symlink(target, path)`: fails with `EEXIST` if something is there.
+    pub fn symlink(&mut self, target: &str, path: &str) -> Result<(), Errno> {
+        let (dir, name) = self.parent(path)?;
+        if self.kind_in(&dir, &name).is_some() {
+            return Err(Errno::EXIST);
+        }
+        let canon = join(&dir, &name);
+        self.ops.push(Op::Symlink {
+            target: target.to_string(),
+            path: canon.clone(),
+        });
+        if let Some(d) = self.dir(&dir) {
+            d.order.push(name.clone());
+            d.map.insert(name, Kind::Link);
+        }
+        self.links.insert(canon, target.to_string());
+        Ok(())
+    }
+
+    /// Replaces `path` by a symlink to `target`.
+    pub fn replace_symlink(&mut self, target: &str, path: &str) -> Result<(), Errno> {
+        let (dir, name) = self.parent(path)?;
+        let canon = join(&dir, &name);
+        self.ops.push(Op::ReplaceSymlink {
+            target: target.to_string(),
+            path: canon.clone(),
+        });
+        if let Some(d) = self.dir(&dir) {
+            if !d.map.contains_key(&name) {
+                d.order.push(name.clone());
+            }
+            d.map.insert(name, Kind::Link);
+        }
+        self.links.insert(canon, target.to_string());
+        Ok(())
+    }
+
+    /// Removes the non-directory at the canonical path `canon`.
+    pub fn unlink(&mut self, canon: &str) -> Result<(), Errno> {
+        let dir = parent_of(canon).to_string();
+        let name = file_name(canon).to_string();
+        let d = self.dir(&dir).ok_or(Errno::NOENT)?;
+        match d.map.get(&name) {
+            None => return Err(Errno::NOENT),
+            Some(Kind::Dir) => return Err(Errno::ISDIR),
+            Some(_) => {}
+        }
+        d.map.remove(&name);
+        d.order.retain(|n| n != &name);
+        self.links.remove(canon);
+        self.ops.push(Op::Unlink(canon.to_string()));
+        Ok(())
+    }
+
+    /// systemd's `rmdir_parents(path, stop)`: removes now-empty parent directories of `path`
+    /// below `stop`.
+    pub fn rmdir_parents(&mut self, path: &str, stop: &str) {
+        let mut p = path.to_string();
+        loop {
+            let parent = parent_of(&p).to_string();
+            if parent == "/" || parent == "." {
+                return;
+            }
+            if crate::units::lookup::path_startswith(stop, &parent).is_some() {
+                return;
+            }
+            let empty = match self.dir(&parent) {
+                Some(d) => d.map.is_empty(),
+                None => false,
+            };
+            if !empty {
+                return;
+            }
+            let gp = parent_of(&parent).to_string();
+            let name = file_name(&parent).to_string();
+            if let Some(d) = self.dir(&gp) {
+                d.map.remove(&name);
+                d.order.retain(|n| n != &name);
+            }
+            self.dirs.insert(parent.clone(), None);
+            self.ops.push(Op::Rmdir(parent.clone()));
+            p = parent;
+        }
+    }
+
+    /// Performs the planned operations in order through the root handle.
+    pub fn apply(root: &Root, ops: &[Op]) -> Result<(), (Op, std::io::Error)> {
+        for op in ops {
+            let r = match op {
+                Op::Mkdir(p) => root.mkdir(Path::new(p), 0o755).map(|_| ()),
+                Op::Symlink { target, path } => root.symlink(Path::new(target), Path::new(path)),
+                Op::ReplaceSymlink { target, path } => {
+                    root.symlink_atomic(Path::new(target), Path::new(path))
+                }
+                Op::Unlink(p) => root.unlink(Path::new(p)),
+                Op::Rmdir(p) => root.rmdir(Path::new(p)),
+            };
+            r.map_err(|e| (op.clone(), e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chase_and_plan() {
+        let t = std::env::temp_dir().join(format!("pristine-vfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        std::fs::create_dir_all(t.join("usr/lib/systemd/system")).unwrap();
+        std::fs::create_dir_all(t.join("etc/systemd/system")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", t.join("lib")).unwrap();
+        std::fs::write(t.join("usr/lib/systemd/system/a.service"), "x").unwrap();
+        std::os::unix::fs::symlink(
+            "/lib/systemd/system/a.service",
+            t.join("etc/systemd/system/b.service"),
+        )
+        .unwrap();
+        let root = Root::open(&t).unwrap();
+        let mut v = Vfs::new(&root);
+        assert_eq!(
+            v.chase("/etc/systemd/system/b.service", true, false),
+            Ok(("/usr/lib/systemd/system/a.service".to_string(), true))
+        );
+        assert_eq!(
+            v.chase("/etc/systemd/system/b.service", false, false),
+            Ok(("/etc/systemd/system/b.service".to_string(), true))
+        );
+        assert_eq!(
+            v.chase("/lib/systemd/nope/x", true, true),
+            Ok(("/usr/lib/systemd/nope/x".to_string(), false))
+        );
+        assert_eq!(
+            v.lstat("/lib/systemd/system/a.service").map(|x| x.1),
+            Ok(Kind::Reg)
+        );
+        v.mkdir_parents("/etc/systemd/system/m.target.wants/a.service");
+        v.symlink(
+            "/usr/lib/systemd/system/a.service",
+            "/etc/systemd/system/m.target.wants/a.service",
+        )
+        .unwrap();
+        assert_eq!(
+            v.symlink("/x", "/etc/systemd/system/m.target.wants/a.service"),
+            Err(Errno::EXIST)
+        );
+        v.unlink("/etc/systemd/system/m.target.wants/a.service")
+            .unwrap();
+        v.rmdir_parents(
+            "/etc/systemd/system/m.target.wants/a.service",
+            "/etc/systemd/system",
+        );
+        assert_eq!(v.ops.len(), 4);
+        assert!(
+            hidden_or_backup(".x.service")
+                && hidden_or_backup("a.dpkg-old")
+                && !hidden_or_backup("a.service")
+        );
+        Vfs::apply(&root, &v.ops.clone()).unwrap();
+        assert!(!t.join("etc/systemd/system/m.target.wants").exists());
+        let _ = std::fs::remove_dir_all(&t);
+    }
+}
