@@ -282,10 +282,10 @@ pub fn parse_shadow(text: &[u8]) -> Vec<Shadow> {
                     lstchg: 0,
                     min: 0,
                     max: 0,
-                    warn: 0,
-                    inact: 0,
-                    expire: 0,
-                    flag: 0,
+                    warn: -1,
+                    inact: -1,
+                    expire: -1,
+                    flag: u64::MAX,
                 });
             }
             let pwdp = Some(f.string().to_vec());
