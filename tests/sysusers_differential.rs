@@ -358,6 +358,17 @@ fn gen_passwd(r: &mut Rng, n: usize) -> String {
             4 => s.push_str("broken line\n"),
             5 => s.push_str(&format!("  {}:x:{}:{}::/:\n", r.pick(NAMES), id(r), id(r))),
             6 => s.push_str(&format!("{}:x:0{}:{}\n", r.pick(NAMES), id(r), id(r))),
+            7 => s.push_str(r.pick::<&str>(&[
+                "odd:x: 12:+13:g:h:s\n",
+                "neg:x:-1:-2::/:\n",
+                "big:x:4294967296:99999999999999999999::/:\n",
+                "short:x:5\n",
+                "trail:x:6:7:a:b:c \n",
+                "\tws:x:8:9::/:/bin/sh\n",
+                "-minus:x:1:2:::\n",
+                "col:x:10:11:g:/h:/s:extra\n",
+                "nul:x:12:13::/:\n",
+            ])),
             _ => s.push_str(&format!(
                 "{}:x:{}:{}:Some One:/home/{}:/bin/sh\n",
                 r.pick(NAMES),
@@ -383,6 +394,13 @@ fn gen_group(r: &mut Rng, n: usize) -> (String, Vec<String>) {
             1 => s.push_str("+\n"),
             2 => s.push_str("-bad::\n"),
             3 => s.push_str("nogid:x:\n"),
+            4 => s.push_str(r.pick::<&str>(&[
+                "sp:x:77: a , b,,c\n",
+                "zz:x:0078:m1,m2,\n",
+                "+grp:x::m\n",
+                "nomem:x:79\n",
+                "neg:x:-5:\n",
+            ])),
             _ => {
                 let g = r.pick(NAMES).to_string();
                 let members: Vec<&str> = (0..r.below(3)).map(|_| *r.pick(NAMES)).collect();
@@ -426,7 +444,16 @@ fn gen_case(seed: u64) -> Case {
         for _ in 0..r.below(5) {
             match r.below(6) {
                 0 => s.push_str("+\n"),
-                1 => s.push_str("x:pw:1:2\n"),
+                1 => s.push_str(r.pick::<&str>(&[
+                    "x:pw:1:2\n",
+                    "y:pw:1:2:3\n",
+                    "z:pw:1:2:3:4\n",
+                    "w:pw:a:b:c:d:e:f:g\n",
+                    "v:pw:-1:4294967295:99999999999:::: \n",
+                    "u:pw:1:2:3:4:5:6:7\n",
+                    "t:pw\n",
+                    "+s:x:1:::::: \n",
+                ])),
                 2 => s.push_str(&format!("{}:!*:19000:0:99999:7:::\n", r.pick(NAMES))),
                 _ => s.push_str(&format!("{}:!*:{}::::::\n", r.pick(NAMES), r.below(20000))),
             }
@@ -440,7 +467,11 @@ fn gen_case(seed: u64) -> Case {
         for g in &gnames {
             if r.chance(70) {
                 let m = if r.chance(30) { *r.pick(NAMES) } else { "" };
-                s.push_str(&format!("{g}:!::{m}\n"));
+                match r.below(5) {
+                    0 => s.push_str(&format!("{g}:!:adm1, adm2:{m}\n")),
+                    1 => s.push_str(&format!("{g}:!\n")),
+                    _ => s.push_str(&format!("{g}:!::{m}\n")),
+                }
             }
         }
         c.files.insert("etc/gshadow".into(), s);
@@ -459,7 +490,7 @@ fn gen_case(seed: u64) -> Case {
         }
         c.files.insert(format!("{dir}/f{f}.conf"), text);
     }
-    if r.chance(10) {
+    if r.chance(20) {
         let n = r.pick(NAMES);
         c.creds
             .insert(format!("passwd.shell.{n}"), "/bin/credshell".into());
