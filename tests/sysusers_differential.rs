@@ -529,15 +529,15 @@ fn generated_trees_agree_with_reference() {
 #[test]
 fn large_synthetic_config_agrees() {
     // 2000 lines: groups, users, members, in the default range and beyond it.
-    let mut text = String::new();
-    for k in 0..700 {
+    let mut text = String::from("r - 1-4000\n");
+    for k in 0..699 {
         text.push_str(&format!("g grp{k} -\n"));
     }
     for k in 0..900 {
         text.push_str(&format!("u usr{k} - \"User {k}\" /var/lib/usr{k}\n"));
     }
     for k in 0..400 {
-        text.push_str(&format!("m usr{} grp{}\n", k % 900, k % 700));
+        text.push_str(&format!("m usr{} grp{}\n", k % 900, k % 699));
     }
     let mut case = Case::default();
     case.files
