@@ -133,10 +133,9 @@ impl Root {
             _ => return Err(rustix::io::Errno::INVAL.into()),
         };
         let parent = rel.parent().unwrap_or(Path::new(""));
-        let (fd, st) = self.chase_safe(parent, false)?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-            return Err(rustix::io::Errno::NOTDIR.into());
-        }
+        // Like systemd, the parent is not required to be a directory here: the `*at` call
+        // made with it then fails with ENOTDIR.
+        let (fd, _) = self.chase_safe(parent, false)?;
         Ok((fd, name))
     }
 }

@@ -753,7 +753,7 @@ fn write_one_file(ctx: &Ctx<'_>, i: &Item, p: &Path, creation: Creation) -> R {
         flags = OFlags::PATH;
     }
     // Symlinks are followed, inside the root.
-    let fd = match ctx.root.open_path(p, flags, Mode::from_raw_mode(i.mode)) {
+    let fd = match ctx.root.open_path(p, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             log::debug!("Not writing missing file \"{}\": {}", ctx.d(p), em(&e));
@@ -1339,19 +1339,24 @@ struct DirInfo {
 /// systemd's `opendir_and_stat`: `Ok(None)` when missing or not a directory. Symlinks are
 /// followed inside the root.
 fn opendir_and_stat(ctx: &Ctx<'_>, p: &Path) -> Result<Option<(OwnedFd, DirInfo)>, String> {
+    // Like systemd's opendir_nomod(): the last component is not followed.
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
     let fd = match ctx
         .root
-        .open_path(
-            p,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOATIME,
-            Mode::empty(),
-        )
-        .or_else(|_| {
-            ctx.root
-                .open_path(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+        .open_path(p, flags | OFlags::NOATIME, Mode::empty())
+        .or_else(|e| {
+            if is(&e, rustix::io::Errno::PERM) || is(&e, rustix::io::Errno::ACCESS) {
+                ctx.root.open_path(p, flags, Mode::empty())
+            } else {
+                Err(e)
+            }
         }) {
         Ok(fd) => fd,
-        Err(e) if is(&e, rustix::io::Errno::NOENT) || is(&e, rustix::io::Errno::NOTDIR) => {
+        Err(e)
+            if is(&e, rustix::io::Errno::NOENT)
+                || is(&e, rustix::io::Errno::NOTDIR)
+                || is(&e, rustix::io::Errno::LOOP) =>
+        {
             return Ok(None)
         }
         Err(e) => return Err(format!("Failed to open directory {}: {}", ctx.d(p), em(&e))),

@@ -200,7 +200,7 @@ pub fn load(
     outcome: &mut Outcome,
 ) -> Config {
     let include = |p: &Path| opts.include(p);
-    let exists = |p: &Path| root.exists(p);
+    let exists = |p: &Path| !matches!(root.stat(p, false), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
     let env = parse::ParseEnv {
         values,
         users,
@@ -368,6 +368,18 @@ pub fn run(root: &Root, opts: &Options, sources: &[Source]) -> Outcome {
     let mut cfg = load(root, opts, sources, &values, &users, &mut outcome);
     exec::execute(root, opts, &mut cfg, &mut outcome);
     outcome
+}
+
+/// systemd-tmpfiles' exit code: bad configuration (65) takes precedence over failed
+/// operations (73).
+pub fn exit_code(o: &Outcome) -> u8 {
+    if o.bad_config() {
+        crate::report::EXIT_BAD_CONFIG
+    } else if o.failed() {
+        crate::report::EXIT_OP_FAILED
+    } else {
+        crate::report::EXIT_OK
+    }
 }
 
 /// `--cat-config`: the configuration files as systemd prints them.
