@@ -56,6 +56,21 @@ fn flags(p: &Path, kind: char) -> u32 {
         .unwrap_or(0)
 }
 
+/// Reads a file without updating its access time (cleaning tests depend on atimes).
+fn read_noatime(p: &Path) -> Vec<u8> {
+    use std::io::Read as _;
+    let fd = rustix::fs::open(
+        p,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOATIME | rustix::fs::OFlags::NONBLOCK,
+        rustix::fs::Mode::empty(),
+    );
+    let mut out = Vec::new();
+    if let Ok(fd) = fd {
+        let _ = std::fs::File::from(fd).read_to_end(&mut out);
+    }
+    out
+}
+
 /// Snapshots everything below `root` (symlinks are recorded, never followed).
 pub fn snapshot(root: &Path) -> Tree {
     let mut t = Tree::new();
@@ -96,7 +111,7 @@ fn walk(root: &Path, dir: &Path, t: &mut Tree) {
             uid: md.uid(),
             gid: md.gid(),
             content: if kind == 'f' {
-                std::fs::read(&p).unwrap_or_default()
+                read_noatime(&p)
             } else {
                 Vec::new()
             },
