@@ -625,3 +625,40 @@ fn invalid_lines_base64_and_runtime_dir() {
     assert_eq!(t.read("b64"), "hello", "good lines still run");
     assert!(t.p("run/rt").is_dir(), "%t is /run inside the root");
 }
+
+#[test]
+fn credentials_lines_and_extra() {
+    let t = setup("tfcred");
+    let creds = t.root.parent().unwrap().join("creds");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("mycred"), "secret\n").unwrap();
+    std::fs::write(creds.join("tmpfiles.extra"), "d /from-extra 0700 - - -\n").unwrap();
+    std::fs::write(
+        &t.conf,
+        "f^ /cred 0600 - - - mycred\nf^ /missing 0600 - - - nosuchcred\n",
+    )
+    .unwrap();
+    let out = common::pristine()
+        .args([
+            "tmpfiles",
+            &format!("--root={}", t.root.display()),
+            "--create",
+            t.conf.to_str().unwrap(),
+        ])
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(t.read("cred"), "secret\n");
+    assert_eq!(t.mode("cred"), 0o600);
+    assert!(
+        !t.exists("missing"),
+        "a credential that was not passed skips the line"
+    );
+    assert_eq!(t.mode("from-extra"), 0o700);
+}

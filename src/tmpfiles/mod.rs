@@ -201,6 +201,14 @@ pub fn load(
 ) -> Config {
     let include = |p: &Path| opts.include(p);
     let exists = |p: &Path| !matches!(root.stat(p, false), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    let cred_dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute());
+    let credential = |name: &str| -> Option<Vec<u8>> {
+        cred_dir
+            .as_ref()
+            .and_then(|d| std::fs::read(d.join(name)).ok())
+    };
     let env = parse::ParseEnv {
         values,
         users,
@@ -209,6 +217,7 @@ pub fn load(
         home: home_dir(),
         source_exists: &exists,
         include: &include,
+        credential: &credential,
     };
     let mut cfg = Config::default();
     let dirs = confdirs::search_dirs("tmpfiles.d");
@@ -270,6 +279,13 @@ pub fn load(
     } else {
         for s in sources {
             read_source(&mut cfg, s, outcome);
+        }
+    }
+    // Extra lines passed as the `tmpfiles.extra` credential (host side, like systemd).
+    if let Some(d) = &cred_dir {
+        let p = d.join("tmpfiles.extra");
+        if let Ok(text) = std::fs::read_to_string(&p) {
+            parse_text(&mut cfg, &env, &p, &text, outcome);
         }
     }
     inherit_x_ages(&mut cfg);
@@ -385,5 +401,23 @@ pub fn exit_code(o: &Outcome) -> u8 {
 /// `--cat-config`: the configuration files as systemd prints them.
 pub fn cat_config(root: &Root) -> String {
     let files = confdirs::list(root, "tmpfiles.d", ".conf");
-    confdirs::cat_config(root, &files)
+    let mut out = String::new();
+    for (i, f) in files.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let shown = root.display_path(&f.path);
+        if f.masked {
+            out.push_str(&format!("# {} (masked)\n", shown.display()));
+            continue;
+        }
+        out.push_str(&format!("# {}\n", shown.display()));
+        if let Ok(text) = root.read(&f.path) {
+            out.push_str(&String::from_utf8_lossy(&text));
+            if !text.is_empty() && !text.ends_with(b"\n") {
+                out.push('\n');
+            }
+        }
+    }
+    out
 }

@@ -113,6 +113,13 @@ pub struct ParseEnv<'a> {
     pub source_exists: &'a dyn Fn(&Path) -> bool,
     /// `--prefix` / `--exclude-prefix` filter.
     pub include: &'a dyn Fn(&Path) -> bool,
+    /// A credential's content by name (`^` lines), `None` when not passed.
+    pub credential: &'a dyn Fn(&str) -> Option<Vec<u8>>,
+}
+
+/// systemd's `credential_name_valid`: a valid file name of at most 255 bytes.
+fn credential_name_valid(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 255 && n != "." && n != ".." && !n.contains('/')
 }
 
 /// The result of parsing one line.
@@ -675,9 +682,28 @@ pub fn parse_line(
         _ => {}
     }
     if from_cred {
-        // Credentials are not available to an offline run: systemd skips the line silently when
-        // the credential is not passed.
-        return Ok(Parsed::Skip);
+        let name = argument
+            .as_deref()
+            .map(|a| String::from_utf8_lossy(a).into_owned());
+        let Some(name) = name else {
+            log::error!(
+                "{}:{line}: Reading from credential requested, but no credential name specified.",
+                file.display()
+            );
+            return Ok(Parsed::Skip);
+        };
+        if !credential_name_valid(&name) {
+            log::error!(
+                "{}:{line}: Credential name not valid: {name}",
+                file.display()
+            );
+            return Ok(Parsed::Skip);
+        }
+        match (env.credential)(&name) {
+            Some(data) => argument = Some(data),
+            // Not passed: skipped silently, as systemd.
+            None => return Ok(Parsed::Skip),
+        }
     }
     if unbase64 {
         if let Some(a) = &argument {
