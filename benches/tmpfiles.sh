@@ -56,3 +56,10 @@ printf "| %-48s | %12s | %12s |\n" "workload" "systemd 257" "pristine"
 printf "|%s|%s|%s|\n" "--------------------------------------------------" "--------------" "--------------"
 bench "/usr/lib/tmpfiles.d --create --boot, empty root" prep_real --create --boot
 bench "5000 lines, 20000 old files, --clean" prep_clean --clean
+# Sanity: both actually cleaned (files left after one run each; 0 expected).
+for tool in ref ours; do
+    prep_clean "$WORK/r"
+    if [ $tool = ref ]; then "$REF" --root="$WORK/r" --clean >/dev/null 2>&1 || true
+    else "$OURS" tmpfiles --root="$WORK/r" --clean >/dev/null 2>&1 || true; fi
+    echo "files left after --clean ($tool): $(find "$WORK/r/var/tmp/bench" -type f | wc -l)"
+done

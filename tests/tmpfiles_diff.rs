@@ -412,12 +412,17 @@ fn build(root: &Path, case: &Case) {
 
 #[test]
 fn generated_cases_agree_with_reference() {
-    let cases: u64 = 520;
+    // TMPFILES_CASES=a..b explores other seeds (CI runs the fixed 0..520).
+    let range = std::env::var("TMPFILES_CASES")
+        .ok()
+        .and_then(|r| r.split_once("..").map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap())))
+        .unwrap_or((0u64, 520u64));
+    let cases = range.1 - range.0;
     let mut failures = Vec::new();
     let only: Option<u64> = std::env::var("TMPFILES_SEED")
         .ok()
         .and_then(|s| s.parse().ok());
-    for seed in 0..cases {
+    for seed in range.0..range.1 {
         if only.is_some_and(|o| o != seed) {
             continue;
         }
