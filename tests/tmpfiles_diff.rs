@@ -415,7 +415,10 @@ fn generated_cases_agree_with_reference() {
     // TMPFILES_CASES=a..b explores other seeds (CI runs the fixed 0..520).
     let range = std::env::var("TMPFILES_CASES")
         .ok()
-        .and_then(|r| r.split_once("..").map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap())))
+        .and_then(|r| {
+            r.split_once("..")
+                .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap()))
+        })
         .unwrap_or((0u64, 520u64));
     let cases = range.1 - range.0;
     let mut failures = Vec::new();

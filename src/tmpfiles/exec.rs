@@ -493,9 +493,40 @@ fn mkdir_parents_item(ctx: &Ctx<'_>, i: &Item, child: Option<FileType>) -> R {
         }
     } else {
         if let Some(parent) = i.path.parent() {
-            let _ = ctx.root.mkdir_all(parent, 0o755);
+            mkdir_parents(ctx, parent);
         }
         Ok(())
+    }
+}
+
+/// systemd's `mkdir_parents_label(path, 0755)`: missing directories are created and then
+/// chmod'ed to exactly 0755 (dropping a setgid bit inherited from the parent). Existing
+/// components are followed (inside the root). Errors are ignored, as systemd does.
+fn mkdir_parents(ctx: &Ctx<'_>, dir: &Path) {
+    let mut prefix = PathBuf::from("/");
+    for c in dir.components().skip(1) {
+        prefix.push(c);
+        match ctx
+            .root
+            .open_path(&prefix, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+        {
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(_) => return,
+        }
+        match ctx.root.mkdir(&prefix, 0o755) {
+            Ok(true) => {
+                if let Ok(fd) = ctx.root.open_path(
+                    &prefix,
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::DIRECTORY,
+                    Mode::empty(),
+                ) {
+                    let _ = fchmod_opath(&fd, 0o755, &prefix);
+                }
+            }
+            Ok(false) => {}
+            Err(_) => return,
+        }
     }
 }
 
