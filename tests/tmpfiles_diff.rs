@@ -458,3 +458,117 @@ fn generated_cases_agree_with_reference() {
             .join("\n\n")
     );
 }
+
+/// Several configuration files across the four directories (same names shadow, empty files
+/// and /dev/null links mask), more lines, deeper trees, --prefix/--exclude-prefix.
+fn gen_config_set(seed: u64) -> (Case, Vec<(String, String)>, Vec<&'static str>) {
+    let mut case = gen_case(seed ^ 0x5eed_0000);
+    let mut rng = Rng::new(seed.wrapping_mul(7919) + 17);
+    let mut files = Vec::new();
+    for _ in 0..1 + rng.below(4) {
+        let dir = *rng.pick(&["etc", "run", "usr/local/lib", "usr/lib"]);
+        let name = *rng.pick(&["a.conf", "b.conf", "c.conf"]);
+        let content = if rng.chance(10) {
+            String::new()
+        } else if rng.chance(5) {
+            "/dev/null".to_string()
+        } else {
+            let n = 2 + rng.below(8);
+            (0..n).map(|_| gen_line(&mut rng) + "\n").collect()
+        };
+        files.push((format!("{dir}/tmpfiles.d/{name}"), content));
+    }
+    case.config = String::new();
+    let mut extra: Vec<&'static str> = Vec::new();
+    if rng.chance(25) {
+        extra.push(*rng.pick(&[
+            "--prefix=/tmp/ptfu/a",
+            "--prefix=/tmp/ptfu/c",
+            "--exclude-prefix=/tmp/ptfu/b",
+            "--exclude-prefix=/tmp/ptfu/a/x",
+        ]));
+    }
+    case.args.retain(|a| *a != "gen.conf");
+    if case.args.contains(&"--purge") {
+        // Usually a file that exists, sometimes one that does not (fatal, exit 1).
+        let name = if rng.chance(85) {
+            files[0].0.rsplit('/').next().unwrap()
+        } else {
+            "missing.conf"
+        };
+        case.args.push(match name {
+            "a.conf" => "a.conf",
+            "b.conf" => "b.conf",
+            "c.conf" => "c.conf",
+            _ => "missing.conf",
+        });
+    }
+    (case, files, extra)
+}
+
+#[test]
+fn generated_config_sets_agree_with_reference() {
+    let range = std::env::var("TMPFILES_SET_CASES")
+        .ok()
+        .and_then(|r| {
+            r.split_once("..")
+                .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap()))
+        })
+        .unwrap_or((0u64, 150u64));
+    let mut failures = Vec::new();
+    for seed in range.0..range.1 {
+        let (case, files, extra) = gen_config_set(seed);
+        let t = TempDir::new("tmpfiles-set");
+        let (ra, rb) = (t.path().join("ref"), t.path().join("ours"));
+        for r in [&ra, &rb] {
+            build(r, &case);
+            std::fs::remove_file(r.join("etc/tmpfiles.d/gen.conf")).unwrap();
+            for (p, content) in &files {
+                let full = r.join(p);
+                std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+                let _ = std::fs::remove_file(&full);
+                if content == "/dev/null" {
+                    std::os::unix::fs::symlink("/dev/null", &full).unwrap();
+                } else {
+                    std::fs::write(&full, content).unwrap();
+                }
+            }
+            // Deeper content under existing universe directories, half of it old.
+            for (k, d) in ["a", "b", "c/d"].iter().enumerate() {
+                let dir = r.join(&U[1..]).join(d);
+                if dir.is_dir() && !dir.is_symlink() {
+                    let sub = dir.join("deep/er");
+                    if std::fs::create_dir_all(&sub).is_ok() {
+                        std::fs::write(sub.join("f"), "deep").unwrap();
+                        if (seed + k as u64) % 2 == 0 {
+                            set_old(&sub.join("f"));
+                            set_old(&sub);
+                        }
+                    }
+                }
+            }
+        }
+        let args: Vec<&str> = case.args.iter().chain(extra.iter()).copied().collect();
+        let (ca, ea) = run_reference(&ra, &args);
+        let (cb, eb) = run_ours(&rb, &args);
+        let d = diff(&snapshot(&ra), &snapshot(&rb));
+        if !d.is_empty() || ca != cb {
+            failures.push(format!(
+                "set seed {seed}: args {args:?}\nfiles: {files:#?}\npre-state: {:?}\nexit: reference {ca}, pristine {cb}\ntree diff:\n{d}reference stderr:\n{ea}pristine stderr:\n{eb}",
+                case.pre
+            ));
+        }
+        unprotect(t.path());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} config sets disagree; first ones:\n\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(4)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
+}

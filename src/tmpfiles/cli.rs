@@ -121,6 +121,11 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
             sources.push(Source::Name(c));
         }
     }
-    let outcome = super::run(&root, &opts, &sources);
-    super::exit_code(&outcome)
+    match super::run(&root, &opts, &sources) {
+        Ok(outcome) => super::exit_code(&outcome),
+        Err(e) => {
+            log::error!("{e}");
+            EXIT_FATAL
+        }
+    }
 }
