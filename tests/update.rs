@@ -672,3 +672,48 @@ fn slot_logic_boot_counting_confirm_rollback() {
         "{text}"
     );
 }
+
+#[test]
+fn seed_files_and_shipped_index() {
+    let env = Env::new("upd-seed");
+    let v2 = changed(&env.v1, 5, 21);
+    let out = env.vendor(&v2, "2", "pub");
+    let old: std::collections::HashSet<_> = index_ids(&env.dir.path().join("v1/image.caibx"))
+        .into_iter()
+        .collect();
+    let ids = index_ids(&out.join("image.caibx"));
+    let missing = ids.iter().filter(|id| !old.contains(*id)).count() as u64;
+    assert!(missing > 0 && missing < ids.len() as u64);
+    // Without any index for the active slot, every chunk comes from the source …
+    std::fs::remove_file(env.state.join("slot0.caibx")).unwrap();
+    let c = counters(&env.fetch(out.to_str().unwrap(), &[]));
+    assert_eq!(c["fetched_chunks"], ids.len() as u64, "{c}");
+    assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
+    // … with a --seed= file (chunked like casync does) only the changed ones.
+    ok(env
+        .pristine()
+        .args(["update", "adopt", "--slot=0", "--version=1"]));
+    std::fs::write(&env.slots[1], b"").unwrap();
+    let seed = env.dir.path().join("seed.img");
+    std::fs::copy(&env.slots[0], &seed).unwrap();
+    let c = counters(&env.fetch(
+        out.to_str().unwrap(),
+        &[&format!("--seed={}", seed.display())],
+    ));
+    assert_eq!(c["fetched_chunks"], missing, "{c}");
+    assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
+    // The vendor-shipped index of the running image seeds as well.
+    ok(env
+        .pristine()
+        .args(["update", "adopt", "--slot=0", "--version=1"]));
+    std::fs::write(&env.slots[1], b"").unwrap();
+    std::fs::create_dir_all(env.root.join("usr/lib/pristine/update")).unwrap();
+    std::fs::copy(
+        env.dir.path().join("v1/image.caibx"),
+        env.root.join("usr/lib/pristine/update/image.caibx"),
+    )
+    .unwrap();
+    let c = counters(&env.fetch(out.to_str().unwrap(), &[]));
+    assert_eq!(c["fetched_chunks"], missing, "{c}");
+    assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
+}
