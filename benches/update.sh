@@ -98,7 +98,7 @@ EOF
 cat "$w/slot-a.img" >/dev/null
 : >"$w/nginx/access.log"
 /usr/bin/time -f '%e %M' -o "$w/pristine.time" \
-  "$bin" --root="$w/root" update fetch "$url" 2>/dev/null
+  "$bin" --root="$w/root" --log-level=debug update fetch "$url" 2>"$w/pristine.log"
 pristine_bytes=$(served)
 cmp "$w/slot-b.img" "$w/new.img"
 
@@ -120,3 +120,4 @@ printf '%-10s %10s %18s %12s\n' tool "wall s" "chunk bytes sent" "peak RSS"
 printf '%-10s %10s %18s %9s MiB\n' casync "$ct" "$casync_bytes" "$((cr / 1024))"
 printf '%-10s %10s %18s %9s MiB\n' pristine "$pt" "$pristine_bytes" "$((pr / 1024))"
 python3 -c "print('speed-up: %.1fx' % ($ct / max($pt, 0.01)))"
+grep -E "Assembled|written to slot" "$w/pristine.log" | sed 's/^/pristine: /' 

@@ -431,7 +431,18 @@ fn http_fetch_from_nginx_with_resume_after_the_store_went_away() {
         "state, active slot or root changed"
     );
 
-    // The store comes back: only what was not yet written is fetched.
+    // The whole server goes away: refused the same way, nothing recorded.
+    drop(nginx);
+    let o = env.fetch(&url, &[]);
+    assert_eq!(o.status.code(), Some(73));
+    assert!(
+        env.snapshot() == before,
+        "state, active slot or root changed"
+    );
+
+    // The store comes back (on another port): only what was not yet written is fetched.
+    let nginx = Nginx::start(env.dir.path(), &out);
+    let url = format!("http://127.0.0.1:{}/", nginx.port);
     for id in &moved {
         let h = hex(id);
         std::fs::rename(

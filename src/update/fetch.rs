@@ -318,9 +318,7 @@ pub fn fetch(
     };
     st.fit(slots.len());
     let active = active_slot(root, slots, &st).map_err(Failed)?;
-    if st.booted.is_none() {
-        st.booted = Some(active);
-    }
+    st.booted = Some(active);
     let mut src = Source::parse(&opts.source).map_err(Failed)?;
     let (m, _mtext, key) = verified_manifest(root, &mut src)?;
     log::info!("Manifest for version {} verified with {key}.", m.version);
@@ -337,11 +335,13 @@ pub fn fetch(
     let (idx, idx_bytes) = verified_index(&mut src, &m)?;
 
     // Target slot: never the active one, checked by identity.
-    let mut pick = st.clone();
-    pick.booted = Some(active);
-    let target = pick
-        .pick_target(slots.len())
-        .ok_or_else(|| Failed("no inactive slot to write to".into()))?;
+    let target = st.pick_target(slots.len()).ok_or_else(|| {
+        Failed(
+            "no slot to write to: the other slot holds the last good version \
+             (confirm the running one first)"
+                .into(),
+        )
+    })?;
     let tpath = PathBuf::from(&slots[target]);
     let apath = PathBuf::from(&slots[active]);
     let aid = ident(&apath).map_err(|e| Failed(format!("{}: {e}", apath.display())))?;
@@ -438,6 +438,7 @@ pub fn fetch(
         progress.tick();
     }
     progress.finish();
+    let assembled = progress.elapsed();
     if tmeta.file_type().is_file() {
         tfile
             .set_len(m.image_size)
@@ -446,8 +447,15 @@ pub fn fetch(
     tfile
         .sync_all()
         .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    let synced = progress.elapsed();
     let whole = image_digest(&tfile, m.image_size)
         .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    log::debug!(
+        "Assembled in {:.2}s, synced in {:.2}s, whole image verified in {:.2}s.",
+        assembled.as_secs_f64(),
+        (synced - assembled).as_secs_f64(),
+        (progress.elapsed() - synced).as_secs_f64()
+    );
     if whole != m.image_digest {
         return Err(Refused(format!(
             "{}: assembled image does not match the manifest's image digest",
