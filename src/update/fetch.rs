@@ -14,6 +14,8 @@ use std::fs::File;
 use std::io::Read as _;
 use std::os::unix::fs::{FileExt as _, FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use super::chunker::Chunker;
 use super::compress;
@@ -367,7 +369,17 @@ pub fn fetch(
             }
         }
     }
-    let mut extra: Vec<Option<Seed>> = opts.seeds.iter().map(|_| None).collect();
+    // --seed= files are chunked only if the active slot lacks some chunk.
+    if !opts.seeds.is_empty()
+        && idx
+            .chunks
+            .iter()
+            .any(|c| !seeds.iter().any(|s| s.map.contains_key(&c.id)))
+    {
+        for p in &opts.seeds {
+            seeds.push(seed_by_chunking(p, &m).map_err(Failed)?);
+        }
+    }
 
     let tfile = std::fs::OpenOptions::new()
         .read(true)
@@ -388,55 +400,19 @@ pub fn fetch(
         }
     }
 
-    let mut progress = Progress::new(m.image_size, idx.chunks.len() as u64);
-    let mut marked = false;
-    let mut buf = Vec::new();
-    let digest = idx.digest();
-    for c in &idx.chunks {
-        let mut from_seed = seeds.iter().any(|s| s.copy_into(c, digest, &mut buf));
-        if !from_seed {
-            for (i, p) in opts.seeds.iter().enumerate() {
-                if extra[i].is_none() {
-                    extra[i] = Some(seed_by_chunking(p, &m).map_err(Failed)?);
-                }
-                if extra[i]
-                    .as_ref()
-                    .is_some_and(|s| s.copy_into(c, digest, &mut buf))
-                {
-                    from_seed = true;
-                    break;
-                }
-            }
-        }
-        let fetched;
-        let data: &[u8] = if from_seed {
-            progress.c.reused_bytes += c.len;
-            &buf
-        } else if read_at(&tfile, &mut buf, c.offset, c.len) && digest.id(&buf) == c.id {
-            // Already in place (an interrupted earlier run, or the same data before).
-            progress.c.present_bytes += c.len;
-            &[]
-        } else {
-            let (d, stored) = fetch_chunk(&mut src, &m, &idx, c)?;
-            progress.c.fetched_chunks += 1;
-            progress.c.fetched_bytes += stored;
-            fetched = d;
-            &fetched
-        };
-        if !data.is_empty() {
-            if !marked {
-                mark_incomplete(sd_path, &mut st, target)?;
-                marked = true;
-            }
-            crate::fs::mutating("write", &tpath).map_err(|e| Failed(e.to_string()))?;
-            tfile
-                .write_all_at(data, c.offset)
-                .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
-        }
-        progress.c.done_bytes += c.len;
-        progress.c.done_chunks += 1;
-        progress.tick();
-    }
+    let progress = Mutex::new(Progress::new(m.image_size, idx.chunks.len() as u64));
+    // Before the first write: a slot that held something bootable no longer does.
+    mark_incomplete(sd_path, &mut st, target)?;
+    let job = Assembly {
+        idx: &idx,
+        seeds: &seeds,
+        tfile: &tfile,
+        tpath: &tpath,
+        progress: &progress,
+        stop: AtomicBool::new(false),
+    };
+    job.run(&mut src, &m)?;
+    let mut progress = progress.into_inner().unwrap_or_else(|e| e.into_inner());
     progress.finish();
     let assembled = progress.elapsed();
     if tmeta.file_type().is_file() {
@@ -481,6 +457,156 @@ pub fn fetch(
         counters: progress.c.clone(),
         seconds: progress.elapsed().as_secs_f64(),
     })
+}
+
+/// How one chunk came to be in place.
+enum Placed {
+    Seed,
+    Present,
+    Fetched(u64),
+}
+
+/// The chunk loop, shared by the worker threads: seed copiers (the chunks some seed has, in
+/// interleaved runs, hashed in parallel) and one source fetcher (the chunks no seed has, in
+/// order, over the one connection). Chunks a seed turned out not to match go to the fetcher's
+/// sequential pass at the end.
+struct Assembly<'a> {
+    idx: &'a Index,
+    seeds: &'a [Seed],
+    tfile: &'a File,
+    tpath: &'a Path,
+    progress: &'a Mutex<Progress>,
+    stop: AtomicBool,
+}
+
+const RUN: usize = 32;
+
+impl Assembly<'_> {
+    fn write(&self, data: &[u8], c: &Chunk) -> Result<(), FetchFailure> {
+        crate::fs::mutating("write", self.tpath).map_err(|e| Failed(e.to_string()))?;
+        self.tfile
+            .write_all_at(data, c.offset)
+            .map_err(|e| Failed(format!("{}: {e}", self.tpath.display())))
+    }
+
+    fn done(&self, c: &Chunk, how: Placed) {
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        match how {
+            Placed::Seed => p.c.reused_bytes += c.len,
+            Placed::Present => p.c.present_bytes += c.len,
+            Placed::Fetched(n) => {
+                p.c.fetched_chunks += 1;
+                p.c.fetched_bytes += n;
+            }
+        }
+        p.c.done_bytes += c.len;
+        p.c.done_chunks += 1;
+        p.tick();
+    }
+
+    /// From a seed; `false` if no seed has it intact.
+    fn copy_from_seed(&self, c: &Chunk, buf: &mut Vec<u8>) -> Result<bool, FetchFailure> {
+        let digest = self.idx.digest();
+        if self.seeds.iter().any(|s| s.copy_into(c, digest, buf)) {
+            self.write(buf, c)?;
+            self.done(c, Placed::Seed);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Already in the target, else from the source.
+    fn take_present_or_fetch(
+        &self,
+        c: &Chunk,
+        buf: &mut Vec<u8>,
+        src: &mut Source,
+        m: &Manifest,
+    ) -> Result<(), FetchFailure> {
+        if read_at(self.tfile, buf, c.offset, c.len) && self.idx.digest().id(buf) == c.id {
+            self.done(c, Placed::Present);
+            return Ok(());
+        }
+        let (d, stored) = fetch_chunk(src, m, self.idx, c)?;
+        self.write(&d, c)?;
+        self.done(c, Placed::Fetched(stored));
+        Ok(())
+    }
+
+    fn run(&self, src: &mut Source, m: &Manifest) -> Result<(), FetchFailure> {
+        let chunks = &self.idx.chunks;
+        let (seeded, unseeded): (Vec<usize>, Vec<usize>) = (0..chunks.len())
+            .partition(|&i| self.seeds.iter().any(|s| s.map.contains_key(&chunks[i].id)));
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 4);
+        let leftovers = Mutex::new(Vec::new());
+        let results: Vec<Result<(), FetchFailure>> = std::thread::scope(|scope| {
+            let mut handles = Vec::new();
+            for t in 0..threads {
+                let seeded = &seeded;
+                let leftovers = &leftovers;
+                handles.push(scope.spawn(move || {
+                    let mut buf = Vec::new();
+                    for run in seeded.chunks(RUN).skip(t).step_by(threads) {
+                        for &i in run {
+                            if self.stop.load(Ordering::Relaxed) {
+                                return Ok(());
+                            }
+                            match self.copy_from_seed(&chunks[i], &mut buf) {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    leftovers.lock().unwrap_or_else(|e| e.into_inner()).push(i)
+                                }
+                                Err(e) => {
+                                    self.stop.store(true, Ordering::Relaxed);
+                                    return Err(e);
+                                }
+                            }
+                        }
+                    }
+                    Ok(())
+                }));
+            }
+            let src = &mut *src;
+            handles.push(scope.spawn(move || {
+                let mut buf = Vec::new();
+                for &i in &unseeded {
+                    if self.stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    if let Err(e) = self.take_present_or_fetch(&chunks[i], &mut buf, src, m) {
+                        self.stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            }));
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Failed("worker thread panicked".into())))
+                })
+                .collect()
+        });
+        // The fetcher's error is the interesting one (refusals); any error stops the fetch.
+        let mut results = results;
+        if let Some(e) = results.pop().and_then(Result::err) {
+            return Err(e);
+        }
+        if let Some(e) = results.into_iter().find_map(Result::err) {
+            return Err(e);
+        }
+        let mut left = leftovers.into_inner().unwrap_or_else(|e| e.into_inner());
+        left.sort_unstable();
+        let mut buf = Vec::new();
+        for i in left {
+            self.take_present_or_fetch(&chunks[i], &mut buf, src, m)?;
+        }
+        Ok(())
+    }
 }
 
 /// Before the first write to a slot that held something bootable, record it as incomplete.
