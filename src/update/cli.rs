@@ -305,6 +305,10 @@ fn cmd_status(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
     };
     let mut out = Outcome::default();
     let settings = super::settings(&root, &mut out);
+    if settings.slots.is_empty() && !json {
+        println!("No update slots configured ([update] slots in pristine.toml).");
+        return Ok(out.exit_code());
+    }
     let st = StateDir::open(Path::new(&settings.state_dir), false)
         .ok()
         .map(|d| d.load())
