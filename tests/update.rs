@@ -728,3 +728,90 @@ fn seed_files_and_shipped_index() {
     assert_eq!(c["fetched_chunks"], missing, "{c}");
     assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
 }
+
+/// A minimal keep-alive HTTP server over `dir` that stops answering (but keeps the connection
+/// open) once it has been asked for `stall_after` chunk files. Returns the port and the count.
+fn stalling_server(
+    dir: PathBuf,
+    stall_after: usize,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            loop {
+                let mut req = String::new();
+                if r.read_line(&mut req).unwrap_or(0) == 0 {
+                    break;
+                }
+                let mut h = String::new();
+                while r.read_line(&mut h).unwrap_or(0) > 0 && h != "\r\n" {
+                    h.clear();
+                }
+                let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+                if path.ends_with(".cacnk") && c.fetch_add(1, Ordering::SeqCst) + 1 >= stall_after {
+                    std::thread::sleep(std::time::Duration::from_secs(60));
+                    return;
+                }
+                match std::fs::read(dir.join(path.trim_start_matches('/'))) {
+                    Ok(b) => {
+                        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len());
+                        let _ = s.write_all(&b);
+                    }
+                    Err(_) => {
+                        let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                    }
+                }
+            }
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn killed_fetch_resumes_without_refetching() {
+    let env = Env::new("upd-kill");
+    let v2 = changed(&env.v1, 8, 31);
+    let out = env.vendor(&v2, "2", "pub");
+    let old: std::collections::HashSet<_> = index_ids(&env.dir.path().join("v1/image.caibx"))
+        .into_iter()
+        .collect();
+    let needed = index_ids(&out.join("image.caibx"))
+        .into_iter()
+        .filter(|id| !old.contains(id))
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    assert!(needed >= 6, "{needed}");
+    let stall = needed / 2;
+    let (port, count) = stalling_server(out.clone(), stall);
+    let before = env.snapshot();
+    let mut child = env
+        .pristine()
+        .args(["update", "fetch", &format!("http://127.0.0.1:{port}/")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while count.load(std::sync::atomic::Ordering::SeqCst) < stall {
+        assert!(t0.elapsed().as_secs() < 60, "fetch never reached the stall");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        env.snapshot() == before,
+        "a killed fetch changed state, active slot or root"
+    );
+    // Rerun: only the chunks not yet written come from the source.
+    let c = counters(&env.fetch(out.to_str().unwrap(), &[]));
+    assert_eq!(c["fetched_chunks"], (needed - (stall - 1)) as u64, "{c}");
+    assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
+    assert_eq!(env.status()["state"]["slots"][1]["status"], "pending");
+}
