@@ -815,3 +815,62 @@ fn killed_fetch_resumes_without_refetching() {
     assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
     assert_eq!(env.status()["state"]["slots"][1]["status"], "pending");
 }
+
+#[test]
+fn encrypted_minisign_key_with_password_from_environment() {
+    let env = Env::new("upd-enckey");
+    let (p, s) = (
+        env.dir.path().join("enc.pub"),
+        env.dir.path().join("enc.key"),
+    );
+    let mut g = Command::new("minisign")
+        .args(["-G", "-p"])
+        .arg(&p)
+        .arg("-s")
+        .arg(&s)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        g.stdin
+            .take()
+            .unwrap()
+            .write_all(b"sesame\nsesame\n")
+            .unwrap();
+    }
+    assert!(g.wait().unwrap().success());
+    let img = env.dir.path().join("v2.img");
+    std::fs::write(&img, changed(&env.v1, 2, 8)).unwrap();
+    let make = |pw: &str| {
+        env.pristine()
+            .args(["update", "make", "--version=2"])
+            .arg(format!("--key={}", s.display()))
+            .arg(&img)
+            .arg(env.dir.path().join("enc-out"))
+            .env("PRISTINE_KEY_PASSWORD", pw)
+            .output()
+            .unwrap()
+    };
+    let o = make("wrong");
+    assert!(!o.status.success());
+    assert!(!env
+        .dir
+        .path()
+        .join("enc-out/manifest.toml.minisig")
+        .exists());
+    let o = make("sesame");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(Command::new("minisign")
+        .arg("-V")
+        .arg("-p")
+        .arg(&p)
+        .arg("-m")
+        .arg(env.dir.path().join("enc-out/manifest.toml")));
+    // The device trusts that key too: the update verifies and installs.
+    std::fs::copy(&p, env.root.join("usr/lib/pristine/keys/enc.pub")).unwrap();
+    let c = counters(&env.fetch(env.dir.path().join("enc-out").to_str().unwrap(), &[]));
+    assert!(c["reused_bytes"].as_u64().unwrap() > 0, "{c}");
+}
