@@ -646,7 +646,14 @@ fn slot_logic_boot_counting_confirm_rollback() {
     let env = Env::new("upd-slots");
     let v2 = changed(&env.v1, 4, 3);
     let out = env.vendor(&v2, "2", "pub");
-    counters(&env.fetch(out.to_str().unwrap(), &[]));
+    // A dry run plans and writes nothing.
+    let before = env.snapshot();
+    let plan = counters(&env.fetch(out.to_str().unwrap(), &["--dry-run"]));
+    assert!(env.snapshot() == before);
+    assert!(std::fs::read(&env.slots[1]).unwrap().is_empty());
+    let c = counters(&env.fetch(out.to_str().unwrap(), &[]));
+    assert_eq!(plan["fetched_chunks"], c["fetched_chunks"], "{plan} {c}");
+    assert_eq!(plan["reused_bytes"], c["reused_bytes"], "{plan} {c}");
     let boot = || {
         let o = ok(env.pristine().args(["update", "boot", "--json"]));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

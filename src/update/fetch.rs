@@ -36,6 +36,8 @@ pub struct FetchOptions {
     pub source: String,
     pub seeds: Vec<PathBuf>,
     pub allow_downgrade: bool,
+    /// Verify and plan only: nothing is written.
+    pub dry_run: bool,
 }
 
 /// Why a fetch stopped; `Refused` means the update itself is not acceptable.
@@ -379,6 +381,30 @@ pub fn fetch(
         for p in &opts.seeds {
             seeds.push(seed_by_chunking(p, &m).map_err(Failed)?);
         }
+    }
+
+    if opts.dry_run {
+        // The plan: what seeds would give (by their indexes; hashes are checked only when
+        // copying) and what the source must.
+        let mut c = Counters {
+            total_bytes: m.image_size,
+            total_chunks: idx.chunks.len() as u64,
+            ..Counters::default()
+        };
+        for ch in &idx.chunks {
+            if seeds.iter().any(|s| s.map.contains_key(&ch.id)) {
+                c.reused_bytes += ch.len;
+            } else {
+                c.fetched_chunks += 1;
+            }
+        }
+        return Ok(FetchReport {
+            version: m.version.clone(),
+            slot: target,
+            slot_path: tpath.display().to_string(),
+            counters: c,
+            seconds: 0.0,
+        });
     }
 
     let tfile = std::fs::OpenOptions::new()
