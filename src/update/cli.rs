@@ -364,8 +364,8 @@ fn cmd_status(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
                 flags.push(format!("{} tries left", r.tries));
             }
             println!(
-                "slot {i}: {path}: {:?} version {}{}{}",
-                r.status,
+                "slot {i}: {path}: {} version {}{}{}",
+                r.status.name(),
                 r.version.as_deref().unwrap_or("-"),
                 if flags.is_empty() {
                     String::new()
