@@ -67,35 +67,57 @@ pub struct FetchReport {
     pub seconds: f64,
 }
 
-/// Identity of a slot on the host.
+/// Identity of a slot on the host: the file or device node, the block device number, and for
+/// a loop device the file behind it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ident {
     pub dev: u64,
     pub ino: u64,
     pub rdev: Option<u64>,
+    pub backing: Option<(u64, u64)>,
+}
+
+/// The (dev, ino) of the file behind loop device `rdev`, if it is one.
+fn loop_backing(rdev: u64) -> Option<(u64, u64)> {
+    let (maj, min) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+    let p =
+        std::fs::read_to_string(format!("/sys/dev/block/{maj}:{min}/loop/backing_file")).ok()?;
+    let m = std::fs::metadata(p.trim()).ok()?;
+    Some((m.dev(), m.ino()))
 }
 
 pub fn ident(path: &Path) -> std::io::Result<Ident> {
     let m = std::fs::metadata(path)?;
+    let rdev = m.file_type().is_block_device().then(|| m.rdev());
     Ok(Ident {
         dev: m.dev(),
         ino: m.ino(),
-        rdev: m.file_type().is_block_device().then(|| m.rdev()),
+        rdev,
+        backing: rdev.and_then(loop_backing),
     })
+}
+
+impl Ident {
+    /// The data this names, as (dev, ino) of a regular file, if any.
+    fn file(&self) -> Option<(u64, u64)> {
+        match self.rdev {
+            None => Some((self.dev, self.ino)),
+            Some(_) => self.backing,
+        }
+    }
+
+    /// Whether writing through `self` would write the data of `other`.
+    pub fn aliases(&self, other: &Ident) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+            || (self.rdev.is_some() && self.rdev == other.rdev)
+            || (self.file().is_some() && self.file() == other.file())
+    }
 }
 
 /// Whether the slot at `id` backs the mounted `/usr` (device `usr_dev`): the block device
 /// itself, or the backing file of a loop device.
 fn backs_usr(id: &Ident, usr_dev: u64) -> bool {
-    if id.rdev == Some(usr_dev) {
-        return true;
-    }
-    let (maj, min) = (rustix::fs::major(usr_dev), rustix::fs::minor(usr_dev));
-    let back = format!("/sys/dev/block/{maj}:{min}/loop/backing_file");
-    match std::fs::read_to_string(back) {
-        Ok(p) => ident(Path::new(p.trim())).is_ok_and(|b| b.dev == id.dev && b.ino == id.ino),
-        Err(_) => false,
-    }
+    id.rdev == Some(usr_dev) || loop_backing(usr_dev).is_some_and(|b| id.file() == Some(b))
 }
 
 /// The active slot: the one backing the running `/usr`, else the one the state says is booted.
@@ -351,12 +373,10 @@ pub fn fetch(
     let aid = ident(&apath).map_err(|e| Failed(format!("{}: {e}", apath.display())))?;
     let tid = ident(&tpath).map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
     let usr_dev = root.stat(Path::new("/usr"), true).ok().map(|s| s.st_dev);
-    if (tid.dev == aid.dev && tid.ino == aid.ino)
-        || (tid.rdev.is_some() && tid.rdev == aid.rdev)
-        || usr_dev.is_some_and(|d| backs_usr(&tid, d))
-    {
+    if tid.aliases(&aid) || usr_dev.is_some_and(|d| backs_usr(&tid, d)) {
         return Err(Failed(format!(
-            "{} is the active slot (same device/inode as {}), refusing to write to it",
+            "{} is the active slot (same device/inode or backing file as {}), refusing to \
+             write to it",
             tpath.display(),
             apath.display()
         )));
@@ -680,4 +700,35 @@ pub fn os_release_version(root: &Root) -> Option<String> {
         let v = l.strip_prefix("IMAGE_VERSION=")?;
         Some(v.trim_matches(['"', '\'']).to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliasing() {
+        let file = |dev, ino| Ident {
+            dev,
+            ino,
+            rdev: None,
+            backing: None,
+        };
+        let loopdev = |ino, rdev, backing| Ident {
+            dev: 5,
+            ino,
+            rdev: Some(rdev),
+            backing,
+        };
+        assert!(file(1, 2).aliases(&file(1, 2)));
+        assert!(!file(1, 2).aliases(&file(1, 3)));
+        // Two device nodes for one device.
+        assert!(loopdev(10, 700, None).aliases(&loopdev(11, 700, None)));
+        // A loop device and the file behind it; two loop devices on one file.
+        assert!(loopdev(10, 700, Some((1, 2))).aliases(&file(1, 2)));
+        assert!(file(1, 2).aliases(&loopdev(10, 700, Some((1, 2)))));
+        assert!(loopdev(10, 700, Some((1, 2))).aliases(&loopdev(11, 701, Some((1, 2)))));
+        assert!(!loopdev(10, 700, Some((1, 2))).aliases(&loopdev(11, 701, Some((1, 3)))));
+        assert!(!loopdev(10, 700, None).aliases(&loopdev(11, 701, None)));
+    }
 }
