@@ -431,7 +431,18 @@ fn http_fetch_from_nginx_with_resume_after_the_store_went_away() {
         "state, active slot or root changed"
     );
 
-    // The store comes back: only what was not yet written is fetched.
+    // The whole server goes away: refused the same way, nothing recorded.
+    drop(nginx);
+    let o = env.fetch(&url, &[]);
+    assert_eq!(o.status.code(), Some(73));
+    assert!(
+        env.snapshot() == before,
+        "state, active slot or root changed"
+    );
+
+    // The store comes back (on another port): only what was not yet written is fetched.
+    let nginx = Nginx::start(env.dir.path(), &out);
+    let url = format!("http://127.0.0.1:{}/", nginx.port);
     for id in &moved {
         let h = hex(id);
         std::fs::rename(
@@ -635,7 +646,14 @@ fn slot_logic_boot_counting_confirm_rollback() {
     let env = Env::new("upd-slots");
     let v2 = changed(&env.v1, 4, 3);
     let out = env.vendor(&v2, "2", "pub");
-    counters(&env.fetch(out.to_str().unwrap(), &[]));
+    // A dry run plans and writes nothing.
+    let before = env.snapshot();
+    let plan = counters(&env.fetch(out.to_str().unwrap(), &["--dry-run"]));
+    assert!(env.snapshot() == before);
+    assert!(std::fs::read(&env.slots[1]).unwrap().is_empty());
+    let c = counters(&env.fetch(out.to_str().unwrap(), &[]));
+    assert_eq!(plan["fetched_chunks"], c["fetched_chunks"], "{plan} {c}");
+    assert_eq!(plan["reused_bytes"], c["reused_bytes"], "{plan} {c}");
     let boot = || {
         let o = ok(env.pristine().args(["update", "boot", "--json"]));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -671,4 +689,195 @@ fn slot_logic_boot_counting_confirm_rollback() {
         text.contains("slot 0:") && text.contains("version 1"),
         "{text}"
     );
+}
+
+#[test]
+fn seed_files_and_shipped_index() {
+    let env = Env::new("upd-seed");
+    let v2 = changed(&env.v1, 5, 21);
+    let out = env.vendor(&v2, "2", "pub");
+    let old: std::collections::HashSet<_> = index_ids(&env.dir.path().join("v1/image.caibx"))
+        .into_iter()
+        .collect();
+    let ids = index_ids(&out.join("image.caibx"));
+    let missing = ids.iter().filter(|id| !old.contains(*id)).count() as u64;
+    assert!(missing > 0 && missing < ids.len() as u64);
+    // Without any index for the active slot, every chunk comes from the source …
+    std::fs::remove_file(env.state.join("slot0.caibx")).unwrap();
+    let c = counters(&env.fetch(out.to_str().unwrap(), &[]));
+    assert_eq!(c["fetched_chunks"], ids.len() as u64, "{c}");
+    assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
+    // … with a --seed= file (chunked like casync does) only the changed ones.
+    ok(env
+        .pristine()
+        .args(["update", "adopt", "--slot=0", "--version=1"]));
+    std::fs::write(&env.slots[1], b"").unwrap();
+    let seed = env.dir.path().join("seed.img");
+    std::fs::copy(&env.slots[0], &seed).unwrap();
+    let c = counters(&env.fetch(
+        out.to_str().unwrap(),
+        &[&format!("--seed={}", seed.display())],
+    ));
+    assert_eq!(c["fetched_chunks"], missing, "{c}");
+    assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
+    // The vendor-shipped index of the running image seeds as well.
+    ok(env
+        .pristine()
+        .args(["update", "adopt", "--slot=0", "--version=1"]));
+    std::fs::write(&env.slots[1], b"").unwrap();
+    std::fs::create_dir_all(env.root.join("usr/lib/pristine/update")).unwrap();
+    std::fs::copy(
+        env.dir.path().join("v1/image.caibx"),
+        env.root.join("usr/lib/pristine/update/image.caibx"),
+    )
+    .unwrap();
+    let c = counters(&env.fetch(out.to_str().unwrap(), &[]));
+    assert_eq!(c["fetched_chunks"], missing, "{c}");
+    assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
+}
+
+/// A minimal keep-alive HTTP server over `dir` that stops answering (but keeps the connection
+/// open) once it has been asked for `stall_after` chunk files. Returns the port and the count.
+fn stalling_server(
+    dir: PathBuf,
+    stall_after: usize,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            loop {
+                let mut req = String::new();
+                if r.read_line(&mut req).unwrap_or(0) == 0 {
+                    break;
+                }
+                let mut h = String::new();
+                while r.read_line(&mut h).unwrap_or(0) > 0 && h != "\r\n" {
+                    h.clear();
+                }
+                let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+                if path.ends_with(".cacnk") && c.fetch_add(1, Ordering::SeqCst) + 1 >= stall_after {
+                    std::thread::sleep(std::time::Duration::from_secs(60));
+                    return;
+                }
+                match std::fs::read(dir.join(path.trim_start_matches('/'))) {
+                    Ok(b) => {
+                        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len());
+                        let _ = s.write_all(&b);
+                    }
+                    Err(_) => {
+                        let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                    }
+                }
+            }
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn killed_fetch_resumes_without_refetching() {
+    let env = Env::new("upd-kill");
+    let v2 = changed(&env.v1, 8, 31);
+    let out = env.vendor(&v2, "2", "pub");
+    let old: std::collections::HashSet<_> = index_ids(&env.dir.path().join("v1/image.caibx"))
+        .into_iter()
+        .collect();
+    let needed = index_ids(&out.join("image.caibx"))
+        .into_iter()
+        .filter(|id| !old.contains(id))
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    assert!(needed >= 6, "{needed}");
+    let stall = needed / 2;
+    let (port, count) = stalling_server(out.clone(), stall);
+    let before = env.snapshot();
+    let mut child = env
+        .pristine()
+        .args(["update", "fetch", &format!("http://127.0.0.1:{port}/")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while count.load(std::sync::atomic::Ordering::SeqCst) < stall {
+        assert!(t0.elapsed().as_secs() < 60, "fetch never reached the stall");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        env.snapshot() == before,
+        "a killed fetch changed state, active slot or root"
+    );
+    // Rerun: only the chunks not yet written come from the source.
+    let c = counters(&env.fetch(out.to_str().unwrap(), &[]));
+    assert_eq!(c["fetched_chunks"], (needed - (stall - 1)) as u64, "{c}");
+    assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
+    assert_eq!(env.status()["state"]["slots"][1]["status"], "pending");
+}
+
+#[test]
+fn encrypted_minisign_key_with_password_from_environment() {
+    let env = Env::new("upd-enckey");
+    let (p, s) = (
+        env.dir.path().join("enc.pub"),
+        env.dir.path().join("enc.key"),
+    );
+    let mut g = Command::new("minisign")
+        .args(["-G", "-p"])
+        .arg(&p)
+        .arg("-s")
+        .arg(&s)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        g.stdin
+            .take()
+            .unwrap()
+            .write_all(b"sesame\nsesame\n")
+            .unwrap();
+    }
+    assert!(g.wait().unwrap().success());
+    let img = env.dir.path().join("v2.img");
+    std::fs::write(&img, changed(&env.v1, 2, 8)).unwrap();
+    let make = |pw: &str| {
+        env.pristine()
+            .args(["update", "make", "--version=2"])
+            .arg(format!("--key={}", s.display()))
+            .arg(&img)
+            .arg(env.dir.path().join("enc-out"))
+            .env("PRISTINE_KEY_PASSWORD", pw)
+            .output()
+            .unwrap()
+    };
+    let o = make("wrong");
+    assert!(!o.status.success());
+    assert!(!env
+        .dir
+        .path()
+        .join("enc-out/manifest.toml.minisig")
+        .exists());
+    let o = make("sesame");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(Command::new("minisign")
+        .arg("-V")
+        .arg("-p")
+        .arg(&p)
+        .arg("-m")
+        .arg(env.dir.path().join("enc-out/manifest.toml")));
+    // The device trusts that key too: the update verifies and installs.
+    std::fs::copy(&p, env.root.join("usr/lib/pristine/keys/enc.pub")).unwrap();
+    let c = counters(&env.fetch(env.dir.path().join("enc-out").to_str().unwrap(), &[]));
+    assert!(c["reused_bytes"].as_u64().unwrap() > 0, "{c}");
 }

@@ -293,3 +293,80 @@ fn copy_dir(
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt as _;
+
+    #[test]
+    fn copies_keep_links_modes_and_merge_rules() {
+        let t = std::env::temp_dir().join(format!("pristine-copy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        let src = t.join("src");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("a"), "data").unwrap();
+        std::fs::hard_link(src.join("a"), src.join("sub/a-link")).unwrap();
+        std::os::unix::fs::symlink("a", src.join("sym")).unwrap();
+        std::fs::set_permissions(
+            src.join("a"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o640),
+        )
+        .unwrap();
+        std::fs::create_dir_all(t.join("dst")).unwrap();
+        let open = |p: &Path| {
+            rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap()
+        };
+        let (sd, dd) = (open(&t), open(&t.join("dst")));
+        let opts = CopyOptions {
+            merge_empty: true,
+            uid: Some(1000),
+            ..Default::default()
+        };
+        copy_tree_at(
+            &sd,
+            OsStr::new("src"),
+            &dd,
+            OsStr::new("out"),
+            opts,
+            Path::new("/out"),
+        )
+        .unwrap();
+        let out = t.join("dst/out");
+        assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "data");
+        let (m1, m2) = (
+            std::fs::metadata(out.join("a")).unwrap(),
+            std::fs::metadata(out.join("sub/a-link")).unwrap(),
+        );
+        assert_eq!(m1.ino(), m2.ino(), "hardlink kept");
+        assert_eq!((m1.mode() & 0o7777, m1.uid()), (0o640, 1000));
+        assert_eq!(std::fs::read_link(out.join("sym")).unwrap(), Path::new("a"));
+        // A non-empty target is not merged into without `merge`.
+        let e = copy_tree_at(
+            &sd,
+            OsStr::new("src"),
+            &dd,
+            OsStr::new("out"),
+            opts,
+            Path::new("/out"),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        std::fs::remove_file(out.join("a")).unwrap();
+        let merge = CopyOptions {
+            merge: true,
+            ..Default::default()
+        };
+        let r = copy_tree_at(
+            &sd,
+            OsStr::new("src"),
+            &dd,
+            OsStr::new("out"),
+            merge,
+            Path::new("/out"),
+        );
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "data");
+        let _ = std::fs::remove_dir_all(&t);
+    }
+}

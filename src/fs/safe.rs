@@ -133,10 +133,9 @@ impl Root {
             _ => return Err(rustix::io::Errno::INVAL.into()),
         };
         let parent = rel.parent().unwrap_or(Path::new(""));
-        let (fd, st) = self.chase_safe(parent, false)?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-            return Err(rustix::io::Errno::NOTDIR.into());
-        }
+        // Like systemd, the parent is not required to be a directory here: the `*at` call
+        // made with it then fails with ENOTDIR.
+        let (fd, _) = self.chase_safe(parent, false)?;
         Ok((fd, name))
     }
 }
@@ -179,4 +178,53 @@ pub fn reopen(fd: impl AsFd, flags: OFlags) -> io::Result<OwnedFd> {
         flags | OFlags::CLOEXEC,
         Mode::empty(),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(tag: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("pristine-safe-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    #[test]
+    fn chase_stays_in_root_and_refuses_unsafe_transitions() {
+        let t = tmp("chase");
+        std::fs::create_dir_all(t.join("etc")).unwrap();
+        std::fs::write(t.join("etc/passwd"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc", t.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../etc", t.join("rel")).unwrap();
+        let root = Root::open(&t).unwrap();
+        for p in ["/abs/passwd", "/rel/passwd", "/../../etc/passwd"] {
+            let (_, st) = root.chase_safe(Path::new(p), false).unwrap();
+            assert_eq!(st.st_size, 1, "{p} resolved outside the root");
+        }
+        let (_, st) = root.chase_safe(Path::new("/abs"), true).unwrap();
+        assert_eq!(FileType::from_raw_mode(st.st_mode), FileType::Symlink);
+        // A directory owned by an unprivileged user holding a root-owned symlink.
+        std::fs::create_dir_all(t.join("home/u")).unwrap();
+        std::os::unix::fs::chown(t.join("home/u"), Some(1000), Some(1000)).unwrap();
+        std::os::unix::fs::symlink("/etc", t.join("home/u/evil")).unwrap();
+        let e = root
+            .chase_safe(Path::new("/home/u/evil/passwd"), false)
+            .unwrap_err();
+        assert!(is_unsafe_transition(&e), "{e}");
+        let e = root.parent_safe(Path::new("/home/u/evil/new")).unwrap_err();
+        assert!(is_unsafe_transition(&e), "{e}");
+        // The user's own link is fine.
+        std::os::unix::fs::lchown(t.join("home/u/evil"), Some(1000), Some(1000)).unwrap();
+        let e = root
+            .chase_safe(Path::new("/home/u/evil/passwd"), false)
+            .unwrap_err();
+        assert!(
+            is_unsafe_transition(&e),
+            "the link is the user's, its target is root's: {e}"
+        );
+        assert!(root.chase_safe(Path::new("/home/u/evil"), true).is_ok());
+        let _ = std::fs::remove_dir_all(&t);
+    }
 }

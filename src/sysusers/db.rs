@@ -85,10 +85,11 @@ impl<'a> Fields<'a> {
         (if neg { v.wrapping_neg() } else { v }, i)
     }
 
-    /// `INT_FIELD(…, ISCOLON, 0, 10, …)`: `None` means the line is invalid.
+    /// `INT_FIELD(…, ISCOLON, 0, 10, …)` as glibc 2.41 has it: `strtoul` (leading blanks and
+    /// a sign allowed) and the value must fit 32 bits. `None` means the line is invalid.
     fn int(&mut self) -> Option<u64> {
         let (v, n) = Self::strtoul(self.line);
-        if n == 0 {
+        if n == 0 || v > u64::from(u32::MAX) {
             return None;
         }
         match self.line.get(n) {
@@ -99,15 +100,21 @@ impl<'a> Fields<'a> {
         Some(v)
     }
 
-    /// `INT_FIELD_MAYBE_NULL(…)`: an empty number gives `default`; `None` = invalid line.
+    /// `INT_FIELD_MAYBE_NULL(…)`: a field not starting with a digit is empty and gives
+    /// `default`; a number must fit 32 bits. `None` = invalid line.
     fn int_maybe_null(&mut self, default: u64) -> Option<u64> {
         if self.line.is_empty() {
             return None;
         }
-        let (mut v, n) = Self::strtoul(self.line);
-        if n == 0 {
-            v = default;
-        }
+        let (v, n) = if self.line[0].is_ascii_digit() {
+            let (v, n) = Self::strtoul(self.line);
+            if v > u64::from(u32::MAX) {
+                return None;
+            }
+            (v, n)
+        } else {
+            (default, 0)
+        };
         match self.line.get(n) {
             Some(b':') => self.line = &self.line[n + 1..],
             None => self.line = &self.line[n..],
@@ -282,10 +289,10 @@ pub fn parse_shadow(text: &[u8]) -> Vec<Shadow> {
                     lstchg: 0,
                     min: 0,
                     max: 0,
-                    warn: 0,
-                    inact: 0,
-                    expire: 0,
-                    flag: 0,
+                    warn: -1,
+                    inact: -1,
+                    expire: -1,
+                    flag: u64::MAX,
                 });
             }
             let pwdp = Some(f.string().to_vec());
@@ -307,6 +314,9 @@ pub fn parse_shadow(text: &[u8]) -> Vec<Shadow> {
                 } else {
                     f.int_maybe_null(u64::MAX)?
                 };
+                if !f.line.is_empty() {
+                    return None;
+                }
                 (warn, inact, expire, flag)
             };
             Some(Shadow {
@@ -326,29 +336,26 @@ pub fn parse_shadow(text: &[u8]) -> Vec<Shadow> {
 
 pub fn parse_gshadow(text: &[u8]) -> Vec<GShadow> {
     nss_lines(text)
-        .filter_map(|l| {
+        .map(|l| {
             let mut f = Fields { line: l };
             let name = f.string().to_vec();
             if f.line.is_empty() && nis(&name) {
-                return Some(GShadow {
+                return GShadow {
                     name,
                     passwd: None,
                     admins: Vec::new(),
                     members: Vec::new(),
-                });
+                };
             }
             let passwd = Some(f.string().to_vec());
-            if f.line.is_empty() {
-                return None;
-            }
             let admins = f.list(Some(b':'));
             let members = f.list(None);
-            Some(GShadow {
+            GShadow {
                 name,
                 passwd,
                 admins,
                 members,
-            })
+            }
         })
         .collect()
 }
@@ -505,21 +512,29 @@ mod tests {
     #[test]
     fn shadow_roundtrip() {
         let mut o = Vec::new();
-        for sp in parse_shadow(b"a:!*:19000::::::\nb:x:1:2:3\nc:x:1:2\nd:*:5:0:99999:7:::\n") {
+        let input = b"a:!*:19000::::::\nb:x:1:2:3\nc:x:1:2\nd:*:5:0:99999:7:::\n\
+            a1:x:-1::::::\na2:x:4294967295::::::\na3:x:99999999999::::::\n\
+            a4:x:2147483648::::::\na9:x:1:2:3:4:5:6:4294967295\nb1:x: 5:+6:7:: \n\
+            b3:x:1:2:3:4:5:6:7:8\nb5:x:1:2:3: \n";
+        for sp in parse_shadow(input) {
             put_shadow(&sp, &mut o).unwrap();
         }
         assert_eq!(
             String::from_utf8(o).unwrap(),
-            "a:!*:19000::::::\nb:x:1:2:3::::\nd:*:5:0:99999:7:::\n"
+            "a:!*:19000::::::\nb:x:1:2:3::::\nd:*:5:0:99999:7:::\na2:x:::::::\n\
+             a4:x:-2147483648::::::\na9:x:1:2:3:4:5:6:4294967295\nb5:x:1:2:3::::\n"
         );
     }
 
     #[test]
     fn gshadow_roundtrip() {
         let mut o = Vec::new();
-        for g in parse_gshadow(b"a:!::\nb:!\nc:x:ad1,ad2:m1\n") {
+        for g in parse_gshadow(b"a:!::\nb:!\nc:x:ad1, ad2:m1\n") {
             put_gshadow(&g, &mut o).unwrap();
         }
-        assert_eq!(String::from_utf8(o).unwrap(), "a:!::\nc:x:ad1,ad2:m1\n");
+        assert_eq!(
+            String::from_utf8(o).unwrap(),
+            "a:!::\nb:!::\nc:x:ad1,ad2:m1\n"
+        );
     }
 }

@@ -90,6 +90,10 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
             "You need to specify at least one of --clean, --create, --remove, or --purge.",
         );
     }
+    if opts.purge && configs.is_empty() {
+        log::error!("Refusing --purge without specification of a configuration file.");
+        return EXIT_FATAL;
+    }
     let mut sources = Vec::new();
     for c in configs {
         if c == "-" {
@@ -117,6 +121,11 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
             sources.push(Source::Name(c));
         }
     }
-    let outcome = super::run(&root, &opts, &sources);
-    outcome.exit_code()
+    match super::run(&root, &opts, &sources) {
+        Ok(outcome) => super::exit_code(&outcome),
+        Err(e) => {
+            log::error!("{e}");
+            EXIT_FATAL
+        }
+    }
 }

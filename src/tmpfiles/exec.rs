@@ -493,9 +493,40 @@ fn mkdir_parents_item(ctx: &Ctx<'_>, i: &Item, child: Option<FileType>) -> R {
         }
     } else {
         if let Some(parent) = i.path.parent() {
-            let _ = ctx.root.mkdir_all(parent, 0o755);
+            mkdir_parents(ctx, parent);
         }
         Ok(())
+    }
+}
+
+/// systemd's `mkdir_parents_label(path, 0755)`: missing directories are created and then
+/// chmod'ed to exactly 0755 (dropping a setgid bit inherited from the parent). Existing
+/// components are followed (inside the root). Errors are ignored, as systemd does.
+fn mkdir_parents(ctx: &Ctx<'_>, dir: &Path) {
+    let mut prefix = PathBuf::from("/");
+    for c in dir.components().skip(1) {
+        prefix.push(c);
+        match ctx
+            .root
+            .open_path(&prefix, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+        {
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(_) => return,
+        }
+        match ctx.root.mkdir(&prefix, 0o755) {
+            Ok(true) => {
+                if let Ok(fd) = ctx.root.open_path(
+                    &prefix,
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::DIRECTORY,
+                    Mode::empty(),
+                ) {
+                    let _ = fchmod_opath(&fd, 0o755, &prefix);
+                }
+            }
+            Ok(false) => {}
+            Err(_) => return,
+        }
     }
 }
 
@@ -753,7 +784,7 @@ fn write_one_file(ctx: &Ctx<'_>, i: &Item, p: &Path, creation: Creation) -> R {
         flags = OFlags::PATH;
     }
     // Symlinks are followed, inside the root.
-    let fd = match ctx.root.open_path(p, flags, Mode::from_raw_mode(i.mode)) {
+    let fd = match ctx.root.open_path(p, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             log::debug!("Not writing missing file \"{}\": {}", ctx.d(p), em(&e));
@@ -1339,19 +1370,24 @@ struct DirInfo {
 /// systemd's `opendir_and_stat`: `Ok(None)` when missing or not a directory. Symlinks are
 /// followed inside the root.
 fn opendir_and_stat(ctx: &Ctx<'_>, p: &Path) -> Result<Option<(OwnedFd, DirInfo)>, String> {
+    // Like systemd's opendir_nomod(): the last component is not followed.
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
     let fd = match ctx
         .root
-        .open_path(
-            p,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOATIME,
-            Mode::empty(),
-        )
-        .or_else(|_| {
-            ctx.root
-                .open_path(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+        .open_path(p, flags | OFlags::NOATIME, Mode::empty())
+        .or_else(|e| {
+            if is(&e, rustix::io::Errno::PERM) || is(&e, rustix::io::Errno::ACCESS) {
+                ctx.root.open_path(p, flags, Mode::empty())
+            } else {
+                Err(e)
+            }
         }) {
         Ok(fd) => fd,
-        Err(e) if is(&e, rustix::io::Errno::NOENT) || is(&e, rustix::io::Errno::NOTDIR) => {
+        Err(e)
+            if is(&e, rustix::io::Errno::NOENT)
+                || is(&e, rustix::io::Errno::NOTDIR)
+                || is(&e, rustix::io::Errno::LOOP) =>
+        {
             return Ok(None)
         }
         Err(e) => return Err(format!("Failed to open directory {}: {}", ctx.d(p), em(&e))),

@@ -216,7 +216,17 @@ pub fn glob(root: &Root, pattern: &Path) -> Vec<PathBuf> {
                     } else {
                         PathBuf::from(OsStr::from_bytes(base))
                     };
-                    let Ok(entries) = root.read_dir(&dir) else {
+                    // glob()'s opendir is systemd's opendir_nomod(): no final symlink.
+                    let Ok(entries) = root
+                        .open_path(
+                            &dir,
+                            rustix::fs::OFlags::RDONLY
+                                | rustix::fs::OFlags::DIRECTORY
+                                | rustix::fs::OFlags::NOFOLLOW,
+                            rustix::fs::Mode::empty(),
+                        )
+                        .and_then(crate::fs::read_dir_fd)
+                    else {
                         continue;
                     };
                     for e in entries {

@@ -198,9 +198,17 @@ pub fn load(
     values: &SystemValues,
     users: &UserDb,
     outcome: &mut Outcome,
-) -> Config {
+) -> Result<Config, String> {
     let include = |p: &Path| opts.include(p);
-    let exists = |p: &Path| root.exists(p);
+    let exists = |p: &Path| !matches!(root.stat(p, false), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    let cred_dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute());
+    let credential = |name: &str| -> Option<Vec<u8>> {
+        cred_dir
+            .as_ref()
+            .and_then(|d| std::fs::read(d.join(name)).ok())
+    };
     let env = parse::ParseEnv {
         values,
         users,
@@ -209,37 +217,41 @@ pub fn load(
         home: home_dir(),
         source_exists: &exists,
         include: &include,
+        credential: &credential,
     };
     let mut cfg = Config::default();
     let dirs = confdirs::search_dirs("tmpfiles.d");
-    let read_source = |cfg: &mut Config, src: &Source, outcome: &mut Outcome| {
+    // A configuration named explicitly that cannot be read is fatal (exit 1), as in systemd.
+    let read_source = |cfg: &mut Config,
+                       src: &Source,
+                       outcome: &mut Outcome|
+     -> Result<(), String> {
         let (name, text) = match src {
             Source::Text { name, text } => (name.clone(), text.clone()),
             Source::Name(n) => {
                 let found = dirs.iter().map(|d| d.join(n)).find(|p| root.exists(p));
+                // A masking symlink to /dev/null reads as empty.
+                if let Some(p) = found.as_ref().filter(|p| confdirs::is_mask(root, p)) {
+                    log::debug!("{} is masked", root.display_path(p).display());
+                    return Ok(());
+                }
                 match found.map(|p| (root.read(&p), p)) {
                     Some((Ok(b), p)) => (
                         root.display_path(&p),
                         String::from_utf8_lossy(&b).into_owned(),
                     ),
                     Some((Err(e), p)) => {
-                        outcome.push(Diagnostic::failed(
-                            Some(&p),
-                            format!("Failed to open '{}': {e}", root.display_path(&p).display()),
-                        ));
-                        return;
+                        return Err(format!(
+                            "Failed to read '{}': {e}",
+                            root.display_path(&p).display()
+                        ))
                     }
-                    None => {
-                        outcome.push(Diagnostic::failed(
-                            None,
-                            format!("Failed to open '{n}': No such file or directory"),
-                        ));
-                        return;
-                    }
+                    None => return Err(format!("Failed to read '{n}': No such file or directory")),
                 }
             }
         };
         parse_text(cfg, &env, &name, &text, outcome);
+        Ok(())
     };
     if opts.replace.is_some() || sources.is_empty() {
         let mut files = confdirs::list(root, "tmpfiles.d", ".conf");
@@ -249,7 +261,7 @@ pub fn load(
         for f in files {
             if opts.replace.as_deref() == Some(f.path.as_path()) {
                 for s in sources {
-                    read_source(&mut cfg, s, outcome);
+                    read_source(&mut cfg, s, outcome)?;
                 }
                 continue;
             }
@@ -269,12 +281,19 @@ pub fn load(
         }
     } else {
         for s in sources {
-            read_source(&mut cfg, s, outcome);
+            read_source(&mut cfg, s, outcome)?;
+        }
+    }
+    // Extra lines passed as the `tmpfiles.extra` credential (host side, like systemd).
+    if let Some(d) = &cred_dir {
+        let p = d.join("tmpfiles.extra");
+        if let Ok(text) = std::fs::read_to_string(&p) {
+            parse_text(&mut cfg, &env, &p, &text, outcome);
         }
     }
     inherit_x_ages(&mut cfg);
     link_parents(&mut cfg);
-    cfg
+    Ok(cfg)
 }
 
 fn parse_text(
@@ -355,7 +374,9 @@ fn link_parents(cfg: &mut Config) {
 }
 
 /// Runs tmpfiles on `root`: observes the root, parses the configuration, executes the phases.
-pub fn run(root: &Root, opts: &Options, sources: &[Source]) -> Outcome {
+/// `Err` is a fatal error before anything was done (an explicitly named configuration that
+/// cannot be read): exit code 1.
+pub fn run(root: &Root, opts: &Options, sources: &[Source]) -> Result<Outcome, String> {
     let mut outcome = Outcome::default();
     let values = SystemValues::observe(root, opts.has_root);
     let users = match UserDb::load(root) {
@@ -365,13 +386,43 @@ pub fn run(root: &Root, opts: &Options, sources: &[Source]) -> Outcome {
             UserDb::default()
         }
     };
-    let mut cfg = load(root, opts, sources, &values, &users, &mut outcome);
+    let mut cfg = load(root, opts, sources, &values, &users, &mut outcome)?;
     exec::execute(root, opts, &mut cfg, &mut outcome);
-    outcome
+    Ok(outcome)
+}
+
+/// systemd-tmpfiles' exit code: bad configuration (65) takes precedence over failed
+/// operations (73).
+pub fn exit_code(o: &Outcome) -> u8 {
+    if o.bad_config() {
+        crate::report::EXIT_BAD_CONFIG
+    } else if o.failed() {
+        crate::report::EXIT_OP_FAILED
+    } else {
+        crate::report::EXIT_OK
+    }
 }
 
 /// `--cat-config`: the configuration files as systemd prints them.
 pub fn cat_config(root: &Root) -> String {
     let files = confdirs::list(root, "tmpfiles.d", ".conf");
-    confdirs::cat_config(root, &files)
+    let mut out = String::new();
+    for (i, f) in files.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let shown = root.display_path(&f.path);
+        if f.masked {
+            out.push_str(&format!("# {} (masked)\n", shown.display()));
+            continue;
+        }
+        out.push_str(&format!("# {}\n", shown.display()));
+        if let Ok(text) = root.read(&f.path) {
+            out.push_str(&String::from_utf8_lossy(&text));
+            if !text.is_empty() && !text.ends_with(b"\n") {
+                out.push('\n');
+            }
+        }
+    }
+    out
 }

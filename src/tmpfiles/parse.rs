@@ -113,6 +113,13 @@ pub struct ParseEnv<'a> {
     pub source_exists: &'a dyn Fn(&Path) -> bool,
     /// `--prefix` / `--exclude-prefix` filter.
     pub include: &'a dyn Fn(&Path) -> bool,
+    /// A credential's content by name (`^` lines), `None` when not passed.
+    pub credential: &'a dyn Fn(&str) -> Option<Vec<u8>>,
+}
+
+/// systemd's `credential_name_valid`: a valid file name of at most 255 bytes.
+fn credential_name_valid(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 255 && n != "." && n != ".." && !n.contains('/')
 }
 
 /// The result of parsing one line.
@@ -675,9 +682,28 @@ pub fn parse_line(
         _ => {}
     }
     if from_cred {
-        // Credentials are not available to an offline run: systemd skips the line silently when
-        // the credential is not passed.
-        return Ok(Parsed::Skip);
+        let name = argument
+            .as_deref()
+            .map(|a| String::from_utf8_lossy(a).into_owned());
+        let Some(name) = name else {
+            log::error!(
+                "{}:{line}: Reading from credential requested, but no credential name specified.",
+                file.display()
+            );
+            return Ok(Parsed::Skip);
+        };
+        if !credential_name_valid(&name) {
+            log::error!(
+                "{}:{line}: Credential name not valid: {name}",
+                file.display()
+            );
+            return Ok(Parsed::Skip);
+        }
+        match (env.credential)(&name) {
+            Some(data) => argument = Some(data),
+            // Not passed: skipped silently, as systemd.
+            None => return Ok(Parsed::Skip),
+        }
     }
     if unbase64 {
         if let Some(a) = &argument {
@@ -878,6 +904,93 @@ pub fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn values() -> SystemValues {
+        SystemValues {
+            os_release: Some(
+                [("ID".to_string(), "deb".to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
+            machine_id: Err("none".into()),
+            boot_id: Err("none".into()),
+            hostname: "h".into(),
+            pretty_hostname: None,
+            kernel_release: "6".into(),
+            user: ("root".into(), 0),
+            group: ("root".into(), 0),
+            has_root: true,
+        }
+    }
+
+    fn one(line: &str) -> Result<Option<Item>, String> {
+        let v = values();
+        let db = UserDb::parse("alice:x:1000:1000::/:/bin/sh\n", "users:x:100:\n");
+        let yes = |_: &Path| true;
+        let nocred = |_: &str| None;
+        let env = ParseEnv {
+            values: &v,
+            users: &db,
+            boot: false,
+            graceful: false,
+            home: "/root".into(),
+            source_exists: &yes,
+            include: &yes,
+            credential: &nocred,
+        };
+        let mut notes = Vec::new();
+        match parse_line(&env, Path::new("/x.conf"), 7, line, &mut notes) {
+            Ok(Parsed::Item(i)) => Ok(Some(*i)),
+            Ok(Parsed::Skip) => Ok(None),
+            Err(d) => Err(d.to_string()),
+        }
+    }
+
+    #[test]
+    fn lines() {
+        let i = one("f+ /var/run/x :0640 alice :users ~m:1d \"a b\"\\n%o")
+            .unwrap()
+            .unwrap();
+        assert_eq!((i.kind, i.append_or_force), ('f', true));
+        assert_eq!(i.path, Path::new("/run/x"));
+        assert_eq!(
+            (i.mode, i.mode_only_create, i.mode_set),
+            (0o640, true, true)
+        );
+        assert_eq!(
+            (i.uid, i.uid_only_create, i.gid, i.gid_only_create),
+            (Some(1000), false, Some(100), true)
+        );
+        assert_eq!(
+            (i.age, i.keep_first_level, i.age_by_file),
+            (Some(86_400_000_000), true, AGE_MTIME)
+        );
+        assert_eq!(i.argument.as_deref(), Some(&b"\"a b\"\ndeb"[..]));
+        assert!(one("f! /x").unwrap().is_none(), "! lines need --boot");
+        assert!(
+            one("f /%m").unwrap().is_none(),
+            "unresolvable specifier skips"
+        );
+        assert!(one("f /%Z").unwrap_err().starts_with("/x.conf:7: "));
+        assert!(one("f!! /x").is_err());
+        assert!(one("Y /x").is_err());
+        assert!(one("f x").is_err());
+        assert!(one("f /x - nobody").is_err());
+        assert!(one("d$ /x").is_ok() && one("z$ /x").is_err());
+        assert!(one("L? /x").is_ok() && one("f? /x").is_err());
+        assert!(one("w /x").is_err(), "w needs an argument");
+        let l = one("L /etc/x").unwrap().unwrap();
+        assert_eq!(
+            l.argument.as_deref(),
+            Some(&b"/usr/share/factory/etc/x"[..])
+        );
+        let c = one("c /dev/n - - - - 1:3").unwrap().unwrap();
+        assert_eq!(c.major_minor, Some((1, 3)));
+        let b = one("f~ /b - - - - aGk=").unwrap().unwrap();
+        assert_eq!(b.argument.as_deref(), Some(&b"hi"[..]));
+        let d = one("d /d").unwrap().unwrap();
+        assert_eq!((d.mode, d.mode_set), (0o755, false));
+    }
 
     #[test]
     fn times() {

@@ -18,7 +18,7 @@ Usage: pristine update VERB [OPTIONS]
   make --key=SECRET.key --version=V [--digest=sha512-256|sha256]
        [--compression=zstd|xz|none] [--chunk-size=MIN:AVG:MAX|AVG] IMAGE OUTDIR
   sign --key=SECRET.key --version=V --store=STORE [--store-name=NAME] INDEX.caibx OUTDIR
-  fetch [--seed=PATH]... [--allow-downgrade] [--json] SOURCE
+  fetch [--seed=PATH]... [--allow-downgrade] [--dry-run] [--json] SOURCE
   status [--json]
   confirm
   rollback
@@ -218,6 +218,7 @@ fn cmd_fetch(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
         match a {
             Long("seed") => o.seeds.push(PathBuf::from(p.value()?)),
             Long("allow-downgrade") => o.allow_downgrade = true,
+            Long("dry-run") => o.dry_run = true,
             Long("json") => json = true,
             Value(v) if src.is_none() => src = Some(string(v)?),
             _ => return Err(a.unexpected().into()),
@@ -231,6 +232,26 @@ fn cmd_fetch(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
     let mut out = Outcome::default();
     let settings = super::settings(&root, &mut out);
     match fetch(&root, &settings, &o) {
+        Ok(r) if o.dry_run => {
+            let c = &r.counters;
+            if json {
+                println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            } else {
+                println!(
+                    "Would write version {} ({} bytes, {} chunks) to slot {} ({}): {} bytes from \
+                     seeds, {} chunks from {}.",
+                    r.version,
+                    c.total_bytes,
+                    c.total_chunks,
+                    r.slot,
+                    r.slot_path,
+                    c.reused_bytes,
+                    c.fetched_chunks,
+                    o.source
+                );
+            }
+            Ok(out.exit_code())
+        }
         Ok(r) => {
             let c = &r.counters;
             log::info!(
@@ -305,6 +326,10 @@ fn cmd_status(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
     };
     let mut out = Outcome::default();
     let settings = super::settings(&root, &mut out);
+    if settings.slots.is_empty() && !json {
+        println!("No update slots configured ([update] slots in pristine.toml).");
+        return Ok(out.exit_code());
+    }
     let st = StateDir::open(Path::new(&settings.state_dir), false)
         .ok()
         .map(|d| d.load())
@@ -339,8 +364,8 @@ fn cmd_status(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
                 flags.push(format!("{} tries left", r.tries));
             }
             println!(
-                "slot {i}: {path}: {:?} version {}{}{}",
-                r.status,
+                "slot {i}: {path}: {} version {}{}{}",
+                r.status.name(),
                 r.version.as_deref().unwrap_or("-"),
                 if flags.is_empty() {
                     String::new()

@@ -14,6 +14,8 @@ use std::fs::File;
 use std::io::Read as _;
 use std::os::unix::fs::{FileExt as _, FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use super::chunker::Chunker;
 use super::compress;
@@ -34,6 +36,8 @@ pub struct FetchOptions {
     pub source: String,
     pub seeds: Vec<PathBuf>,
     pub allow_downgrade: bool,
+    /// Verify and plan only: nothing is written.
+    pub dry_run: bool,
 }
 
 /// Why a fetch stopped; `Refused` means the update itself is not acceptable.
@@ -63,35 +67,57 @@ pub struct FetchReport {
     pub seconds: f64,
 }
 
-/// Identity of a slot on the host.
+/// Identity of a slot on the host: the file or device node, the block device number, and for
+/// a loop device the file behind it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ident {
     pub dev: u64,
     pub ino: u64,
     pub rdev: Option<u64>,
+    pub backing: Option<(u64, u64)>,
+}
+
+/// The (dev, ino) of the file behind loop device `rdev`, if it is one.
+fn loop_backing(rdev: u64) -> Option<(u64, u64)> {
+    let (maj, min) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+    let p =
+        std::fs::read_to_string(format!("/sys/dev/block/{maj}:{min}/loop/backing_file")).ok()?;
+    let m = std::fs::metadata(p.trim()).ok()?;
+    Some((m.dev(), m.ino()))
 }
 
 pub fn ident(path: &Path) -> std::io::Result<Ident> {
     let m = std::fs::metadata(path)?;
+    let rdev = m.file_type().is_block_device().then(|| m.rdev());
     Ok(Ident {
         dev: m.dev(),
         ino: m.ino(),
-        rdev: m.file_type().is_block_device().then(|| m.rdev()),
+        rdev,
+        backing: rdev.and_then(loop_backing),
     })
+}
+
+impl Ident {
+    /// The data this names, as (dev, ino) of a regular file, if any.
+    fn file(&self) -> Option<(u64, u64)> {
+        match self.rdev {
+            None => Some((self.dev, self.ino)),
+            Some(_) => self.backing,
+        }
+    }
+
+    /// Whether writing through `self` would write the data of `other`.
+    pub fn aliases(&self, other: &Ident) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+            || (self.rdev.is_some() && self.rdev == other.rdev)
+            || (self.file().is_some() && self.file() == other.file())
+    }
 }
 
 /// Whether the slot at `id` backs the mounted `/usr` (device `usr_dev`): the block device
 /// itself, or the backing file of a loop device.
 fn backs_usr(id: &Ident, usr_dev: u64) -> bool {
-    if id.rdev == Some(usr_dev) {
-        return true;
-    }
-    let (maj, min) = (rustix::fs::major(usr_dev), rustix::fs::minor(usr_dev));
-    let back = format!("/sys/dev/block/{maj}:{min}/loop/backing_file");
-    match std::fs::read_to_string(back) {
-        Ok(p) => ident(Path::new(p.trim())).is_ok_and(|b| b.dev == id.dev && b.ino == id.ino),
-        Err(_) => false,
-    }
+    id.rdev == Some(usr_dev) || loop_backing(usr_dev).is_some_and(|b| id.file() == Some(b))
 }
 
 /// The active slot: the one backing the running `/usr`, else the one the state says is booted.
@@ -318,9 +344,7 @@ pub fn fetch(
     };
     st.fit(slots.len());
     let active = active_slot(root, slots, &st).map_err(Failed)?;
-    if st.booted.is_none() {
-        st.booted = Some(active);
-    }
+    st.booted = Some(active);
     let mut src = Source::parse(&opts.source).map_err(Failed)?;
     let (m, _mtext, key) = verified_manifest(root, &mut src)?;
     log::info!("Manifest for version {} verified with {key}.", m.version);
@@ -337,22 +361,22 @@ pub fn fetch(
     let (idx, idx_bytes) = verified_index(&mut src, &m)?;
 
     // Target slot: never the active one, checked by identity.
-    let mut pick = st.clone();
-    pick.booted = Some(active);
-    let target = pick
-        .pick_target(slots.len())
-        .ok_or_else(|| Failed("no inactive slot to write to".into()))?;
+    let target = st.pick_target(slots.len()).ok_or_else(|| {
+        Failed(
+            "no slot to write to: the other slot holds the last good version \
+             (confirm the running one first)"
+                .into(),
+        )
+    })?;
     let tpath = PathBuf::from(&slots[target]);
     let apath = PathBuf::from(&slots[active]);
     let aid = ident(&apath).map_err(|e| Failed(format!("{}: {e}", apath.display())))?;
     let tid = ident(&tpath).map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
     let usr_dev = root.stat(Path::new("/usr"), true).ok().map(|s| s.st_dev);
-    if (tid.dev == aid.dev && tid.ino == aid.ino)
-        || (tid.rdev.is_some() && tid.rdev == aid.rdev)
-        || usr_dev.is_some_and(|d| backs_usr(&tid, d))
-    {
+    if tid.aliases(&aid) || usr_dev.is_some_and(|d| backs_usr(&tid, d)) {
         return Err(Failed(format!(
-            "{} is the active slot (same device/inode as {}), refusing to write to it",
+            "{} is the active slot (same device/inode or backing file as {}), refusing to \
+             write to it",
             tpath.display(),
             apath.display()
         )));
@@ -367,7 +391,41 @@ pub fn fetch(
             }
         }
     }
-    let mut extra: Vec<Option<Seed>> = opts.seeds.iter().map(|_| None).collect();
+    // --seed= files are chunked only if the active slot lacks some chunk.
+    if !opts.seeds.is_empty()
+        && idx
+            .chunks
+            .iter()
+            .any(|c| !seeds.iter().any(|s| s.map.contains_key(&c.id)))
+    {
+        for p in &opts.seeds {
+            seeds.push(seed_by_chunking(p, &m).map_err(Failed)?);
+        }
+    }
+
+    if opts.dry_run {
+        // The plan: what seeds would give (by their indexes; hashes are checked only when
+        // copying) and what the source must.
+        let mut c = Counters {
+            total_bytes: m.image_size,
+            total_chunks: idx.chunks.len() as u64,
+            ..Counters::default()
+        };
+        for ch in &idx.chunks {
+            if seeds.iter().any(|s| s.map.contains_key(&ch.id)) {
+                c.reused_bytes += ch.len;
+            } else {
+                c.fetched_chunks += 1;
+            }
+        }
+        return Ok(FetchReport {
+            version: m.version.clone(),
+            slot: target,
+            slot_path: tpath.display().to_string(),
+            counters: c,
+            seconds: 0.0,
+        });
+    }
 
     let tfile = std::fs::OpenOptions::new()
         .read(true)
@@ -388,56 +446,21 @@ pub fn fetch(
         }
     }
 
-    let mut progress = Progress::new(m.image_size, idx.chunks.len() as u64);
-    let mut marked = false;
-    let mut buf = Vec::new();
-    let digest = idx.digest();
-    for c in &idx.chunks {
-        let mut from_seed = seeds.iter().any(|s| s.copy_into(c, digest, &mut buf));
-        if !from_seed {
-            for (i, p) in opts.seeds.iter().enumerate() {
-                if extra[i].is_none() {
-                    extra[i] = Some(seed_by_chunking(p, &m).map_err(Failed)?);
-                }
-                if extra[i]
-                    .as_ref()
-                    .is_some_and(|s| s.copy_into(c, digest, &mut buf))
-                {
-                    from_seed = true;
-                    break;
-                }
-            }
-        }
-        let fetched;
-        let data: &[u8] = if from_seed {
-            progress.c.reused_bytes += c.len;
-            &buf
-        } else if read_at(&tfile, &mut buf, c.offset, c.len) && digest.id(&buf) == c.id {
-            // Already in place (an interrupted earlier run, or the same data before).
-            progress.c.present_bytes += c.len;
-            &[]
-        } else {
-            let (d, stored) = fetch_chunk(&mut src, &m, &idx, c)?;
-            progress.c.fetched_chunks += 1;
-            progress.c.fetched_bytes += stored;
-            fetched = d;
-            &fetched
-        };
-        if !data.is_empty() {
-            if !marked {
-                mark_incomplete(sd_path, &mut st, target)?;
-                marked = true;
-            }
-            crate::fs::mutating("write", &tpath).map_err(|e| Failed(e.to_string()))?;
-            tfile
-                .write_all_at(data, c.offset)
-                .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
-        }
-        progress.c.done_bytes += c.len;
-        progress.c.done_chunks += 1;
-        progress.tick();
-    }
+    let progress = Mutex::new(Progress::new(m.image_size, idx.chunks.len() as u64));
+    // Before the first write: a slot that held something bootable no longer does.
+    mark_incomplete(sd_path, &mut st, target)?;
+    let job = Assembly {
+        idx: &idx,
+        seeds: &seeds,
+        tfile: &tfile,
+        tpath: &tpath,
+        progress: &progress,
+        stop: AtomicBool::new(false),
+    };
+    job.run(&mut src, &m)?;
+    let mut progress = progress.into_inner().unwrap_or_else(|e| e.into_inner());
     progress.finish();
+    let assembled = progress.elapsed();
     if tmeta.file_type().is_file() {
         tfile
             .set_len(m.image_size)
@@ -446,8 +469,15 @@ pub fn fetch(
     tfile
         .sync_all()
         .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    let synced = progress.elapsed();
     let whole = image_digest(&tfile, m.image_size)
         .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    log::debug!(
+        "Assembled in {:.2}s, synced in {:.2}s, whole image verified in {:.2}s.",
+        assembled.as_secs_f64(),
+        (synced - assembled).as_secs_f64(),
+        (progress.elapsed() - synced).as_secs_f64()
+    );
     if whole != m.image_digest {
         return Err(Refused(format!(
             "{}: assembled image does not match the manifest's image digest",
@@ -473,6 +503,156 @@ pub fn fetch(
         counters: progress.c.clone(),
         seconds: progress.elapsed().as_secs_f64(),
     })
+}
+
+/// How one chunk came to be in place.
+enum Placed {
+    Seed,
+    Present,
+    Fetched(u64),
+}
+
+/// The chunk loop, shared by the worker threads: seed copiers (the chunks some seed has, in
+/// interleaved runs, hashed in parallel) and one source fetcher (the chunks no seed has, in
+/// order, over the one connection). Chunks a seed turned out not to match go to the fetcher's
+/// sequential pass at the end.
+struct Assembly<'a> {
+    idx: &'a Index,
+    seeds: &'a [Seed],
+    tfile: &'a File,
+    tpath: &'a Path,
+    progress: &'a Mutex<Progress>,
+    stop: AtomicBool,
+}
+
+const RUN: usize = 32;
+
+impl Assembly<'_> {
+    fn write(&self, data: &[u8], c: &Chunk) -> Result<(), FetchFailure> {
+        crate::fs::mutating("write", self.tpath).map_err(|e| Failed(e.to_string()))?;
+        self.tfile
+            .write_all_at(data, c.offset)
+            .map_err(|e| Failed(format!("{}: {e}", self.tpath.display())))
+    }
+
+    fn done(&self, c: &Chunk, how: Placed) {
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        match how {
+            Placed::Seed => p.c.reused_bytes += c.len,
+            Placed::Present => p.c.present_bytes += c.len,
+            Placed::Fetched(n) => {
+                p.c.fetched_chunks += 1;
+                p.c.fetched_bytes += n;
+            }
+        }
+        p.c.done_bytes += c.len;
+        p.c.done_chunks += 1;
+        p.tick();
+    }
+
+    /// From a seed; `false` if no seed has it intact.
+    fn copy_from_seed(&self, c: &Chunk, buf: &mut Vec<u8>) -> Result<bool, FetchFailure> {
+        let digest = self.idx.digest();
+        if self.seeds.iter().any(|s| s.copy_into(c, digest, buf)) {
+            self.write(buf, c)?;
+            self.done(c, Placed::Seed);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Already in the target, else from the source.
+    fn take_present_or_fetch(
+        &self,
+        c: &Chunk,
+        buf: &mut Vec<u8>,
+        src: &mut Source,
+        m: &Manifest,
+    ) -> Result<(), FetchFailure> {
+        if read_at(self.tfile, buf, c.offset, c.len) && self.idx.digest().id(buf) == c.id {
+            self.done(c, Placed::Present);
+            return Ok(());
+        }
+        let (d, stored) = fetch_chunk(src, m, self.idx, c)?;
+        self.write(&d, c)?;
+        self.done(c, Placed::Fetched(stored));
+        Ok(())
+    }
+
+    fn run(&self, src: &mut Source, m: &Manifest) -> Result<(), FetchFailure> {
+        let chunks = &self.idx.chunks;
+        let (seeded, unseeded): (Vec<usize>, Vec<usize>) = (0..chunks.len())
+            .partition(|&i| self.seeds.iter().any(|s| s.map.contains_key(&chunks[i].id)));
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 4);
+        let leftovers = Mutex::new(Vec::new());
+        let results: Vec<Result<(), FetchFailure>> = std::thread::scope(|scope| {
+            let mut handles = Vec::new();
+            for t in 0..threads {
+                let seeded = &seeded;
+                let leftovers = &leftovers;
+                handles.push(scope.spawn(move || {
+                    let mut buf = Vec::new();
+                    for run in seeded.chunks(RUN).skip(t).step_by(threads) {
+                        for &i in run {
+                            if self.stop.load(Ordering::Relaxed) {
+                                return Ok(());
+                            }
+                            match self.copy_from_seed(&chunks[i], &mut buf) {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    leftovers.lock().unwrap_or_else(|e| e.into_inner()).push(i)
+                                }
+                                Err(e) => {
+                                    self.stop.store(true, Ordering::Relaxed);
+                                    return Err(e);
+                                }
+                            }
+                        }
+                    }
+                    Ok(())
+                }));
+            }
+            let src = &mut *src;
+            handles.push(scope.spawn(move || {
+                let mut buf = Vec::new();
+                for &i in &unseeded {
+                    if self.stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    if let Err(e) = self.take_present_or_fetch(&chunks[i], &mut buf, src, m) {
+                        self.stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            }));
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Failed("worker thread panicked".into())))
+                })
+                .collect()
+        });
+        // The fetcher's error is the interesting one (refusals); any error stops the fetch.
+        let mut results = results;
+        if let Some(e) = results.pop().and_then(Result::err) {
+            return Err(e);
+        }
+        if let Some(e) = results.into_iter().find_map(Result::err) {
+            return Err(e);
+        }
+        let mut left = leftovers.into_inner().unwrap_or_else(|e| e.into_inner());
+        left.sort_unstable();
+        let mut buf = Vec::new();
+        for i in left {
+            self.take_present_or_fetch(&chunks[i], &mut buf, src, m)?;
+        }
+        Ok(())
+    }
 }
 
 /// Before the first write to a slot that held something bootable, record it as incomplete.
@@ -520,4 +700,35 @@ pub fn os_release_version(root: &Root) -> Option<String> {
         let v = l.strip_prefix("IMAGE_VERSION=")?;
         Some(v.trim_matches(['"', '\'']).to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliasing() {
+        let file = |dev, ino| Ident {
+            dev,
+            ino,
+            rdev: None,
+            backing: None,
+        };
+        let loopdev = |ino, rdev, backing| Ident {
+            dev: 5,
+            ino,
+            rdev: Some(rdev),
+            backing,
+        };
+        assert!(file(1, 2).aliases(&file(1, 2)));
+        assert!(!file(1, 2).aliases(&file(1, 3)));
+        // Two device nodes for one device.
+        assert!(loopdev(10, 700, None).aliases(&loopdev(11, 700, None)));
+        // A loop device and the file behind it; two loop devices on one file.
+        assert!(loopdev(10, 700, Some((1, 2))).aliases(&file(1, 2)));
+        assert!(file(1, 2).aliases(&loopdev(10, 700, Some((1, 2)))));
+        assert!(loopdev(10, 700, Some((1, 2))).aliases(&loopdev(11, 701, Some((1, 2)))));
+        assert!(!loopdev(10, 700, Some((1, 2))).aliases(&loopdev(11, 701, Some((1, 3)))));
+        assert!(!loopdev(10, 700, None).aliases(&loopdev(11, 701, None)));
+    }
 }

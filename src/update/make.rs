@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::path::Path;
+use std::sync::Mutex;
 
 use sha2::Digest as _;
 
@@ -72,22 +73,83 @@ pub fn make_store(
     o.params.check()?;
     let store = outdir.join(STORE_NAME);
     let mut f = File::open(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    // Chunking and hashing here; compressing and writing in `workers` threads.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<([u8; 32], Vec<u8>)>(workers * 2);
+    let rx = Mutex::new(rx);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let (rx, store) = (&rx, &store);
+                scope.spawn(move || {
+                    let mut r = MakeReport::default();
+                    let mut err = None;
+                    loop {
+                        // After an error keep draining, so the sender never blocks.
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return Err("worker lock poisoned".to_string()),
+                        };
+                        let Ok((id, data)) = job else {
+                            return err.map_or(Ok(r), Err);
+                        };
+                        if err.is_none() {
+                            if let Err(e) = store_chunk(store, &id, &data, o.compression, &mut r) {
+                                err = Some(e);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let cut = cut_and_hash(&mut f, image, o, &tx);
+        drop(tx);
+        for h in handles {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err("worker thread panicked".into()))?;
+            rep.new_chunks += r.new_chunks;
+            rep.stored_bytes += r.stored_bytes;
+        }
+        let (chunks, whole) = cut?;
+        rep.chunks = chunks.len() as u64;
+        rep.image_size = chunks.last().map(|c| c.offset + c.len).unwrap_or(0);
+        Ok((Index::new(o.digest, o.params, chunks), whole))
+    })
+}
+
+type Job = ([u8; 32], Vec<u8>);
+
+/// Cuts the image into chunks and hands each new chunk to the store writers.
+fn cut_and_hash(
+    f: &mut File,
+    image: &Path,
+    o: &MakeOptions,
+    tx: &std::sync::mpsc::SyncSender<Job>,
+) -> Result<(Vec<Chunk>, String), String> {
     let mut ch = Chunker::new(&o.params);
     let mut whole = sha2::Sha256::new();
     let mut chunks = Vec::new();
+    let mut sent = std::collections::HashSet::new();
     let mut cur: Vec<u8> = Vec::new();
     let mut off = 0u64;
     let mut buf = vec![0u8; 1 << 20];
-    let mut emit = |cur: &mut Vec<u8>, off: &mut u64, rep: &mut MakeReport| {
+    let mut emit = |cur: &mut Vec<u8>, off: &mut u64| {
         let id = o.digest.id(cur);
-        store_chunk(&store, &id, cur, o.compression, rep)?;
         chunks.push(Chunk {
             offset: *off,
             len: cur.len() as u64,
             id,
         });
         *off += cur.len() as u64;
-        cur.clear();
+        let data = std::mem::take(cur);
+        if sent.insert(id) {
+            tx.send((id, data))
+                .map_err(|_| "writing the store failed".to_string())?;
+        }
         Ok::<(), String>(())
     };
     loop {
@@ -103,7 +165,7 @@ pub fn make_store(
             match ch.scan(rest) {
                 Some(k) => {
                     cur.extend_from_slice(&rest[..k]);
-                    emit(&mut cur, &mut off, rep)?;
+                    emit(&mut cur, &mut off)?;
                     rest = &rest[k..];
                 }
                 None => {
@@ -114,13 +176,10 @@ pub fn make_store(
         }
     }
     if !cur.is_empty() {
-        emit(&mut cur, &mut off, rep)?;
+        emit(&mut cur, &mut off)?;
     }
-    rep.chunks = chunks.len() as u64;
-    rep.image_size = off;
-    let idx = Index::new(o.digest, o.params, chunks);
     Ok((
-        idx,
+        chunks,
         format!("sha256:{}", crate::util::hex(&whole.finalize())),
     ))
 }

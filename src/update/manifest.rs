@@ -310,6 +310,23 @@ mod tests {
     }
 
     #[test]
+    fn encrypted_secret_key_with_password_from_env() {
+        let kp = minisign::KeyPair::generate_encrypted_keypair(Some("pw".into())).unwrap();
+        let text = kp.sk.to_box(None).unwrap().into_string();
+        std::env::set_var("PRISTINE_KEY_PASSWORD", "pw");
+        let sk = load_secret_key(&text).unwrap();
+        let sig = sign(&sk, b"data", "t").unwrap();
+        let keys = vec![TrustedKey {
+            file: "k.pub".into(),
+            key: kp.pk.clone(),
+        }];
+        assert!(verify(b"data", &sig, &keys).is_ok());
+        std::env::set_var("PRISTINE_KEY_PASSWORD", "wrong");
+        assert!(load_secret_key(&text).is_err());
+        std::env::remove_var("PRISTINE_KEY_PASSWORD");
+    }
+
+    #[test]
     fn base64() {
         assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
         assert_eq!(base64_decode("aGVsbG8h").unwrap(), b"hello!");

@@ -44,8 +44,9 @@ impl Source {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, "/"),
             };
+            let bracketed = hostport.starts_with('[') && hostport.ends_with(']');
             let (host, port) = match hostport.rsplit_once(':') {
-                Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (
+                Some((h, p)) if !bracketed && (!h.contains(':') || h.ends_with(']')) => (
                     h.to_string(),
                     p.parse::<u16>().map_err(|_| format!("bad port in {s}"))?,
                 ),
@@ -275,5 +276,51 @@ mod tests {
         assert!(matches!(Source::parse("/srv/x").unwrap(), Source::Dir(_)));
         assert!(Source::parse("https://x/").is_err());
         assert!(Source::parse("http://:80/").is_err());
+        for (url, host, port) in [
+            ("http://[::1]:81/x", "[::1]", 81),
+            ("http://[::1]/x", "[::1]", 80),
+            ("http://example.org/", "example.org", 80),
+        ] {
+            match Source::parse(url).unwrap() {
+                Source::Http(h) => assert_eq!((h.host.as_str(), h.port), (host, port), "{url}"),
+                Source::Dir(_) => panic!(),
+            }
+        }
+    }
+
+    /// A one-shot server answering each request with the next canned response.
+    fn serve(responses: Vec<&'static str>) -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            for resp in responses {
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                s.write_all(resp.as_bytes()).unwrap();
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn http_bodies_and_errors_on_one_connection() {
+        let port = serve(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+        ]);
+        let mut src = Source::parse(&format!("http://127.0.0.1:{port}/p")).unwrap();
+        assert_eq!(src.get("a", 10).unwrap(), b"hello");
+        assert_eq!(src.get("b", 10).unwrap(), b"abcde");
+        assert!(matches!(src.get("c", 10), Err(FetchError::TooLarge(_))));
+        let port = serve(vec![
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno",
+        ]);
+        let mut src = Source::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        assert!(matches!(src.get("x", 10), Err(FetchError::NotFound(_))));
     }
 }

@@ -30,6 +30,18 @@ pub enum SlotStatus {
     Bad,
 }
 
+impl SlotStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            SlotStatus::Empty => "empty",
+            SlotStatus::Incomplete => "incomplete",
+            SlotStatus::Pending => "pending",
+            SlotStatus::Good => "good",
+            SlotStatus::Bad => "bad",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct SlotRecord {
@@ -153,7 +165,10 @@ pub fn confirm(st: &mut State) -> Result<usize, String> {
             st.last_good = Some(b);
             Ok(b)
         }
-        s => Err(format!("booted slot {b} is {s:?}, cannot confirm it")),
+        s => Err(format!(
+            "booted slot {b} is {}, cannot confirm it",
+            s.name()
+        )),
     }
 }
 

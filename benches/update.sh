@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Benchmark: seeded /usr image update, pristine vs casync, side by side.
+#
+# A 1 GiB image (OLD, in the active slot) and NEW = OLD with 1% of it changed in 1024 scattered
+# places. casync makes the index and store of NEW (zstd, SHA-512/256, 16/64/256 KiB chunks);
+# nginx serves it on 127.0.0.1. Then:
+#   casync extract --seed=OLD --store=http://… NEW.caibx OUT
+#   pristine update fetch http://…       (seeded from the active slot by its stored index)
+# Reported: wall time, bytes the web server sent (from its access log), peak RSS.
+# Usage: benches/update.sh [SIZE_MIB]   (default 1024)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+size_mib=${1:-1024}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/target}
+(cd "$here" && cargo build --release --quiet)
+bin=$CARGO_TARGET_DIR/release/pristine
+w=$(mktemp -d /tmp/pristine-bench-update.XXXXXX)
+nginx_pid=
+cleanup() {
+  [[ -n $nginx_pid ]] && kill "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null || true
+  rm -rf "$w"
+}
+trap cleanup EXIT
+
+echo "Preparing a $size_mib MiB image and a 1% changed version in $w ..." >&2
+head -c $((size_mib * 1024 * 1024)) /dev/urandom >"$w/old.img"
+cp "$w/old.img" "$w/new.img"
+python3 - "$w/new.img" <<'EOF'
+import os, sys, random
+p = sys.argv[1]
+size = os.path.getsize(p)
+changes = 1024
+piece = size // 100 // changes          # 1% of the image in total
+rnd = random.Random(42)
+with open(p, "r+b") as f:
+    for i in range(changes):
+        at = i * (size // changes) + rnd.randrange(size // changes - piece)
+        f.seek(at)
+        f.write(os.urandom(piece))
+EOF
+
+# Vendor side (not timed): casync makes both indexes and the store of NEW.
+mkdir -p "$w/pub" "$w/root/usr/lib/pristine/keys" "$w/state"
+casync make --store="$w/pub/image.castr" "$w/old.caibx" "$w/old.img" >/dev/null
+casync make --store="$w/pub/image.castr" "$w/new.caibx" "$w/new.img" >/dev/null
+# Only NEW's chunks stay in the store (OLD's were needed for nothing but its index).
+rm -rf "$w/pub/image.castr"
+casync make --store="$w/pub/image.castr" "$w/new.caibx" "$w/new.img" >/dev/null
+minisign -G -W -p "$w/root/usr/lib/pristine/keys/vendor.pub" -s "$w/vendor.key" >/dev/null
+"$bin" update sign --key="$w/vendor.key" --version=2 --store="$w/pub/image.castr" "$w/new.caibx" "$w/pub" 2>/dev/null
+
+# The web server.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$w/nginx/tmp"
+cat >"$w/nginx/nginx.conf" <<EOF
+daemon off; master_process off; pid $w/nginx/nginx.pid; error_log $w/nginx/error.log;
+events { worker_connections 64; }
+http { access_log $w/nginx/access.log; client_body_temp_path $w/nginx/tmp;
+  proxy_temp_path $w/nginx/tmp; fastcgi_temp_path $w/nginx/tmp; uwsgi_temp_path $w/nginx/tmp;
+  scgi_temp_path $w/nginx/tmp;
+  server { listen 127.0.0.1:$port; root $w/pub; } }
+EOF
+nginx -e "$w/nginx/error.log" -p "$w/nginx" -c "$w/nginx/nginx.conf" &
+nginx_pid=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+url=http://127.0.0.1:$port
+
+# Bytes of chunk files the web server sent.
+served() { awk '$7 ~ /\.cacnk$/ {s += $10} END {print s+0}' "$w/nginx/access.log"; }
+changed_chunks=$(python3 - "$w/old.caibx" "$w/new.caibx" <<'EOF'
+import sys
+def ids(p):
+    b = open(p, "rb").read()
+    return [b[64 + i*40 + 8: 64 + i*40 + 40] for i in range((len(b) - 104) // 40)]
+old = set(ids(sys.argv[1])); new = ids(sys.argv[2])
+print(len(set(i for i in new if i not in old)), len(new))
+EOF
+)
+cat "$w/old.img" >/dev/null   # both runs start with the seed in the page cache
+
+# casync.
+: >"$w/nginx/access.log"
+/usr/bin/time -f '%e %M' -o "$w/casync.time" \
+  casync extract --seed="$w/old.img" --store="$url/image.castr" "$w/new.caibx" "$w/casync.out" 2>/dev/null
+casync_bytes=$(served)
+cmp "$w/casync.out" "$w/new.img"
+rm -f "$w/casync.out"
+
+# pristine: slot A holds OLD (adopted with its index), slot B is written.
+cp "$w/old.img" "$w/slot-a.img"
+: >"$w/slot-b.img"
+cat >"$w/root/usr/lib/pristine/pristine.toml" <<EOF
+[update]
+slots = ["$w/slot-a.img", "$w/slot-b.img"]
+state-dir = "$w/state"
+EOF
+"$bin" --root="$w/root" update adopt --slot=0 --version=1 --index="$w/old.caibx"
+cat "$w/slot-a.img" >/dev/null
+: >"$w/nginx/access.log"
+/usr/bin/time -f '%e %M' -o "$w/pristine.time" \
+  "$bin" --root="$w/root" --log-level=debug update fetch "$url" 2>"$w/pristine.log"
+pristine_bytes=$(served)
+cmp "$w/slot-b.img" "$w/new.img"
+
+read -r ct cr <"$w/casync.time"
+read -r pt pr <"$w/pristine.time"
+read -r nchanged ntotal <<<"$changed_chunks"
+store_changed=$(python3 - "$w/old.caibx" "$w/new.caibx" "$w/pub/image.castr" <<'EOF'
+import sys, os
+def ids(p):
+    b = open(p, "rb").read()
+    return [b[64 + i*40 + 8: 64 + i*40 + 40].hex() for i in range((len(b) - 104) // 40)]
+old = set(ids(sys.argv[1]))
+print(sum(os.path.getsize(os.path.join(sys.argv[3], i[:4], i + ".cacnk")) for i in set(ids(sys.argv[2])) if i not in old))
+EOF
+)
+echo
+echo "Seeded update of a $size_mib MiB image, 1% changed in 1024 places ($nchanged of $ntotal chunks new; their compressed size: $store_changed bytes)"
+printf '%-10s %10s %18s %12s\n' tool "wall s" "chunk bytes sent" "peak RSS"
+printf '%-10s %10s %18s %9s MiB\n' casync "$ct" "$casync_bytes" "$((cr / 1024))"
+printf '%-10s %10s %18s %9s MiB\n' pristine "$pt" "$pristine_bytes" "$((pr / 1024))"
+python3 -c "print('speed-up: %.1fx' % ($ct / max($pt, 0.01)))"
+grep -E "Assembled|written to slot" "$w/pristine.log" | sed 's/^/pristine: /' 
