@@ -249,6 +249,7 @@ pub fn preset_all(root: &Root, opts: &Options) -> PresetOutcome {
 
 /// `preset UNIT…`: like `systemctl --root=DIR preset UNIT…`. A unit that cannot be found or
 /// loaded stops the run before anything is changed (`Err` with the outcome so far).
+#[allow(clippy::result_large_err)] // Err carries the partial outcome for the report
 pub fn preset(
     root: &Root,
     units: &[String],
@@ -303,4 +304,30 @@ pub fn list_links(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     walk(dir, dir, &mut out);
     out
+}
+
+/// Adopts a system pristine has not preset before (a populated `/etc` without a
+/// [`STATE_FILE`]): records every unit present now as already preset, without touching any
+/// link, so that the admin's choices stand and only units that later `/usr` updates add get
+/// their presets (`--new-only`). Returns the number of units recorded.
+pub fn adopt(root: &Root, dry_run: bool) -> Result<usize, std::io::Error> {
+    let rules = PresetRules::load(root);
+    let lp = LookupPaths::for_root(root);
+    let mut vfs = Vfs::new(root);
+    let mut engine = Engine::new(&mut vfs, lp, rules);
+    let units: BTreeSet<String> = engine.enumerate().into_iter().collect();
+    let n = units.len();
+    if !dry_run {
+        let state = State {
+            units,
+            links: BTreeSet::new(),
+        };
+        root.mkdir_all(Path::new("/etc/pristine"), 0o755)?;
+        root.write_atomic(
+            Path::new(STATE_FILE),
+            state.render().as_bytes(),
+            &WriteOptions::default(),
+        )?;
+    }
+    Ok(n)
 }

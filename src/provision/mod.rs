@@ -281,6 +281,7 @@ pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
     step_firstboot(&mut run, &host, &settings, &creds);
     step_sysusers(&mut run, common, etc);
     step_tmpfiles(&mut run, common, &host, etc, var);
+    step_presets(&mut run, etc);
 
     // Record.
     if etc == Reason::UpToDate && var == Reason::UpToDate {
@@ -585,7 +586,7 @@ fn step_tmpfiles(run: &mut Run<'_>, common: &Common, host: &HostContext, etc: Re
         opts.leave_runtime_to_real_system();
     }
     run.step("tmpfiles", |out| {
-        let o = crate::tmpfiles::run(root, &opts, &[]);
+        let o = crate::tmpfiles::run(root, &opts, &[])?;
         let paths = o.count("paths");
         out.extend(o.diagnostics);
         Ok((
@@ -593,6 +594,50 @@ fn step_tmpfiles(run: &mut Run<'_>, common: &Common, host: &HostContext, etc: Re
             vec![("paths".into(), paths)],
         ))
     });
+}
+
+fn step_presets(run: &mut Run<'_>, etc: Reason) {
+    let root = run.root;
+    let dry_run = run.dry_run;
+    let has_record = root.exists(Path::new(crate::presets::STATE_FILE));
+    match etc {
+        Reason::UpToDate => run.skip("presets", "/etc up to date"),
+        Reason::Updated if !has_record => run.step("presets", |_| {
+            // Never preset before: keep the admin's enablement, remember what exists now.
+            let n = crate::presets::adopt(root, dry_run)
+                .map_err(|e| format!("cannot record units: {e}"))?;
+            Ok((
+                format!("adopted: {n} existing unit(s) recorded, no link changed"),
+                Vec::new(),
+            ))
+        }),
+        Reason::Fresh | Reason::Updated => run.step("presets", |out| {
+            let opts = crate::presets::Options {
+                mode: crate::presets::PresetMode::Full,
+                new_only: true,
+                dry_run,
+            };
+            let o = crate::presets::preset_all(root, &opts);
+            out.extend(o.outcome.diagnostics);
+            let links = o
+                .changes
+                .iter()
+                .filter(|c| matches!(c.kind, crate::presets::ChangeKind::Symlink))
+                .count() as u64;
+            let what = if o.first_run {
+                "preset-all"
+            } else {
+                "new units only"
+            };
+            Ok((
+                format!(
+                    "{what}: {} unit(s), {links} link(s) created",
+                    o.applied_to.len()
+                ),
+                vec![("links".into(), links)],
+            ))
+        }),
+    }
 }
 
 fn step_firstboot(run: &mut Run<'_>, host: &HostContext, settings: &Settings, creds: &Credentials) {

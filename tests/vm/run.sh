@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# pristine's VM boot test: a debootstrapped Debian 12 whose /etc and /var are empty boots under
+# qemu (TCG) with pristine in a minimal busybox initramfs, twice. The first boot must come up
+# with no failed units; the second must find nothing to do.
+#
+#   tests/vm/run.sh PRISTINE_BINARY OUTDIR
+#
+# Needs (scripts/setup installs them): debootstrap, qemu-system-x86, linux-image-cloud-amd64,
+# busybox-static, e2fsprogs. The debootstrapped tree is cached in $PRISTINE_VM_CACHE
+# (default ~/.cache/pristine-vm).
+set -euo pipefail
+bin=$1 out=$2
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${PRISTINE_VM_CACHE:-$HOME/.cache/pristine-vm}/bookworm-minbase-udev
+mkdir -p "$cache" "$out"
+kernel=$(ls -1 /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -n1)
+kver=${kernel#/boot/vmlinuz-}
+mirror=$(grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -n1)
+[[ -n $mirror ]] || mirror=http://deb.debian.org/debian
+
+# 1. The Debian tree (cached).
+if [[ ! -f $cache/rootfs.tar ]]; then
+  rm -rf "$cache/rootfs.tmp"
+  debootstrap --variant=minbase --include=systemd-sysv,dbus,udev bookworm "$cache/rootfs.tmp" "$mirror" > "$cache/debootstrap.log" 2>&1 \
+    || { tail -n 30 "$cache/debootstrap.log" >&2; exit 1; }
+  tar -C "$cache/rootfs.tmp" -cf "$cache/rootfs.tar.tmp" . && mv "$cache/rootfs.tar.tmp" "$cache/rootfs.tar"
+  rm -rf "$cache/rootfs.tmp"
+fi
+
+# 2. The image: vendor /usr only, /etc and /var empty, plus the test's report unit and preset.
+work=$out/work
+rm -rf "$work"; mkdir -p "$work/root"
+tar -C "$work/root" -xf "$cache/rootfs.tar"
+find "$work/root/etc" "$work/root/var" -mindepth 1 -delete
+install -m 0644 "$here/pristine-vm-check.service" "$work/root/usr/lib/systemd/system/"
+mkdir -p "$work/root/usr/lib/systemd/system-preset"
+echo "enable pristine-vm-check.service" > "$work/root/usr/lib/systemd/system-preset/00-pristine-vm.preset"
+for f in "$here"/../../sysusers.d/*.conf; do [[ -f $f ]] && install -m 0644 "$f" "$work/root/usr/lib/sysusers.d/"; done
+for f in "$here"/../../tmpfiles.d/*.conf; do [[ -f $f ]] && install -m 0644 "$f" "$work/root/usr/lib/tmpfiles.d/"; done
+mkdir -p "$work/root/usr/lib/pristine"
+printf '[firstboot]\nhostname = "pristine-vm"\n' > "$work/root/usr/lib/pristine/pristine.toml"
+rm -f "$out/root.img"
+mkfs.ext4 -q -F -L root -d "$work/root" "$out/root.img" 2G
+rm -rf "$work/root"
+
+# 3. The initramfs: busybox, pristine, virtio modules, /init.
+ird=$work/initrd
+mkdir -p "$ird"/{bin,dev,proc,sys,run,etc,lib/modules,sysroot}
+cp /bin/busybox "$ird/bin/busybox"
+cp "$bin" "$ird/bin/pristine"
+cp "$here/init" "$ird/init"
+touch "$ird/etc/initrd-release"
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
+  f=$(find "/lib/modules/$kver" -name "$m.ko" | head -n1)
+  [[ -n $f ]] && cp "$f" "$ird/lib/modules/"
+done
+(cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) > "$out/initrd.img"
+
+# 4. Boot twice.
+for n in 1 2; do
+  timeout ${PRISTINE_VM_TIMEOUT:-900} qemu-system-x86_64 -accel tcg -m 1024 -smp 2 -nographic -no-reboot \
+    -kernel "$kernel" -initrd "$out/initrd.img" \
+    -drive "file=$out/root.img,format=raw,if=virtio" \
+    -append "console=ttyS0 panic=-1 loglevel=4" > "$out/boot$n.log" 2>&1 || true
+  grep -a -E "PRISTINE-VM|pristine\[|pristine:" "$out/boot$n.log" || true
+done
