@@ -444,3 +444,134 @@ fn reset_triggers_are_cleared_or_remembered() {
     );
     assert!(t.join("etc/local").exists(), "reset ran twice in one boot");
 }
+
+#[test]
+fn usr_update_adds_only_what_is_new_and_keeps_admin_choices() {
+    let tmp = TempDir::new("prov-stale");
+    let t = tmp.path().join("root");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/appliance");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&example)
+        .arg(&t)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::create_dir_all(t.join("etc")).unwrap();
+    std::fs::create_dir_all(t.join("var")).unwrap();
+    let (out, report) = provision(&t, "", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["etc"], "fresh");
+    let wants = t.join("etc/systemd/system/multi-user.target.wants");
+    assert!(
+        wants.join("app.service").is_symlink(),
+        "preset enabled app.service"
+    );
+    // The admin disables app.service.
+    std::fs::remove_file(wants.join("app.service")).unwrap();
+    let before = snapshot(&t);
+
+    // A /usr update: a new user, a new unit (preset: enable), a new tmpfiles line.
+    write(
+        &t,
+        "usr/lib/sysusers.d/new.conf",
+        "u newsvc - \"New service\"\n",
+    );
+    write(
+        &t,
+        "usr/lib/tmpfiles.d/new.conf",
+        "d /var/lib/new 0750 newsvc newsvc -\n",
+    );
+    write(
+        &t,
+        "usr/lib/systemd/system/new.service",
+        "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    write(
+        &t,
+        "usr/lib/systemd/system-preset/80-new.preset",
+        "enable new.service\n",
+    );
+    let osr = std::fs::read_to_string(t.join("usr/lib/os-release"))
+        .unwrap()
+        .replace("IMAGE_VERSION=1.0", "IMAGE_VERSION=1.1");
+    write(&t, "usr/lib/os-release", &osr);
+
+    let (out, report) = provision(&t, "", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["etc"], "updated");
+    let after = snapshot(&t);
+    let passwd = std::fs::read_to_string(t.join("etc/passwd")).unwrap();
+    assert!(passwd.lines().any(|l| l.starts_with("newsvc:")), "{passwd}");
+    let md = std::fs::metadata(t.join("var/lib/new")).unwrap();
+    let uid: u32 = passwd
+        .lines()
+        .find(|l| l.starts_with("newsvc:"))
+        .unwrap()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!((md.uid(), md.mode() & 0o7777), (uid, 0o750));
+    assert_eq!(
+        std::fs::read_link(wants.join("new.service")).unwrap(),
+        Path::new("/usr/lib/systemd/system/new.service")
+    );
+    assert!(
+        !wants.join("app.service").exists(),
+        "the admin's disabled unit was re-enabled"
+    );
+
+    // Nothing else changed: every path that existed is untouched except the account files
+    // (and their backups), pristine's records, and the directories that gained entries.
+    let allowed_changed = [
+        "etc/passwd",
+        "etc/group",
+        "etc/shadow",
+        "etc/gshadow",
+        "etc/passwd-",
+        "etc/group-",
+        "etc/shadow-",
+        "etc/gshadow-",
+        "etc/.pristine-stamp",
+        "var/.pristine-stamp",
+        "etc/pristine/presets.state",
+        "etc/pristine",
+        "etc",
+        "var",
+        "var/lib",
+        "etc/systemd/system/multi-user.target.wants",
+    ];
+    for (p, d) in &before {
+        let ps = p.display().to_string();
+        if allowed_changed.contains(&ps.as_str()) {
+            continue;
+        }
+        assert_eq!(Some(d), after.get(p), "{ps} changed by the update run");
+    }
+    let added: Vec<String> = after
+        .keys()
+        .filter(|p| !before.contains_key(*p))
+        .map(|p| p.display().to_string())
+        .collect();
+    for a in &added {
+        assert!(
+            [
+                "var/lib/new",
+                "etc/systemd/system/multi-user.target.wants/new.service"
+            ]
+            .contains(&a.as_str())
+                || a.ends_with('-'),
+            "unexpected new path {a} (added: {added:?})"
+        );
+    }
+}
