@@ -164,10 +164,13 @@ fn spec_errno(e: &SpecError) -> &'static str {
     match e {
         SpecError::Unknown(_) => "Invalid slot",
         SpecError::TooLong => "File name too long",
-        SpecError::Unresolvable(c, _) => match c {
-            'm' | 'b' => "No medium found",
-            _ => "No such file or directory",
-        },
+        // systemd: an "uninitialized" machine-id is ENOPKG, a malformed one EUCLEAN, a missing
+        // one (or a missing os-release) EUNATCH.
+        SpecError::Unresolvable('m', why) if why.contains("uninitialized") => {
+            "Package not installed"
+        }
+        SpecError::Unresolvable('m', why) if !why.starts_with("no ") => "Structure needs cleaning",
+        SpecError::Unresolvable(..) => "Protocol driver not attached",
     }
 }
 
