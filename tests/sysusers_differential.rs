@@ -302,8 +302,28 @@ fn gen_line(r: &mut Rng, files: &[String]) -> String {
         0..=7 => {
             let bang = if r.chance(15) { "!" } else { "" };
             let mut l = format!("u{bang} {name} {}", user_id(r, files));
-            let gecos = r.pick(&["-", "\"A user\"", "'Svc %a'", "x", "\"bad:gecos\"", "%%"]);
-            let home = r.pick(&["-", "/", "/var/lib/x", "/home//y/", "rel", "/a/../b"]);
+            let gecos = r.pick(&[
+                "-",
+                "\"A user\"",
+                "'Svc %a'",
+                "x",
+                "\"bad:gecos\"",
+                "%%",
+                "\"%m %o %w\"",
+                "%B",
+                "\"\"",
+                "a\\ b",
+            ]);
+            let home = r.pick(&[
+                "-",
+                "/",
+                "/var/lib/x",
+                "/home//y/",
+                "rel",
+                "/a/../b",
+                "%T/x",
+                "/srv/%M",
+            ]);
             let shell = r.pick(&["-", "/bin/zsh", "/usr/sbin/nologin", "/bin/false", "/x/"]);
             match r.below(4) {
                 0 => {}
@@ -427,6 +447,20 @@ fn gen_case(seed: u64) -> Case {
     }
     if r.chance(50) {
         c.files.insert("bin/bash".into(), String::new());
+    }
+    if r.chance(30) {
+        let mid = r.pick(&[
+            "0123456789abcdef0123456789abcdef\n",
+            "uninitialized\n",
+            "\n",
+        ]);
+        c.files.insert("etc/machine-id".into(), mid.to_string());
+    }
+    if r.chance(30) {
+        c.files.insert(
+            "usr/lib/os-release".into(),
+            "ID=testos\nVERSION_ID=\"1.2\"\nIMAGE_ID=img\n".into(),
+        );
     }
     if r.chance(40) {
         let n = 1 + r.below(8) as usize;
