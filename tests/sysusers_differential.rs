@@ -28,6 +28,8 @@ struct Case {
     /// Files whose owner matters (path → (uid, gid)).
     owned: Vec<(String, u32, u32)>,
     creds: BTreeMap<String, String>,
+    /// Mode and owner given to pre-existing files (path, mode, uid, gid).
+    modes: Vec<(String, u32, u32, u32)>,
 }
 
 impl Case {
@@ -42,6 +44,13 @@ impl Case {
         std::fs::create_dir_all(creds).unwrap();
         for (n, c) in &self.creds {
             std::fs::write(creds.join(n), c).unwrap();
+        }
+        for (p, m, u, g) in &self.modes {
+            let p = root.join(p);
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*m)).unwrap();
+                std::os::unix::fs::chown(&p, Some(*u), Some(*g)).unwrap();
+            }
         }
         // Fixed times on pre-existing account files so backups can be compared.
         for f in ["passwd", "group", "shadow", "gshadow"] {
@@ -65,6 +74,9 @@ impl Case {
         }
         for (p, u, g) in &self.owned {
             s.push_str(&format!("=== {p} owned by {u}:{g}\n"));
+        }
+        for (p, m, u, g) in &self.modes {
+            s.push_str(&format!("=== {p} mode {m:o} owner {u}:{g}\n"));
         }
         for (n, c) in &self.creds {
             s.push_str(&format!("=== credential {n}: {c:?}\n"));
@@ -509,6 +521,17 @@ fn gen_case(seed: u64) -> Case {
             }
         }
         c.files.insert("etc/gshadow".into(), s);
+    }
+    for f in ["etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"] {
+        if r.chance(25) {
+            let m = *r.pick(&[0o600u32, 0o640, 0o444, 0o000, 0o664]);
+            c.modes.push((
+                f.into(),
+                m,
+                r.below(3) as u32,
+                r.pick(&[0u32, 42]).to_owned(),
+            ));
+        }
     }
     let nfiles = 1 + r.below(3);
     for f in 0..nfiles {
