@@ -28,6 +28,8 @@ struct Case {
     /// Files whose owner matters (path → (uid, gid)).
     owned: Vec<(String, u32, u32)>,
     creds: BTreeMap<String, String>,
+    /// Mode and owner given to pre-existing files (path, mode, uid, gid).
+    modes: Vec<(String, u32, u32, u32)>,
 }
 
 impl Case {
@@ -42,6 +44,13 @@ impl Case {
         std::fs::create_dir_all(creds).unwrap();
         for (n, c) in &self.creds {
             std::fs::write(creds.join(n), c).unwrap();
+        }
+        for (p, m, u, g) in &self.modes {
+            let p = root.join(p);
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*m)).unwrap();
+                std::os::unix::fs::chown(&p, Some(*u), Some(*g)).unwrap();
+            }
         }
         // Fixed times on pre-existing account files so backups can be compared.
         for f in ["passwd", "group", "shadow", "gshadow"] {
@@ -65,6 +74,9 @@ impl Case {
         }
         for (p, u, g) in &self.owned {
             s.push_str(&format!("=== {p} owned by {u}:{g}\n"));
+        }
+        for (p, m, u, g) in &self.modes {
+            s.push_str(&format!("=== {p} mode {m:o} owner {u}:{g}\n"));
         }
         for (n, c) in &self.creds {
             s.push_str(&format!("=== credential {n}: {c:?}\n"));
@@ -302,8 +314,28 @@ fn gen_line(r: &mut Rng, files: &[String]) -> String {
         0..=7 => {
             let bang = if r.chance(15) { "!" } else { "" };
             let mut l = format!("u{bang} {name} {}", user_id(r, files));
-            let gecos = r.pick(&["-", "\"A user\"", "'Svc %a'", "x", "\"bad:gecos\"", "%%"]);
-            let home = r.pick(&["-", "/", "/var/lib/x", "/home//y/", "rel", "/a/../b"]);
+            let gecos = r.pick(&[
+                "-",
+                "\"A user\"",
+                "'Svc %a'",
+                "x",
+                "\"bad:gecos\"",
+                "%%",
+                "\"%m %o %w\"",
+                "%B",
+                "\"\"",
+                "a\\ b",
+            ]);
+            let home = r.pick(&[
+                "-",
+                "/",
+                "/var/lib/x",
+                "/home//y/",
+                "rel",
+                "/a/../b",
+                "%T/x",
+                "/srv/%M",
+            ]);
             let shell = r.pick(&["-", "/bin/zsh", "/usr/sbin/nologin", "/bin/false", "/x/"]);
             match r.below(4) {
                 0 => {}
@@ -428,6 +460,20 @@ fn gen_case(seed: u64) -> Case {
     if r.chance(50) {
         c.files.insert("bin/bash".into(), String::new());
     }
+    if r.chance(30) {
+        let mid = r.pick(&[
+            "0123456789abcdef0123456789abcdef\n",
+            "uninitialized\n",
+            "\n",
+        ]);
+        c.files.insert("etc/machine-id".into(), mid.to_string());
+    }
+    if r.chance(30) {
+        c.files.insert(
+            "usr/lib/os-release".into(),
+            "ID=testos\nVERSION_ID=\"1.2\"\nIMAGE_ID=img\n".into(),
+        );
+    }
     if r.chance(40) {
         let n = 1 + r.below(8) as usize;
         c.files.insert("etc/passwd".into(), gen_passwd(&mut r, n));
@@ -475,6 +521,17 @@ fn gen_case(seed: u64) -> Case {
             }
         }
         c.files.insert("etc/gshadow".into(), s);
+    }
+    for f in ["etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"] {
+        if r.chance(25) {
+            let m = *r.pick(&[0o600u32, 0o640, 0o444, 0o000, 0o664]);
+            c.modes.push((
+                f.into(),
+                m,
+                r.below(3) as u32,
+                r.pick(&[0u32, 42]).to_owned(),
+            ));
+        }
     }
     let nfiles = 1 + r.below(3);
     for f in 0..nfiles {

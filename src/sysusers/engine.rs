@@ -883,3 +883,94 @@ fn compose(
     plan.shadow = Some(out);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::specifier::SystemValues;
+
+    fn sv() -> SystemValues {
+        SystemValues {
+            os_release: None,
+            machine_id: Err("no /etc/machine-id".into()),
+            boot_id: Err("none".into()),
+            hostname: "h".into(),
+            pretty_hostname: None,
+            kernel_release: "k".into(),
+            user: ("root".into(), 0),
+            group: ("root".into(), 0),
+            has_root: true,
+        }
+    }
+
+    fn run(conf: &str, passwd: &str, group: &str) -> Plan {
+        let mut cfg = Config::default();
+        for (n, l) in super::super::parse::config_lines(conf) {
+            let line = super::super::parse::parse_line(&sv(), l, "t.conf", n).unwrap();
+            let _ = cfg.add(line, &|_, _| false);
+        }
+        cfg.add_implicit();
+        let owner = |p: &str| (p == "/owned").then_some((500, 600));
+        let snap = Snapshot {
+            passwd: (!passwd.is_empty()).then_some(passwd.as_bytes()),
+            group: (!group.is_empty()).then_some(group.as_bytes()),
+            shadow: None,
+            gshadow: None,
+            owner: &owner,
+        };
+        let ex = Extras {
+            shell_cred: &|_| None,
+            password: &|_| Ok(None),
+            root_shell: "/bin/sh",
+            lstchg: 7,
+            paths: Default::default(),
+        };
+        plan(&mut cfg, &snap, &ex)
+    }
+
+    fn text(b: &Option<Vec<u8>>) -> String {
+        String::from_utf8(b.clone().unwrap_or_default()).unwrap()
+    }
+
+    #[test]
+    fn groups_first_then_implicit_then_users() {
+        let p = run("u a -\ng b -\nm c d\n", "", "");
+        assert_eq!(text(&p.group), "b:x:999:\nd:x:998:c\na:x:997:\nc:x:996:\n");
+        assert_eq!(
+            text(&p.passwd),
+            "a:x:997:997::/:/usr/sbin/nologin\nc:x:996:996::/:/usr/sbin/nologin\n"
+        );
+        assert_eq!(text(&p.shadow), "a:!*:7::::::\nc:!*:7::::::\n");
+        assert_eq!(text(&p.gshadow), "b:!*::\nd:!*::c\na:!*::\nc:!*::\n");
+    }
+
+    #[test]
+    fn existing_entries_untouched_and_ids_skipped() {
+        let p = run(
+            "u root 0\nu x -\nm x root\n",
+            "root:x:0:0::/root:/bin/bash\ny:x:999:999::/:\n",
+            "root:x:0:\n",
+        );
+        // 999 is taken by y's uid (and would pair badly): x gets 998.
+        assert_eq!(text(&p.group), "root:x:0:x\nx:x:998:\n");
+        assert!(text(&p.passwd).ends_with("x:x:998:998::/:/usr/sbin/nologin\n"));
+    }
+
+    #[test]
+    fn path_owned_and_strict_ids() {
+        let p = run("u o /owned\nu s 5:nosuch\nu t 7:8\n", "", "");
+        assert!(
+            text(&p.passwd).contains("o:x:500:600::/:"),
+            "{}",
+            text(&p.passwd)
+        );
+        let errs: Vec<&String> = p.log.iter().filter_map(|l| l.as_ref().err()).collect();
+        assert_eq!(
+            errs,
+            vec![
+                "Group nosuch not found.",
+                "Failed to create t: please create GID 8"
+            ]
+        );
+    }
+}

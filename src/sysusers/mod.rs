@@ -228,6 +228,30 @@ fn take_lock(root: &Root) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// `--cat-config` as systemd-sysusers prints it: host paths, masked files as an empty body.
+fn cat_config(root: &Root) -> String {
+    let mut out = String::new();
+    for (i, f) in confdirs::list(root, "sysusers.d", ".conf")
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!("# {}\n", root.display_path(&f.path).display()));
+        if f.masked {
+            continue;
+        }
+        if let Ok(text) = root.read(&f.path) {
+            out.push_str(&String::from_utf8_lossy(&text));
+            if !text.is_empty() && !text.ends_with(b"\n") {
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 /// Runs sysusers on `root`. Returns the outcome (the exit code derives from it).
 pub fn run(root: &Root, opts: &Options) -> Outcome {
     let mut rd = Reader {
@@ -237,10 +261,7 @@ pub fn run(root: &Root, opts: &Options) -> Outcome {
         out: Outcome::default(),
     };
     if opts.cat_config {
-        let dirs = confdirs::search_dirs("sysusers.d");
-        let _ = dirs;
-        let files = confdirs::list(root, "sysusers.d", ".conf");
-        print!("{}", confdirs::cat_config(root, &files));
+        print!("{}", cat_config(root));
         return rd.out;
     }
     if opts.replace.is_some() || opts.args.is_empty() {

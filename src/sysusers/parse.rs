@@ -114,9 +114,15 @@ fn has_cc(s: &str) -> bool {
     s.chars().any(|c| (c as u32) < 0x20 || c as u32 == 0x7f)
 }
 
+/// Config text is read lossily; U+FFFD stands for bytes that were not UTF-8, which systemd's
+/// `utf8_is_valid` rejects.
+fn utf8_ok(s: &str) -> bool {
+    !s.contains('\u{FFFD}')
+}
+
 /// systemd's `valid_gecos`.
 pub fn valid_gecos(d: &str) -> bool {
-    !has_cc(d) && !d.contains(':')
+    utf8_ok(d) && !has_cc(d) && !d.contains(':')
 }
 
 /// systemd's `path_is_normalized` for an absolute path.
@@ -129,7 +135,12 @@ fn path_is_normalized(p: &str) -> bool {
 
 /// systemd's `valid_home`.
 pub fn valid_home(p: &str) -> bool {
-    !p.is_empty() && !has_cc(p) && p.starts_with('/') && path_is_normalized(p) && !p.contains(':')
+    !p.is_empty()
+        && utf8_ok(p)
+        && !has_cc(p)
+        && p.starts_with('/')
+        && path_is_normalized(p)
+        && !p.contains(':')
 }
 
 /// systemd's `valid_shell`.
@@ -164,10 +175,13 @@ fn spec_errno(e: &SpecError) -> &'static str {
     match e {
         SpecError::Unknown(_) => "Invalid slot",
         SpecError::TooLong => "File name too long",
-        SpecError::Unresolvable(c, _) => match c {
-            'm' | 'b' => "No medium found",
-            _ => "No such file or directory",
-        },
+        // systemd: an "uninitialized" machine-id is ENOPKG, a malformed one EUCLEAN, a missing
+        // one (or a missing os-release) EUNATCH.
+        SpecError::Unresolvable('m', why) if why.contains("uninitialized") => {
+            "Package not installed"
+        }
+        SpecError::Unresolvable('m', why) if !why.starts_with("no ") => "Structure needs cleaning",
+        SpecError::Unresolvable(..) => "Protocol driver not attached",
     }
 }
 
@@ -465,6 +479,9 @@ mod tests {
         assert!(!valid_home("/a/../b"));
         assert!(!valid_shell("/bin/"));
         assert!(valid_shell("/bin/sh"));
+        assert!(!valid_gecos("a\u{FFFD}b"));
+        assert!(!valid_gecos("a\tb"));
+        assert!(valid_gecos("Jürgen"));
     }
 
     #[test]
