@@ -23,15 +23,44 @@ impl Credentials {
         Credentials { dir }
     }
 
+    /// Credentials from `$CREDENTIALS_DIRECTORY` only, validated as systemd's
+    /// `get_credentials_dir()` does (absolute, normalized): what systemd's tools read.
+    pub fn from_env_strict() -> Credentials {
+        let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .map(PathBuf::from)
+            .filter(|p| {
+                p.to_str().is_some_and(|s| {
+                    s.starts_with('/')
+                        && !s.contains("//")
+                        && !s.split('/').any(|c| c == "." || c == "..")
+                })
+            });
+        Credentials { dir }
+    }
+
     /// Credentials from an explicit directory (tests).
     pub fn from_dir(dir: Option<PathBuf>) -> Credentials {
         Credentials { dir }
     }
 
+    /// The directory credentials are read from, if any.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
+    }
+
+    /// The credential's raw bytes, if present. Names with `/`, longer than 255 bytes or hidden
+    /// are refused.
+    pub fn get_bytes(&self, name: &str) -> Option<Vec<u8>> {
+        if name.contains('/') || name.starts_with('.') || name.len() > 255 {
+            return None;
+        }
+        std::fs::read(self.dir.as_ref()?.join(name)).ok()
+    }
+
     /// The credential's value as text, if present (a trailing newline is kept as given;
     /// callers trim where systemd does). Names with `/` are refused.
     pub fn get(&self, name: &str) -> Option<String> {
-        if name.contains('/') || name.starts_with('.') {
+        if name.contains('/') || name.starts_with('.') || name.len() > 255 {
             return None;
         }
         let p = self.dir.as_ref()?.join(name);

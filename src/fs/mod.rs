@@ -139,6 +139,11 @@ impl Root {
         self.deferred_sync.set(on);
     }
 
+    /// Whether writes are made durable one by one (false while sync is deferred).
+    pub fn durable(&self) -> bool {
+        !self.deferred_sync.get()
+    }
+
     /// Flushes the file system holding the root (`syncfs(2)`).
     pub fn sync(&self) -> io::Result<()> {
         Ok(rustix::fs::syncfs(&self.fd)?)

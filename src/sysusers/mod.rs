@@ -172,20 +172,8 @@ fn same_file(root: &Root, a: &str, b: &str) -> bool {
     }
 }
 
-/// The credentials directory, as systemd validates it.
-fn credentials_dir() -> Option<PathBuf> {
-    let d = std::env::var_os("CREDENTIALS_DIRECTORY")?;
-    let p = PathBuf::from(d);
-    let s = p.to_str()?;
-    (s.starts_with('/') && !s.contains("//") && !s.split('/').any(|c| c == "." || c == ".."))
-        .then_some(p)
-}
-
 fn read_credential(name: &str) -> Option<Vec<u8>> {
-    if name.contains('/') || name.len() > 255 {
-        return None;
-    }
-    std::fs::read(credentials_dir()?.join(name)).ok()
+    crate::config::credentials::Credentials::from_env_strict().get_bytes(name)
 }
 
 /// `SOURCE_DATE_EPOCH` (else now) in days, as the shadow "last changed" field.
@@ -269,7 +257,7 @@ pub fn run(root: &Root, opts: &Options) -> Outcome {
     } else {
         rd.parse_arguments(opts);
     }
-    if let Some(d) = credentials_dir() {
+    if let Some(d) = crate::config::credentials::Credentials::from_env_strict().dir() {
         let p = d.join("sysusers.extra");
         if let Ok(b) = std::fs::read(&p) {
             rd.parse_text(&p.display().to_string(), &String::from_utf8_lossy(&b));
@@ -446,7 +434,9 @@ fn write_temp(
                 },
             )?;
         }
-        f.sync_all()?;
+        if root.durable() {
+            f.sync_all()?;
+        }
         Ok(())
     })();
     match r {
@@ -578,7 +568,9 @@ fn apply(
             );
             return fail(&temps[n..], msg);
         }
-        let _ = rustix::fs::fsync(&t.dir);
+        if root.durable() {
+            let _ = rustix::fs::fsync(&t.dir);
+        }
     }
     Ok(())
 }
