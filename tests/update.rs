@@ -881,3 +881,27 @@ fn encrypted_minisign_key_with_password_from_environment() {
     let c = counters(&env.fetch(env.dir.path().join("enc-out").to_str().unwrap(), &[]));
     assert!(c["reused_bytes"].as_u64().unwrap() > 0, "{c}");
 }
+
+#[test]
+fn repeated_chunks_are_fetched_once() {
+    let env = Env::new("upd-dup");
+    // 2 MiB of zeros in the middle: eight identical maximum-size chunks.
+    let mut v2 = changed(&env.v1, 2, 4);
+    for b in &mut v2[MIB..3 * MIB] {
+        *b = 0;
+    }
+    let out = env.vendor(&v2, "2", "pub");
+    let ids = index_ids(&out.join("image.caibx"));
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert!(
+        ids.len() >= unique.len() + 6,
+        "{} {}",
+        ids.len(),
+        unique.len()
+    );
+    // No seed at all: a first install.
+    std::fs::remove_file(env.state.join("slot0.caibx")).unwrap();
+    let c = counters(&env.fetch(out.to_str().unwrap(), &[]));
+    assert_eq!(c["fetched_chunks"], unique.len() as u64, "{c}");
+    assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
+}

@@ -456,6 +456,7 @@ pub fn fetch(
         tpath: &tpath,
         progress: &progress,
         stop: AtomicBool::new(false),
+        written: Mutex::new(HashMap::new()),
     };
     job.run(&mut src, &m)?;
     let mut progress = progress.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -523,6 +524,8 @@ struct Assembly<'a> {
     tpath: &'a Path,
     progress: &'a Mutex<Progress>,
     stop: AtomicBool,
+    /// Chunks the fetcher placed so far: id → offset in the target.
+    written: Mutex<HashMap<[u8; 32], u64>>,
 }
 
 const RUN: usize = 32;
@@ -533,6 +536,14 @@ impl Assembly<'_> {
         self.tfile
             .write_all_at(data, c.offset)
             .map_err(|e| Failed(format!("{}: {e}", self.tpath.display())))
+    }
+
+    fn remember(&self, c: &Chunk) {
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(c.id)
+            .or_insert(c.offset);
     }
 
     fn done(&self, c: &Chunk, how: Placed) {
@@ -569,12 +580,29 @@ impl Assembly<'_> {
         src: &mut Source,
         m: &Manifest,
     ) -> Result<(), FetchFailure> {
-        if read_at(self.tfile, buf, c.offset, c.len) && self.idx.digest().id(buf) == c.id {
+        let digest = self.idx.digest();
+        if read_at(self.tfile, buf, c.offset, c.len) && digest.id(buf) == c.id {
+            self.remember(c);
             self.done(c, Placed::Present);
             return Ok(());
         }
+        // The same chunk earlier in this image (runs of zeros, duplicated files)?
+        let earlier = self
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&c.id)
+            .copied();
+        if let Some(off) = earlier {
+            if read_at(self.tfile, buf, off, c.len) && digest.id(buf) == c.id {
+                self.write(buf, c)?;
+                self.done(c, Placed::Seed);
+                return Ok(());
+            }
+        }
         let (d, stored) = fetch_chunk(src, m, self.idx, c)?;
         self.write(&d, c)?;
+        self.remember(c);
         self.done(c, Placed::Fetched(stored));
         Ok(())
     }
