@@ -548,7 +548,27 @@ fn generated_config_sets_agree_with_reference() {
                 }
             }
         }
-        let args: Vec<&str> = case.args.iter().chain(extra.iter()).copied().collect();
+        let mut args: Vec<String> = case
+            .args
+            .iter()
+            .chain(extra.iter())
+            .map(|s| s.to_string())
+            .collect();
+        // Sometimes a host file on the command line, possibly replacing a file of the set.
+        let mut rng = Rng::new(seed + 99);
+        if !case.args.contains(&"--purge") && rng.chance(20) {
+            let host = t.path().join("host.conf");
+            let n = 1 + rng.below(4);
+            let text: String = (0..n).map(|_| gen_line(&mut rng) + "\n").collect();
+            std::fs::write(&host, text).unwrap();
+            if rng.chance(60) {
+                let name = files[0].0.rsplit('/').next().unwrap().to_string();
+                let dir = *rng.pick(&["/etc", "/run", "/usr/lib"]);
+                args.push(format!("--replace={dir}/tmpfiles.d/{name}"));
+            }
+            args.push(host.to_string_lossy().into_owned());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (ca, ea) = run_reference(&ra, &args);
         let (cb, eb) = run_ours(&rb, &args);
         let d = diff(&snapshot(&ra), &snapshot(&rb));
