@@ -45,6 +45,22 @@ struct Ctx<'a> {
     glob_paths: Vec<PathBuf>,
     protected_hardlinks: bool,
     can_mknod: bool,
+    /// Bound AF_UNIX socket paths (host paths) from /proc/net/unix; `None`: unknown, so every
+    /// socket counts as alive.
+    unix_sockets: Option<std::collections::HashSet<PathBuf>>,
+}
+
+/// The socket paths listed in `/proc/net/unix` (systemd's `load_unix_sockets`).
+fn load_unix_sockets() -> Option<std::collections::HashSet<PathBuf>> {
+    let text = std::fs::read_to_string("/proc/net/unix").ok()?;
+    Some(
+        text.lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(7))
+            .filter(|p| p.starts_with('/'))
+            .map(PathBuf::from)
+            .collect(),
+    )
 }
 
 /// The message of an I/O error as `%m` prints it.
@@ -100,6 +116,11 @@ pub(super) fn execute(root: &Root, opts: &Options, cfg: &mut Config, outcome: &m
             .map(|s| s.trim() == "1")
             .unwrap_or(false),
         can_mknod: has_cap_mknod(),
+        unix_sockets: if opts.clean || opts.remove || opts.purge {
+            load_unix_sockets()
+        } else {
+            None
+        },
     };
     let mut order: Vec<usize> = (0..cfg.arrays.len())
         .filter(|&i| !cfg.arrays[i].glob)
@@ -1557,6 +1578,19 @@ fn dir_cleanup(
                 if crate::fs::is_mount_point(&sub_dir, dir, &ent.name).unwrap_or(false) {
                     continue;
                 }
+                if !ctx.opts.dry_run
+                    && rustix::fs::flock(
+                        &sub_dir,
+                        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+                    )
+                    .is_err()
+                {
+                    log::debug!(
+                        "Couldn't acquire lock on directory \"{}\", skipping.",
+                        ctx.d(&sub)
+                    );
+                    continue;
+                }
                 let q = dir_cleanup(
                     ctx,
                     &sub,
@@ -1608,6 +1642,15 @@ fn dir_cleanup(
             {
                 continue;
             }
+            if t == FileType::Socket
+                && ctx
+                    .unix_sockets
+                    .as_ref()
+                    .is_none_or(|s| s.contains(&ctx.root.display_path(&sub)))
+            {
+                log::debug!("Skipping \"{}\": live socket.", ctx.d(&sub));
+                continue;
+            }
             if t == FileType::CharacterDevice || t == FileType::BlockDevice {
                 continue;
             }
@@ -1621,6 +1664,30 @@ fn dir_cleanup(
                 log::info!("Would remove \"{}\"", ctx.d(&sub));
                 continue;
             }
+            // A file somebody holds a BSD lock on is in use: skip it (the lock is kept until
+            // the unlink is done).
+            let _lock = match rustix::fs::openat(
+                dir,
+                ent.name.as_os_str(),
+                OFlags::RDONLY
+                    | OFlags::CLOEXEC
+                    | OFlags::NOFOLLOW
+                    | OFlags::NOATIME
+                    | OFlags::NONBLOCK
+                    | OFlags::NOCTTY,
+                Mode::empty(),
+            ) {
+                Ok(fd) => {
+                    if let Err(rustix::io::Errno::AGAIN) =
+                        rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                    {
+                        log::debug!("Couldn't acquire lock on \"{}\", skipping.", ctx.d(&sub));
+                        continue;
+                    }
+                    Some(fd)
+                }
+                Err(_) => None,
+            };
             mutating("unlink", &sub).map_err(|e| e.to_string())?;
             match rustix::fs::unlinkat(dir, ent.name.as_os_str(), AtFlags::empty()) {
                 Ok(()) | Err(rustix::io::Errno::NOENT) => {}
