@@ -592,3 +592,33 @@ fn generated_config_sets_agree_with_reference() {
             .join("\n\n")
     );
 }
+
+#[test]
+fn cat_config_matches_reference() {
+    let t = TempDir::new("tmpfiles-cat");
+    let root = t.path();
+    common::write(root, "usr/lib/tmpfiles.d/a.conf", "d /a\n");
+    common::write(root, "etc/tmpfiles.d/a.conf", "d /a-etc\n");
+    common::write(root, "usr/lib/tmpfiles.d/b.conf", "f /b - - - - no newline");
+    common::write(root, "run/tmpfiles.d/c.conf", "# only a comment\n");
+    common::write(root, "usr/lib/tmpfiles.d/m.conf", "d /masked\n");
+    std::os::unix::fs::symlink("/dev/null", root.join("etc/tmpfiles.d/m.conf")).unwrap();
+    let r = reference("systemd-tmpfiles")
+        .arg(format!("--root={}", root.display()))
+        .arg("--cat-config")
+        .output()
+        .unwrap();
+    let o = common::pristine()
+        .args([
+            "tmpfiles",
+            &format!("--root={}", root.display()),
+            "--cat-config",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), o.status.code());
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        String::from_utf8_lossy(&o.stdout)
+    );
+}

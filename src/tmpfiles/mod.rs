@@ -413,7 +413,8 @@ pub fn cat_config(root: &Root) -> String {
         }
         let shown = root.display_path(&f.path);
         if f.masked {
-            out.push_str(&format!("# {} (masked)\n", shown.display()));
+            // systemd prints just the header of a masking file.
+            out.push_str(&format!("# {}\n", shown.display()));
             continue;
         }
         out.push_str(&format!("# {}\n", shown.display()));
