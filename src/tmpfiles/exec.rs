@@ -503,7 +503,8 @@ fn last_name(ctx: &Ctx<'_>, p: &Path) -> Result<(), String> {
 }
 
 fn mkdir_parents_item(ctx: &Ctx<'_>, i: &Item, child: Option<FileType>) -> R {
-    if ctx.opts.dry_run {
+    // With `=`, the walk runs in --dry-run too (removing and creating nothing), as systemd's.
+    if ctx.opts.dry_run && !i.try_replace {
         return Ok(());
     }
     if i.try_replace {
@@ -616,6 +617,10 @@ fn rm_if_wrong_type(
             ));
         }
     }
+    if ctx.opts.dry_run {
+        log::info!("Would remove \"{}\"", ctx.d(path));
+        return Err((true, String::new()));
+    }
     ctx.root.remove_tree(path).map_err(|e| {
         (
             false,
@@ -663,6 +668,7 @@ fn mkdir_parents_rm_if_wrong_type(
             );
         }
         match r {
+            Err((true, _)) if ctx.opts.dry_run => {}
             Err((true, _)) => {
                 mutating("mkdir", &next).map_err(|e| (false, e.to_string()))?;
                 rustix::fs::mkdirat(&dir, *c, Mode::from_raw_mode(0o755))
@@ -672,10 +678,13 @@ fn mkdir_parents_rm_if_wrong_type(
             Ok(()) => {}
         }
         dir = ctx.root.open_dir(&next).map_err(|e| {
-            (
-                false,
-                format!("Failed to open \"{}\": {}", ctx.d(&next), em(&e)),
-            )
+            let m = format!("Failed to open \"{}\": {}", ctx.d(&next), em(&e));
+            // systemd's caller ignores -ENOENT from this walk (after logging it).
+            let enoent = e.kind() == io::ErrorKind::NotFound;
+            if enoent {
+                log::error!("{m}");
+            }
+            (enoent, m)
         })?;
         dir_st = rustix::fs::fstat(&dir).map_err(|e| (false, e.to_string()))?;
         cur = next;
