@@ -427,3 +427,25 @@ pub fn cat_config(root: &Root) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_filters() {
+        let mut o = Options::default();
+        assert!(o.include(Path::new("/run/x")));
+        o.leave_runtime_to_real_system();
+        for p in ["/run/x", "/tmp", "/dev/shm", "/proc/1", "/sys/fs"] {
+            assert!(!o.include(Path::new(p)), "{p}");
+        }
+        assert!(
+            o.include(Path::new("/runner")),
+            "prefixes match whole components"
+        );
+        assert!(o.include(Path::new("/etc/x")));
+        o.prefixes.push(PathBuf::from("/var"));
+        assert!(o.include(Path::new("/var/lib")) && !o.include(Path::new("/etc/x")));
+    }
+}
