@@ -70,6 +70,8 @@ fn nothing_outside_the_root_is_touched() {
             "c+ /{l}/sentinel - - - - 1:3",
             "C /{l}/copied - - - - /etc",
             "C+ /{l}/dir - - - - /etc",
+            "C+ /{l} - - - - /etc",
+            "C /{l} - - - - /etc",
             "z /{l}/sentinel 0600 1 1 -",
             "Z /{l} 0600 1 1 -",
             "Z /{l}/ 0600 1 1 -",

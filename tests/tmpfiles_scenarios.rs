@@ -662,3 +662,28 @@ fn credentials_lines_and_extra() {
     );
     assert_eq!(t.mode("from-extra"), 0o700);
 }
+
+#[test]
+fn clean_skips_locked_files_and_live_sockets() {
+    let t = setup("tflock");
+    common::write(&t.root, "cl/locked", "x");
+    common::write(&t.root, "cl/free", "x");
+    let locked = std::fs::File::open(t.p("cl/locked")).unwrap();
+    rustix::fs::flock(
+        &locked,
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )
+    .unwrap();
+    let live = std::os::unix::net::UnixListener::bind(t.p("cl/live.sock")).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(t.p("cl/dead.sock")).unwrap());
+    for f in ["locked", "free", "live.sock", "dead.sock"] {
+        old(&t.p(&format!("cl/{f}")));
+    }
+    let (code, err) = t.run("d /cl - - - m:1d\n", &["--clean"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(t.exists("cl/locked"), "a locked file is in use");
+    assert!(t.exists("cl/live.sock"), "a listening socket is in use");
+    assert!(!t.exists("cl/free") && !t.exists("cl/dead.sock"));
+    drop(live);
+    drop(locked);
+}

@@ -211,11 +211,12 @@ fn copy_dir(
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    // Is the target an existing directory, and is it empty?
+    // Is the target an existing directory, and is it empty? Never follow a symlink here: the
+    // kernel would resolve an absolute one outside the root.
     let existing = match rustix::fs::openat(
         dst,
         to,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     ) {
         Ok(fd) => Some(super::read_dir_fd(&fd)?.is_empty()),

@@ -45,6 +45,22 @@ struct Ctx<'a> {
     glob_paths: Vec<PathBuf>,
     protected_hardlinks: bool,
     can_mknod: bool,
+    /// Bound AF_UNIX socket paths (host paths) from /proc/net/unix; `None`: unknown, so every
+    /// socket counts as alive.
+    unix_sockets: Option<std::collections::HashSet<PathBuf>>,
+}
+
+/// The socket paths listed in `/proc/net/unix` (systemd's `load_unix_sockets`).
+fn load_unix_sockets() -> Option<std::collections::HashSet<PathBuf>> {
+    let text = std::fs::read_to_string("/proc/net/unix").ok()?;
+    Some(
+        text.lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(7))
+            .filter(|p| p.starts_with('/'))
+            .map(PathBuf::from)
+            .collect(),
+    )
 }
 
 /// The message of an I/O error as `%m` prints it.
@@ -100,6 +116,11 @@ pub(super) fn execute(root: &Root, opts: &Options, cfg: &mut Config, outcome: &m
             .map(|s| s.trim() == "1")
             .unwrap_or(false),
         can_mknod: has_cap_mknod(),
+        unix_sockets: if opts.clean || opts.remove || opts.purge {
+            load_unix_sockets()
+        } else {
+            None
+        },
     };
     let mut order: Vec<usize> = (0..cfg.arrays.len())
         .filter(|&i| !cfg.arrays[i].glob)
@@ -482,7 +503,8 @@ fn last_name(ctx: &Ctx<'_>, p: &Path) -> Result<(), String> {
 }
 
 fn mkdir_parents_item(ctx: &Ctx<'_>, i: &Item, child: Option<FileType>) -> R {
-    if ctx.opts.dry_run {
+    // With `=`, the walk runs in --dry-run too (removing and creating nothing), as systemd's.
+    if ctx.opts.dry_run && !i.try_replace {
         return Ok(());
     }
     if i.try_replace {
@@ -595,6 +617,10 @@ fn rm_if_wrong_type(
             ));
         }
     }
+    if ctx.opts.dry_run {
+        log::info!("Would remove \"{}\"", ctx.d(path));
+        return Err((true, String::new()));
+    }
     ctx.root.remove_tree(path).map_err(|e| {
         (
             false,
@@ -642,6 +668,7 @@ fn mkdir_parents_rm_if_wrong_type(
             );
         }
         match r {
+            Err((true, _)) if ctx.opts.dry_run => {}
             Err((true, _)) => {
                 mutating("mkdir", &next).map_err(|e| (false, e.to_string()))?;
                 rustix::fs::mkdirat(&dir, *c, Mode::from_raw_mode(0o755))
@@ -651,10 +678,13 @@ fn mkdir_parents_rm_if_wrong_type(
             Ok(()) => {}
         }
         dir = ctx.root.open_dir(&next).map_err(|e| {
-            (
-                false,
-                format!("Failed to open \"{}\": {}", ctx.d(&next), em(&e)),
-            )
+            let m = format!("Failed to open \"{}\": {}", ctx.d(&next), em(&e));
+            // systemd's caller ignores -ENOENT from this walk (after logging it).
+            let enoent = e.kind() == io::ErrorKind::NotFound;
+            if enoent {
+                log::error!("{m}");
+            }
+            (enoent, m)
         })?;
         dir_st = rustix::fs::fstat(&dir).map_err(|e| (false, e.to_string()))?;
         cur = next;
@@ -1557,6 +1587,19 @@ fn dir_cleanup(
                 if crate::fs::is_mount_point(&sub_dir, dir, &ent.name).unwrap_or(false) {
                     continue;
                 }
+                if !ctx.opts.dry_run
+                    && rustix::fs::flock(
+                        &sub_dir,
+                        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+                    )
+                    .is_err()
+                {
+                    log::debug!(
+                        "Couldn't acquire lock on directory \"{}\", skipping.",
+                        ctx.d(&sub)
+                    );
+                    continue;
+                }
                 let q = dir_cleanup(
                     ctx,
                     &sub,
@@ -1608,6 +1651,15 @@ fn dir_cleanup(
             {
                 continue;
             }
+            if t == FileType::Socket
+                && ctx
+                    .unix_sockets
+                    .as_ref()
+                    .is_none_or(|s| s.contains(&ctx.root.display_path(&sub)))
+            {
+                log::debug!("Skipping \"{}\": live socket.", ctx.d(&sub));
+                continue;
+            }
             if t == FileType::CharacterDevice || t == FileType::BlockDevice {
                 continue;
             }
@@ -1621,6 +1673,30 @@ fn dir_cleanup(
                 log::info!("Would remove \"{}\"", ctx.d(&sub));
                 continue;
             }
+            // A file somebody holds a BSD lock on is in use: skip it (the lock is kept until
+            // the unlink is done).
+            let _lock = match rustix::fs::openat(
+                dir,
+                ent.name.as_os_str(),
+                OFlags::RDONLY
+                    | OFlags::CLOEXEC
+                    | OFlags::NOFOLLOW
+                    | OFlags::NOATIME
+                    | OFlags::NONBLOCK
+                    | OFlags::NOCTTY,
+                Mode::empty(),
+            ) {
+                Ok(fd) => {
+                    if let Err(rustix::io::Errno::AGAIN) =
+                        rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                    {
+                        log::debug!("Couldn't acquire lock on \"{}\", skipping.", ctx.d(&sub));
+                        continue;
+                    }
+                    Some(fd)
+                }
+                Err(_) => None,
+            };
             mutating("unlink", &sub).map_err(|e| e.to_string())?;
             match rustix::fs::unlinkat(dir, ent.name.as_os_str(), AtFlags::empty()) {
                 Ok(()) | Err(rustix::io::Errno::NOENT) => {}

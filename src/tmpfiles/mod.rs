@@ -413,7 +413,8 @@ pub fn cat_config(root: &Root) -> String {
         }
         let shown = root.display_path(&f.path);
         if f.masked {
-            out.push_str(&format!("# {} (masked)\n", shown.display()));
+            // systemd prints just the header of a masking file.
+            out.push_str(&format!("# {}\n", shown.display()));
             continue;
         }
         out.push_str(&format!("# {}\n", shown.display()));
@@ -425,4 +426,26 @@ pub fn cat_config(root: &Root) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_filters() {
+        let mut o = Options::default();
+        assert!(o.include(Path::new("/run/x")));
+        o.leave_runtime_to_real_system();
+        for p in ["/run/x", "/tmp", "/dev/shm", "/proc/1", "/sys/fs"] {
+            assert!(!o.include(Path::new(p)), "{p}");
+        }
+        assert!(
+            o.include(Path::new("/runner")),
+            "prefixes match whole components"
+        );
+        assert!(o.include(Path::new("/etc/x")));
+        o.prefixes.push(PathBuf::from("/var"));
+        assert!(o.include(Path::new("/var/lib")) && !o.include(Path::new("/etc/x")));
+    }
 }
