@@ -63,28 +63,36 @@ open(os.path.join(p, "90-bench.preset"), "w").write(
     "enable unit1*\ndisable unit2*.socket\nenable tpl*@.service a b\nignore unit3*\nenable *.timer\ndisable *\n")
 EOF
 
-ms() { echo $(( ($2 - $1) / 1000000 )).$(( (($2 - $1) / 10000) % 100 )); }
-
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+# run TOOL ROOT: prints "wall_ms cpu_ms" (cpu = user + sys) of one preset-all run.
+run() {
+    local TIMEFORMAT='%R %U %S' t
+    t=$( { time "$1" --root="$2" preset-all >/dev/null 2>&1; } 2>&1 )
+    awk '{ printf "%.1f %.1f\n", $1 * 1000, ($2 + $3) * 1000 }' <<<"$t"
+}
+
 bench() { # name tree
-    local name=$1 tree=$2 ta=() tb=() i s e
+    local name=$1 tree=$2 i wa=() ca=() wb=() cb=() r
     for ((i = 0; i < RUNS; i++)); do
         rm -rf "$work/a" "$work/b"; cp -a "$tree" "$work/a"; cp -a "$tree" "$work/b"
-        s=$(date +%s%N); "$SYSTEMCTL" --root="$work/a" preset-all >/dev/null 2>&1; e=$(date +%s%N)
-        ta+=("$(ms "$s" "$e")")
-        s=$(date +%s%N); "$PRISTINE" --root="$work/b" preset-all >/dev/null 2>&1; e=$(date +%s%N)
-        tb+=("$(ms "$s" "$e")")
+        r=($(run "$SYSTEMCTL" "$work/a")); wa+=("${r[0]}"); ca+=("${r[1]}")
+        r=($(run "$PRISTINE" "$work/b")); wb+=("${r[0]}"); cb+=("${r[1]}")
     done
     local same=yes
     diff <(cd "$work/a/etc" && find . -printf '%p %l\n' | sort) \
          <(cd "$work/b/etc" && find . -printf '%p %l\n' | sort) >/dev/null || same=NO
     local links; links=$(find "$work/a/etc" -type l | wc -l)
-    local ma mb; ma=$(printf '%s\n' "${ta[@]}" | median); mb=$(printf '%s\n' "${tb[@]}" | median)
-    printf '%-28s %8s %14s %14s %9s %6s\n' "$name" "$links" "$ma ms" "$mb ms" \
-        "$(awk -v a="$ma" -v b="$mb" 'BEGIN { printf "%.1fx", (b > 0 ? a / b : 0) }')" "$same"
+    local mwa mwb mca mcb
+    mwa=$(printf '%s\n' "${wa[@]}" | median); mwb=$(printf '%s\n' "${wb[@]}" | median)
+    mca=$(printf '%s\n' "${ca[@]}" | median); mcb=$(printf '%s\n' "${cb[@]}" | median)
+    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "inf" }'; }
+    printf '%-30s %6s %6s | %10s %10s %7s | %10s %10s %7s\n' "$name" "$links" "$same" \
+        "$mwa" "$mwb" "$(ratio "$mwa" "$mwb")" "$mca" "$mcb" "$(ratio "$mca" "$mcb")"
 }
 
-printf '%-28s %8s %14s %14s %9s %6s\n' corpus links "systemctl 257" pristine speedup same
+echo "median of $RUNS runs, milliseconds; cpu = user + sys"
+printf '%-30s %6s %6s | %10s %10s %7s | %10s %10s %7s\n' corpus links same \
+    "wall sysctl" "wall prist" speedup "cpu sysctl" "cpu prist" speedup
 bench "this machine ($(ls "$work/host/usr/lib/systemd/system" | wc -l) entries)" "$work/host"
 bench "synthetic (2000 units)" "$work/synth"

@@ -163,7 +163,7 @@ impl Info {
 #[derive(Default)]
 struct Ctx {
     infos: Vec<Info>,
-    index: HashMap<String, usize>,
+    index: super::vfs::FxMap<String, usize>,
     will: VecDeque<usize>,
 }
 
@@ -223,6 +223,7 @@ pub struct Engine<'v, 'r> {
     /// Warnings about unit files: `(path, line, message)`.
     pub warnings: Vec<(String, usize, String)>,
     sys: Option<SystemValues>,
+    search_path: std::rc::Rc<Vec<String>>,
     plus: Ctx,
     minus: Ctx,
 }
@@ -230,6 +231,7 @@ pub struct Engine<'v, 'r> {
 impl<'v, 'r> Engine<'v, 'r> {
     pub fn new(vfs: &'v mut Vfs<'r>, lp: LookupPaths, rules: PresetRules) -> Engine<'v, 'r> {
         let root_is_host = vfs.root().host() == std::path::Path::new("/");
+        let search_path = std::rc::Rc::new(lp.search_path.clone());
         Engine {
             vfs,
             lp,
@@ -239,6 +241,7 @@ impl<'v, 'r> Engine<'v, 'r> {
             protected: HashSet::new(),
             warnings: Vec::new(),
             sys: None,
+            search_path,
             plus: Ctx::default(),
             minus: Ctx::default(),
         }
@@ -649,10 +652,10 @@ impl<'v, 'r> Engine<'v, 'r> {
         } else {
             None
         };
-        let sp = self.lp.search_path.clone();
+        let sp = std::rc::Rc::clone(&self.search_path);
         let mut result = None;
         for cand in std::iter::once(&n).chain(template.iter()) {
-            for d in &sp {
+            for d in sp.iter() {
                 let path = join(d, cand);
                 match self.load_or_readlink(ctx, id, &path, flags) {
                     Ok(r) => {
