@@ -618,19 +618,30 @@ impl<'v, 'r> Engine<'v, 'r> {
         Ok(0)
     }
 
-    /// `conf_files_list_strv(…, ".conf", NULL, 0, dirs)`.
-    fn conf_files(&mut self, dirs: &[String]) -> Vec<String> {
+    /// `conf_files_list_strv(…, ".conf", NULL, 0, dirs)` for the drop-in directories named
+    /// `dropins` in every search-path directory (in that order).
+    fn conf_files(&mut self, sp: &[String], dropins: &[String]) -> Vec<String> {
         let mut seen: HashMap<String, String> = HashMap::new();
-        for d in dirs {
-            let Ok((canon, true)) = self.vfs.chase(d, true, false) else {
-                continue;
-            };
-            for (n, _) in self.vfs.list(&canon) {
-                if hidden_or_backup(&n) || !n.ends_with(".conf") || seen.contains_key(&n) {
+        for dn in dropins {
+            for d in sp {
+                // Cheap existence check through the (cached) search directory first.
+                let Ok((sd, true)) = self.vfs.chase(d, true, false) else {
+                    continue;
+                };
+                if self.vfs.kind_in(&sd, dn).is_none() {
                     continue;
                 }
-                let p = join(d, &n);
-                seen.insert(n, p);
+                let dir = join(d, dn);
+                let Ok((canon, true)) = self.vfs.chase(&dir, true, false) else {
+                    continue;
+                };
+                for (n, _) in self.vfs.list(&canon) {
+                    if hidden_or_backup(&n) || !n.ends_with(".conf") || seen.contains_key(&n) {
+                        continue;
+                    }
+                    let p = join(&dir, &n);
+                    seen.insert(n, p);
+                }
             }
         }
         let mut v: Vec<(String, String)> = seen.into_iter().collect();
@@ -677,11 +688,11 @@ impl<'v, 'r> Engine<'v, 'r> {
         if ctx.infos[id].mode == Mode::Masked {
             return Ok(result);
         }
-        let mut dirs: Vec<String> = sp.iter().map(|d| join(d, &format!("{n}.d"))).collect();
+        let mut dropins = vec![format!("{n}.d")];
         if let Some(t) = &template {
-            dirs.extend(sp.iter().map(|d| join(d, &format!("{t}.d"))));
+            dropins.push(format!("{t}.d"));
         }
-        for f in self.conf_files(&dirs) {
+        for f in self.conf_files(&sp, &dropins) {
             self.load_or_readlink(ctx, id, &f, flags | SEARCH_DROPIN)?;
         }
         Ok(result)

@@ -130,8 +130,11 @@ pub struct Vfs<'r> {
     dirs: FxMap<String, Option<DirList>>,
     links: FxMap<String, String>,
     sizes: FxMap<String, u64>,
-    /// Resolutions, valid until the next planned change.
-    chased: FxMap<(String, bool, bool), Chased>,
+    /// Resolutions of paths that exist, by `[follow_last][nonexistent]`: valid until something
+    /// is removed or replaced.
+    chased: [FxMap<String, Chased>; 4],
+    /// Other resolutions (missing paths, errors): valid until the next planned change.
+    chased_neg: [FxMap<String, Chased>; 4],
     pub ops: Vec<Op>,
 }
 
@@ -142,7 +145,8 @@ impl<'r> Vfs<'r> {
             dirs: FxMap::default(),
             links: FxMap::default(),
             sizes: FxMap::default(),
-            chased: FxMap::default(),
+            chased: Default::default(),
+            chased_neg: Default::default(),
             ops: Vec::new(),
         }
     }
@@ -222,13 +226,37 @@ impl<'r> Vfs<'r> {
         follow_last: bool,
         nonexistent: bool,
     ) -> Result<(String, bool), Errno> {
-        let key = (path.to_string(), follow_last, nonexistent);
-        if let Some(r) = self.chased.get(&key) {
+        let k = usize::from(follow_last) * 2 + usize::from(nonexistent);
+        if let Some(r) = self.chased[k]
+            .get(path)
+            .or_else(|| self.chased_neg[k].get(path))
+        {
             return r.clone();
         }
         let r = self.chase_uncached(path, follow_last, nonexistent);
-        self.chased.insert(key, r.clone());
+        if matches!(r, Ok((_, true))) {
+            self.chased[k].insert(path.to_string(), r.clone());
+        } else {
+            self.chased_neg[k].insert(path.to_string(), r.clone());
+        }
         r
+    }
+
+    /// Forgets resolutions a planned change may alter: creating an entry can only make missing
+    /// paths appear; removing or replacing one can change anything.
+    fn invalidate(&mut self, removal: bool) {
+        for m in &mut self.chased_neg {
+            if !m.is_empty() {
+                m.clear();
+            }
+        }
+        if removal {
+            for m in &mut self.chased {
+                if !m.is_empty() {
+                    m.clear();
+                }
+            }
+        }
     }
 
     fn chase_uncached(
@@ -377,7 +405,7 @@ impl<'r> Vfs<'r> {
                     if self.dir(&cur).is_none() {
                         return;
                     }
-                    self.chased.clear();
+                    self.invalidate(false);
                     self.ops.push(Op::Mkdir(next.clone()));
                     if let Some(d) = self.dir(&cur) {
                         d.order.push(c.clone());
@@ -397,7 +425,7 @@ impl<'r> Vfs<'r> {
             return Err(Errno::EXIST);
         }
         let canon = join(&dir, &name);
-        self.chased.clear();
+        self.invalidate(false);
         self.ops.push(Op::Symlink {
             target: target.to_string(),
             path: canon.clone(),
@@ -414,7 +442,7 @@ impl<'r> Vfs<'r> {
     pub fn replace_symlink(&mut self, target: &str, path: &str) -> Result<(), Errno> {
         let (dir, name) = self.parent(path)?;
         let canon = join(&dir, &name);
-        self.chased.clear();
+        self.invalidate(true);
         self.ops.push(Op::ReplaceSymlink {
             target: target.to_string(),
             path: canon.clone(),
@@ -442,7 +470,7 @@ impl<'r> Vfs<'r> {
         d.map.remove(&name);
         d.order.retain(|n| n != &name);
         self.links.remove(canon);
-        self.chased.clear();
+        self.invalidate(true);
         self.ops.push(Op::Unlink(canon.to_string()));
         Ok(())
     }
@@ -473,7 +501,7 @@ impl<'r> Vfs<'r> {
                 d.order.retain(|n| n != &name);
             }
             self.dirs.insert(parent.clone(), None);
-            self.chased.clear();
+            self.invalidate(true);
             self.ops.push(Op::Rmdir(parent.clone()));
             p = parent;
         }
