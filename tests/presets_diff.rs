@@ -487,3 +487,79 @@ fn generated_trees_all_modes() {
             .join("\n")
     );
 }
+
+/// `preset UNIT...` on generated trees: the same links and the same exit code as
+/// `systemctl --root preset UNIT...`.
+#[test]
+fn preset_named_units() {
+    const CASES: u64 = 200;
+    let mut failures = Vec::new();
+    for seed in 1000..1000 + CASES {
+        let nodes = generate(seed);
+        let mut rng = Rng::new(seed);
+        let mut names: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| match n {
+                Node::File(p, _) | Node::Link(p, _)
+                    if p.contains("/systemd/system/") && !p.contains(".d/") =>
+                {
+                    p.rsplit('/').next().map(str::to_string)
+                }
+                _ => None,
+            })
+            .filter(|n| !n.contains(".wants") && !n.contains(".requires"))
+            .collect();
+        names.dedup();
+        if names.is_empty() {
+            continue;
+        }
+        let mut pick: Vec<String> = (0..1 + rng.below(3))
+            .map(|_| rng.pick(&names).clone())
+            .collect();
+        if rng.chance(10) {
+            pick.push("nosuchunit.service".into());
+        }
+        let mode = *rng.pick(&["full", "enable-only", "disable-only"]);
+        let a = Scratch::new(&format!("p{seed}-ref"));
+        let b = Scratch::new(&format!("p{seed}-pri"));
+        build(a.path(), &nodes);
+        build(b.path(), &nodes);
+        let ra = reference("systemctl")
+            .arg(format!("--root={}", a.path().display()))
+            .arg("preset")
+            .arg(format!("--preset-mode={mode}"))
+            .args(&pick)
+            .output()
+            .unwrap();
+        let rb = pristine()
+            .arg(format!("--root={}", b.path().display()))
+            .arg("preset")
+            .arg(format!("--preset-mode={mode}"))
+            .args(&pick)
+            .output()
+            .unwrap();
+        let (sa, sb) = (snapshot(a.path()), snapshot(b.path()));
+        if sa != sb || ra.status.code() != rb.status.code() {
+            failures.push(format!(
+                "seed {seed} preset {pick:?} mode={mode}: exit systemctl {:?} pristine {:?}\n{}\nsystemctl said:\n{}\npristine said:\n{}\ntree:\n{}",
+                ra.status.code(),
+                rb.status.code(),
+                diff(&sa, &sb),
+                String::from_utf8_lossy(&ra.stderr),
+                String::from_utf8_lossy(&rb.stderr),
+                describe(&nodes)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases differ:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

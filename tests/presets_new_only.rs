@@ -221,3 +221,38 @@ fn dry_run_changes_nothing() {
     assert!(!r.join("etc/systemd").exists());
     assert!(!r.join("etc/pristine").exists());
 }
+
+/// A tree that is not usr-merged (Debian ≤ 12 style `/lib/systemd/system` as a real directory):
+/// pristine finds those units too (systemctl 257 does not look there) and links them where they
+/// are.
+#[test]
+fn split_usr_units_are_found() {
+    let t = TempDir::new("split-usr");
+    let r = t.path();
+    std::fs::create_dir_all(r.join("etc")).unwrap();
+    write(
+        r,
+        "lib/systemd/system/legacy.service",
+        "[Install]\nWantedBy=multi-user.target\nAlias=legacy-alias.service\n",
+    );
+    unit(r, "modern.service", "WantedBy=multi-user.target");
+    let out = run_pristine(&[&format!("--root={}", r.display()), "preset-all"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        link(r, &format!("{WANTS}/legacy.service")).as_deref(),
+        Some("/lib/systemd/system/legacy.service")
+    );
+    assert_eq!(
+        link(r, "etc/systemd/system/legacy-alias.service").as_deref(),
+        Some("/lib/systemd/system/legacy.service")
+    );
+    assert_eq!(
+        link(r, &format!("{WANTS}/modern.service")).as_deref(),
+        Some("/usr/lib/systemd/system/modern.service")
+    );
+}

@@ -222,6 +222,9 @@ pub struct Engine<'v, 'r> {
     pub protected: HashSet<String>,
     /// Warnings about unit files: `(path, line, message)`.
     pub warnings: Vec<(String, usize, String)>,
+    /// Whether systemd's `execute_preset` would have returned an error (systemctl's `preset`
+    /// then exits 1; `preset-all` ignores it).
+    pub exec_failed: bool,
     sys: Option<SystemValues>,
     search_path: std::rc::Rc<Vec<String>>,
     plus: Ctx,
@@ -240,6 +243,7 @@ impl<'v, 'r> Engine<'v, 'r> {
             root_is_host,
             protected: HashSet::new(),
             warnings: Vec::new(),
+            exec_failed: false,
             sys: None,
             search_path,
             plus: Ctx::default(),
@@ -951,6 +955,7 @@ impl<'v, 'r> Engine<'v, 'r> {
                     Err(Errno::NOENT) => continue,
                     Err(e) => {
                         self.change(ChangeKind::Error(e), &p, None);
+                        self.exec_failed = true;
                         continue;
                     }
                     Ok((dest, _)) => {
@@ -966,6 +971,7 @@ impl<'v, 'r> Engine<'v, 'r> {
                 Ok(()) | Err(Errno::NOENT) => {}
                 Err(e) => {
                     self.change(ChangeKind::Error(e), &p, None);
+                    self.exec_failed = true;
                     continue;
                 }
             }
@@ -987,6 +993,7 @@ impl<'v, 'r> Engine<'v, 'r> {
                     continue;
                 }
                 self.change(ChangeKind::Error(e), &n, None);
+                self.exec_failed = true;
                 break;
             }
             let info = plus.infos[id].clone();
@@ -1006,7 +1013,9 @@ impl<'v, 'r> Engine<'v, 'r> {
                 continue;
             }
             let before = self.changes.len();
-            let _ = self.apply_one(&info);
+            if self.apply_one(&info).is_err() {
+                self.exec_failed = true;
+            }
             for c in &mut self.changes[before..] {
                 if c.kind == ChangeKind::Symlink {
                     c.unit = Some(info.name.clone());
@@ -1079,11 +1088,21 @@ impl<'v, 'r> Engine<'v, 'r> {
         if !self.lp.in_search_path(&path) {
             self.create_symlink(&path, &join(PERSISTENT_CONFIG, &info.name), false)?;
         }
-        self.symlink_alias(info, &path);
-        let _ = self.symlink_wants(info, &path, &info.wanted_by, ".wants/");
-        let _ = self.symlink_wants(info, &path, &info.required_by, ".requires/");
-        let _ = self.symlink_wants(info, &path, &info.upheld_by, ".upholds/");
-        Ok(())
+        let mut ok = self.symlink_alias(info, &path);
+        ok &= self
+            .symlink_wants(info, &path, &info.wanted_by, ".wants/")
+            .is_ok();
+        ok &= self
+            .symlink_wants(info, &path, &info.required_by, ".requires/")
+            .is_ok();
+        ok &= self
+            .symlink_wants(info, &path, &info.upheld_by, ".upholds/")
+            .is_ok();
+        if ok {
+            Ok(())
+        } else {
+            Err(Errno::INVAL)
+        }
     }
 
     /// `unit_file_verify_alias`: the (possibly instance-propagated) alias name.
@@ -1124,19 +1143,25 @@ impl<'v, 'r> Engine<'v, 'r> {
         }
     }
 
-    fn symlink_alias(&mut self, info: &Info, path: &str) {
+    /// `install_info_symlink_alias`; `false` if systemd would return an error.
+    fn symlink_alias(&mut self, info: &Info, path: &str) -> bool {
+        let mut ok = true;
         for s in &info.aliases {
             let dst = match self.printf(info, s) {
                 Ok(d) => d,
                 Err(e) => {
                     self.err(e, s, None);
+                    ok = false;
                     continue;
                 }
             };
             let dst = match self.verify_alias(info, &dst) {
                 Ok(Some(u)) => u,
                 Ok(None) => dst,
-                Err(_) => continue,
+                Err(e) => {
+                    ok &= e == Errno::LOOP;
+                    continue;
+                }
             };
             let alias_path = join(PERSISTENT_CONFIG, &dst);
             let alias_target = if self.lp.in_search_path(path) {
@@ -1146,13 +1171,17 @@ impl<'v, 'r> Engine<'v, 'r> {
             };
             let broken = match self.vfs.chase(&alias_path, true, true) {
                 Ok((_, exists)) => !exists,
-                Err(e) => {
-                    let _ = e;
+                Err(_) => {
+                    ok = false;
                     continue;
                 }
             };
-            let _ = self.create_symlink(&alias_target, &alias_path, broken);
+            match self.create_symlink(&alias_target, &alias_path, broken) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(_) => ok = false,
+            }
         }
+        ok
     }
 
     fn symlink_wants(
@@ -1183,11 +1212,12 @@ impl<'v, 'r> Engine<'v, 'r> {
             valid = name::INSTANCE | name::TEMPLATE;
             n = info.name.clone();
         }
+        let mut r = Ok(());
         for s in list {
             let dst = match self.printf(info, s) {
                 Ok(d) => d,
                 Err(e) => {
-                    self.err(e, s, None);
+                    r = Err(self.err(e, s, None));
                     continue;
                 }
             };
@@ -1195,12 +1225,14 @@ impl<'v, 'r> Engine<'v, 'r> {
                 continue;
             }
             let link = format!("{PERSISTENT_CONFIG}/{dst}{suffix}{n}");
-            let _ = self.create_symlink(path, &link, true);
+            if let Err(e) = self.create_symlink(path, &link, true) {
+                r = Err(e);
+            }
             if !self.unit_exists(&dst) {
                 self.change(ChangeKind::DestinationNotPresent, &dst, Some(path));
             }
         }
-        Ok(())
+        r
     }
 
     /// `unit_file_exists`.

@@ -248,7 +248,8 @@ pub fn preset_all(root: &Root, opts: &Options) -> PresetOutcome {
 }
 
 /// `preset UNIT…`: like `systemctl --root=DIR preset UNIT…`. A unit that cannot be found or
-/// loaded stops the run before anything is changed (`Err` with the outcome so far).
+/// loaded stops the run before anything is changed (`Err` with the outcome so far); an error
+/// while enabling (a bad alias, an unresolvable specifier) is `Err` after the rest was applied.
 pub fn preset(
     root: &Root,
     units: &[String],
@@ -268,7 +269,12 @@ pub fn preset(
         }
     }
     engine.execute(mode);
+    let failed = engine.exec_failed;
     finish(root, engine, dry_run, &mut out);
+    if failed {
+        // systemctl applies what it could and exits 1.
+        return Err(out);
+    }
     Ok(out)
 }
 
