@@ -198,7 +198,17 @@ fn host_units_all_modes() {
 // ---- generated trees ----
 
 const TYPES: &[&str] = &[
-    "service", "socket", "target", "timer", "path", "mount", "slice",
+    "service",
+    "socket",
+    "target",
+    "timer",
+    "path",
+    "mount",
+    "slice",
+    "device",
+    "automount",
+    "swap",
+    "scope",
 ];
 const UNIT_DIRS: &[&str] = &[
     "usr/lib/systemd/system",
