@@ -239,7 +239,9 @@ impl Gen {
     }
 
     fn target(&mut self) -> String {
-        match self.rng.below(12) {
+        match self.rng.below(14) {
+            12 => "%N-y.target".into(),
+            13 => "%j.target".into(),
             0..=5 => format!("t{}.target", self.rng.below(4)),
             6 => "multi-user.target".into(),
             7 => format!("%p-x.{}", self.rng.pick(TYPES)),
@@ -263,6 +265,7 @@ impl Gen {
             4 => format!("al{}.socket", self.rng.below(3)),
             5 => unit.to_string(),
             6 => format!("t{}.target.wants/{}", self.rng.below(3), unit),
+            7 if self.rng.chance(50) => "%n".into(),
             _ => format!("%p-al.{ty}"),
         }
     }
@@ -408,6 +411,10 @@ fn generate(seed: u64) -> Vec<Node> {
             4 => (
                 format!("etc/systemd/system/multi-user.target.wants/{u}"),
                 "/nonexistent/x.service".into(),
+            ),
+            5 if g.rng.chance(50) => (
+                format!("etc/systemd/system/t{}.target.upholds/{u}", g.rng.below(3)),
+                format!("/usr/lib/systemd/system/{u}"),
             ),
             5 => (
                 format!("etc/systemd/system/t{}.target.requires/{u}", g.rng.below(3)),
