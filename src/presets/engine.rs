@@ -163,7 +163,7 @@ impl Info {
 #[derive(Default)]
 struct Ctx {
     infos: Vec<Info>,
-    index: HashMap<String, usize>,
+    index: super::vfs::FxMap<String, usize>,
     will: VecDeque<usize>,
 }
 
@@ -222,7 +222,11 @@ pub struct Engine<'v, 'r> {
     pub protected: HashSet<String>,
     /// Warnings about unit files: `(path, line, message)`.
     pub warnings: Vec<(String, usize, String)>,
+    /// Whether systemd's `execute_preset` would have returned an error (systemctl's `preset`
+    /// then exits 1; `preset-all` ignores it).
+    pub exec_failed: bool,
     sys: Option<SystemValues>,
+    search_path: std::rc::Rc<Vec<String>>,
     plus: Ctx,
     minus: Ctx,
 }
@@ -230,6 +234,7 @@ pub struct Engine<'v, 'r> {
 impl<'v, 'r> Engine<'v, 'r> {
     pub fn new(vfs: &'v mut Vfs<'r>, lp: LookupPaths, rules: PresetRules) -> Engine<'v, 'r> {
         let root_is_host = vfs.root().host() == std::path::Path::new("/");
+        let search_path = std::rc::Rc::new(lp.search_path.clone());
         Engine {
             vfs,
             lp,
@@ -238,7 +243,9 @@ impl<'v, 'r> Engine<'v, 'r> {
             root_is_host,
             protected: HashSet::new(),
             warnings: Vec::new(),
+            exec_failed: false,
             sys: None,
+            search_path,
             plus: Ctx::default(),
             minus: Ctx::default(),
         }
@@ -615,19 +622,30 @@ impl<'v, 'r> Engine<'v, 'r> {
         Ok(0)
     }
 
-    /// `conf_files_list_strv(…, ".conf", NULL, 0, dirs)`.
-    fn conf_files(&mut self, dirs: &[String]) -> Vec<String> {
+    /// `conf_files_list_strv(…, ".conf", NULL, 0, dirs)` for the drop-in directories named
+    /// `dropins` in every search-path directory (in that order).
+    fn conf_files(&mut self, sp: &[String], dropins: &[String]) -> Vec<String> {
         let mut seen: HashMap<String, String> = HashMap::new();
-        for d in dirs {
-            let Ok((canon, true)) = self.vfs.chase(d, true, false) else {
-                continue;
-            };
-            for (n, _) in self.vfs.list(&canon) {
-                if hidden_or_backup(&n) || !n.ends_with(".conf") || seen.contains_key(&n) {
+        for dn in dropins {
+            for d in sp {
+                // Cheap existence check through the (cached) search directory first.
+                let Ok((sd, true)) = self.vfs.chase(d, true, false) else {
+                    continue;
+                };
+                if self.vfs.kind_in(&sd, dn).is_none() {
                     continue;
                 }
-                let p = join(d, &n);
-                seen.insert(n, p);
+                let dir = join(d, dn);
+                let Ok((canon, true)) = self.vfs.chase(&dir, true, false) else {
+                    continue;
+                };
+                for (n, _) in self.vfs.list(&canon) {
+                    if hidden_or_backup(&n) || !n.ends_with(".conf") || seen.contains_key(&n) {
+                        continue;
+                    }
+                    let p = join(&dir, &n);
+                    seen.insert(n, p);
+                }
             }
         }
         let mut v: Vec<(String, String)> = seen.into_iter().collect();
@@ -649,10 +667,10 @@ impl<'v, 'r> Engine<'v, 'r> {
         } else {
             None
         };
-        let sp = self.lp.search_path.clone();
+        let sp = std::rc::Rc::clone(&self.search_path);
         let mut result = None;
         for cand in std::iter::once(&n).chain(template.iter()) {
-            for d in &sp {
+            for d in sp.iter() {
                 let path = join(d, cand);
                 match self.load_or_readlink(ctx, id, &path, flags) {
                     Ok(r) => {
@@ -674,11 +692,11 @@ impl<'v, 'r> Engine<'v, 'r> {
         if ctx.infos[id].mode == Mode::Masked {
             return Ok(result);
         }
-        let mut dirs: Vec<String> = sp.iter().map(|d| join(d, &format!("{n}.d"))).collect();
+        let mut dropins = vec![format!("{n}.d")];
         if let Some(t) = &template {
-            dirs.extend(sp.iter().map(|d| join(d, &format!("{t}.d"))));
+            dropins.push(format!("{t}.d"));
         }
-        for f in self.conf_files(&dirs) {
+        for f in self.conf_files(&sp, &dropins) {
             self.load_or_readlink(ctx, id, &f, flags | SEARCH_DROPIN)?;
         }
         Ok(result)
@@ -937,6 +955,7 @@ impl<'v, 'r> Engine<'v, 'r> {
                     Err(Errno::NOENT) => continue,
                     Err(e) => {
                         self.change(ChangeKind::Error(e), &p, None);
+                        self.exec_failed = true;
                         continue;
                     }
                     Ok((dest, _)) => {
@@ -952,6 +971,7 @@ impl<'v, 'r> Engine<'v, 'r> {
                 Ok(()) | Err(Errno::NOENT) => {}
                 Err(e) => {
                     self.change(ChangeKind::Error(e), &p, None);
+                    self.exec_failed = true;
                     continue;
                 }
             }
@@ -973,6 +993,7 @@ impl<'v, 'r> Engine<'v, 'r> {
                     continue;
                 }
                 self.change(ChangeKind::Error(e), &n, None);
+                self.exec_failed = true;
                 break;
             }
             let info = plus.infos[id].clone();
@@ -992,7 +1013,9 @@ impl<'v, 'r> Engine<'v, 'r> {
                 continue;
             }
             let before = self.changes.len();
-            let _ = self.apply_one(&info);
+            if self.apply_one(&info).is_err() {
+                self.exec_failed = true;
+            }
             for c in &mut self.changes[before..] {
                 if c.kind == ChangeKind::Symlink {
                     c.unit = Some(info.name.clone());
@@ -1065,11 +1088,21 @@ impl<'v, 'r> Engine<'v, 'r> {
         if !self.lp.in_search_path(&path) {
             self.create_symlink(&path, &join(PERSISTENT_CONFIG, &info.name), false)?;
         }
-        self.symlink_alias(info, &path);
-        let _ = self.symlink_wants(info, &path, &info.wanted_by, ".wants/");
-        let _ = self.symlink_wants(info, &path, &info.required_by, ".requires/");
-        let _ = self.symlink_wants(info, &path, &info.upheld_by, ".upholds/");
-        Ok(())
+        let mut ok = self.symlink_alias(info, &path);
+        ok &= self
+            .symlink_wants(info, &path, &info.wanted_by, ".wants/")
+            .is_ok();
+        ok &= self
+            .symlink_wants(info, &path, &info.required_by, ".requires/")
+            .is_ok();
+        ok &= self
+            .symlink_wants(info, &path, &info.upheld_by, ".upholds/")
+            .is_ok();
+        if ok {
+            Ok(())
+        } else {
+            Err(Errno::INVAL)
+        }
     }
 
     /// `unit_file_verify_alias`: the (possibly instance-propagated) alias name.
@@ -1110,19 +1143,25 @@ impl<'v, 'r> Engine<'v, 'r> {
         }
     }
 
-    fn symlink_alias(&mut self, info: &Info, path: &str) {
+    /// `install_info_symlink_alias`; `false` if systemd would return an error.
+    fn symlink_alias(&mut self, info: &Info, path: &str) -> bool {
+        let mut ok = true;
         for s in &info.aliases {
             let dst = match self.printf(info, s) {
                 Ok(d) => d,
                 Err(e) => {
                     self.err(e, s, None);
+                    ok = false;
                     continue;
                 }
             };
             let dst = match self.verify_alias(info, &dst) {
                 Ok(Some(u)) => u,
                 Ok(None) => dst,
-                Err(_) => continue,
+                Err(e) => {
+                    ok &= e == Errno::LOOP;
+                    continue;
+                }
             };
             let alias_path = join(PERSISTENT_CONFIG, &dst);
             let alias_target = if self.lp.in_search_path(path) {
@@ -1132,13 +1171,17 @@ impl<'v, 'r> Engine<'v, 'r> {
             };
             let broken = match self.vfs.chase(&alias_path, true, true) {
                 Ok((_, exists)) => !exists,
-                Err(e) => {
-                    let _ = e;
+                Err(_) => {
+                    ok = false;
                     continue;
                 }
             };
-            let _ = self.create_symlink(&alias_target, &alias_path, broken);
+            match self.create_symlink(&alias_target, &alias_path, broken) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(_) => ok = false,
+            }
         }
+        ok
     }
 
     fn symlink_wants(
@@ -1169,11 +1212,12 @@ impl<'v, 'r> Engine<'v, 'r> {
             valid = name::INSTANCE | name::TEMPLATE;
             n = info.name.clone();
         }
+        let mut r = Ok(());
         for s in list {
             let dst = match self.printf(info, s) {
                 Ok(d) => d,
                 Err(e) => {
-                    self.err(e, s, None);
+                    r = Err(self.err(e, s, None));
                     continue;
                 }
             };
@@ -1181,12 +1225,14 @@ impl<'v, 'r> Engine<'v, 'r> {
                 continue;
             }
             let link = format!("{PERSISTENT_CONFIG}/{dst}{suffix}{n}");
-            let _ = self.create_symlink(path, &link, true);
+            if let Err(e) = self.create_symlink(path, &link, true) {
+                r = Err(e);
+            }
             if !self.unit_exists(&dst) {
                 self.change(ChangeKind::DestinationNotPresent, &dst, Some(path));
             }
         }
-        Ok(())
+        r
     }
 
     /// `unit_file_exists`.

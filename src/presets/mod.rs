@@ -248,7 +248,8 @@ pub fn preset_all(root: &Root, opts: &Options) -> PresetOutcome {
 }
 
 /// `preset UNIT…`: like `systemctl --root=DIR preset UNIT…`. A unit that cannot be found or
-/// loaded stops the run before anything is changed (`Err` with the outcome so far).
+/// loaded stops the run before anything is changed (`Err` with the outcome so far); an error
+/// while enabling (a bad alias, an unresolvable specifier) is `Err` after the rest was applied.
 #[allow(clippy::result_large_err)] // Err carries the partial outcome for the report
 pub fn preset(
     root: &Root,
@@ -269,7 +270,12 @@ pub fn preset(
         }
     }
     engine.execute(mode);
+    let failed = engine.exec_failed;
     finish(root, engine, dry_run, &mut out);
+    if failed {
+        // systemctl applies what it could and exits 1.
+        return Err(out);
+    }
     Ok(out)
 }
 
@@ -330,4 +336,53 @@ pub fn adopt(root: &Root, dry_run: bool) -> Result<usize, std::io::Error> {
         )?;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trip() {
+        let mut st = State::default();
+        st.units.insert("a.service".into());
+        st.units.insert("b@.socket".into());
+        st.links.insert((
+            "a.service".into(),
+            "/etc/systemd/system/multi-user.target.wants/a.service".into(),
+            "/usr/lib/systemd/system/a.service".into(),
+        ));
+        let text = st.render();
+        assert!(text.starts_with('#'));
+        assert_eq!(State::parse(&text), st);
+        let junk = State::parse("garbage\nunit\nlink a b\nunit x.service\n");
+        assert_eq!(junk.units.len(), 1);
+        assert!(junk.links.is_empty());
+    }
+
+    #[test]
+    fn change_messages_match_systemctl() {
+        let host = |p: &str| format!("/r{p}");
+        let c = Change {
+            kind: ChangeKind::Symlink,
+            path: "/etc/systemd/system/x.target.wants/a.service".into(),
+            source: Some("/usr/lib/systemd/system/a.service".into()),
+            unit: None,
+        };
+        assert_eq!(
+            c.message(&host),
+            "Created symlink '/r/etc/systemd/system/x.target.wants/a.service' \u{2192} '/usr/lib/systemd/system/a.service'."
+        );
+        let c = Change {
+            kind: ChangeKind::Error(rustix::io::Errno::RFKILL),
+            path: "/usr/lib/systemd/system/m.service".into(),
+            source: None,
+            unit: None,
+        };
+        assert_eq!(
+            c.message(&host),
+            "Failed to preset unit: Unit /r/usr/lib/systemd/system/m.service is masked"
+        );
+        assert!(c.is_error());
+    }
 }

@@ -115,7 +115,10 @@ impl PresetRules {
             };
             for e in entries {
                 let Some(n) = e.name.to_str() else { continue };
-                if !n.ends_with(".preset") || names.iter().any(|(b, _)| b == n) {
+                if !n.ends_with(".preset")
+                    || super::vfs::hidden_or_backup(n)
+                    || names.iter().any(|(b, _)| b == n)
+                {
                     continue;
                 }
                 names.push((n.to_string(), format!("{dir}/{n}")));

@@ -26,7 +26,7 @@ pub enum Kind {
 #[derive(Clone, Debug, Default)]
 struct DirList {
     order: Vec<String>,
-    map: HashMap<String, Kind>,
+    map: FxMap<String, Kind>,
 }
 
 /// A planned filesystem change (in-root paths).
@@ -97,11 +97,44 @@ pub fn hidden_or_backup(name: &str) -> bool {
 
 const CHASE_MAX: usize = 32;
 
+/// A small, fast, non-cryptographic hasher (FxHash) for the path-keyed caches: the keys are
+/// file names from the target tree, and the maps live for one run.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut v = [0u8; 8];
+            v[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(v))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+pub type FxMap<K, V> = HashMap<K, V, FxBuild>;
+
+/// A resolution: the canonical path and whether it exists.
+type Chased = Result<(String, bool), Errno>;
+
 pub struct Vfs<'r> {
     root: &'r Root,
-    dirs: HashMap<String, Option<DirList>>,
-    links: HashMap<String, String>,
-    sizes: HashMap<String, u64>,
+    dirs: FxMap<String, Option<DirList>>,
+    links: FxMap<String, String>,
+    sizes: FxMap<String, u64>,
+    /// Resolutions of paths that exist, by `[follow_last][nonexistent]`: valid until something
+    /// is removed or replaced.
+    chased: [FxMap<String, Chased>; 4],
+    /// Other resolutions (missing paths, errors): valid until the next planned change.
+    chased_neg: [FxMap<String, Chased>; 4],
     pub ops: Vec<Op>,
 }
 
@@ -109,9 +142,11 @@ impl<'r> Vfs<'r> {
     pub fn new(root: &'r Root) -> Vfs<'r> {
         Vfs {
             root,
-            dirs: HashMap::new(),
-            links: HashMap::new(),
-            sizes: HashMap::new(),
+            dirs: FxMap::default(),
+            links: FxMap::default(),
+            sizes: FxMap::default(),
+            chased: Default::default(),
+            chased_neg: Default::default(),
             ops: Vec::new(),
         }
     }
@@ -186,6 +221,45 @@ impl<'r> Vfs<'r> {
     /// whether it exists; with `nonexistent`, a missing component ends the walk and the rest is
     /// appended verbatim. `follow_last`: follow a final symlink.
     pub fn chase(
+        &mut self,
+        path: &str,
+        follow_last: bool,
+        nonexistent: bool,
+    ) -> Result<(String, bool), Errno> {
+        let k = usize::from(follow_last) * 2 + usize::from(nonexistent);
+        if let Some(r) = self.chased[k]
+            .get(path)
+            .or_else(|| self.chased_neg[k].get(path))
+        {
+            return r.clone();
+        }
+        let r = self.chase_uncached(path, follow_last, nonexistent);
+        if matches!(r, Ok((_, true))) {
+            self.chased[k].insert(path.to_string(), r.clone());
+        } else {
+            self.chased_neg[k].insert(path.to_string(), r.clone());
+        }
+        r
+    }
+
+    /// Forgets resolutions a planned change may alter: creating an entry can only make missing
+    /// paths appear; removing or replacing one can change anything.
+    fn invalidate(&mut self, removal: bool) {
+        for m in &mut self.chased_neg {
+            if !m.is_empty() {
+                m.clear();
+            }
+        }
+        if removal {
+            for m in &mut self.chased {
+                if !m.is_empty() {
+                    m.clear();
+                }
+            }
+        }
+    }
+
+    fn chase_uncached(
         &mut self,
         path: &str,
         follow_last: bool,
@@ -331,6 +405,7 @@ impl<'r> Vfs<'r> {
                     if self.dir(&cur).is_none() {
                         return;
                     }
+                    self.invalidate(false);
                     self.ops.push(Op::Mkdir(next.clone()));
                     if let Some(d) = self.dir(&cur) {
                         d.order.push(c.clone());
@@ -350,6 +425,7 @@ impl<'r> Vfs<'r> {
             return Err(Errno::EXIST);
         }
         let canon = join(&dir, &name);
+        self.invalidate(false);
         self.ops.push(Op::Symlink {
             target: target.to_string(),
             path: canon.clone(),
@@ -366,6 +442,7 @@ impl<'r> Vfs<'r> {
     pub fn replace_symlink(&mut self, target: &str, path: &str) -> Result<(), Errno> {
         let (dir, name) = self.parent(path)?;
         let canon = join(&dir, &name);
+        self.invalidate(true);
         self.ops.push(Op::ReplaceSymlink {
             target: target.to_string(),
             path: canon.clone(),
@@ -393,6 +470,7 @@ impl<'r> Vfs<'r> {
         d.map.remove(&name);
         d.order.retain(|n| n != &name);
         self.links.remove(canon);
+        self.invalidate(true);
         self.ops.push(Op::Unlink(canon.to_string()));
         Ok(())
     }
@@ -423,6 +501,7 @@ impl<'r> Vfs<'r> {
                 d.order.retain(|n| n != &name);
             }
             self.dirs.insert(parent.clone(), None);
+            self.invalidate(true);
             self.ops.push(Op::Rmdir(parent.clone()));
             p = parent;
         }

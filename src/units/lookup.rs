@@ -130,11 +130,13 @@ pub fn file_name(p: &str) -> &str {
 
 /// Joins a directory and a relative path.
 pub fn join(dir: &str, rel: &str) -> String {
-    if dir.ends_with('/') {
-        format!("{dir}{rel}")
-    } else {
-        format!("{dir}/{rel}")
+    let mut s = String::with_capacity(dir.len() + rel.len() + 1);
+    s.push_str(dir);
+    if !dir.ends_with('/') {
+        s.push('/');
     }
+    s.push_str(rel);
+    s
 }
 
 #[cfg(test)]

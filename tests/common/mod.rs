@@ -27,10 +27,28 @@ pub fn reference_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let script = shared_dir().join("reference/systemd");
-        let out = Command::new("bash").arg(&script).output().expect("run shared/reference/systemd");
-        assert!(out.status.success(), "reference systemd setup failed: {}", String::from_utf8_lossy(&out.stderr));
-        let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or("").to_string());
-        assert!(bin.join("systemd-sysusers").exists(), "no reference systemd-sysusers in {}", bin.display());
+        let out = Command::new("bash")
+            .arg(&script)
+            .output()
+            .expect("run shared/reference/systemd");
+        assert!(
+            out.status.success(),
+            "reference systemd setup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bin = PathBuf::from(
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .to_string(),
+        );
+        assert!(
+            bin.join("systemd-sysusers").exists(),
+            "no reference systemd-sysusers in {}",
+            bin.display()
+        );
         bin
     })
 }
@@ -47,7 +65,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("pristine-test-{tag}-{}-{n}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("pristine-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).expect("create temp dir");
         TempDir(p)
