@@ -70,7 +70,11 @@ pub fn parse_group(text: &str) -> Vec<Group> {
             Some(Group {
                 name: f[0].to_string(),
                 gid: f[2].parse().ok()?,
-                members: f[3].split(',').filter(|m| !m.is_empty()).map(str::to_string).collect(),
+                members: f[3]
+                    .split(',')
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_string)
+                    .collect(),
             })
         })
         .collect()
@@ -78,13 +82,20 @@ pub fn parse_group(text: &str) -> Vec<Group> {
 
 impl UserDb {
     pub fn parse(passwd: &str, group: &str) -> UserDb {
-        UserDb { users: parse_passwd(passwd), groups: parse_group(group) }
+        UserDb {
+            users: parse_passwd(passwd),
+            groups: parse_group(group),
+        }
     }
 
     /// Reads the root's `/etc/passwd` and `/etc/group` (missing files are empty).
     pub fn load(root: &Root) -> io::Result<UserDb> {
-        let passwd = root.read_optional(Path::new("/etc/passwd"))?.unwrap_or_default();
-        let group = root.read_optional(Path::new("/etc/group"))?.unwrap_or_default();
+        let passwd = root
+            .read_optional(Path::new("/etc/passwd"))?
+            .unwrap_or_default();
+        let group = root
+            .read_optional(Path::new("/etc/group"))?
+            .unwrap_or_default();
         Ok(UserDb::parse(&passwd, &group))
     }
 
