@@ -9,7 +9,7 @@ N=${1:-10}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 REFBIN=$(bash "$HERE/../shared/reference/systemd" | tail -n1)
 REF="$REFBIN/systemd-tmpfiles"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-tmpfiles}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HERE/target}
 (cd "$HERE" && cargo build --release --quiet)
 OURS="$CARGO_TARGET_DIR/release/pristine"
 WORK=$(mktemp -d /tmp/pristine-bench-tmpfiles.XXXXXX)
