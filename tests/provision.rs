@@ -575,3 +575,50 @@ fn usr_update_adds_only_what_is_new_and_keeps_admin_choices() {
         );
     }
 }
+
+#[test]
+fn a_failed_operation_is_retried_on_the_next_boot() {
+    let tmp = TempDir::new("prov-fail");
+    let t = tmp.path().join("root");
+    base(&t);
+    write(
+        &t,
+        "usr/lib/tmpfiles.d/needs-dir.conf",
+        "d /var/ro/sub 0755 - - -\n",
+    );
+    std::fs::create_dir_all(t.join("var/ro")).unwrap();
+    let ro = t.join("var/ro");
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro", "tmpfs"])
+        .arg(&ro)
+        .status()
+        .unwrap()
+        .success());
+    let (out, report) = provision(&t, "", &[]);
+    let _ = Command::new("umount").arg(&ro).status();
+    assert_eq!(
+        out.status.code(),
+        Some(73),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(step(&report, "record")["ran"], false);
+    assert!(
+        !t.join("etc/.pristine-stamp").exists(),
+        "a failed run must not be recorded as done"
+    );
+    assert!(
+        t.join("etc/machine-id").exists(),
+        "the other steps still ran"
+    );
+    // The cause is gone; the next boot finishes the job.
+    let (out, report) = provision(&t, "", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["etc"], "updated");
+    assert!(t.join("var/ro/sub").is_dir());
+    assert!(t.join("etc/.pristine-stamp").exists());
+}

@@ -283,11 +283,27 @@ pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
     step_tmpfiles(&mut run, common, &host, etc, var);
     step_presets(&mut run, etc);
 
-    // Record.
+    // Durability: everything written above becomes durable with one syncfs before the record
+    // is written, so a stamp never outlives the files it vouches for after a crash.
+    root.set_deferred_sync(false);
+    if run.steps.iter().any(|s| s.ran && s.name != "detect") && !run.dry_run {
+        run.step("sync", |_| {
+            root.sync()
+                .map(|()| ("file system synced".into(), Vec::new()))
+                .map_err(|e| format!("syncfs failed: {e}"))
+        });
+    }
+
+    // Record, unless an operation failed: then the next boot tries again.
     if etc == Reason::UpToDate && var == Reason::UpToDate {
         run.skip("record", "stamps up to date");
     } else if run.dry_run {
         run.skip("record", "dry run");
+    } else if run.out.failed() {
+        run.skip(
+            "record",
+            "an operation failed; the next boot provisions again",
+        );
     } else {
         run.step("record", |out| {
             let mut written = 0;
@@ -313,13 +329,6 @@ pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
                 vec![("stamps".into(), written)],
             ))
         });
-    }
-    root.set_deferred_sync(false);
-    if run.steps.iter().any(|s| s.ran && s.name != "detect") && !run.dry_run {
-        if let Err(e) = root.sync() {
-            run.out
-                .push(Diagnostic::failed(None, format!("syncfs failed: {e}")));
-        }
     }
     finish(run, t0, etc, var, did_reset)
 }
