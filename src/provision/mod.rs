@@ -284,8 +284,9 @@ pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
     step_presets(&mut run, etc);
 
     // Durability: everything written above becomes durable with one syncfs before the record
-    // is written, so a stamp never outlives the files it vouches for after a crash.
-    root.set_deferred_sync(false);
+    // is written, so a stamp never outlives the files it vouches for after a crash. The stamps
+    // themselves need no fsync: a stamp lost in a crash only makes the next boot provision
+    // again, which changes nothing that is already in place.
     if run.steps.iter().any(|s| s.ran && s.name != "detect") && !run.dry_run {
         run.step("sync", |_| {
             root.sync()
@@ -330,6 +331,7 @@ pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
             ))
         });
     }
+    root.set_deferred_sync(false);
     finish(run, t0, etc, var, did_reset)
 }
 
