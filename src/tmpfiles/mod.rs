@@ -448,4 +448,44 @@ mod tests {
         o.prefixes.push(PathBuf::from("/var"));
         assert!(o.include(Path::new("/var/lib")) && !o.include(Path::new("/etc/x")));
     }
+
+    #[test]
+    fn counts_created_and_changed_paths_once() {
+        let t =
+            std::env::temp_dir().join(format!("pristine-tmpfiles-count-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        std::fs::create_dir_all(t.join("etc/tmpfiles.d")).unwrap();
+        std::fs::write(
+            t.join("etc/tmpfiles.d/x.conf"),
+            "d /a/b 0700 - - -\nf /a/b/f 0600 1 1 - hello\nL /c - - - - /a\n",
+        )
+        .unwrap();
+        let root = Root::open(&t).unwrap();
+        let opts = Options {
+            create: true,
+            ..Default::default()
+        };
+        // /a (a missing parent), /a/b, /a/b/f (created, then chowned: one path), /c.
+        let o = run(&root, &opts, &[]).unwrap();
+        assert_eq!(o.count("paths"), 4, "{:?}", o.diagnostics);
+        assert_eq!(std::fs::read(t.join("a/b/f")).unwrap(), b"hello");
+        // Everything in place: nothing is counted.
+        assert_eq!(run(&root, &opts, &[]).unwrap().count("paths"), 0);
+        // One mode drifted: one path adjusted.
+        std::fs::set_permissions(
+            t.join("a/b"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        assert_eq!(run(&root, &opts, &[]).unwrap().count("paths"), 1);
+        // --dry-run changes and counts nothing.
+        std::fs::remove_file(t.join("c")).unwrap();
+        let dry = Options {
+            dry_run: true,
+            ..opts.clone()
+        };
+        assert_eq!(run(&root, &dry, &[]).unwrap().count("paths"), 0);
+        assert!(std::fs::symlink_metadata(t.join("c")).is_err());
+        let _ = std::fs::remove_dir_all(&t);
+    }
 }
