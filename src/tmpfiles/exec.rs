@@ -50,12 +50,13 @@ struct Ctx<'a> {
     /// socket counts as alive.
     unix_sockets: Option<std::collections::HashSet<PathBuf>>,
     /// Paths created or changed (content, mode, owner) so far: the `paths` count.
-    changed: std::cell::RefCell<std::collections::HashSet<PathBuf>>,
+    /// Keyed by the path's bytes (hashing a `Path` walks its components).
+    changed: std::cell::RefCell<std::collections::HashSet<OsString>>,
     /// Directories already resolved by the chase-safe walk during creation, with their `stat`
     /// at that time: only chains of real directories (no symlink on the way), each step
     /// checked for unsafe transitions. Creating new names cannot change such a resolution;
     /// every other change (removal, replacement, copy, chown) clears it ([`Ctx::forget_dirs`]).
-    dirs: std::cell::RefCell<std::collections::HashMap<PathBuf, (Rc<OwnedFd>, Stat)>>,
+    dirs: std::cell::RefCell<std::collections::HashMap<OsString, (Rc<OwnedFd>, Stat)>>,
 }
 
 /// The socket paths listed in `/proc/net/unix` (systemd's `load_unix_sockets`).
@@ -112,7 +113,7 @@ impl Ctx<'_> {
     /// way (a symlink, `..`, an unsafe transition, an error): callers then do the full
     /// [`Root::chase_safe`] walk, which gives the exact result or error.
     fn cached_dir(&self, p: &Path) -> Option<(Rc<OwnedFd>, Stat)> {
-        if let Some((fd, st)) = self.dirs.borrow().get(p) {
+        if let Some((fd, st)) = self.dirs.borrow().get(p.as_os_str()) {
             return Some((fd.clone(), *st));
         }
         let entry = match p.components().next_back()? {
@@ -146,15 +147,15 @@ impl Ctx<'_> {
         };
         self.dirs
             .borrow_mut()
-            .insert(p.to_path_buf(), (entry.0.clone(), entry.1));
+            .insert(p.as_os_str().to_os_string(), (entry.0.clone(), entry.1));
         Some(entry)
     }
 
     /// Records that `p` was created or changed (each path counts once).
     fn touched(&self, p: &Path) {
         let mut set = self.changed.borrow_mut();
-        if !set.contains(p) {
-            set.insert(p.to_path_buf());
+        if !set.contains(p.as_os_str()) {
+            set.insert(p.as_os_str().to_os_string());
         }
     }
 }
@@ -165,12 +166,16 @@ pub(super) fn execute(root: &Root, opts: &Options, cfg: &mut Config, outcome: &m
     let ctx = Ctx {
         root,
         opts,
-        item_paths: cfg
-            .arrays
-            .iter()
-            .filter(|a| !a.glob)
-            .map(|a| a.path.clone())
-            .collect(),
+        // Only the removal and cleaning walks consult these.
+        item_paths: if opts.clean || opts.remove || opts.purge {
+            cfg.arrays
+                .iter()
+                .filter(|a| !a.glob)
+                .map(|a| a.path.clone())
+                .collect()
+        } else {
+            Default::default()
+        },
         glob_paths: cfg
             .arrays
             .iter()
@@ -238,8 +243,7 @@ fn process_array(ctx: &Ctx<'_>, cfg: &mut Config, idx: usize, op: u8, out: &mut 
             continue;
         }
         cfg.arrays[idx].done[k] |= op;
-        let item = cfg.arrays[idx].items[k].clone();
-        process_item(ctx, &item, op, out);
+        process_item(ctx, &cfg.arrays[idx].items[k], op, out);
     }
 }
 
@@ -606,7 +610,7 @@ fn mkdir_parents_item(ctx: &Ctx<'_>, i: &Item, child: Option<FileType>) -> R {
     } else {
         if let Some(parent) = i.path.parent() {
             // A parent already resolved as a chain of directories needs nothing created.
-            if !ctx.dirs.borrow().contains_key(parent) {
+            if !ctx.dirs.borrow().contains_key(parent.as_os_str()) {
                 mkdir_parents(ctx, parent);
             }
         }

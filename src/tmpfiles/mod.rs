@@ -356,20 +356,32 @@ fn inherit_x_ages(cfg: &mut Config) {
 }
 
 fn link_parents(cfg: &mut Config) {
-    for idx in 0..cfg.arrays.len() {
-        let mut prefix = cfg.arrays[idx].path.clone();
-        while prefix.pop() {
-            let found = cfg
-                .by_path
-                .get(&(false, prefix.clone()))
-                .or_else(|| cfg.by_path.get(&(true, prefix.clone())))
-                .copied();
+    // One lookup table by the paths' bytes (hashing a `Path` walks its components): item paths
+    // are simplified at parse time, so equal bytes are equal paths.
+    let mut by_bytes: HashMap<&[u8], (Option<usize>, Option<usize>)> = HashMap::new();
+    for (&(glob, ref p), &idx) in &cfg.by_path {
+        let e = by_bytes.entry(p.as_os_str().as_bytes()).or_default();
+        if glob {
+            e.1 = Some(idx);
+        } else {
+            e.0 = Some(idx);
+        }
+    }
+    let mut links = Vec::new();
+    for (idx, arr) in cfg.arrays.iter().enumerate() {
+        for prefix in arr.path.ancestors().skip(1) {
+            let found = by_bytes
+                .get(prefix.as_os_str().as_bytes())
+                .and_then(|&(plain, glob)| plain.or(glob));
             if let Some(p) = found {
-                cfg.arrays[idx].parent = Some(p);
-                cfg.arrays[p].children.push(idx);
+                links.push((idx, p));
                 break;
             }
         }
+    }
+    for (idx, p) in links {
+        cfg.arrays[idx].parent = Some(p);
+        cfg.arrays[p].children.push(idx);
     }
 }
 
