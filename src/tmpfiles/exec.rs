@@ -108,6 +108,30 @@ impl Ctx<'_> {
         self.dirs.borrow_mut().clear();
     }
 
+    /// Drops the cached directory `st` (wherever it is cached) and everything resolved through
+    /// it; nothing when `st` is not a directory (only directories are cached).
+    fn forget_dir(&self, st: &Stat) {
+        if ft(st) != FileType::Directory {
+            return;
+        }
+        let mut dirs = self.dirs.borrow_mut();
+        let gone: Vec<OsString> = dirs
+            .iter()
+            .filter(|(_, (_, s))| s.st_dev == st.st_dev && s.st_ino == st.st_ino)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        dirs.retain(|k, _| !gone.iter().any(|g| Path::new(k).starts_with(g)));
+    }
+
+    /// Whether the resolved-directory cache is used: creation-only runs (the removal and
+    /// cleaning phases would have to invalidate it at every step).
+    fn use_dirs(&self) -> bool {
+        self.opts.create && !self.opts.remove && !self.opts.clean && !self.opts.purge
+    }
+
     /// The directory `p` from the cache, or resolved one step from its cached parent with the
     /// chase-safe checks. `None` when `p` is not a plain chain of directories reachable that
     /// way (a symlink, `..`, an unsafe transition, an error): callers then do the full
@@ -452,7 +476,7 @@ fn open_safe(ctx: &Ctx<'_>, p: &Path) -> Result<(OwnedFd, Stat), String> {
 }
 
 fn open_parent_safe(ctx: &Ctx<'_>, i: &Item, p: &Path) -> Result<(Rc<OwnedFd>, OsString), String> {
-    if ctx.opts.create && !ctx.opts.remove && !ctx.opts.clean && !ctx.opts.purge {
+    if ctx.use_dirs() {
         if let (Some(Component::Normal(name)), Some(parent)) =
             (p.components().next_back(), p.parent())
         {
@@ -566,8 +590,8 @@ fn fd_set_perms(
         }
     }
     if do_chown {
-        // Ownership decides unsafe transitions: resolved directories must be walked again.
-        ctx.forget_dirs();
+        // Ownership decides unsafe transitions: this directory must be walked again.
+        ctx.forget_dir(&st);
         fchown_opath(
             fd,
             (new_uid != st.st_uid).then_some(new_uid),
@@ -609,8 +633,11 @@ fn mkdir_parents_item(ctx: &Ctx<'_>, i: &Item, child: Option<FileType>) -> R {
         }
     } else {
         if let Some(parent) = i.path.parent() {
-            // A parent already resolved as a chain of directories needs nothing created.
-            if !ctx.dirs.borrow().contains_key(parent.as_os_str()) {
+            // A parent that resolves as a chain of directories needs nothing created.
+            let plain = parent
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+            if !(ctx.use_dirs() && plain && ctx.cached_dir(parent).is_some()) {
                 mkdir_parents(ctx, parent);
             }
         }

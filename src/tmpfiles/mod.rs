@@ -462,6 +462,41 @@ mod tests {
     }
 
     #[test]
+    fn chown_of_a_resolved_directory_is_seen_by_later_items() {
+        // /a/b is resolved while creating /a/b/c, then handed to uid 1000 through the alias
+        // /l/b: stepping from it into the root-owned /a/b/c is now an unsafe transition.
+        let t =
+            std::env::temp_dir().join(format!("pristine-tmpfiles-chown-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        std::fs::create_dir_all(t.join("etc/tmpfiles.d")).unwrap();
+        std::fs::write(
+            t.join("etc/tmpfiles.d/x.conf"),
+            "d /a/b/c 0755 - -\nL /l - - - - /a\nd /l/b 0755 1000 1000\nd /a/b/c/d 0755 - -\n",
+        )
+        .unwrap();
+        let root = Root::open(&t).unwrap();
+        let opts = Options {
+            create: true,
+            ..Default::default()
+        };
+        let o = run(&root, &opts, &[]).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(t.join("a/b")).unwrap()),
+            1000
+        );
+        assert!(o.failed(), "{:?}", o.diagnostics);
+        assert!(
+            o.diagnostics
+                .iter()
+                .any(|d| d.message.contains("unsafe path transition")),
+            "{:?}",
+            o.diagnostics
+        );
+        assert!(!t.join("a/b/c/d").exists());
+        let _ = std::fs::remove_dir_all(&t);
+    }
+
+    #[test]
     fn counts_created_and_changed_paths_once() {
         let t =
             std::env::temp_dir().join(format!("pristine-tmpfiles-count-{}", std::process::id()));
