@@ -54,14 +54,9 @@ impl Root {
                 _ => None,
             })
             .collect();
-        let root_fd = rustix::fs::openat(
-            self.fd(),
-            ".",
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let root_st = rustix::fs::fstat(&root_fd)?;
-        let mut stack: Vec<(OwnedFd, Stat)> = vec![(root_fd, root_st)];
+        // The root itself is borrowed (`None`), so a walk opens only the components it visits.
+        let root_st = rustix::fs::fstat(self.fd())?;
+        let mut stack: Vec<(Option<OwnedFd>, Stat)> = vec![(None, root_st)];
         let mut hops = 0;
         while let Some(c) = todo.pop_front() {
             let last = todo.is_empty();
@@ -76,6 +71,7 @@ impl Root {
                 continue;
             }
             let (cur, cur_st) = stack.last().ok_or_else(enolink)?;
+            let cur = cur.as_ref().map_or(self.fd(), |f| f.as_fd());
             let child = rustix::fs::openat(
                 cur,
                 c.as_os_str(),
@@ -119,9 +115,21 @@ impl Root {
             if !last && ft != FileType::Directory {
                 return Err(rustix::io::Errno::NOTDIR.into());
             }
-            stack.push((child, st));
+            stack.push((Some(child), st));
         }
-        stack.pop().ok_or_else(enolink)
+        match stack.pop() {
+            Some((Some(fd), st)) => Ok((fd, st)),
+            Some((None, st)) => Ok((
+                rustix::fs::openat(
+                    self.fd(),
+                    ".",
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?,
+                st,
+            )),
+            None => Err(enolink()),
+        }
     }
 
     /// The parent directory of `p`, resolved with [`Root::chase_safe`] (an `O_PATH` descriptor

@@ -6,7 +6,8 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, StatxFlags};
 
@@ -48,6 +49,14 @@ struct Ctx<'a> {
     /// Bound AF_UNIX socket paths (host paths) from /proc/net/unix; `None`: unknown, so every
     /// socket counts as alive.
     unix_sockets: Option<std::collections::HashSet<PathBuf>>,
+    /// Paths created or changed (content, mode, owner) so far: the `paths` count.
+    /// Keyed by the path's bytes (hashing a `Path` walks its components).
+    changed: std::cell::RefCell<std::collections::HashSet<OsString>>,
+    /// Directories already resolved by the chase-safe walk during creation, with their `stat`
+    /// at that time: only chains of real directories (no symlink on the way), each step
+    /// checked for unsafe transitions. Creating new names cannot change such a resolution;
+    /// every other change (removal, replacement, copy, chown) clears it ([`Ctx::forget_dirs`]).
+    dirs: std::cell::RefCell<std::collections::HashMap<OsString, (Rc<OwnedFd>, Stat)>>,
 }
 
 /// The socket paths listed in `/proc/net/unix` (systemd's `load_unix_sockets`).
@@ -92,6 +101,87 @@ impl Ctx<'_> {
     fn d(&self, p: &Path) -> String {
         self.root.display_path(p).display().to_string()
     }
+
+    /// Drops the resolved-directory cache (after anything that may remove, replace or re-own
+    /// an existing directory).
+    fn forget_dirs(&self) {
+        self.dirs.borrow_mut().clear();
+    }
+
+    /// Drops the cached directory `st` (wherever it is cached) and everything resolved through
+    /// it; nothing when `st` is not a directory (only directories are cached).
+    fn forget_dir(&self, st: &Stat) {
+        if ft(st) != FileType::Directory {
+            return;
+        }
+        let mut dirs = self.dirs.borrow_mut();
+        let gone: Vec<OsString> = dirs
+            .iter()
+            .filter(|(_, (_, s))| s.st_dev == st.st_dev && s.st_ino == st.st_ino)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        dirs.retain(|k, _| !gone.iter().any(|g| Path::new(k).starts_with(g)));
+    }
+
+    /// Whether the resolved-directory cache is used: creation-only runs (the removal and
+    /// cleaning phases would have to invalidate it at every step).
+    fn use_dirs(&self) -> bool {
+        self.opts.create && !self.opts.remove && !self.opts.clean && !self.opts.purge
+    }
+
+    /// The directory `p` from the cache, or resolved one step from its cached parent with the
+    /// chase-safe checks. `None` when `p` is not a plain chain of directories reachable that
+    /// way (a symlink, `..`, an unsafe transition, an error): callers then do the full
+    /// [`Root::chase_safe`] walk, which gives the exact result or error.
+    fn cached_dir(&self, p: &Path) -> Option<(Rc<OwnedFd>, Stat)> {
+        if let Some((fd, st)) = self.dirs.borrow().get(p.as_os_str()) {
+            return Some((fd.clone(), *st));
+        }
+        let entry = match p.components().next_back()? {
+            Component::RootDir => {
+                let st = rustix::fs::fstat(self.root.fd()).ok()?;
+                let fd = rustix::fs::openat(
+                    self.root.fd(),
+                    ".",
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .ok()?;
+                (Rc::new(fd), st)
+            }
+            Component::Normal(name) => {
+                let (pfd, pst) = self.cached_dir(p.parent()?)?;
+                let fd = rustix::fs::openat(
+                    &pfd,
+                    name,
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .ok()?;
+                let st = rustix::fs::fstat(&fd).ok()?;
+                if crate::fs::unsafe_transition(&pst, &st) || ft(&st) != FileType::Directory {
+                    return None;
+                }
+                (Rc::new(fd), st)
+            }
+            _ => return None,
+        };
+        self.dirs
+            .borrow_mut()
+            .insert(p.as_os_str().to_os_string(), (entry.0.clone(), entry.1));
+        Some(entry)
+    }
+
+    /// Records that `p` was created or changed (each path counts once).
+    fn touched(&self, p: &Path) {
+        let mut set = self.changed.borrow_mut();
+        if !set.contains(p.as_os_str()) {
+            set.insert(p.as_os_str().to_os_string());
+        }
+    }
 }
 
 /// Runs the phases over the configuration.
@@ -100,12 +190,16 @@ pub(super) fn execute(root: &Root, opts: &Options, cfg: &mut Config, outcome: &m
     let ctx = Ctx {
         root,
         opts,
-        item_paths: cfg
-            .arrays
-            .iter()
-            .filter(|a| !a.glob)
-            .map(|a| a.path.clone())
-            .collect(),
+        // Only the removal and cleaning walks consult these.
+        item_paths: if opts.clean || opts.remove || opts.purge {
+            cfg.arrays
+                .iter()
+                .filter(|a| !a.glob)
+                .map(|a| a.path.clone())
+                .collect()
+        } else {
+            Default::default()
+        },
         glob_paths: cfg
             .arrays
             .iter()
@@ -121,6 +215,8 @@ pub(super) fn execute(root: &Root, opts: &Options, cfg: &mut Config, outcome: &m
         } else {
             None
         },
+        changed: Default::default(),
+        dirs: Default::default(),
     };
     let mut order: Vec<usize> = (0..cfg.arrays.len())
         .filter(|&i| !cfg.arrays[i].glob)
@@ -140,6 +236,7 @@ pub(super) fn execute(root: &Root, opts: &Options, cfg: &mut Config, outcome: &m
         }
     }
     rustix::process::umask(old_umask);
+    outcome.add_count("paths", ctx.changed.borrow().len() as u64);
 }
 
 fn has_cap_mknod() -> bool {
@@ -170,8 +267,7 @@ fn process_array(ctx: &Ctx<'_>, cfg: &mut Config, idx: usize, op: u8, out: &mut 
             continue;
         }
         cfg.arrays[idx].done[k] |= op;
-        let item = cfg.arrays[idx].items[k].clone();
-        process_item(ctx, &item, op, out);
+        process_item(ctx, &cfg.arrays[idx].items[k], op, out);
     }
 }
 
@@ -379,22 +475,39 @@ fn open_safe(ctx: &Ctx<'_>, p: &Path) -> Result<(OwnedFd, Stat), String> {
     })
 }
 
-fn open_parent_safe(ctx: &Ctx<'_>, i: &Item, p: &Path) -> Result<(OwnedFd, OsString), String> {
-    ctx.root.parent_safe(p).map_err(|e| {
-        if is_unsafe_transition(&e) {
-            format!(
-                "Detected unsafe path transition while resolving the parent of '{}'.",
-                ctx.d(p)
-            )
-        } else {
-            format!(
-                "Failed to open path '{}'{}: {}",
-                ctx.d(p.parent().unwrap_or(Path::new("/"))),
-                if i.allow_failure { ", ignoring" } else { "" },
-                em(&e)
-            )
+fn open_parent_safe(ctx: &Ctx<'_>, i: &Item, p: &Path) -> Result<(Rc<OwnedFd>, OsString), String> {
+    if ctx.use_dirs() {
+        if let (Some(Component::Normal(name)), Some(parent)) =
+            (p.components().next_back(), p.parent())
+        {
+            if parent
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+            {
+                if let Some((fd, _)) = ctx.cached_dir(parent) {
+                    return Ok((fd, name.to_os_string()));
+                }
+            }
         }
-    })
+    }
+    ctx.root
+        .parent_safe(p)
+        .map(|(fd, n)| (Rc::new(fd), n))
+        .map_err(|e| {
+            if is_unsafe_transition(&e) {
+                format!(
+                    "Detected unsafe path transition while resolving the parent of '{}'.",
+                    ctx.d(p)
+                )
+            } else {
+                format!(
+                    "Failed to open path '{}'{}: {}",
+                    ctx.d(p.parent().unwrap_or(Path::new("/"))),
+                    if i.allow_failure { ", ignoring" } else { "" },
+                    em(&e)
+                )
+            }
+        })
 }
 
 fn hardlink_vulnerable(ctx: &Ctx<'_>, st: &Stat) -> bool {
@@ -477,6 +590,8 @@ fn fd_set_perms(
         }
     }
     if do_chown {
+        // Ownership decides unsafe transitions: this directory must be walked again.
+        ctx.forget_dir(&st);
         fchown_opath(
             fd,
             (new_uid != st.st_uid).then_some(new_uid),
@@ -488,6 +603,9 @@ fn fd_set_perms(
     if (do_chmod || do_chown) && !is_link {
         fchmod_opath(fd, new_mode, p)
             .map_err(|e| format!("fchmod() of {} failed: {}", ctx.d(p), em(&e)))?;
+    }
+    if do_chmod || do_chown {
+        ctx.touched(p);
     }
     Ok(())
 }
@@ -515,7 +633,13 @@ fn mkdir_parents_item(ctx: &Ctx<'_>, i: &Item, child: Option<FileType>) -> R {
         }
     } else {
         if let Some(parent) = i.path.parent() {
-            mkdir_parents(ctx, parent);
+            // A parent that resolves as a chain of directories needs nothing created.
+            let plain = parent
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+            if !(ctx.use_dirs() && plain && ctx.cached_dir(parent).is_some()) {
+                mkdir_parents(ctx, parent);
+            }
         }
         Ok(())
     }
@@ -525,6 +649,23 @@ fn mkdir_parents_item(ctx: &Ctx<'_>, i: &Item, child: Option<FileType>) -> R {
 /// chmod'ed to exactly 0755 (dropping a setgid bit inherited from the parent). Existing
 /// components are followed (inside the root). Errors are ignored, as systemd does.
 fn mkdir_parents(ctx: &Ctx<'_>, dir: &Path) {
+    // Fast path: when the whole directory resolves (and the path has no `..`), every prefix
+    // does too, so the per-component walk below would change nothing.
+    if dir.parent().is_none() {
+        return;
+    }
+    if dir.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::RootDir | std::path::Component::Normal(_)
+        )
+    }) && ctx
+        .root
+        .open_path(dir, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+        .is_ok()
+    {
+        return;
+    }
     let mut prefix = PathBuf::from("/");
     for c in dir.components().skip(1) {
         prefix.push(c);
@@ -538,6 +679,7 @@ fn mkdir_parents(ctx: &Ctx<'_>, dir: &Path) {
         }
         match ctx.root.mkdir(&prefix, 0o755) {
             Ok(true) => {
+                ctx.touched(&prefix);
                 if let Ok(fd) = ctx.root.open_path(
                     &prefix,
                     OFlags::PATH | OFlags::NOFOLLOW | OFlags::DIRECTORY,
@@ -621,6 +763,7 @@ fn rm_if_wrong_type(
         log::info!("Would remove \"{}\"", ctx.d(path));
         return Err((true, String::new()));
     }
+    ctx.forget_dirs();
     ctx.root.remove_tree(path).map_err(|e| {
         (
             false,
@@ -673,6 +816,7 @@ fn mkdir_parents_rm_if_wrong_type(
                 mutating("mkdir", &next).map_err(|e| (false, e.to_string()))?;
                 rustix::fs::mkdirat(&dir, *c, Mode::from_raw_mode(0o755))
                     .map_err(|e| (false, format!("Failed to mkdir \"{}\": {e}", ctx.d(&next))))?;
+                ctx.touched(&next);
             }
             Err(e) => return Err(e),
             Ok(()) => {}
@@ -736,6 +880,7 @@ fn create_file(ctx: &Ctx<'_>, i: &Item) -> R {
         Mode::from_raw_mode(i.mode),
     ) {
         Ok(fd) => {
+            ctx.touched(&i.path);
             write_data(ctx, i, &fd, &i.path)?;
             fd_set_perms(ctx, i, fd.as_fd(), &i.path, None, Creation::Normal)
         }
@@ -792,6 +937,12 @@ fn truncate_file(ctx: &Ctx<'_>, i: &Item) -> R {
         ));
     }
     let mut known = Some(st);
+    if creation == Creation::Normal
+        || st.st_size > 0
+        || i.argument.as_deref().is_some_and(|a| !a.is_empty())
+    {
+        ctx.touched(&i.path);
+    }
     if st.st_size > 0 {
         rustix::fs::ftruncate(&fd, 0)
             .map_err(|e| format!("Failed to truncate file {}: {e}", ctx.d(&i.path)))?;
@@ -832,6 +983,9 @@ fn write_one_file(ctx: &Ctx<'_>, i: &Item, p: &Path, creation: Creation) -> R {
         log::info!("Would write to \"{}\"", ctx.d(p));
     } else {
         write_data(ctx, i, &fd, p)?;
+        if i.argument.as_deref().is_some_and(|a| !a.is_empty()) {
+            ctx.touched(p);
+        }
     }
     fd_set_perms(ctx, i, fd.as_fd(), p, None, creation)
 }
@@ -848,6 +1002,8 @@ fn copy_files(ctx: &Ctx<'_>, i: &Item) -> R {
     }
     last_name(ctx, &i.path)?;
     let (dfd, name) = open_parent_safe(ctx, i, &i.path)?;
+    // A merge copies owners and modes into existing directories.
+    ctx.forget_dirs();
     let copied = (|| -> io::Result<()> {
         let (sdir, sname) = ctx.root.parent(&src)?;
         copy_tree_at(
@@ -878,6 +1034,9 @@ fn copy_files(ctx: &Ctx<'_>, i: &Item) -> R {
             })
         }
     };
+    if copied.is_ok() {
+        ctx.touched(&i.path);
+    }
     let st =
         rustix::fs::fstat(&fd).map_err(|e| format!("Failed to fstat({}): {e}", ctx.d(&i.path)))?;
     let a = ctx
@@ -904,6 +1063,7 @@ fn create_directory(ctx: &Ctx<'_>, i: &Item) -> R {
     mutating("mkdir", &i.path).map_err(|e| e.to_string())?;
     let r = rustix::fs::mkdirat(&dir, name.as_os_str(), Mode::from_raw_mode(i.mode));
     let creation = if r.is_ok() {
+        ctx.touched(&i.path);
         Creation::Normal
     } else {
         Creation::Existing
@@ -979,6 +1139,7 @@ fn make_node(dir: &OwnedFd, name: &OsStr, t: FileType, i: &Item) -> rustix::io::
 }
 
 fn rm_rf_child(ctx: &Ctx<'_>, p: &Path) -> R {
+    ctx.forget_dirs();
     ctx.root
         .remove_tree(p)
         .map(|_| ())
@@ -1001,6 +1162,7 @@ fn create_special(ctx: &Ctx<'_>, i: &Item, t: FileType) -> R {
     mutating("mknod", &i.path).map_err(|e| e.to_string())?;
     let r = make_node(&dir, &name, t, i);
     let mut creation = if r.is_ok() {
+        ctx.touched(&i.path);
         Creation::Normal
     } else {
         Creation::Existing
@@ -1039,6 +1201,7 @@ fn create_special(ctx: &Ctx<'_>, i: &Item, t: FileType) -> R {
         }
         // Atomic replacement: a temporary node renamed over the old one; a directory in the
         // way is removed first.
+        ctx.forget_dirs();
         let tmp = crate::fs::temp_name(&name).map_err(|e| e.to_string())?;
         let mut res = make_node(&dir, &tmp, t, i);
         if res.is_ok() {
@@ -1073,6 +1236,7 @@ fn create_special(ctx: &Ctx<'_>, i: &Item, t: FileType) -> R {
             return Err(format!("{what} we just created is not a {what}, refusing."));
         }
         creation = Creation::Force;
+        ctx.touched(&i.path);
     }
     fd_set_perms(ctx, i, fd.as_fd(), &i.path, Some(st), creation)
 }
@@ -1111,6 +1275,7 @@ fn create_symlink(ctx: &Ctx<'_>, i: &Item) -> R {
     mutating("symlink", &i.path).map_err(|e| e.to_string())?;
     let r = rustix::fs::symlinkat(&target, &dir, name.as_os_str());
     let mut creation = if r.is_ok() {
+        ctx.touched(&i.path);
         Creation::Normal
     } else {
         Creation::Existing
@@ -1148,6 +1313,7 @@ fn create_symlink(ctx: &Ctx<'_>, i: &Item) -> R {
             );
             return Ok(());
         }
+        ctx.forget_dirs();
         let tmp = crate::fs::temp_name(&name).map_err(|e| e.to_string())?;
         let mut res = rustix::fs::symlinkat(&target, &dir, tmp.as_os_str());
         if res.is_ok() {
@@ -1181,6 +1347,7 @@ fn create_symlink(ctx: &Ctx<'_>, i: &Item) -> R {
             return Err("Symlink we just created is not a symlink, refusing.".into());
         }
         creation = Creation::Force;
+        ctx.touched(&i.path);
     }
     fd_set_perms(ctx, i, fd.as_fd(), &i.path, Some(st), creation)
 }

@@ -356,20 +356,32 @@ fn inherit_x_ages(cfg: &mut Config) {
 }
 
 fn link_parents(cfg: &mut Config) {
-    for idx in 0..cfg.arrays.len() {
-        let mut prefix = cfg.arrays[idx].path.clone();
-        while prefix.pop() {
-            let found = cfg
-                .by_path
-                .get(&(false, prefix.clone()))
-                .or_else(|| cfg.by_path.get(&(true, prefix.clone())))
-                .copied();
+    // One lookup table by the paths' bytes (hashing a `Path` walks its components): item paths
+    // are simplified at parse time, so equal bytes are equal paths.
+    let mut by_bytes: HashMap<&[u8], (Option<usize>, Option<usize>)> = HashMap::new();
+    for (&(glob, ref p), &idx) in &cfg.by_path {
+        let e = by_bytes.entry(p.as_os_str().as_bytes()).or_default();
+        if glob {
+            e.1 = Some(idx);
+        } else {
+            e.0 = Some(idx);
+        }
+    }
+    let mut links = Vec::new();
+    for (idx, arr) in cfg.arrays.iter().enumerate() {
+        for prefix in arr.path.ancestors().skip(1) {
+            let found = by_bytes
+                .get(prefix.as_os_str().as_bytes())
+                .and_then(|&(plain, glob)| plain.or(glob));
             if let Some(p) = found {
-                cfg.arrays[idx].parent = Some(p);
-                cfg.arrays[p].children.push(idx);
+                links.push((idx, p));
                 break;
             }
         }
+    }
+    for (idx, p) in links {
+        cfg.arrays[idx].parent = Some(p);
+        cfg.arrays[p].children.push(idx);
     }
 }
 
@@ -447,5 +459,80 @@ mod tests {
         assert!(o.include(Path::new("/etc/x")));
         o.prefixes.push(PathBuf::from("/var"));
         assert!(o.include(Path::new("/var/lib")) && !o.include(Path::new("/etc/x")));
+    }
+
+    #[test]
+    fn chown_of_a_resolved_directory_is_seen_by_later_items() {
+        // /a/b is resolved while creating /a/b/c, then handed to uid 1000 through the alias
+        // /l/b: stepping from it into the root-owned /a/b/c is now an unsafe transition.
+        let t =
+            std::env::temp_dir().join(format!("pristine-tmpfiles-chown-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        std::fs::create_dir_all(t.join("etc/tmpfiles.d")).unwrap();
+        std::fs::write(
+            t.join("etc/tmpfiles.d/x.conf"),
+            "d /a/b/c 0755 - -\nL /l - - - - /a\nd /l/b 0755 1000 1000\nd /a/b/c/d 0755 - -\n",
+        )
+        .unwrap();
+        let root = Root::open(&t).unwrap();
+        let opts = Options {
+            create: true,
+            ..Default::default()
+        };
+        let o = run(&root, &opts, &[]).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(t.join("a/b")).unwrap()),
+            1000
+        );
+        assert!(o.failed(), "{:?}", o.diagnostics);
+        assert!(
+            o.diagnostics
+                .iter()
+                .any(|d| d.message.contains("unsafe path transition")),
+            "{:?}",
+            o.diagnostics
+        );
+        assert!(!t.join("a/b/c/d").exists());
+        let _ = std::fs::remove_dir_all(&t);
+    }
+
+    #[test]
+    fn counts_created_and_changed_paths_once() {
+        let t =
+            std::env::temp_dir().join(format!("pristine-tmpfiles-count-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        std::fs::create_dir_all(t.join("etc/tmpfiles.d")).unwrap();
+        std::fs::write(
+            t.join("etc/tmpfiles.d/x.conf"),
+            "d /a/b 0700 - - -\nf /a/b/f 0600 1 1 - hello\nL /c - - - - /a\n",
+        )
+        .unwrap();
+        let root = Root::open(&t).unwrap();
+        let opts = Options {
+            create: true,
+            ..Default::default()
+        };
+        // /a (a missing parent), /a/b, /a/b/f (created, then chowned: one path), /c.
+        let o = run(&root, &opts, &[]).unwrap();
+        assert_eq!(o.count("paths"), 4, "{:?}", o.diagnostics);
+        assert_eq!(std::fs::read(t.join("a/b/f")).unwrap(), b"hello");
+        // Everything in place: nothing is counted.
+        assert_eq!(run(&root, &opts, &[]).unwrap().count("paths"), 0);
+        // One mode drifted: one path adjusted.
+        std::fs::set_permissions(
+            t.join("a/b"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        assert_eq!(run(&root, &opts, &[]).unwrap().count("paths"), 1);
+        // --dry-run changes and counts nothing.
+        std::fs::remove_file(t.join("c")).unwrap();
+        let dry = Options {
+            dry_run: true,
+            ..opts.clone()
+        };
+        assert_eq!(run(&root, &dry, &[]).unwrap().count("paths"), 0);
+        assert!(std::fs::symlink_metadata(t.join("c")).is_err());
+        let _ = std::fs::remove_dir_all(&t);
     }
 }
