@@ -58,7 +58,9 @@ pub fn list_in(root: &Root, dirs: &[PathBuf], suffix: &str) -> Vec<ConfFile> {
                 continue;
             }
             let path = dir.join(&e.name);
-            let masked = is_mask(root, &path);
+            // Only symlinks can point to /dev/null; an empty regular file masks by reading as
+            // nothing, so it needs no extra system call here.
+            let masked = e.file_type == rustix::fs::FileType::Symlink && is_mask(root, &path);
             found.push(ConfFile {
                 name: e.name,
                 path,

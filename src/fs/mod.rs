@@ -17,7 +17,7 @@ mod fault;
 pub mod safe;
 
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
@@ -248,10 +248,21 @@ impl Root {
                 format!("{} is not a regular file", self.display_path(p).display()),
             ));
         }
-        let mut f = std::fs::File::from(fd);
-        let mut buf = Vec::new();
-        f.read_to_end(&mut buf)?;
-        Ok(buf)
+        // Sized from fstat plus one byte, so a file read whole takes two reads (the second sees
+        // the end); a file that grows meanwhile is still read to its end.
+        let mut buf = vec![0u8; usize::try_from(st.st_size).unwrap_or(0).saturating_add(1)];
+        let mut filled = 0;
+        loop {
+            if filled == buf.len() {
+                buf.resize(buf.len() * 2 + 4096, 0);
+            }
+            let n = rustix::io::read(&fd, &mut buf[filled..])?;
+            if n == 0 {
+                buf.truncate(filled);
+                return Ok(buf);
+            }
+            filled += n;
+        }
     }
 
     /// Reads a whole file as UTF-8 text.
