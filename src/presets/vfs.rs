@@ -5,9 +5,10 @@
 //! sees its own earlier changes. Nothing is written until [`Vfs::apply`].
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use rustix::fs::{FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::fs::Root;
@@ -23,10 +24,22 @@ pub enum Kind {
     Other,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct DirList {
     order: Vec<String>,
     map: FxMap<String, Kind>,
+    /// The directory, opened when it was listed (directories the plan creates have none).
+    /// Entries of a listed directory are read, stat'ed and readlink'ed relative to it, one
+    /// component, never following a symlink: the canonical path was resolved in the root.
+    fd: Option<OwnedFd>,
+}
+
+/// How a directory path resolves (see [`Vfs::dir_state`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirState {
+    Missing,
+    Dir(String),
+    Unsure,
 }
 
 /// A planned filesystem change (in-root paths).
@@ -135,6 +148,8 @@ pub struct Vfs<'r> {
     chased: [FxMap<String, Chased>; 4],
     /// Other resolutions (missing paths, errors): valid until the next planned change.
     chased_neg: [FxMap<String, Chased>; 4],
+    /// Counts planned changes: a resolution made at one generation holds while it is current.
+    generation: u64,
     pub ops: Vec<Op>,
 }
 
@@ -147,6 +162,7 @@ impl<'r> Vfs<'r> {
             sizes: FxMap::default(),
             chased: Default::default(),
             chased_neg: Default::default(),
+            generation: 0,
             ops: Vec::new(),
         }
     }
@@ -155,15 +171,29 @@ impl<'r> Vfs<'r> {
         self.root
     }
 
+    /// The open directory holding the canonical path `canon` and the last component, if that
+    /// directory was listed from disk.
+    fn at<'a>(&self, canon: &'a str) -> Option<(&OwnedFd, &'a str)> {
+        let name = file_name(canon);
+        if name.is_empty() || name == "." || name == ".." {
+            return None;
+        }
+        let dir = self.dirs.get(parent_of(canon))?.as_ref()?;
+        Some((dir.fd.as_ref()?, name))
+    }
+
     fn load_dir(&self, canon: &str) -> Option<DirList> {
-        let fd = self
-            .root
-            .open_path(
-                Path::new(canon),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
-                Mode::empty(),
-            )
-            .ok()?;
+        const DIR: OFlags = OFlags::RDONLY
+            .union(OFlags::DIRECTORY)
+            .union(OFlags::NOFOLLOW)
+            .union(OFlags::CLOEXEC);
+        let fd = match self.at(canon) {
+            Some((parent, name)) => rustix::fs::openat(parent, name, DIR, Mode::empty()).ok()?,
+            None => self
+                .root
+                .open_path(Path::new(canon), DIR, Mode::empty())
+                .ok()?,
+        };
         let mut dir = rustix::fs::Dir::read_from(&fd).ok()?;
         let mut list = DirList::default();
         while let Some(Ok(ent)) = dir.read() {
@@ -189,6 +219,8 @@ impl<'r> Vfs<'r> {
             list.order.push(name.to_string());
             list.map.insert(name.to_string(), kind);
         }
+        drop(dir);
+        list.fd = Some(fd);
         Some(list)
     }
 
@@ -212,9 +244,45 @@ impl<'r> Vfs<'r> {
         }
     }
 
+    /// Calls `f` with the entries of a canonical directory in `readdir` order (none if it
+    /// cannot be read), without copying them.
+    pub fn each(&mut self, canon: &str, mut f: impl FnMut(&str, Kind)) {
+        if let Some(d) = self.dir(canon) {
+            for n in &d.order {
+                if let Some(k) = d.map.get(n) {
+                    f(n, *k);
+                }
+            }
+        }
+    }
+
     /// The kind of `name` in the canonical directory `dir`.
     pub fn kind_in(&mut self, dir: &str, name: &str) -> Option<Kind> {
+        if let Some(d) = self.dirs.get(dir) {
+            return d.as_ref()?.map.get(name).copied();
+        }
         self.dir(dir)?.map.get(name).copied()
+    }
+
+    /// The number of planned changes so far; anything observed stays valid while it is
+    /// unchanged.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// How `dir` resolves for lookups of entries in it: [`DirState::Missing`] when it does not
+    /// exist or is not a (readable) directory — `lstat` of any entry fails with `ENOENT` or
+    /// `ENOTDIR` — the canonical directory when it is one, [`DirState::Unsure`] on other
+    /// errors. Valid while [`Vfs::generation`] is unchanged.
+    pub fn dir_state(&mut self, dir: &str) -> DirState {
+        match self.chase(dir, true, false) {
+            Ok((canon, true)) => match self.dir(&canon) {
+                Some(_) => DirState::Dir(canon),
+                None => DirState::Missing,
+            },
+            Ok((_, false)) | Err(Errno::NOENT | Errno::NOTDIR) => DirState::Missing,
+            Err(_) => DirState::Unsure,
+        }
     }
 
     /// Resolves `path` inside the root like systemd's `chase()`. Returns the canonical path and
@@ -245,6 +313,7 @@ impl<'r> Vfs<'r> {
     /// Forgets resolutions a planned change may alter: creating an entry can only make missing
     /// paths appear; removing or replacing one can change anything.
     fn invalidate(&mut self, removal: bool) {
+        self.generation += 1;
         for m in &mut self.chased_neg {
             if !m.is_empty() {
                 m.clear();
@@ -311,11 +380,19 @@ impl<'r> Vfs<'r> {
         if let Some(t) = self.links.get(canon) {
             return Ok(t.clone());
         }
-        let t = self
-            .root
-            .read_link(Path::new(canon))
-            .map_err(|e| io_errno(&e))?;
-        let t = t.to_str().ok_or(Errno::INVAL)?.to_string();
+        let t = match self.at(canon) {
+            Some((dir, name)) => {
+                let t = rustix::fs::readlinkat(dir, name, Vec::new())?;
+                t.into_string().map_err(|_| Errno::INVAL)?
+            }
+            None => {
+                let t = self
+                    .root
+                    .read_link(Path::new(canon))
+                    .map_err(|e| io_errno(&e))?;
+                t.to_str().ok_or(Errno::INVAL)?.to_string()
+            }
+        };
         self.links.insert(canon.to_string(), t.clone());
         Ok(t)
     }
@@ -356,10 +433,13 @@ impl<'r> Vfs<'r> {
                 if let Some(s) = self.sizes.get(canon) {
                     return Ok(*s == 0);
                 }
-                let st = self
-                    .root
-                    .stat(Path::new(canon), false)
-                    .map_err(|e| io_errno(&e))?;
+                let st = match self.at(canon) {
+                    Some((dir, name)) => rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?,
+                    None => self
+                        .root
+                        .stat(Path::new(canon), false)
+                        .map_err(|e| io_errno(&e))?,
+                };
                 self.sizes.insert(canon.to_string(), st.st_size as u64);
                 Ok(st.st_size == 0)
             }
@@ -367,9 +447,38 @@ impl<'r> Vfs<'r> {
         }
     }
 
-    /// Reads a canonical regular file.
+    /// Reads a canonical regular file (anything else is refused, as [`Root::read`] does).
     pub fn read(&self, canon: &str) -> Result<Vec<u8>, Errno> {
-        self.root.read(Path::new(canon)).map_err(|e| io_errno(&e))
+        let Some((dir, name)) = self.at(canon) else {
+            return self.root.read(Path::new(canon)).map_err(|e| io_errno(&e));
+        };
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let st = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            // Root::read's "not a regular file" error, as its errno.
+            return Err(Errno::IO);
+        }
+        // One read for the whole file (sized by fstat), one more to see the end.
+        let mut buf = vec![0u8; usize::try_from(st.st_size).unwrap_or(0) + 1];
+        let mut len = 0;
+        loop {
+            if len == buf.len() {
+                buf.resize(buf.len() * 2, 0);
+            }
+            match rustix::io::read(&fd, &mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(len);
+        Ok(buf)
     }
 
     /// `stat` following symlinks: canonical path and kind.
