@@ -71,6 +71,38 @@ impl std::fmt::Display for Op {
     }
 }
 
+/// Reads the regular file `name` in `dir` (one component, never following a symlink); anything
+/// else is refused, as [`Root::read`] refuses it.
+fn read_at(dir: &OwnedFd, name: &str) -> Result<Vec<u8>, Errno> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        // Root::read's "not a regular file" error, as its errno.
+        return Err(Errno::IO);
+    }
+    // One read for the whole file (sized by fstat), one more to see the end.
+    let mut buf = vec![0u8; usize::try_from(st.st_size).unwrap_or(0) + 1];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match rustix::io::read(&fd, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
+
 fn io_errno(e: &std::io::Error) -> Errno {
     Errno::from_io_error(e).unwrap_or(Errno::IO)
 }
@@ -143,6 +175,9 @@ pub struct Vfs<'r> {
     dirs: FxMap<String, Option<DirList>>,
     links: FxMap<String, String>,
     sizes: FxMap<String, u64>,
+    /// Contents of regular files read while checking for masks (`null_or_empty`), kept for
+    /// the `[Install]` load that follows: one open instead of a stat and an open.
+    files: FxMap<String, std::rc::Rc<Vec<u8>>>,
     /// Resolutions of paths that exist, by `[follow_last][nonexistent]`: valid until something
     /// is removed or replaced.
     chased: [FxMap<String, Chased>; 4],
@@ -160,6 +195,7 @@ impl<'r> Vfs<'r> {
             dirs: FxMap::default(),
             links: FxMap::default(),
             sizes: FxMap::default(),
+            files: FxMap::default(),
             chased: Default::default(),
             chased_neg: Default::default(),
             generation: 0,
@@ -433,6 +469,12 @@ impl<'r> Vfs<'r> {
                 if let Some(s) = self.sizes.get(canon) {
                     return Ok(*s == 0);
                 }
+                if let Some(Ok(data)) = self.at(canon).map(|(dir, name)| read_at(dir, name)) {
+                    let empty = data.is_empty();
+                    self.sizes.insert(canon.to_string(), data.len() as u64);
+                    self.files.insert(canon.to_string(), std::rc::Rc::new(data));
+                    return Ok(empty);
+                }
                 let st = match self.at(canon) {
                     Some((dir, name)) => rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?,
                     None => self
@@ -448,37 +490,15 @@ impl<'r> Vfs<'r> {
     }
 
     /// Reads a canonical regular file (anything else is refused, as [`Root::read`] does).
-    pub fn read(&self, canon: &str) -> Result<Vec<u8>, Errno> {
-        let Some((dir, name)) = self.at(canon) else {
-            return self.root.read(Path::new(canon)).map_err(|e| io_errno(&e));
+    pub fn read(&mut self, canon: &str) -> Result<std::rc::Rc<Vec<u8>>, Errno> {
+        if let Some(d) = self.files.get(canon) {
+            return Ok(std::rc::Rc::clone(d));
+        }
+        let data = match self.at(canon) {
+            Some((dir, name)) => read_at(dir, name)?,
+            None => self.root.read(Path::new(canon)).map_err(|e| io_errno(&e))?,
         };
-        let fd = rustix::fs::openat(
-            dir,
-            name,
-            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let st = rustix::fs::fstat(&fd)?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            // Root::read's "not a regular file" error, as its errno.
-            return Err(Errno::IO);
-        }
-        // One read for the whole file (sized by fstat), one more to see the end.
-        let mut buf = vec![0u8; usize::try_from(st.st_size).unwrap_or(0) + 1];
-        let mut len = 0;
-        loop {
-            if len == buf.len() {
-                buf.resize(buf.len() * 2, 0);
-            }
-            match rustix::io::read(&fd, &mut buf[len..]) {
-                Ok(0) => break,
-                Ok(n) => len += n,
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(len);
-        Ok(buf)
+        Ok(std::rc::Rc::new(data))
     }
 
     /// `stat` following symlinks: canonical path and kind.
@@ -552,6 +572,8 @@ impl<'r> Vfs<'r> {
         let (dir, name) = self.parent(path)?;
         let canon = join(&dir, &name);
         self.invalidate(true);
+        self.files.remove(&canon);
+        self.sizes.remove(&canon);
         self.ops.push(Op::ReplaceSymlink {
             target: target.to_string(),
             path: canon.clone(),
@@ -579,6 +601,8 @@ impl<'r> Vfs<'r> {
         d.map.remove(&name);
         d.order.retain(|n| n != &name);
         self.links.remove(canon);
+        self.files.remove(canon);
+        self.sizes.remove(canon);
         self.invalidate(true);
         self.ops.push(Op::Unlink(canon.to_string()));
         Ok(())
@@ -616,10 +640,26 @@ impl<'r> Vfs<'r> {
         }
     }
 
-    /// Performs the planned operations in order through the root handle.
+    /// Performs the planned operations in order through the root handle. Each parent
+    /// directory is opened (inside the root) once and the operations on its entries are done
+    /// relative to it, as [`Root`]'s own primitives do them.
     pub fn apply(root: &Root, ops: &[Op]) -> Result<(), (Op, std::io::Error)> {
+        let mut dirs: FxMap<String, OwnedFd> = FxMap::default();
         for op in ops {
-            let r = match op {
+            Self::apply_one(root, &mut dirs, op).map_err(|e| (op.clone(), e))?;
+        }
+        Ok(())
+    }
+
+    fn apply_one(root: &Root, dirs: &mut FxMap<String, OwnedFd>, op: &Op) -> std::io::Result<()> {
+        let p = match op {
+            Op::Mkdir(p) | Op::Unlink(p) | Op::Rmdir(p) => p,
+            Op::Symlink { path, .. } | Op::ReplaceSymlink { path, .. } => path,
+        };
+        let (parent, name) = (parent_of(p), file_name(p));
+        if !p.starts_with('/') || name.is_empty() || name == "." || name == ".." {
+            // Not a canonical path (the planner makes none): leave it to the root handle.
+            return match op {
                 Op::Mkdir(p) => root.mkdir(Path::new(p), 0o755).map(|_| ()),
                 Op::Symlink { target, path } => root.symlink(Path::new(target), Path::new(path)),
                 Op::ReplaceSymlink { target, path } => {
@@ -628,7 +668,58 @@ impl<'r> Vfs<'r> {
                 Op::Unlink(p) => root.unlink(Path::new(p)),
                 Op::Rmdir(p) => root.rmdir(Path::new(p)),
             };
-            r.map_err(|e| (op.clone(), e))?;
+        }
+        if !dirs.contains_key(parent) {
+            let fd = root.open_path(
+                Path::new(parent),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                Mode::empty(),
+            )?;
+            dirs.insert(parent.to_string(), fd);
+        }
+        let Some(dir) = dirs.get(parent) else {
+            return Err(Errno::NOENT.into());
+        };
+        let path = Path::new(p);
+        match op {
+            Op::Mkdir(_) => {
+                crate::fs::mutating("mkdir", path)?;
+                match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) => {}
+                    Err(Errno::EXIST) => {
+                        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+                        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                            return Err(Errno::EXIST.into());
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Op::Symlink { target, .. } => {
+                crate::fs::mutating("symlink", path)?;
+                rustix::fs::symlinkat(target.as_str(), dir, name)?;
+            }
+            Op::ReplaceSymlink { target, .. } => {
+                let tmp = crate::fs::temp_name(std::ffi::OsStr::new(name))?;
+                crate::fs::mutating("symlink", path)?;
+                rustix::fs::symlinkat(target.as_str(), dir, tmp.as_os_str())?;
+                if let Err(e) = rustix::fs::renameat(dir, tmp.as_os_str(), dir, name) {
+                    let _ = rustix::fs::unlinkat(dir, tmp.as_os_str(), AtFlags::empty());
+                    return Err(e.into());
+                }
+            }
+            Op::Unlink(_) => {
+                crate::fs::mutating("unlink", path)?;
+                rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
+            }
+            Op::Rmdir(_) => {
+                crate::fs::mutating("rmdir", path)?;
+                rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
+            }
+        }
+        // Whatever was at `p` is gone or replaced: forget any directory opened at or below it.
+        if !matches!(op, Op::Mkdir(_) | Op::Symlink { .. }) {
+            dirs.retain(|d, _| crate::units::lookup::path_startswith(d, p).is_none());
         }
         Ok(())
     }
