@@ -89,14 +89,20 @@ impl LookupPaths {
 
     pub fn is_generator_or_transient(&self, path: &str) -> bool {
         let parent = parent_of(path);
-        [GENERATOR, GENERATOR_EARLY, GENERATOR_LATE, TRANSIENT]
-            .iter()
-            .any(|d| path_equal(d, parent))
+        let dirs = [GENERATOR, GENERATOR_EARLY, GENERATOR_LATE, TRANSIENT];
+        if is_clean(parent) {
+            // The constants are spelled canonically too.
+            return dirs.contains(&parent);
+        }
+        dirs.iter().any(|d| path_equal(d, parent))
     }
 
     /// `path_is_config(…, check_parent=true)`.
     pub fn parent_is_config(&self, path: &str) -> bool {
         let parent = parent_of(path);
+        if is_clean(parent) {
+            return parent == PERSISTENT_CONFIG || parent == RUNTIME_CONFIG;
+        }
         path_equal(parent, PERSISTENT_CONFIG) || path_equal(parent, RUNTIME_CONFIG)
     }
 }
@@ -234,6 +240,12 @@ mod tests {
         assert!(lp.under_search_path("/usr/lib/systemd/system//a.wants/a.service"));
         assert!(!lp.under_search_path("/usr/lib/systemd/systemx/a.service"));
         assert!(lp.in_search_path("/usr/lib/systemd//system/./a.service"));
+        assert!(lp.is_generator_or_transient("/run/systemd/generator/a.service"));
+        assert!(lp.is_generator_or_transient("/run/systemd//transient/./a.service"));
+        assert!(!lp.is_generator_or_transient("/run/systemd/system/a.service"));
+        assert!(lp.parent_is_config("/etc/systemd/system/a.service"));
+        assert!(lp.parent_is_config("/run//systemd/system/a.service"));
+        assert!(!lp.parent_is_config("/etc/systemd/system/x.wants/a.service"));
         assert!(lp.in_search_path("/usr/lib/systemd/system/a.service"));
         assert!(!lp.in_search_path("/usr/lib/systemd/system/a.wants/a.service"));
         assert!(lp.under_search_path("/usr/lib/systemd/system/a.wants/a.service"));
