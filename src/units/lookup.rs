@@ -63,10 +63,11 @@ impl LookupPaths {
         let parent = parent_of(path);
         if is_clean(parent) {
             // Both sides are in canonical spelling: equal paths are equal strings.
-            return self
-                .search_path
-                .iter()
-                .any(|p| p == parent || (!is_clean(p) && path_equal(p, parent)));
+            return self.search_path.iter().any(|p| p == parent)
+                || self
+                    .search_path
+                    .iter()
+                    .any(|p| !is_clean(p) && path_equal(p, parent));
         }
         self.search_path.iter().any(|p| path_equal(p, parent))
     }
@@ -123,9 +124,21 @@ pub fn is_clean(p: &str) -> bool {
     if b.is_empty() || b[b.len() - 1] == b'/' {
         return false;
     }
-    let rest = b.strip_prefix(b"/").unwrap_or(b);
-    rest.split(|&c| c == b'/')
-        .all(|c| !c.is_empty() && c != b".")
+    // A relative path starting with a `.` component.
+    if b[0] == b'.' && b.get(1).is_none_or(|&c| c == b'/') {
+        return false;
+    }
+    // An empty (`//`) or `.` (`/./`, `/.` at the end) component after a slash.
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'/' {
+            match (b.get(i + 1), b.get(i + 2)) {
+                (Some(b'/'), _) => return false,
+                (Some(b'.'), None | Some(b'/')) => return false,
+                _ => {}
+            }
+        }
+    }
+    true
 }
 
 /// `path_startswith(path, prefix).is_some()` for two [`is_clean`] paths.
@@ -231,7 +244,9 @@ mod tests {
         assert_eq!(parent_of("b"), ".");
         assert!(is_clean("/") && is_clean("/a/b") && is_clean("a/b"));
         assert!(!is_clean("/a//b") && !is_clean("/a/./b") && !is_clean("/a/") && !is_clean(""));
-        assert!(!is_clean("./a") && !is_clean("/a/."));
+        assert!(!is_clean("./a") && !is_clean("/a/.") && !is_clean(".") && !is_clean("//"));
+        assert!(is_clean(".a/b") && is_clean("/a/.b") && is_clean("/a/..") && is_clean("a"));
+        assert!(!is_clean("a//b") && !is_clean("/./a"));
         assert!(path_equal("/a/b", "/a/b") && !path_equal("/a/b", "/a/c"));
         assert!(path_equal("/a/./b", "/a/b") && !path_equal("a/b", "/a/b"));
         assert!(clean_startswith("/a/b", "/a") && clean_startswith("/a", "/a"));
