@@ -197,10 +197,20 @@ fn update_adds_units_keeps_admin_choices_and_cleans_up() {
         "{state}"
     );
 
-    // A third run with nothing new changes nothing.
+    // A third run with nothing new changes nothing, the state file included (not rewritten:
+    // same inode, same content).
+    use std::os::unix::fs::MetadataExt;
     let before = pristine::presets::list_links(&r.join("etc"));
+    let state_file = r.join("etc/pristine/presets.state");
+    let ino = std::fs::metadata(&state_file).unwrap().ino();
     new_only(r);
     assert_eq!(pristine::presets::list_links(&r.join("etc")), before);
+    assert_eq!(
+        std::fs::metadata(&state_file).unwrap().ino(),
+        ino,
+        "state file rewritten by a run with nothing new"
+    );
+    assert_eq!(std::fs::read_to_string(&state_file).unwrap(), state);
 }
 
 #[test]

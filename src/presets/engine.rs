@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use rustix::io::Errno;
 
 use super::rules::{Action, PresetRules};
-use super::vfs::{hidden_or_backup, Kind, Vfs};
+use super::vfs::{hidden_or_backup, DirState, Kind, Vfs};
 use crate::text::specifier::{self, SpecError, SystemValues};
 use crate::text::word::{self, Flags};
 use crate::units::lookup::{self, file_name, join, parent_of, LookupPaths, PERSISTENT_CONFIG};
@@ -227,6 +227,9 @@ pub struct Engine<'v, 'r> {
     pub exec_failed: bool,
     sys: Option<SystemValues>,
     search_path: std::rc::Rc<Vec<String>>,
+    /// The search directories resolved at `sp_generation` of the planning view.
+    sp_dirs: std::rc::Rc<Vec<DirState>>,
+    sp_generation: Option<u64>,
     plus: Ctx,
     minus: Ctx,
 }
@@ -246,6 +249,8 @@ impl<'v, 'r> Engine<'v, 'r> {
             exec_failed: false,
             sys: None,
             search_path,
+            sp_dirs: std::rc::Rc::new(Vec::new()),
+            sp_generation: None,
             plus: Ctx::default(),
             minus: Ctx::default(),
         }
@@ -622,17 +627,30 @@ impl<'v, 'r> Engine<'v, 'r> {
         Ok(0)
     }
 
+    /// The search directories as they resolve now (re-resolved only after planned changes).
+    fn search_dirs(&mut self) -> std::rc::Rc<Vec<DirState>> {
+        let g = self.vfs.generation();
+        if self.sp_generation != Some(g) {
+            let sp = std::rc::Rc::clone(&self.search_path);
+            let dirs = sp.iter().map(|d| self.vfs.dir_state(d)).collect();
+            self.sp_dirs = std::rc::Rc::new(dirs);
+            self.sp_generation = Some(g);
+        }
+        std::rc::Rc::clone(&self.sp_dirs)
+    }
+
     /// `conf_files_list_strv(…, ".conf", NULL, 0, dirs)` for the drop-in directories named
     /// `dropins` in every search-path directory (in that order).
     fn conf_files(&mut self, sp: &[String], dropins: &[String]) -> Vec<String> {
         let mut seen: HashMap<String, String> = HashMap::new();
+        let sds = self.search_dirs();
         for dn in dropins {
-            for d in sp {
+            for (d, sd) in sp.iter().zip(sds.iter()) {
                 // Cheap existence check through the (cached) search directory first.
-                let Ok((sd, true)) = self.vfs.chase(d, true, false) else {
+                let DirState::Dir(sd) = sd else {
                     continue;
                 };
-                if self.vfs.kind_in(&sd, dn).is_none() {
+                if self.vfs.kind_in(sd, dn).is_none() {
                     continue;
                 }
                 let dir = join(d, dn);
@@ -668,9 +686,34 @@ impl<'v, 'r> Engine<'v, 'r> {
             None
         };
         let sp = std::rc::Rc::clone(&self.search_path);
+        // `load` refuses a bad name before looking at any path: do that once, not per path.
+        if flags & SEARCH_DROPIN == 0 {
+            let t = name::unit_type(&n).ok_or(Errno::INVAL)?;
+            if name::is_valid(&n, name::TEMPLATE | name::INSTANCE) && !t.may_template() {
+                log::error!(
+                    "{}: unit type {} cannot be templated, ignoring.",
+                    self.host(&join(&sp[0], &n)),
+                    t.as_str()
+                );
+                return Err(Errno::INVAL);
+            }
+        }
         let mut result = None;
+        let sds = self.search_dirs();
         for cand in std::iter::once(&n).chain(template.iter()) {
-            for d in sp.iter() {
+            for (d, sd) in sp.iter().zip(sds.iter()) {
+                // Most candidates do not exist: ask the listing of the search directory
+                // (cached) before building and resolving the path. Exactly the cases in which
+                // `load_or_readlink` fails with ENOENT/ENOTDIR are skipped. A candidate that
+                // exists is loaded, which plans nothing: `sds` stays valid for the loop.
+                let missing = match sd {
+                    DirState::Missing => true,
+                    DirState::Dir(c) => self.vfs.kind_in(c, cand).is_none(),
+                    DirState::Unsure => false,
+                };
+                if missing {
+                    continue;
+                }
                 let path = join(d, cand);
                 match self.load_or_readlink(ctx, id, &path, flags) {
                     Ok(r) => {
@@ -692,9 +735,15 @@ impl<'v, 'r> Engine<'v, 'r> {
         if ctx.infos[id].mode == Mode::Masked {
             return Ok(result);
         }
-        let mut dropins = vec![format!("{n}.d")];
+        let dot_d = |u: &str| {
+            let mut d = String::with_capacity(u.len() + 2);
+            d.push_str(u);
+            d.push_str(".d");
+            d
+        };
+        let mut dropins = vec![dot_d(&n)];
         if let Some(t) = &template {
-            dropins.push(format!("{t}.d"));
+            dropins.push(dot_d(t));
         }
         for f in self.conf_files(&sp, &dropins) {
             self.load_or_readlink(ctx, id, &f, flags | SEARCH_DROPIN)?;
@@ -854,14 +903,14 @@ impl<'v, 'r> Engine<'v, 'r> {
             let Ok((canon, true)) = self.vfs.chase(&d, true, false) else {
                 continue;
             };
-            for (n, k) in self.vfs.list(&canon) {
-                if hidden_or_backup(&n) || !name::is_valid(&n, name::ANY) {
-                    continue;
+            self.vfs.each(&canon, |n, k| {
+                if matches!(k, Kind::Link | Kind::Reg)
+                    && !hidden_or_backup(n)
+                    && name::is_valid(n, name::ANY)
+                {
+                    out.push(n.to_string());
                 }
-                if matches!(k, Kind::Link | Kind::Reg) {
-                    out.push(n);
-                }
-            }
+            });
         }
         out
     }

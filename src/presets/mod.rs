@@ -99,10 +99,14 @@ impl State {
             "# pristine preset-all --new-only: units already preset, links pristine created.\n",
         );
         for u in &self.units {
-            s.push_str(&format!("unit {u}\n"));
+            for part in ["unit ", u, "\n"] {
+                s.push_str(part);
+            }
         }
         for (u, p, t) in &self.links {
-            s.push_str(&format!("link {u} {p} {t}\n"));
+            for part in ["link ", u, " ", p, " ", t, "\n"] {
+                s.push_str(part);
+            }
         }
         s
     }
@@ -157,8 +161,8 @@ pub fn preset_all(root: &Root, opts: &Options) -> PresetOutcome {
         finish(root, engine, opts.dry_run, &mut out);
         return out;
     }
-    let prev = match root.read_optional(Path::new(STATE_FILE)) {
-        Ok(s) => s.map(|t| State::parse(&t)),
+    let prev_text = match root.read_optional(Path::new(STATE_FILE)) {
+        Ok(t) => t,
         Err(e) => {
             out.outcome.push(Diagnostic::failed(
                 Some(Path::new(STATE_FILE)),
@@ -167,6 +171,7 @@ pub fn preset_all(root: &Root, opts: &Options) -> PresetOutcome {
             return out;
         }
     };
+    let prev = prev_text.as_deref().map(State::parse);
     let current: BTreeSet<String> = units.iter().cloned().collect();
     let mut state = State {
         units: current.clone(),
@@ -229,12 +234,17 @@ pub fn preset_all(root: &Root, opts: &Options) -> PresetOutcome {
     if opts.dry_run || out.outcome.failed() {
         return out;
     }
+    let text = state.render();
+    if prev_text.as_deref() == Some(text.as_str()) {
+        // Nothing new: the record stays as it is (no write, no fsync).
+        return out;
+    }
     let write = root
         .mkdir_all(Path::new("/etc/pristine"), 0o755)
         .and_then(|_| {
             root.write_atomic(
                 Path::new(STATE_FILE),
-                state.render().as_bytes(),
+                text.as_bytes(),
                 &WriteOptions::default(),
             )
         });

@@ -5,9 +5,10 @@
 //! sees its own earlier changes. Nothing is written until [`Vfs::apply`].
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use rustix::fs::{FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::fs::Root;
@@ -23,10 +24,22 @@ pub enum Kind {
     Other,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct DirList {
     order: Vec<String>,
     map: FxMap<String, Kind>,
+    /// The directory, opened when it was listed (directories the plan creates have none).
+    /// Entries of a listed directory are read, stat'ed and readlink'ed relative to it, one
+    /// component, never following a symlink: the canonical path was resolved in the root.
+    fd: Option<OwnedFd>,
+}
+
+/// How a directory path resolves (see [`Vfs::dir_state`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirState {
+    Missing,
+    Dir(String),
+    Unsure,
 }
 
 /// A planned filesystem change (in-root paths).
@@ -56,6 +69,38 @@ impl std::fmt::Display for Op {
             Op::Rmdir(p) => write!(f, "rmdir {p}"),
         }
     }
+}
+
+/// Reads the regular file `name` in `dir` (one component, never following a symlink); anything
+/// else is refused, as [`Root::read`] refuses it.
+fn read_at(dir: &OwnedFd, name: &str) -> Result<Vec<u8>, Errno> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        // Root::read's "not a regular file" error, as its errno.
+        return Err(Errno::IO);
+    }
+    // One read for the whole file (sized by fstat), one more to see the end.
+    let mut buf = vec![0u8; usize::try_from(st.st_size).unwrap_or(0) + 1];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match rustix::io::read(&fd, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
 }
 
 fn io_errno(e: &std::io::Error) -> Errno {
@@ -130,11 +175,16 @@ pub struct Vfs<'r> {
     dirs: FxMap<String, Option<DirList>>,
     links: FxMap<String, String>,
     sizes: FxMap<String, u64>,
+    /// Contents of regular files read while checking for masks (`null_or_empty`), kept for
+    /// the `[Install]` load that follows: one open instead of a stat and an open.
+    files: FxMap<String, std::rc::Rc<Vec<u8>>>,
     /// Resolutions of paths that exist, by `[follow_last][nonexistent]`: valid until something
     /// is removed or replaced.
     chased: [FxMap<String, Chased>; 4],
     /// Other resolutions (missing paths, errors): valid until the next planned change.
     chased_neg: [FxMap<String, Chased>; 4],
+    /// Counts planned changes: a resolution made at one generation holds while it is current.
+    generation: u64,
     pub ops: Vec<Op>,
 }
 
@@ -145,8 +195,10 @@ impl<'r> Vfs<'r> {
             dirs: FxMap::default(),
             links: FxMap::default(),
             sizes: FxMap::default(),
+            files: FxMap::default(),
             chased: Default::default(),
             chased_neg: Default::default(),
+            generation: 0,
             ops: Vec::new(),
         }
     }
@@ -155,15 +207,29 @@ impl<'r> Vfs<'r> {
         self.root
     }
 
+    /// The open directory holding the canonical path `canon` and the last component, if that
+    /// directory was listed from disk.
+    fn at<'a>(&self, canon: &'a str) -> Option<(&OwnedFd, &'a str)> {
+        let name = file_name(canon);
+        if name.is_empty() || name == "." || name == ".." {
+            return None;
+        }
+        let dir = self.dirs.get(parent_of(canon))?.as_ref()?;
+        Some((dir.fd.as_ref()?, name))
+    }
+
     fn load_dir(&self, canon: &str) -> Option<DirList> {
-        let fd = self
-            .root
-            .open_path(
-                Path::new(canon),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
-                Mode::empty(),
-            )
-            .ok()?;
+        const DIR: OFlags = OFlags::RDONLY
+            .union(OFlags::DIRECTORY)
+            .union(OFlags::NOFOLLOW)
+            .union(OFlags::CLOEXEC);
+        let fd = match self.at(canon) {
+            Some((parent, name)) => rustix::fs::openat(parent, name, DIR, Mode::empty()).ok()?,
+            None => self
+                .root
+                .open_path(Path::new(canon), DIR, Mode::empty())
+                .ok()?,
+        };
         let mut dir = rustix::fs::Dir::read_from(&fd).ok()?;
         let mut list = DirList::default();
         while let Some(Ok(ent)) = dir.read() {
@@ -189,6 +255,8 @@ impl<'r> Vfs<'r> {
             list.order.push(name.to_string());
             list.map.insert(name.to_string(), kind);
         }
+        drop(dir);
+        list.fd = Some(fd);
         Some(list)
     }
 
@@ -212,9 +280,45 @@ impl<'r> Vfs<'r> {
         }
     }
 
+    /// Calls `f` with the entries of a canonical directory in `readdir` order (none if it
+    /// cannot be read), without copying them.
+    pub fn each(&mut self, canon: &str, mut f: impl FnMut(&str, Kind)) {
+        if let Some(d) = self.dir(canon) {
+            for n in &d.order {
+                if let Some(k) = d.map.get(n) {
+                    f(n, *k);
+                }
+            }
+        }
+    }
+
     /// The kind of `name` in the canonical directory `dir`.
     pub fn kind_in(&mut self, dir: &str, name: &str) -> Option<Kind> {
+        if let Some(d) = self.dirs.get(dir) {
+            return d.as_ref()?.map.get(name).copied();
+        }
         self.dir(dir)?.map.get(name).copied()
+    }
+
+    /// The number of planned changes so far; anything observed stays valid while it is
+    /// unchanged.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// How `dir` resolves for lookups of entries in it: [`DirState::Missing`] when it does not
+    /// exist or is not a (readable) directory — `lstat` of any entry fails with `ENOENT` or
+    /// `ENOTDIR` — the canonical directory when it is one, [`DirState::Unsure`] on other
+    /// errors. Valid while [`Vfs::generation`] is unchanged.
+    pub fn dir_state(&mut self, dir: &str) -> DirState {
+        match self.chase(dir, true, false) {
+            Ok((canon, true)) => match self.dir(&canon) {
+                Some(_) => DirState::Dir(canon),
+                None => DirState::Missing,
+            },
+            Ok((_, false)) | Err(Errno::NOENT | Errno::NOTDIR) => DirState::Missing,
+            Err(_) => DirState::Unsure,
+        }
     }
 
     /// Resolves `path` inside the root like systemd's `chase()`. Returns the canonical path and
@@ -245,6 +349,7 @@ impl<'r> Vfs<'r> {
     /// Forgets resolutions a planned change may alter: creating an entry can only make missing
     /// paths appear; removing or replacing one can change anything.
     fn invalidate(&mut self, removal: bool) {
+        self.generation += 1;
         for m in &mut self.chased_neg {
             if !m.is_empty() {
                 m.clear();
@@ -311,11 +416,19 @@ impl<'r> Vfs<'r> {
         if let Some(t) = self.links.get(canon) {
             return Ok(t.clone());
         }
-        let t = self
-            .root
-            .read_link(Path::new(canon))
-            .map_err(|e| io_errno(&e))?;
-        let t = t.to_str().ok_or(Errno::INVAL)?.to_string();
+        let t = match self.at(canon) {
+            Some((dir, name)) => {
+                let t = rustix::fs::readlinkat(dir, name, Vec::new())?;
+                t.into_string().map_err(|_| Errno::INVAL)?
+            }
+            None => {
+                let t = self
+                    .root
+                    .read_link(Path::new(canon))
+                    .map_err(|e| io_errno(&e))?;
+                t.to_str().ok_or(Errno::INVAL)?.to_string()
+            }
+        };
         self.links.insert(canon.to_string(), t.clone());
         Ok(t)
     }
@@ -356,10 +469,19 @@ impl<'r> Vfs<'r> {
                 if let Some(s) = self.sizes.get(canon) {
                     return Ok(*s == 0);
                 }
-                let st = self
-                    .root
-                    .stat(Path::new(canon), false)
-                    .map_err(|e| io_errno(&e))?;
+                if let Some(Ok(data)) = self.at(canon).map(|(dir, name)| read_at(dir, name)) {
+                    let empty = data.is_empty();
+                    self.sizes.insert(canon.to_string(), data.len() as u64);
+                    self.files.insert(canon.to_string(), std::rc::Rc::new(data));
+                    return Ok(empty);
+                }
+                let st = match self.at(canon) {
+                    Some((dir, name)) => rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?,
+                    None => self
+                        .root
+                        .stat(Path::new(canon), false)
+                        .map_err(|e| io_errno(&e))?,
+                };
                 self.sizes.insert(canon.to_string(), st.st_size as u64);
                 Ok(st.st_size == 0)
             }
@@ -367,9 +489,16 @@ impl<'r> Vfs<'r> {
         }
     }
 
-    /// Reads a canonical regular file.
-    pub fn read(&self, canon: &str) -> Result<Vec<u8>, Errno> {
-        self.root.read(Path::new(canon)).map_err(|e| io_errno(&e))
+    /// Reads a canonical regular file (anything else is refused, as [`Root::read`] does).
+    pub fn read(&mut self, canon: &str) -> Result<std::rc::Rc<Vec<u8>>, Errno> {
+        if let Some(d) = self.files.get(canon) {
+            return Ok(std::rc::Rc::clone(d));
+        }
+        let data = match self.at(canon) {
+            Some((dir, name)) => read_at(dir, name)?,
+            None => self.root.read(Path::new(canon)).map_err(|e| io_errno(&e))?,
+        };
+        Ok(std::rc::Rc::new(data))
     }
 
     /// `stat` following symlinks: canonical path and kind.
@@ -443,6 +572,8 @@ impl<'r> Vfs<'r> {
         let (dir, name) = self.parent(path)?;
         let canon = join(&dir, &name);
         self.invalidate(true);
+        self.files.remove(&canon);
+        self.sizes.remove(&canon);
         self.ops.push(Op::ReplaceSymlink {
             target: target.to_string(),
             path: canon.clone(),
@@ -470,6 +601,8 @@ impl<'r> Vfs<'r> {
         d.map.remove(&name);
         d.order.retain(|n| n != &name);
         self.links.remove(canon);
+        self.files.remove(canon);
+        self.sizes.remove(canon);
         self.invalidate(true);
         self.ops.push(Op::Unlink(canon.to_string()));
         Ok(())
@@ -507,10 +640,26 @@ impl<'r> Vfs<'r> {
         }
     }
 
-    /// Performs the planned operations in order through the root handle.
+    /// Performs the planned operations in order through the root handle. Each parent
+    /// directory is opened (inside the root) once and the operations on its entries are done
+    /// relative to it, as [`Root`]'s own primitives do them.
     pub fn apply(root: &Root, ops: &[Op]) -> Result<(), (Op, std::io::Error)> {
+        let mut dirs: FxMap<String, OwnedFd> = FxMap::default();
         for op in ops {
-            let r = match op {
+            Self::apply_one(root, &mut dirs, op).map_err(|e| (op.clone(), e))?;
+        }
+        Ok(())
+    }
+
+    fn apply_one(root: &Root, dirs: &mut FxMap<String, OwnedFd>, op: &Op) -> std::io::Result<()> {
+        let p = match op {
+            Op::Mkdir(p) | Op::Unlink(p) | Op::Rmdir(p) => p,
+            Op::Symlink { path, .. } | Op::ReplaceSymlink { path, .. } => path,
+        };
+        let (parent, name) = (parent_of(p), file_name(p));
+        if !p.starts_with('/') || name.is_empty() || name == "." || name == ".." {
+            // Not a canonical path (the planner makes none): leave it to the root handle.
+            return match op {
                 Op::Mkdir(p) => root.mkdir(Path::new(p), 0o755).map(|_| ()),
                 Op::Symlink { target, path } => root.symlink(Path::new(target), Path::new(path)),
                 Op::ReplaceSymlink { target, path } => {
@@ -519,7 +668,58 @@ impl<'r> Vfs<'r> {
                 Op::Unlink(p) => root.unlink(Path::new(p)),
                 Op::Rmdir(p) => root.rmdir(Path::new(p)),
             };
-            r.map_err(|e| (op.clone(), e))?;
+        }
+        if !dirs.contains_key(parent) {
+            let fd = root.open_path(
+                Path::new(parent),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                Mode::empty(),
+            )?;
+            dirs.insert(parent.to_string(), fd);
+        }
+        let Some(dir) = dirs.get(parent) else {
+            return Err(Errno::NOENT.into());
+        };
+        let path = Path::new(p);
+        match op {
+            Op::Mkdir(_) => {
+                crate::fs::mutating("mkdir", path)?;
+                match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) => {}
+                    Err(Errno::EXIST) => {
+                        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+                        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                            return Err(Errno::EXIST.into());
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Op::Symlink { target, .. } => {
+                crate::fs::mutating("symlink", path)?;
+                rustix::fs::symlinkat(target.as_str(), dir, name)?;
+            }
+            Op::ReplaceSymlink { target, .. } => {
+                let tmp = crate::fs::temp_name(std::ffi::OsStr::new(name))?;
+                crate::fs::mutating("symlink", path)?;
+                rustix::fs::symlinkat(target.as_str(), dir, tmp.as_os_str())?;
+                if let Err(e) = rustix::fs::renameat(dir, tmp.as_os_str(), dir, name) {
+                    let _ = rustix::fs::unlinkat(dir, tmp.as_os_str(), AtFlags::empty());
+                    return Err(e.into());
+                }
+            }
+            Op::Unlink(_) => {
+                crate::fs::mutating("unlink", path)?;
+                rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
+            }
+            Op::Rmdir(_) => {
+                crate::fs::mutating("rmdir", path)?;
+                rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
+            }
+        }
+        // Whatever was at `p` is gone or replaced: forget any directory opened at or below it.
+        if !matches!(op, Op::Mkdir(_) | Op::Symlink { .. }) {
+            dirs.retain(|d, _| crate::units::lookup::path_startswith(d, p).is_none());
         }
         Ok(())
     }

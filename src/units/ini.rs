@@ -35,30 +35,34 @@ fn string_is_safe(s: &str) -> bool {
 
 /// Splits like systemd's `read_line`: `\n`, `\r\n`, `\r` and NUL end a line.
 pub fn split_lines(data: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < data.len() {
-        match data[i] {
-            b'\n' | 0 => {
-                out.push(&data[start..i]);
-                start = i + 1;
-            }
-            b'\r' => {
-                out.push(&data[start..i]);
-                if data.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-                start = i + 1;
-            }
-            _ => {}
+    lines(data).collect()
+}
+
+/// The lines of `data` as [`split_lines`] splits them, lazily.
+fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
         }
-        i += 1;
-    }
-    if start < data.len() {
-        out.push(&data[start..]);
-    }
-    out
+        match rest.iter().position(|&c| matches!(c, b'\n' | b'\r' | 0)) {
+            Some(i) => {
+                let line = &rest[..i];
+                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                rest = &rest[i + skip..];
+                Some(line)
+            }
+            None => {
+                let line = rest;
+                rest = &[];
+                Some(line)
+            }
+        }
+    })
 }
 
 const WS: &[u8] = b" \t\n\r";
@@ -78,7 +82,6 @@ pub fn parse(data: &[u8], wanted: &[&str], quiet: &[&str]) -> Parsed {
     let mut continuation: Option<Vec<u8>> = None;
     let mut line = 0usize;
     let mut bom_seen = false;
-    let lines = split_lines(data);
     let mut handle = |l: &[u8], line: usize, out: &mut Parsed| -> bool {
         let l = trim(l);
         if l.is_empty() {
@@ -137,7 +140,7 @@ pub fn parse(data: &[u8], wanted: &[&str], quiet: &[&str]) -> Parsed {
         });
         true
     };
-    for raw in lines {
+    for raw in lines(data) {
         line += 1;
         let mut l: &[u8] = raw;
         let lead = l.iter().position(|c| !WS.contains(c)).unwrap_or(l.len());
@@ -150,32 +153,37 @@ pub fn parse(data: &[u8], wanted: &[&str], quiet: &[&str]) -> Parsed {
                 bom_seen = true;
             }
         }
-        let mut p: Vec<u8> = match continuation.take() {
+        // The line continues when it ends in an odd number of backslashes (an even run is
+        // escaped backslashes).
+        let continued = |p: &[u8]| p.iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 1;
+        match continuation.take() {
             Some(mut c) => {
                 c.extend_from_slice(l);
-                c
+                if continued(&c) {
+                    if let Some(last) = c.last_mut() {
+                        *last = b' ';
+                    }
+                    continuation = Some(c);
+                    continue;
+                }
+                if !handle(&c, line, &mut out) {
+                    return out;
+                }
             }
-            None => l.to_vec(),
-        };
-        let mut escaped = false;
-        for &c in &p {
-            if escaped {
-                escaped = false;
-            } else if c == b'\\' {
-                escaped = true;
+            None => {
+                if continued(l) {
+                    let mut c = l.to_vec();
+                    if let Some(last) = c.last_mut() {
+                        *last = b' ';
+                    }
+                    continuation = Some(c);
+                    continue;
+                }
+                if !handle(l, line, &mut out) {
+                    return out;
+                }
             }
         }
-        if escaped {
-            if let Some(last) = p.last_mut() {
-                *last = b' ';
-            }
-            continuation = Some(p);
-            continue;
-        }
-        if !handle(&p, line, &mut out) {
-            return out;
-        }
-        p.clear();
     }
     if let Some(c) = continuation {
         line += 1;

@@ -61,11 +61,28 @@ impl LookupPaths {
     /// Whether `path`'s parent directory is in the search path (`in_search_path`).
     pub fn in_search_path(&self, path: &str) -> bool {
         let parent = parent_of(path);
+        if is_clean(parent) {
+            // Both sides are in canonical spelling: equal paths are equal strings.
+            return self.search_path.iter().any(|p| p == parent)
+                || self
+                    .search_path
+                    .iter()
+                    .any(|p| !is_clean(p) && path_equal(p, parent));
+        }
         self.search_path.iter().any(|p| path_equal(p, parent))
     }
 
     /// Whether `path` lies below a search-path directory (`path_startswith_strv`).
     pub fn under_search_path(&self, path: &str) -> bool {
+        if is_clean(path) {
+            return self.search_path.iter().any(|p| {
+                if is_clean(p) {
+                    clean_startswith(path, p)
+                } else {
+                    path_startswith(path, p).is_some()
+                }
+            });
+        }
         self.search_path
             .iter()
             .any(|p| path_startswith(path, p).is_some())
@@ -73,14 +90,20 @@ impl LookupPaths {
 
     pub fn is_generator_or_transient(&self, path: &str) -> bool {
         let parent = parent_of(path);
-        [GENERATOR, GENERATOR_EARLY, GENERATOR_LATE, TRANSIENT]
-            .iter()
-            .any(|d| path_equal(d, parent))
+        let dirs = [GENERATOR, GENERATOR_EARLY, GENERATOR_LATE, TRANSIENT];
+        if is_clean(parent) {
+            // The constants are spelled canonically too.
+            return dirs.contains(&parent);
+        }
+        dirs.iter().any(|d| path_equal(d, parent))
     }
 
     /// `path_is_config(…, check_parent=true)`.
     pub fn parent_is_config(&self, path: &str) -> bool {
         let parent = parent_of(path);
+        if is_clean(parent) {
+            return parent == PERSISTENT_CONFIG || parent == RUNTIME_CONFIG;
+        }
         path_equal(parent, PERSISTENT_CONFIG) || path_equal(parent, RUNTIME_CONFIG)
     }
 }
@@ -90,8 +113,51 @@ pub fn components(p: &str) -> impl DoubleEndedIterator<Item = &str> {
     p.split('/').filter(|c| !c.is_empty() && *c != ".")
 }
 
+/// Whether `p` is spelled canonically: non-empty, no empty or `.` components, no trailing
+/// slash (except `/` itself). Two such paths are [`path_equal`] exactly when they are equal
+/// strings, which lets the hot callers skip the component-wise comparison.
+pub fn is_clean(p: &str) -> bool {
+    let b = p.as_bytes();
+    if b == b"/" {
+        return true;
+    }
+    if b.is_empty() || b[b.len() - 1] == b'/' {
+        return false;
+    }
+    // A relative path starting with a `.` component.
+    if b[0] == b'.' && b.get(1).is_none_or(|&c| c == b'/') {
+        return false;
+    }
+    // An empty (`//`) or `.` (`/./`, `/.` at the end) component after a slash.
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'/' {
+            match (b.get(i + 1), b.get(i + 2)) {
+                (Some(b'/'), _) => return false,
+                (Some(b'.'), None | Some(b'/')) => return false,
+                _ => {}
+            }
+        }
+    }
+    true
+}
+
+/// `path_startswith(path, prefix).is_some()` for two [`is_clean`] paths.
+fn clean_startswith(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return path.starts_with('/');
+    }
+    path.starts_with(prefix)
+        && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
+}
+
 /// `path_equal`.
 pub fn path_equal(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    if is_clean(a) && is_clean(b) {
+        return false;
+    }
     a.starts_with('/') == b.starts_with('/') && components(a).eq(components(b))
 }
 
@@ -109,22 +175,32 @@ pub fn path_startswith<'a>(path: &'a str, prefix: &str) -> Option<Vec<&'a str>> 
     Some(pc.collect())
 }
 
+/// The length of `p` without trailing slashes.
+fn trimmed_len(p: &str) -> usize {
+    let b = p.as_bytes();
+    let mut end = b.len();
+    while end > 0 && b[end - 1] == b'/' {
+        end -= 1;
+    }
+    end
+}
+
 /// The directory part of a path (lexical; `/` for top-level names).
 pub fn parent_of(p: &str) -> &str {
-    let t = p.trim_end_matches('/');
-    match t.rfind('/') {
+    let end = trimmed_len(p);
+    match p.as_bytes()[..end].iter().rposition(|&c| c == b'/') {
         Some(0) => "/",
-        Some(i) => &t[..i],
+        Some(i) => &p[..i],
         None => ".",
     }
 }
 
 /// The last component of a path.
 pub fn file_name(p: &str) -> &str {
-    let t = p.trim_end_matches('/');
-    match t.rfind('/') {
-        Some(i) => &t[i + 1..],
-        None => t,
+    let end = trimmed_len(p);
+    match p.as_bytes()[..end].iter().rposition(|&c| c == b'/') {
+        Some(i) => &p[i + 1..end],
+        None => &p[..end],
     }
 }
 
@@ -161,7 +237,30 @@ mod tests {
         assert_eq!(parent_of("/a/b.service"), "/a");
         assert_eq!(parent_of("/b.service"), "/");
         assert_eq!(file_name("/a/b.service"), "b.service");
+        assert_eq!(file_name("/a/b.service//"), "b.service");
+        assert_eq!(file_name("b"), "b");
+        assert_eq!(parent_of("/a/b//"), "/a");
+        assert_eq!(parent_of("/"), ".");
+        assert_eq!(parent_of("b"), ".");
+        assert!(is_clean("/") && is_clean("/a/b") && is_clean("a/b"));
+        assert!(!is_clean("/a//b") && !is_clean("/a/./b") && !is_clean("/a/") && !is_clean(""));
+        assert!(!is_clean("./a") && !is_clean("/a/.") && !is_clean(".") && !is_clean("//"));
+        assert!(is_clean(".a/b") && is_clean("/a/.b") && is_clean("/a/..") && is_clean("a"));
+        assert!(!is_clean("a//b") && !is_clean("/./a"));
+        assert!(path_equal("/a/b", "/a/b") && !path_equal("/a/b", "/a/c"));
+        assert!(path_equal("/a/./b", "/a/b") && !path_equal("a/b", "/a/b"));
+        assert!(clean_startswith("/a/b", "/a") && clean_startswith("/a", "/a"));
+        assert!(!clean_startswith("/ab", "/a") && clean_startswith("/x", "/"));
         let lp = LookupPaths::system(false);
+        assert!(lp.under_search_path("/usr/lib/systemd/system//a.wants/a.service"));
+        assert!(!lp.under_search_path("/usr/lib/systemd/systemx/a.service"));
+        assert!(lp.in_search_path("/usr/lib/systemd//system/./a.service"));
+        assert!(lp.is_generator_or_transient("/run/systemd/generator/a.service"));
+        assert!(lp.is_generator_or_transient("/run/systemd//transient/./a.service"));
+        assert!(!lp.is_generator_or_transient("/run/systemd/system/a.service"));
+        assert!(lp.parent_is_config("/etc/systemd/system/a.service"));
+        assert!(lp.parent_is_config("/run//systemd/system/a.service"));
+        assert!(!lp.parent_is_config("/etc/systemd/system/x.wants/a.service"));
         assert!(lp.in_search_path("/usr/lib/systemd/system/a.service"));
         assert!(!lp.in_search_path("/usr/lib/systemd/system/a.wants/a.service"));
         assert!(lp.under_search_path("/usr/lib/systemd/system/a.wants/a.service"));

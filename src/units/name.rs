@@ -23,18 +23,22 @@ pub enum UnitType {
 
 impl UnitType {
     pub fn from_suffix(s: &str) -> Option<UnitType> {
+        Self::from_suffix_bytes(s.as_bytes())
+    }
+
+    fn from_suffix_bytes(s: &[u8]) -> Option<UnitType> {
         Some(match s {
-            "service" => UnitType::Service,
-            "socket" => UnitType::Socket,
-            "target" => UnitType::Target,
-            "device" => UnitType::Device,
-            "mount" => UnitType::Mount,
-            "automount" => UnitType::Automount,
-            "swap" => UnitType::Swap,
-            "timer" => UnitType::Timer,
-            "path" => UnitType::Path,
-            "slice" => UnitType::Slice,
-            "scope" => UnitType::Scope,
+            b"service" => UnitType::Service,
+            b"socket" => UnitType::Socket,
+            b"target" => UnitType::Target,
+            b"device" => UnitType::Device,
+            b"mount" => UnitType::Mount,
+            b"automount" => UnitType::Automount,
+            b"swap" => UnitType::Swap,
+            b"timer" => UnitType::Timer,
+            b"path" => UnitType::Path,
+            b"slice" => UnitType::Slice,
+            b"scope" => UnitType::Scope,
             _ => return None,
         })
     }
@@ -93,30 +97,38 @@ fn valid_char(c: u8) -> bool {
 
 /// The kind of a valid unit name (`PLAIN`, `INSTANCE` or `TEMPLATE`), or `None` if invalid.
 pub fn classify(n: &str) -> Option<u8> {
+    classify_typed(n).map(|(k, _)| k)
+}
+
+/// [`classify`] and the unit type in one pass (this runs for every candidate path of every
+/// unit lookup, so it avoids `str` pattern searches).
+fn classify_typed(n: &str) -> Option<(u8, UnitType)> {
     let b = n.as_bytes();
     if b.is_empty() || b.len() >= UNIT_NAME_MAX {
         return None;
     }
-    let e = n.rfind('.')?;
+    let e = b.iter().rposition(|&c| c == b'.')?;
     if e == 0 {
         return None;
     }
-    UnitType::from_suffix(&n[e + 1..])?;
+    let t = UnitType::from_suffix_bytes(&b[e + 1..])?;
     let mut at = None;
     for (i, &c) in b[..e].iter().enumerate() {
-        if c == b'@' && at.is_none() {
-            at = Some(i);
-        }
-        if c != b'@' && !valid_char(c) {
+        if c == b'@' {
+            if at.is_none() {
+                at = Some(i);
+            }
+        } else if !valid_char(c) {
             return None;
         }
     }
-    match at {
-        Some(0) => None,
-        None => Some(PLAIN),
-        Some(a) if e > a + 1 => Some(INSTANCE),
-        Some(_) => Some(TEMPLATE),
-    }
+    let k = match at {
+        Some(0) => return None,
+        None => PLAIN,
+        Some(a) if e > a + 1 => INSTANCE,
+        Some(_) => TEMPLATE,
+    };
+    Some((k, t))
 }
 
 /// `unit_name_is_valid(n, flags)`.
@@ -126,8 +138,7 @@ pub fn is_valid(n: &str, flags: u8) -> bool {
 
 /// The unit type of a valid name.
 pub fn unit_type(n: &str) -> Option<UnitType> {
-    classify(n)?;
-    UnitType::from_suffix(&n[n.rfind('.')? + 1..])
+    classify_typed(n).map(|(_, t)| t)
 }
 
 /// `unit_instance_is_valid`: non-empty, valid characters plus `@`.
