@@ -20,20 +20,41 @@ fn base(t: &Path) {
 }
 
 fn provision(t: &Path, cmdline: &str, extra: &[&str]) -> (Output, Value) {
+    provision_with(t, cmdline, extra, None)
+}
+
+/// Runs `pristine provision` on `t`; with `initrd = Some((efivars, runtime dir))` as inside an
+/// initrd with those EFI variables and runtime directory. Returns the output and the report.
+fn provision_with(
+    t: &Path,
+    cmdline: &str,
+    extra: &[&str],
+    initrd: Option<(&Path, &Path)>,
+) -> (Output, Value) {
     let report = t.parent().unwrap().join(format!(
         "report-{}.json",
         t.file_name().unwrap().to_string_lossy()
     ));
     let _ = std::fs::remove_file(&report);
-    let out = pristine()
-        .arg(format!("--root={}", t.display()))
-        .arg(format!("--cmdline={cmdline}"))
-        .arg("--efivars=/nonexistent")
+    let mut cmd = pristine();
+    cmd.arg(format!("--root={}", t.display()))
+        .arg(format!("--cmdline={cmdline}"));
+    match initrd {
+        Some((efivars, runtime)) => {
+            cmd.arg(format!("--efivars={}", efivars.display()))
+                .env("SYSTEMD_IN_INITRD", "1")
+                .env("PRISTINE_RUNTIME_DIR", runtime);
+        }
+        None => {
+            cmd.arg("--efivars=/nonexistent")
+                .env("SYSTEMD_IN_INITRD", "0");
+        }
+    }
+    let out = cmd
         .arg("provision")
         .arg(format!("--report={}", report.display()))
         .args(extra)
         .env("SYSTEMD_LOG_TARGET", "console")
-        .env("SYSTEMD_IN_INITRD", "0")
         .env_remove("CREDENTIALS_DIRECTORY")
         .output()
         .unwrap();
@@ -374,21 +395,7 @@ fn stateless_mode_mounts_tmpfs_once() {
 }
 
 fn provision_initrd(t: &Path, cmdline: &str, efivars: &Path, runtime: &Path) -> Output {
-    pristine()
-        .arg(format!("--root={}", t.display()))
-        .arg(format!("--cmdline={cmdline}"))
-        .arg(format!("--efivars={}", efivars.display()))
-        .args([
-            "provision",
-            "--report",
-            t.parent().unwrap().join("r.json").to_str().unwrap(),
-        ])
-        .env("SYSTEMD_LOG_TARGET", "console")
-        .env("SYSTEMD_IN_INITRD", "1")
-        .env("PRISTINE_RUNTIME_DIR", runtime)
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .output()
-        .unwrap()
+    provision_with(t, cmdline, &[], Some((efivars, runtime))).0
 }
 
 #[test]
