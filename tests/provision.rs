@@ -629,3 +629,26 @@ fn a_failed_operation_is_retried_on_the_next_boot() {
     assert!(t.join("var/ro/sub").is_dir());
     assert!(t.join("etc/.pristine-stamp").exists());
 }
+
+#[test]
+fn a_reset_keeps_the_usr_update_state() {
+    let tmp = TempDir::new("prov-upd-state");
+    let t = tmp.path().join("root");
+    base(&t);
+    assert!(provision(&t, "", &[]).0.status.success());
+    write(&t, "var/lib/pristine/update/state.toml", "slot state\n");
+    write(&t, "var/lib/other", "local\n");
+    write(&t, "var/lib/pristine/factory-reset", "");
+    let (out, report) = provision(&t, "", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["reset"], true);
+    assert!(!t.join("var/lib/other").exists());
+    assert_eq!(
+        std::fs::read_to_string(t.join("var/lib/pristine/update/state.toml")).unwrap(),
+        "slot state\n"
+    );
+}

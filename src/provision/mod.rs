@@ -401,7 +401,7 @@ fn step_reset(
     }
     let mut out = Outcome::default();
     let req = crate::reset::Request::from_settings(
-        &settings.reset,
+        settings,
         state.factory_reset.sources.clone(),
         Some(host.efivars.clone()),
         &mut out,

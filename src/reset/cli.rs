@@ -117,12 +117,8 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
             if force {
                 sources.push("forced".into());
             }
-            let req = Request::from_settings(
-                &settings.reset,
-                sources,
-                Some(host.efivars.clone()),
-                &mut out,
-            );
+            let req =
+                Request::from_settings(&settings, sources, Some(host.efivars.clone()), &mut out);
             if dry_run {
                 for s in plan(&req, &resumed) {
                     println!("{}: {:?}: {}", s.dir.display(), s.phase, s.what);

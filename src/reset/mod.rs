@@ -27,7 +27,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ResetLevel, ResetMachineId, ResetSettings};
+use crate::config::{ResetLevel, ResetMachineId, Settings};
 use crate::fs::{Root, WriteOptions};
 use crate::report::{Diagnostic, Outcome};
 
@@ -72,11 +72,12 @@ impl Request {
     /// Builds the request from the `[reset]` settings. Keep paths outside /etc and /var, or
     /// with `..`, are reported and dropped.
     pub fn from_settings(
-        s: &ResetSettings,
+        settings: &Settings,
         sources: Vec<String>,
         efivars: Option<PathBuf>,
         out: &mut Outcome,
     ) -> Request {
+        let s = &settings.reset;
         let mut keep = Vec::new();
         for k in &s.keep {
             let p = Path::new(k);
@@ -99,6 +100,17 @@ impl Request {
         }
         if s.machine_id == ResetMachineId::Keep {
             keep.push(PathBuf::from("/etc/machine-id"));
+        }
+        // The /usr update state (slots, pending version, tries) describes /usr, not local
+        // state: it survives a reset.
+        let st = Path::new(&settings.update.state_dir);
+        let in_scope = st.starts_with("/var") || st.starts_with("/etc");
+        if st.is_absolute()
+            && in_scope
+            && st.components().count() > 2
+            && !keep.iter().any(|k| st.starts_with(k))
+        {
+            keep.push(st.to_path_buf());
         }
         Request {
             level: s.level,
@@ -552,6 +564,7 @@ mod tests {
 
     #[test]
     fn keep_validation() {
+        use crate::config::ResetSettings;
         let mut out = Outcome::default();
         let s = ResetSettings {
             level: ResetLevel::Full,
@@ -564,12 +577,18 @@ mod tests {
             ],
             machine_id: ResetMachineId::Keep,
         };
-        let r = Request::from_settings(&s, vec![], None, &mut out);
+        let settings = Settings {
+            reset: s,
+            ..Default::default()
+        };
+        let r = Request::from_settings(&settings, vec![], None, &mut out);
         assert_eq!(
             r.keep,
             vec![
                 PathBuf::from("/var/lib/machines"),
-                PathBuf::from("/etc/machine-id")
+                PathBuf::from("/etc/machine-id"),
+                // The update state is kept by default.
+                PathBuf::from("/var/lib/pristine/update"),
             ]
         );
         assert_eq!(out.diagnostics.len(), 4);
