@@ -65,6 +65,14 @@ fn provision_with(
     (out, v)
 }
 
+/// A temporary directory holding a fresh base tree at `root/`.
+fn fresh(tag: &str) -> (TempDir, PathBuf) {
+    let tmp = TempDir::new(tag);
+    let t = tmp.path().join("root");
+    base(&t);
+    (tmp, t)
+}
+
 /// Every path with its type, mode, owner, inode, mtime and content.
 fn snapshot(t: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
@@ -112,9 +120,7 @@ fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn fresh_then_nothing_to_do() {
-    let tmp = TempDir::new("prov-fresh");
-    let t = tmp.path().join("root");
-    base(&t);
+    let (_tmp, t) = fresh("prov-fresh");
     let (out, report) = provision(&t, "", &[]);
     assert!(
         out.status.success(),
@@ -174,9 +180,7 @@ fn fresh_then_nothing_to_do() {
 
 #[test]
 fn dry_run_changes_nothing() {
-    let tmp = TempDir::new("prov-dry");
-    let t = tmp.path().join("root");
-    base(&t);
+    let (_tmp, t) = fresh("prov-dry");
     std::fs::create_dir_all(t.join("etc")).unwrap();
     let before = snapshot(&t);
     let (out, _) = provision(&t, "", &["--dry-run"]);
@@ -192,9 +196,7 @@ fn dry_run_changes_nothing() {
 #[test]
 fn machine_id_sources_and_policies() {
     // Kernel command line wins over an existing id.
-    let tmp = TempDir::new("prov-mid");
-    let t = tmp.path().join("root");
-    base(&t);
+    let (tmp, t) = fresh("prov-mid");
     write(&t, "etc/machine-id", "fedcba9876543210fedcba9876543210\n");
     let (out, _) = provision(&t, &format!("systemd.machine_id={MID}"), &[]);
     assert!(out.status.success());
@@ -260,9 +262,7 @@ fn machine_id_sources_and_policies() {
 
 #[test]
 fn bad_config_is_reported_and_the_boot_goes_on() {
-    let tmp = TempDir::new("prov-bad");
-    let t = tmp.path().join("root");
-    base(&t);
+    let (_tmp, t) = fresh("prov-bad");
     write(
         &t,
         "etc/pristine/broken.toml",
@@ -285,9 +285,7 @@ fn bad_config_is_reported_and_the_boot_goes_on() {
 
 #[test]
 fn reset_then_provision_keeps_the_keep_list() {
-    let tmp = TempDir::new("prov-reset");
-    let t = tmp.path().join("root");
-    base(&t);
+    let (_tmp, t) = fresh("prov-reset");
     write(
         &t,
         "usr/lib/pristine/10-reset.toml",
@@ -327,9 +325,7 @@ fn reset_then_provision_keeps_the_keep_list() {
 
 #[test]
 fn usr_update_is_detected_also_when_mtime_goes_backwards() {
-    let tmp = TempDir::new("prov-upd");
-    let t = tmp.path().join("root");
-    base(&t);
+    let (_tmp, t) = fresh("prov-upd");
     assert!(provision(&t, "", &[]).0.status.success());
     assert_eq!(provision(&t, "", &[]).1["etc"], "up-to-date");
     // A downgrade: new os-release, /usr mtime set into the past.
@@ -359,9 +355,7 @@ fn usr_update_is_detected_also_when_mtime_goes_backwards() {
 
 #[test]
 fn stateless_mode_mounts_tmpfs_once() {
-    let tmp = TempDir::new("prov-stateless");
-    let t = tmp.path().join("root");
-    base(&t);
+    let (_tmp, t) = fresh("prov-stateless");
     write(&t, "etc/on-disk", "hidden by the tmpfs\n");
     let (out, report) = provision(&t, "systemd.volatile=yes", &[]);
     let mounted = |p: &Path| {
@@ -585,9 +579,7 @@ fn usr_update_adds_only_what_is_new_and_keeps_admin_choices() {
 
 #[test]
 fn a_failed_operation_is_retried_on_the_next_boot() {
-    let tmp = TempDir::new("prov-fail");
-    let t = tmp.path().join("root");
-    base(&t);
+    let (_tmp, t) = fresh("prov-fail");
     write(
         &t,
         "usr/lib/tmpfiles.d/needs-dir.conf",
@@ -632,9 +624,7 @@ fn a_failed_operation_is_retried_on_the_next_boot() {
 
 #[test]
 fn a_reset_keeps_the_usr_update_state() {
-    let tmp = TempDir::new("prov-upd-state");
-    let t = tmp.path().join("root");
-    base(&t);
+    let (_tmp, t) = fresh("prov-upd-state");
     assert!(provision(&t, "", &[]).0.status.success());
     write(&t, "var/lib/pristine/update/state.toml", "slot state\n");
     write(&t, "var/lib/other", "local\n");
