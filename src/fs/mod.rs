@@ -113,6 +113,17 @@ impl Root {
         Root::open_with(path, resolver)
     }
 
+    /// A second handle on the same root (a duplicated descriptor, the same resolver), for
+    /// read-ahead on another thread.
+    pub fn try_clone(&self) -> io::Result<Root> {
+        Ok(Root {
+            fd: self.fd.try_clone()?,
+            host: self.host.clone(),
+            resolver: self.resolver,
+            deferred_sync: std::cell::Cell::new(self.deferred_sync.get()),
+        })
+    }
+
     /// Like [`Root::open`] with an explicit resolver (tests use this to exercise both).
     pub fn open_with(path: impl AsRef<Path>, resolver: Resolver) -> io::Result<Root> {
         let host = path.as_ref().to_path_buf();
@@ -144,9 +155,35 @@ impl Root {
         !self.deferred_sync.get()
     }
 
-    /// Flushes the file system holding the root (`syncfs(2)`).
-    pub fn sync(&self) -> io::Result<()> {
-        Ok(rustix::fs::syncfs(&self.fd)?)
+    /// Flushes the file systems holding the root and the in-root directories `dirs` (`syncfs(2)`
+    /// once per file system: a separate `/var` partition is flushed too). A directory that
+    /// does not exist is skipped; the first error is returned after trying them all.
+    pub fn sync(&self, dirs: &[&str]) -> io::Result<()> {
+        let mut seen = Vec::new();
+        let mut flush = |fd: BorrowedFd<'_>| -> io::Result<()> {
+            let st = rustix::fs::fstat(fd)?;
+            if !seen.contains(&st.st_dev) {
+                seen.push(st.st_dev);
+                rustix::fs::syncfs(fd)?;
+            }
+            Ok(())
+        };
+        let mut result = flush(self.fd.as_fd());
+        for d in dirs {
+            let r = match self.open_path(
+                Path::new(d),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                Mode::empty(),
+            ) {
+                Ok(fd) => flush(fd.as_fd()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            };
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
     }
 
     /// The host path of the root, for messages.
@@ -241,28 +278,13 @@ impl Root {
             OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
             Mode::empty(),
         )?;
-        let st = rustix::fs::fstat(&fd)?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(io::Error::new(
+        read_regular(&fd).map_err(|e| match e {
+            ReadError::NotRegular => io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{} is not a regular file", self.display_path(p).display()),
-            ));
-        }
-        // Sized from fstat plus one byte, so a file read whole takes two reads (the second sees
-        // the end); a file that grows meanwhile is still read to its end.
-        let mut buf = vec![0u8; usize::try_from(st.st_size).unwrap_or(0).saturating_add(1)];
-        let mut filled = 0;
-        loop {
-            if filled == buf.len() {
-                buf.resize(buf.len() * 2 + 4096, 0);
-            }
-            let n = rustix::io::read(&fd, &mut buf[filled..])?;
-            if n == 0 {
-                buf.truncate(filled);
-                return Ok(buf);
-            }
-            filled += n;
-        }
+            ),
+            ReadError::Io(e) => e.into(),
+        })
     }
 
     /// Reads a whole file as UTF-8 text.
@@ -467,21 +489,71 @@ pub fn timestamps(atime: (i64, i64), mtime: (i64, i64)) -> Timestamps {
 
 /// Lists an open directory, sorted by name, without `.` and `..`.
 pub fn read_dir_fd(fd: impl AsFd) -> io::Result<Vec<Entry>> {
-    let mut dir = rustix::fs::Dir::read_from(fd)?;
     let mut out = Vec::new();
-    while let Some(ent) = dir.read() {
+    for_each_entry(fd.as_fd(), |name, file_type| {
+        out.push(Entry {
+            name: OsStr::from_bytes(name).to_os_string(),
+            file_type,
+        });
+    })?;
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Calls `f` with each entry of an open directory (name and `d_type`, which may be
+/// `Unknown`) in `readdir` order, without `.` and `..`. Reads from the start whatever the
+/// descriptor's position, on the descriptor itself: no second descriptor is opened.
+pub fn for_each_entry(fd: BorrowedFd<'_>, mut f: impl FnMut(&[u8], FileType)) -> io::Result<()> {
+    use std::mem::MaybeUninit;
+    rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(0))?;
+    let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
+    let mut dir = rustix::fs::RawDir::new(fd, &mut buf);
+    while let Some(ent) = dir.next() {
         let ent = ent?;
         let name = ent.file_name().to_bytes();
         if name == b"." || name == b".." {
             continue;
         }
-        out.push(Entry {
-            name: OsStr::from_bytes(name).to_os_string(),
-            file_type: ent.file_type(),
-        });
+        f(name, ent.file_type());
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    Ok(())
+}
+
+/// Why [`read_regular`] failed.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The open file is not a regular file (a FIFO, device, directory…): never read.
+    NotRegular,
+    Io(rustix::io::Errno),
+}
+
+/// Reads an open file whole if it is a regular file. Sized from `fstat`: a file read whole
+/// takes one read (a short read after at least the reported size is its end); a file that
+/// grows meanwhile is still read to its end.
+pub fn read_regular(fd: &OwnedFd) -> Result<Vec<u8>, ReadError> {
+    let st = rustix::fs::fstat(fd).map_err(ReadError::Io)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(ReadError::NotRegular);
+    }
+    let size = usize::try_from(st.st_size).unwrap_or(0);
+    let mut buf = vec![0u8; size.saturating_add(1)];
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2 + 4096, 0);
+        }
+        let want = buf.len() - filled;
+        let n = match rustix::io::read(fd, &mut buf[filled..]) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(ReadError::Io(e)),
+        };
+        filled += n;
+        if n == 0 || (n < want && filled >= size) {
+            buf.truncate(filled);
+            return Ok(buf);
+        }
+    }
 }
 
 /// A temporary name next to `name`, as systemd makes them (`.#name` plus random hex).

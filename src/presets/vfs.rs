@@ -5,7 +5,7 @@
 //! sees its own earlier changes. Nothing is written until [`Vfs::apply`].
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
@@ -80,27 +80,11 @@ fn read_at(dir: &OwnedFd, name: &str) -> Result<Vec<u8>, Errno> {
         OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let st = rustix::fs::fstat(&fd)?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+    crate::fs::read_regular(&fd).map_err(|e| match e {
         // Root::read's "not a regular file" error, as its errno.
-        return Err(Errno::IO);
-    }
-    // One read for the whole file (sized by fstat), one more to see the end.
-    let mut buf = vec![0u8; usize::try_from(st.st_size).unwrap_or(0) + 1];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        match rustix::io::read(&fd, &mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(len);
-    Ok(buf)
+        crate::fs::ReadError::NotRegular => Errno::IO,
+        crate::fs::ReadError::Io(e) => e,
+    })
 }
 
 fn io_errno(e: &std::io::Error) -> Errno {
@@ -230,16 +214,11 @@ impl<'r> Vfs<'r> {
                 .open_path(Path::new(canon), DIR, Mode::empty())
                 .ok()?,
         };
-        let mut dir = rustix::fs::Dir::read_from(&fd).ok()?;
         let mut list = DirList::default();
-        while let Some(Ok(ent)) = dir.read() {
-            let Ok(name) = ent.file_name().to_str() else {
-                continue;
+        crate::fs::for_each_entry(fd.as_fd(), |name, mut ft| {
+            let Ok(name) = std::str::from_utf8(name) else {
+                return;
             };
-            if name == "." || name == ".." {
-                continue;
-            }
-            let mut ft = ent.file_type();
             if ft == FileType::Unknown {
                 ft = rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
                     .map(|st| FileType::from_raw_mode(st.st_mode))
@@ -254,8 +233,8 @@ impl<'r> Vfs<'r> {
             };
             list.order.push(name.to_string());
             list.map.insert(name.to_string(), kind);
-        }
-        drop(dir);
+        })
+        .ok()?;
         list.fd = Some(fd);
         Some(list)
     }
@@ -289,6 +268,25 @@ impl<'r> Vfs<'r> {
                     f(n, *k);
                 }
             }
+        }
+    }
+
+    /// Whether the canonical directory `canon` can be listed and lies on a read-only mount:
+    /// nothing this process does can change what is in it.
+    pub fn on_read_only_mount(&mut self, canon: &str) -> bool {
+        let Some(fd) = self.dir(canon).and_then(|d| d.fd.as_ref()) else {
+            return false;
+        };
+        rustix::fs::fstatvfs(fd)
+            .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+    }
+
+    /// Takes file contents read ahead (canonical path, bytes) as if this Vfs had read them.
+    /// The caller vouches that they cannot have changed since (see `presets::prefetch`).
+    pub fn preload(&mut self, files: Vec<(String, Vec<u8>)>) {
+        for (path, data) in files {
+            self.sizes.insert(path.clone(), data.len() as u64);
+            self.files.insert(path, std::rc::Rc::new(data));
         }
     }
 
