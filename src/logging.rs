@@ -49,7 +49,10 @@ impl Log for Logger {
         }
         match &self.sink {
             Sink::Stderr => {
-                let _ = writeln!(std::io::stderr(), "{}", r.args());
+                // One write per line: stderr is unbuffered, and a formatted record would
+                // otherwise reach it in several pieces (and interleave with other writers).
+                let line = format!("{}\n", r.args());
+                let _ = std::io::stderr().write_all(line.as_bytes());
             }
             Sink::Kmsg(f) => {
                 let line = format!(
