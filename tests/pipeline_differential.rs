@@ -150,6 +150,23 @@ fn provision_matches_the_four_reference_commands() {
         );
     }
 
+    // /usr is read-only here, so the unit files were read ahead on a second thread while
+    // sysusers and tmpfiles ran: the comparison below covers that path.
+    let presets = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "presets")
+        .unwrap();
+    let read_ahead = presets["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c[0] == "read_ahead")
+        .and_then(|c| c[1].as_u64())
+        .unwrap_or(0);
+    assert!(read_ahead > 100, "unit files read ahead: {presets}");
+
     for f in ["etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"] {
         assert_eq!(
             String::from_utf8_lossy(&std::fs::read(ours.join(f)).unwrap()),

@@ -147,12 +147,66 @@ fn finish(root: &Root, engine: Engine, dry_run: bool, out: &mut PresetOutcome) {
     }
 }
 
+/// Unit files read ahead, on another thread, while earlier provisioning steps run (see
+/// [`prefetch`]).
+#[derive(Debug, Default)]
+pub struct Prefetched(Vec<(String, Vec<u8>)>);
+
+impl Prefetched {
+    /// Number of files read ahead.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Reads ahead the unit files `preset-all` will read: the regular files with unit names in
+/// the search-path directories that lie on read-only mounts (an image's `/usr`). Nothing in
+/// such a directory can change before the presets step, not even through a symlink or a
+/// mount (a mount point cannot be renamed or replaced), so the bytes read here are the bytes
+/// that step would read; directories on writable mounts are left to it.
+pub fn prefetch(root: &Root) -> Prefetched {
+    let lp = LookupPaths::for_root(root);
+    let mut vfs = Vfs::new(root);
+    let mut files = Vec::new();
+    for d in &lp.search_path {
+        let Ok((canon, true)) = vfs.chase(d, true, false) else {
+            continue;
+        };
+        if !vfs.on_read_only_mount(&canon) {
+            continue;
+        }
+        for (name, kind) in vfs.list(&canon) {
+            if kind != Kind::Reg
+                || vfs::hidden_or_backup(&name)
+                || !crate::units::name::is_valid(&name, crate::units::name::ANY)
+            {
+                continue;
+            }
+            let path = crate::units::lookup::join(&canon, &name);
+            if let Ok(data) = vfs.read(&path) {
+                files.push((path, data.to_vec()));
+            }
+        }
+    }
+    Prefetched(files)
+}
+
 /// `preset-all` (see [`Options`]).
 pub fn preset_all(root: &Root, opts: &Options) -> PresetOutcome {
+    preset_all_prefetched(root, opts, Prefetched::default())
+}
+
+/// [`preset_all`] with unit files read ahead by [`prefetch`].
+pub fn preset_all_prefetched(root: &Root, opts: &Options, ahead: Prefetched) -> PresetOutcome {
     let mut out = PresetOutcome::default();
     let rules = PresetRules::load(root);
     let lp = LookupPaths::for_root(root);
     let mut vfs = Vfs::new(root);
+    vfs.preload(ahead.0);
     let mut engine = Engine::new(&mut vfs, lp, rules);
     let units = engine.enumerate();
     if !opts.new_only {

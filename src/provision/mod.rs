@@ -207,6 +207,9 @@ fn write_report(path: &Path, report: &Report) {
     }
 }
 
+/// Directories whose file systems the pipeline writes (flushed once each at the end).
+const SYNCED: &[&str] = &["/etc", "/var"];
+
 /// Runs the pipeline on an open root.
 pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
     let t0 = Instant::now();
@@ -277,11 +280,24 @@ pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
     };
     let var = classify_dir("/var");
 
+    // The presets step reads every unit file; those on a read-only /usr cannot change
+    // meanwhile, so a second thread reads them while the steps before it run.
+    let ahead = (etc != Reason::UpToDate)
+        .then(|| root.try_clone().ok())
+        .flatten()
+        .and_then(|r| {
+            std::thread::Builder::new()
+                .name("prefetch".into())
+                .spawn(move || crate::presets::prefetch(&r))
+                .ok()
+        });
+
     step_machine_id(&mut run, &host, &settings, &creds);
     step_firstboot(&mut run, &host, &settings, &creds);
     step_sysusers(&mut run, common, etc);
     step_tmpfiles(&mut run, common, &host, etc, var);
-    step_presets(&mut run, etc);
+    let ahead = ahead.and_then(|h| h.join().ok()).unwrap_or_default();
+    step_presets(&mut run, etc, ahead);
 
     // Durability: everything written above becomes durable with one syncfs before the record
     // is written, so a stamp never outlives the files it vouches for after a crash. The stamps
@@ -289,8 +305,8 @@ pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
     // again, which changes nothing that is already in place.
     if run.steps.iter().any(|s| s.ran && s.name != "detect") && !run.dry_run {
         run.step("sync", |_| {
-            root.sync()
-                .map(|()| ("file system synced".into(), Vec::new()))
+            root.sync(SYNCED)
+                .map(|()| ("file systems synced".into(), Vec::new()))
                 .map_err(|e| format!("syncfs failed: {e}"))
         });
     }
@@ -607,7 +623,7 @@ fn step_tmpfiles(run: &mut Run<'_>, common: &Common, host: &HostContext, etc: Re
     });
 }
 
-fn step_presets(run: &mut Run<'_>, etc: Reason) {
+fn step_presets(run: &mut Run<'_>, etc: Reason, ahead: crate::presets::Prefetched) {
     let root = run.root;
     let dry_run = run.dry_run;
     let has_record = root.exists(Path::new(crate::presets::STATE_FILE));
@@ -628,7 +644,8 @@ fn step_presets(run: &mut Run<'_>, etc: Reason) {
                 new_only: true,
                 dry_run,
             };
-            let o = crate::presets::preset_all(root, &opts);
+            let read_ahead = ahead.len() as u64;
+            let o = crate::presets::preset_all_prefetched(root, &opts, ahead);
             out.extend(o.outcome.diagnostics);
             let links = o
                 .changes
@@ -642,10 +659,10 @@ fn step_presets(run: &mut Run<'_>, etc: Reason) {
             };
             Ok((
                 format!(
-                    "{what}: {} unit(s), {links} link(s) created",
+                    "{what}: {} unit(s), {links} link(s) created, {read_ahead} unit file(s) read ahead",
                     o.applied_to.len()
                 ),
-                vec![("links".into(), links)],
+                vec![("links".into(), links), ("read_ahead".into(), read_ahead)],
             ))
         }),
     }
