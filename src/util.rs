@@ -12,6 +12,36 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Fills `buf` with random bytes for uniqueness, not secrecy (temporary file names), without
+/// ever blocking: early in boot, before the kernel's random pool is initialised, the blocking
+/// call above can stall for a second or more on machines without a hardware RNG. Uses
+/// `GRND_INSECURE` (Linux 5.6+), else `GRND_NONBLOCK`, else mixes the time, the PID and a
+/// counter (systemd's temporary names are made the same way, with `random_u64`).
+pub fn unique_bytes(buf: &mut [u8]) {
+    use rustix::rand::{getrandom, GetRandomFlags};
+    for flags in [GetRandomFlags::INSECURE, GetRandomFlags::NONBLOCK] {
+        if let Ok(n) = getrandom(&mut *buf, flags) {
+            if n == buf.len() {
+                return;
+            }
+        }
+    }
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let c = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut x = t ^ (u64::from(std::process::id()) << 32) ^ c.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in buf.iter_mut() {
+        // splitmix64 step per byte
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        *b = (z ^ (z >> 31)) as u8;
+    }
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const D: &[u8; 16] = b"0123456789abcdef";

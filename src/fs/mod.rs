@@ -383,7 +383,7 @@ impl Root {
     /// Creates or replaces the symlink `p` atomically (temporary link + rename).
     pub fn symlink_atomic(&self, target: &Path, p: &Path) -> io::Result<()> {
         let (dir, name) = self.parent(p)?;
-        let tmp = temp_name(&name)?;
+        let tmp = temp_name(&name);
         mutating("symlink", p)?;
         rustix::fs::symlinkat(target, &dir, tmp.as_os_str())?;
         if let Err(e) = rustix::fs::renameat(&dir, tmp.as_os_str(), &dir, name.as_os_str()) {
@@ -556,14 +556,15 @@ pub fn read_regular(fd: &OwnedFd) -> Result<Vec<u8>, ReadError> {
     }
 }
 
-/// A temporary name next to `name`, as systemd makes them (`.#name` plus random hex).
-pub fn temp_name(name: &OsStr) -> io::Result<OsString> {
+/// A temporary name next to `name`, as systemd makes them (`.#name` plus random hex). Never
+/// blocks on the kernel's random pool (see [`crate::util::unique_bytes`]).
+pub fn temp_name(name: &OsStr) -> OsString {
     let mut rnd = [0u8; 8];
-    crate::util::random_bytes(&mut rnd)?;
+    crate::util::unique_bytes(&mut rnd);
     let mut s = OsString::from(".#");
     s.push(name);
     s.push(crate::util::hex(&rnd));
-    Ok(s)
+    s
 }
 
 /// [`Root::write_atomic`] on an already open directory. `what` names the path in errors and
@@ -576,7 +577,7 @@ pub fn write_atomic_at(
     what: &Path,
     durable: bool,
 ) -> io::Result<()> {
-    let tmp = temp_name(name)?;
+    let tmp = temp_name(name);
     let mode = opts.mode.unwrap_or(0o644);
     mutating("write", what)?;
     let fd = rustix::fs::openat(

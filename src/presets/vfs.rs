@@ -698,7 +698,7 @@ impl<'r> Vfs<'r> {
                 rustix::fs::symlinkat(target.as_str(), dir, name)?;
             }
             Op::ReplaceSymlink { target, .. } => {
-                let tmp = crate::fs::temp_name(std::ffi::OsStr::new(name))?;
+                let tmp = crate::fs::temp_name(std::ffi::OsStr::new(name));
                 crate::fs::mutating("symlink", path)?;
                 rustix::fs::symlinkat(target.as_str(), dir, tmp.as_os_str())?;
                 if let Err(e) = rustix::fs::renameat(dir, tmp.as_os_str(), dir, name) {

@@ -397,7 +397,7 @@ fn write_temp(
         Some(t) => std::ffi::OsString::from(t),
         None => name.clone(),
     };
-    let tmp = crate::fs::temp_name(&name)?;
+    let tmp = crate::fs::temp_name(&name);
     crate::fs::mutating("write", Path::new(path))?;
     let fd = rustix::fs::openat(
         &dir,

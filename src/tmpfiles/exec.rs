@@ -1202,7 +1202,7 @@ fn create_special(ctx: &Ctx<'_>, i: &Item, t: FileType) -> R {
         // Atomic replacement: a temporary node renamed over the old one; a directory in the
         // way is removed first.
         ctx.forget_dirs();
-        let tmp = crate::fs::temp_name(&name).map_err(|e| e.to_string())?;
+        let tmp = crate::fs::temp_name(&name);
         let mut res = make_node(&dir, &tmp, t, i);
         if res.is_ok() {
             res = rustix::fs::renameat(&dir, tmp.as_os_str(), &dir, name.as_os_str());
@@ -1314,7 +1314,7 @@ fn create_symlink(ctx: &Ctx<'_>, i: &Item) -> R {
             return Ok(());
         }
         ctx.forget_dirs();
-        let tmp = crate::fs::temp_name(&name).map_err(|e| e.to_string())?;
+        let tmp = crate::fs::temp_name(&name);
         let mut res = rustix::fs::symlinkat(&target, &dir, tmp.as_os_str());
         if res.is_ok() {
             res = rustix::fs::renameat(&dir, tmp.as_os_str(), &dir, name.as_os_str());
