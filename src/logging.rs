@@ -1,6 +1,9 @@
-//! The `log` backend: `/dev/kmsg` as `<N>pristine[pid]: msg` when running in an initrd
-//! (`/etc/initrd-release` exists) or as PID 1, stderr otherwise. `SYSTEMD_LOG_TARGET=console`
-//! or `kmsg` forces one.
+//! The `log` backend, choosing its target as systemd's tools do: the journal when stderr is a
+//! journal stream (`$JOURNAL_STREAM`, as under a systemd service, lines prefixed `<N>` so
+//! journald keeps their priority), else `/dev/kmsg` as `<N>pristine[pid]: msg` when running in
+//! an initrd (`/etc/initrd-release` exists) or as PID 1, else stderr.
+//! `SYSTEMD_LOG_TARGET=console|kmsg|journal` forces one. [`kmsg_summary`] puts one line in the
+//! kernel log whatever the target.
 
 use std::io::Write as _;
 use std::sync::Mutex;
@@ -9,6 +12,8 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 enum Sink {
     Stderr,
+    /// stderr connected to journald: each line starts with its syslog priority.
+    Journal,
     Kmsg(Mutex<std::fs::File>),
 }
 
@@ -54,6 +59,10 @@ impl Log for Logger {
                 let line = format!("{}\n", r.args());
                 let _ = std::io::stderr().write_all(line.as_bytes());
             }
+            Sink::Journal => {
+                let line = format!("<{}>{}\n", syslog_priority(r.level()), r.args());
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
             Sink::Kmsg(f) => {
                 let line = format!(
                     "<{}>pristine[{}]: {}\n",
@@ -84,23 +93,57 @@ pub fn in_initrd() -> bool {
     std::path::Path::new("/etc/initrd-release").exists()
 }
 
+/// Whether stderr is the journal stream named by `$JOURNAL_STREAM` (`DEVICE:INODE`), which
+/// systemd sets for services whose output goes to the journal.
+fn stderr_is_journal() -> bool {
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
+        let (d, i) = v.split_once(':')?;
+        Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?))
+    }) else {
+        return false;
+    };
+    rustix::fs::fstat(rustix::stdio::stderr()).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
+}
+
+/// Writes one record to the kernel log on a descriptor of its own: the kernel limits each
+/// open `/dev/kmsg` to 10 lines in 5 s, so a line written last on the logger's descriptor
+/// after a busy run would be dropped. Used for the one summary line of a boot-time run; not
+/// written when `SYSTEMD_LOG_TARGET=console` keeps all output on the console.
+pub fn kmsg_summary(line: &str) {
+    if std::env::var("SYSTEMD_LOG_TARGET").as_deref() == Ok("console") {
+        return;
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+        let _ = f.write_all(format!("<5>pristine[{}]: {line}\n", std::process::id()).as_bytes());
+    }
+}
+
+static TO_KMSG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the logger writes to `/dev/kmsg`.
+pub fn target_is_kmsg() -> bool {
+    TO_KMSG.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Installs the logger. Safe to call more than once (later calls only change the level).
 pub fn init(level: LevelFilter) {
-    // SYSTEMD_LOG_TARGET=console|kmsg overrides the choice, as in systemd.
-    let to_kmsg = match std::env::var("SYSTEMD_LOG_TARGET").as_deref() {
-        Ok("console") => false,
-        Ok("kmsg") => true,
-        _ => in_initrd() || std::process::id() == 1,
+    // SYSTEMD_LOG_TARGET=console|kmsg|journal overrides the choice, as in systemd.
+    let kmsg = || match std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+        Ok(f) => Sink::Kmsg(Mutex::new(f)),
+        Err(_) => Sink::Stderr,
     };
-    let sink = if to_kmsg {
-        match std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
-            Ok(f) => Sink::Kmsg(Mutex::new(f)),
-            Err(_) => Sink::Stderr,
-        }
-    } else {
-        Sink::Stderr
+    let sink = match std::env::var("SYSTEMD_LOG_TARGET").as_deref() {
+        Ok("console") => Sink::Stderr,
+        Ok("kmsg") => kmsg(),
+        Ok("journal") => Sink::Journal,
+        _ if stderr_is_journal() => Sink::Journal,
+        _ if in_initrd() || std::process::id() == 1 => kmsg(),
+        _ => Sink::Stderr,
     };
-    let _ = log::set_boxed_logger(Box::new(Logger { sink }));
+    let kmsg = matches!(sink, Sink::Kmsg(_));
+    if log::set_boxed_logger(Box::new(Logger { sink })).is_ok() {
+        TO_KMSG.store(kmsg, std::sync::atomic::Ordering::Relaxed);
+    }
     log::set_max_level(level);
 }
 

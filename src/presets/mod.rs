@@ -38,6 +38,10 @@ pub struct Options {
     pub new_only: bool,
     /// Plan and print, change nothing.
     pub dry_run: bool,
+    /// Log the per-unit errors `preset-all` ignores (masked, generated or transient units…) at
+    /// info level instead of as errors: `pristine provision` meets the same masked vendor units
+    /// on every first boot, and they are expected there, not alarms on the console.
+    pub ignored_as_info: bool,
 }
 
 /// What a run did (or, with `dry_run`, would do).
@@ -112,11 +116,12 @@ impl State {
     }
 }
 
-fn log_changes(engine: &Engine, changes: &[Change]) {
+fn log_changes(engine: &Engine, changes: &[Change], ignored_as_info: bool) {
     let host = |p: &str| engine.host(p);
     for c in changes {
         let m = c.message(&host);
         match c.kind {
+            ChangeKind::Error(_) if ignored_as_info => log::info!("{m}, ignored"),
             ChangeKind::Error(_) => log::error!("{m}"),
             ChangeKind::DestinationNotPresent | ChangeKind::AuxiliaryFailed => log::warn!("{m}"),
             _ => log::info!("{m}"),
@@ -124,10 +129,11 @@ fn log_changes(engine: &Engine, changes: &[Change]) {
     }
 }
 
-fn finish(root: &Root, engine: Engine, dry_run: bool, out: &mut PresetOutcome) {
+fn finish(root: &Root, engine: Engine, opts: &Options, out: &mut PresetOutcome) {
+    let dry_run = opts.dry_run;
     out.changes = engine.changes.clone();
     if !dry_run {
-        log_changes(&engine, &out.changes);
+        log_changes(&engine, &out.changes, opts.ignored_as_info);
     }
     for (f, l, m) in &engine.rules.warnings {
         out.outcome
@@ -212,7 +218,7 @@ pub fn preset_all_prefetched(root: &Root, opts: &Options, ahead: Prefetched) -> 
     if !opts.new_only {
         engine.prepare_all(&units);
         engine.execute(opts.mode);
-        finish(root, engine, opts.dry_run, &mut out);
+        finish(root, engine, opts, &mut out);
         return out;
     }
     let prev_text = match root.read_optional(Path::new(STATE_FILE)) {
@@ -284,7 +290,7 @@ pub fn preset_all_prefetched(root: &Root, opts: &Options, ahead: Prefetched) -> 
             state.links.insert((u.clone(), c.path.clone(), t.clone()));
         }
     }
-    finish(root, engine, opts.dry_run, &mut out);
+    finish(root, engine, opts, &mut out);
     if opts.dry_run || out.outcome.failed() {
         return out;
     }
@@ -329,13 +335,18 @@ pub fn preset(
     for u in units {
         if engine.prepare_one(u).is_err() {
             out.changes = engine.changes.clone();
-            log_changes(&engine, &out.changes);
+            log_changes(&engine, &out.changes, false);
             return Err(out);
         }
     }
     engine.execute(mode);
     let failed = engine.exec_failed;
-    finish(root, engine, dry_run, &mut out);
+    let opts = Options {
+        mode,
+        dry_run,
+        ..Options::default()
+    };
+    finish(root, engine, &opts, &mut out);
     if failed {
         // systemctl applies what it could and exits 1.
         return Err(out);

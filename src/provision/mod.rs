@@ -81,6 +81,8 @@ pub fn classify(state: DirState, recorded: Option<&OsStamp>, now: &OsStamp) -> R
 struct Run<'a> {
     root: &'a Root,
     dry_run: bool,
+    /// Provisioning the running boot (initrd, or the root is `/`), not an image tree.
+    boot: bool,
     out: Outcome,
     steps: Vec<StepReport>,
 }
@@ -144,8 +146,12 @@ pub struct Options {
 /// boot (in the initrd, or the root is `/`); offline runs on image trees write none unless
 /// `--report=` names a file.
 pub fn default_report_path(common: &Common) -> Option<PathBuf> {
-    let boot = crate::logging::in_initrd() || common.root_path() == Path::new("/");
-    boot.then(|| runtime_dir().join("report.json"))
+    is_boot(common).then(|| runtime_dir().join("report.json"))
+}
+
+/// Whether this run provisions the running boot: in the initrd, or on the root `/`.
+fn is_boot(common: &Common) -> bool {
+    crate::logging::in_initrd() || common.root_path() == Path::new("/")
 }
 
 /// Entry point of `pristine provision`.
@@ -216,6 +222,7 @@ pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
     let mut run = Run {
         root,
         dry_run: opts.dry_run,
+        boot: is_boot(common),
         out: Outcome::default(),
         steps: Vec::new(),
     };
@@ -368,13 +375,20 @@ fn finish(run: Run<'_>, t0: Instant, etc: Reason, var: Reason, reset: bool) -> R
         Reason::Updated => "/etc updated",
         Reason::UpToDate => "/etc up to date",
     };
-    log::info!(
-        "pristine: {what}: {} users, {} paths, {} links, {:.1} ms",
+    let summary = format!(
+        "{what}: {} users, {} paths, {} links, {:.1} ms",
         count("users"),
         count("paths"),
         count("links"),
         duration_us as f64 / 1000.0
     );
+    // In the kernel log on every boot, whatever the log target (a journal stream, stderr).
+    if run.boot && !run.dry_run {
+        crate::logging::kmsg_summary(&summary);
+    }
+    if !(run.boot && !run.dry_run && crate::logging::target_is_kmsg()) {
+        log::info!("pristine: {summary}");
+    }
     Report {
         version: env!("CARGO_PKG_VERSION"),
         root: run.root.host().to_path_buf(),
@@ -643,6 +657,7 @@ fn step_presets(run: &mut Run<'_>, etc: Reason, ahead: crate::presets::Prefetche
                 mode: crate::presets::PresetMode::Full,
                 new_only: true,
                 dry_run,
+                ignored_as_info: true,
             };
             let read_ahead = ahead.len() as u64;
             let o = crate::presets::preset_all_prefetched(root, &opts, ahead);
