@@ -139,16 +139,7 @@ fn provision_matches_the_four_reference_commands() {
         "exit code (reference: sysusers {sysusers_code}, tmpfiles {tmpfiles_code}, preset {preset_code})\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for step in ["machine-id", "sysusers", "tmpfiles", "presets"] {
-        assert!(
-            report["steps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s["name"] == step && s["ran"] == true),
-            "step {step} did not run: {report}"
-        );
-    }
+    common::assert_steps_ran(&report, &["machine-id", "sysusers", "tmpfiles", "presets"]);
 
     // /usr is read-only here, so the unit files were read ahead on a second thread while
     // sysusers and tmpfiles ran: the comparison below covers that path.

@@ -29,61 +29,118 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 
-#[test]
-fn debian_boots_with_empty_etc_and_var() {
+/// Runs tests/vm/run.sh with `initrd` ("busybox" or "dracut") for `boots` boots and returns
+/// the serial-console log of each.
+fn boot(initrd: &str, boots: u32) -> Vec<String> {
     let bin = static_binary();
-    let out_dir = common::TempDir::new("vm");
+    let out_dir = common::TempDir::new(&format!("vm-{initrd}"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/run.sh");
     let st = Command::new(script)
         .arg(&bin)
         .arg(out_dir.path())
+        .arg(initrd)
+        .arg(boots.to_string())
         .status()
         .unwrap();
-    assert!(st.success(), "tests/vm/run.sh failed");
-    for (n, want_etc) in [(1, "fresh"), (2, "up-to-date")] {
-        let log = String::from_utf8_lossy(
-            &std::fs::read(out_dir.path().join(format!("boot{n}.log"))).unwrap(),
-        )
-        .into_owned();
-        let tail: String = log
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n");
-        let report = log
-            .lines()
-            .find_map(|l| l.split("PRISTINE-VM: report ").nth(1))
-            .unwrap_or_else(|| panic!("boot {n}: no pristine report\n{tail}"));
-        let report: serde_json::Value = serde_json::from_str(report.trim())
-            .unwrap_or_else(|e| panic!("boot {n}: bad report ({e}): {report}"));
-        assert_eq!(report["etc"], want_etc, "boot {n}: {report}");
-        assert_eq!(report["exit_code"], 0, "boot {n}: {report}");
+    assert!(st.success(), "tests/vm/run.sh {initrd} failed");
+    (1..=boots)
+        .map(|n| {
+            String::from_utf8_lossy(
+                &std::fs::read(out_dir.path().join(format!("boot{n}.log"))).unwrap(),
+            )
+            .into_owned()
+        })
+        .collect()
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Checks one boot's log: pristine's report (as the booted system found it in /run/pristine)
+/// says `want_etc` with exit code 0, the system came up with no failed units, the test's unit
+/// enabled only through presets, the hostname from pristine.toml, and pristine's summary line
+/// in the kernel log. Returns the report.
+fn check_boot(n: usize, log: &str, want_etc: &str) -> serde_json::Value {
+    let tail = tail(log);
+    let result = log
+        .lines()
+        .find(|l| l.contains("PRISTINE-VM-RESULT"))
+        .unwrap_or_else(|| panic!("boot {n}: the system did not come up\n{tail}"));
+    let report = log
+        .lines()
+        .find_map(|l| l.split("PRISTINE-VM-REPORT ").nth(1))
+        .unwrap_or_else(|| panic!("boot {n}: no pristine report in /run/pristine\n{tail}"));
+    let report: serde_json::Value = serde_json::from_str(report.trim())
+        .unwrap_or_else(|e| panic!("boot {n}: bad report ({e}): {report}"));
+    assert_eq!(report["etc"], want_etc, "boot {n}: {report}");
+    assert_eq!(report["exit_code"], 0, "boot {n}: {report}");
+    assert_eq!(report["root"], "/sysroot", "boot {n}: {report}");
+    assert_eq!(
+        field(result, "failed"),
+        Some("0"),
+        "boot {n}: failed units: {result}\n{tail}"
+    );
+    assert_eq!(
+        field(result, "enabled-by-preset"),
+        Some("enabled"),
+        "boot {n}: {result}"
+    );
+    assert_eq!(
+        field(result, "hostname"),
+        Some("pristine-vm"),
+        "boot {n}: {result}"
+    );
+    let kmsg = log
+        .lines()
+        .find_map(|l| l.split("PRISTINE-VM-KMSG ").nth(1))
+        .unwrap_or("");
+    let want_kmsg = match want_etc {
+        "fresh" => "]: /etc provisioned: ",
+        _ => "]: /etc up to date: ",
+    };
+    assert!(
+        kmsg.contains("pristine[") && kmsg.contains(want_kmsg),
+        "boot {n}: kernel log summary {kmsg:?}, wanted {want_kmsg:?}"
+    );
+    report
+}
+
+/// The busybox initramfs: its /init runs pristine before switch_root. Two boots: the second
+/// finds nothing to do.
+#[test]
+fn debian_boots_with_empty_etc_and_var() {
+    let logs = boot("busybox", 2);
+    for (i, want_etc) in ["fresh", "up-to-date"].into_iter().enumerate() {
+        let n = i + 1;
         assert!(
-            log.contains("PRISTINE-VM: pristine exit code 0"),
-            "boot {n}: pristine failed\n{tail}"
+            logs[i].contains("PRISTINE-VM: pristine exit code 0"),
+            "boot {n}: pristine failed\n{}",
+            tail(&logs[i])
         );
-        let result = log
-            .lines()
-            .find(|l| l.contains("PRISTINE-VM-RESULT"))
-            .unwrap_or_else(|| panic!("boot {n}: the system did not come up\n{tail}"));
-        assert_eq!(
-            field(result, "failed"),
-            Some("0"),
-            "boot {n}: failed units: {result}\n{tail}"
-        );
-        assert_eq!(
-            field(result, "enabled-by-preset"),
-            Some("enabled"),
-            "boot {n}: {result}"
-        );
-        assert_eq!(
-            field(result, "hostname"),
-            Some("pristine-vm"),
-            "boot {n}: {result}"
-        );
+        check_boot(n, &logs[i], want_etc);
     }
+}
+
+/// A systemd-based initrd built by dracut with dist/dracut/90pristine: pristine-provision.service
+/// runs between the root mount and initrd-parse-etc; the real system boots provisioned.
+#[test]
+fn debian_boots_from_a_dracut_initrd_with_empty_etc_and_var() {
+    let logs = boot("dracut", 1);
+    let report = check_boot(1, &logs[0], "fresh");
+    common::assert_steps_ran(
+        &report,
+        &["machine-id", "sysusers", "tmpfiles", "presets", "record"],
+    );
+    // The unit ran in the initrd, ordered before the switch to the real root.
+    let log = &logs[0];
+    let line_of = |what: &[&str]| log.lines().position(|l| what.iter().all(|w| l.contains(w)));
+    let finished = line_of(&["Finished", "Provision /sysroot (pristine)"]);
+    let switched = line_of(&["Reached target", "Switch Root"]);
+    assert!(
+        matches!((finished, switched), (Some(a), Some(b)) if a < b),
+        "pristine-provision.service did not run before the switch root\n{}",
+        tail(log)
+    );
 }

@@ -115,3 +115,15 @@ impl Rng {
         &items[self.below(items.len() as u64) as usize]
     }
 }
+
+/// Asserts that a `pristine provision` JSON report says each of `steps` ran.
+#[allow(dead_code)] // not every test binary that includes this module checks reports
+pub fn assert_steps_ran(report: &serde_json::Value, steps: &[&str]) {
+    let all = report["steps"].as_array().expect("report has steps");
+    for step in steps {
+        assert!(
+            all.iter().any(|s| s["name"] == *step && s["ran"] == true),
+            "step {step} did not run: {report}"
+        );
+    }
+}

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # pristine's VM boot test: a debootstrapped Debian 12 whose /etc and /var are empty boots under
-# qemu (TCG) with pristine in a minimal busybox initramfs, twice. The first boot must come up
-# with no failed units; the second must find nothing to do.
+# qemu (TCG) with pristine in its initramfs, BOOTS times. The first boot must come up with no
+# failed units; later ones must find nothing to do.
 #
-#   tests/vm/run.sh PRISTINE_BINARY OUTDIR
+#   tests/vm/run.sh PRISTINE_BINARY OUTDIR [INITRD [BOOTS]]
+#
+# INITRD is "busybox" (default: a minimal initramfs whose /init, tests/vm/init, runs pristine
+# before switch_root) or "dracut" (a systemd-based initrd built by dracut with the "pristine"
+# module from dist/dracut, which runs pristine-provision.service). BOOTS defaults to 2.
 #
 # Needs (scripts/setup installs them): debootstrap, qemu-system-x86, linux-image-cloud-amd64,
-# busybox-static, e2fsprogs. The debootstrapped tree is cached in $PRISTINE_VM_CACHE
-# (default ~/.cache/pristine-vm).
+# busybox-static, e2fsprogs, dracut-core. The debootstrapped tree is cached in
+# $PRISTINE_VM_CACHE (default ~/.cache/pristine-vm).
 set -euo pipefail
-bin=$1 out=$2
+bin=$1 out=$2 initrd=${3:-busybox} boots=${4:-2}
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${PRISTINE_VM_CACHE:-$HOME/.cache/pristine-vm}/bookworm-minbase-udev
 mkdir -p "$cache" "$out"
@@ -18,7 +22,9 @@ kver=${kernel#/boot/vmlinuz-}
 mirror=$(grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -n1)
 [[ -n $mirror ]] || mirror=http://deb.debian.org/debian
 
-# 1. The Debian tree (cached).
+# 1. The Debian tree (cached; one debootstrap at a time when boot tests run in parallel).
+exec 9>"$cache.lock"
+flock 9
 if [[ ! -f $cache/rootfs.tar ]]; then
   rm -rf "$cache/rootfs.tmp"
   debootstrap --variant=minbase --include=systemd-sysv,dbus,udev bookworm "$cache/rootfs.tmp" "$mirror" > "$cache/debootstrap.log" 2>&1 \
@@ -26,6 +32,7 @@ if [[ ! -f $cache/rootfs.tar ]]; then
   tar -C "$cache/rootfs.tmp" -cf "$cache/rootfs.tar.tmp" . && mv "$cache/rootfs.tar.tmp" "$cache/rootfs.tar"
   rm -rf "$cache/rootfs.tmp"
 fi
+flock -u 9
 
 # 2. The image: vendor /usr only, /etc and /var empty, plus the test's report unit and preset.
 work=$out/work
@@ -43,24 +50,40 @@ rm -f "$out/root.img"
 mkfs.ext4 -q -F -L root -d "$work/root" "$out/root.img" 2G
 rm -rf "$work/root"
 
-# 3. The initramfs: busybox, pristine, virtio modules, /init.
-ird=$work/initrd
-mkdir -p "$ird"/{bin,dev,proc,sys,run,etc,lib/modules,sysroot}
-cp /bin/busybox "$ird/bin/busybox"
-cp "$bin" "$ird/bin/pristine"
-cp "$here/init" "$ird/init"
-touch "$ird/etc/initrd-release"
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
-  f=$(find "/lib/modules/$kver" -name "$m.ko" | head -n1)
-  [[ -n $f ]] && cp "$f" "$ird/lib/modules/"
-done
-(cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) > "$out/initrd.img"
+# 3. The initramfs.
+append="console=ttyS0 panic=-1 loglevel=4"
+if [[ $initrd == busybox ]]; then
+  ird=$work/initrd
+  mkdir -p "$ird"/{bin,dev,proc,sys,run,etc,lib/modules,sysroot}
+  cp /bin/busybox "$ird/bin/busybox"
+  cp "$bin" "$ird/bin/pristine"
+  cp "$here/init" "$ird/init"
+  touch "$ird/etc/initrd-release"
+  for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio-rng; do
+    f=$(find "/lib/modules/$kver" -name "$m.ko" | head -n1)
+    [[ -n $f ]] && cp "$f" "$ird/lib/modules/"
+  done
+  (cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) > "$out/initrd.img"
+else
+  # dracut's own modules plus dist/dracut/90pristine, without touching the host's dracut.
+  base=$work/dracut
+  mkdir -p "$base"
+  cp -rs /usr/lib/dracut/. "$base/"
+  cp -r "$here/../../dist/dracut/90pristine" "$base/modules.d/"
+  mkdir -p "$work/dracut.conf.d"
+  dracutbasedir=$base PRISTINE_BINARY=$bin dracut --quiet --force --no-hostonly --no-hostonly-cmdline \
+    --conf /dev/null --confdir "$work/dracut.conf.d" --kver "$kver" \
+    --modules "systemd systemd-initrd base fs-lib rootfs-block kernel-modules udev-rules pristine" \
+    --add-drivers "virtio_pci virtio_blk virtio_rng ext4" --compress "gzip -1" \
+    "$out/initrd.img" > "$work/dracut.log" 2>&1 || { tail -n 30 "$work/dracut.log" >&2; exit 1; }
+  append="$append root=/dev/vda rootfstype=ext4 rw rd.emergency=poweroff rd.shell=0"
+fi
 
-# 4. Boot twice.
-for n in 1 2; do
+# 4. Boot.
+for n in $(seq "$boots"); do
   timeout ${PRISTINE_VM_TIMEOUT:-900} qemu-system-x86_64 -accel tcg -m 1024 -smp 2 -nographic -no-reboot \
     -kernel "$kernel" -initrd "$out/initrd.img" \
-    -drive "file=$out/root.img,format=raw,if=virtio" \
-    -append "console=ttyS0 panic=-1 loglevel=4" > "$out/boot$n.log" 2>&1 || true
+    -drive "file=$out/root.img,format=raw,if=virtio" -device virtio-rng-pci \
+    -append "$append" > "$out/boot$n.log" 2>&1 || true
   grep -a -E "PRISTINE-VM|pristine\[|pristine:" "$out/boot$n.log" || true
 done
