@@ -312,20 +312,23 @@ mod tests {
             rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap()
         };
         let (sd, dd) = (open(&t), open(&t.join("dst")));
+        // Copies t/src to t/dst/out.
+        let copy = |opts: CopyOptions| {
+            copy_tree_at(
+                &sd,
+                OsStr::new("src"),
+                &dd,
+                OsStr::new("out"),
+                opts,
+                Path::new("/out"),
+            )
+        };
         let opts = CopyOptions {
             merge_empty: true,
             uid: Some(1000),
             ..Default::default()
         };
-        copy_tree_at(
-            &sd,
-            OsStr::new("src"),
-            &dd,
-            OsStr::new("out"),
-            opts,
-            Path::new("/out"),
-        )
-        .unwrap();
+        copy(opts).unwrap();
         let out = t.join("dst/out");
         assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "data");
         let (m1, m2) = (
@@ -336,29 +339,14 @@ mod tests {
         assert_eq!((m1.mode() & 0o7777, m1.uid()), (0o640, 1000));
         assert_eq!(std::fs::read_link(out.join("sym")).unwrap(), Path::new("a"));
         // A non-empty target is not merged into without `merge`.
-        let e = copy_tree_at(
-            &sd,
-            OsStr::new("src"),
-            &dd,
-            OsStr::new("out"),
-            opts,
-            Path::new("/out"),
-        )
-        .unwrap_err();
+        let e = copy(opts).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         std::fs::remove_file(out.join("a")).unwrap();
         let merge = CopyOptions {
             merge: true,
             ..Default::default()
         };
-        let r = copy_tree_at(
-            &sd,
-            OsStr::new("src"),
-            &dd,
-            OsStr::new("out"),
-            merge,
-            Path::new("/out"),
-        );
+        let r = copy(merge);
         assert!(r.is_ok(), "{r:?}");
         assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "data");
         let _ = std::fs::remove_dir_all(&t);
