@@ -145,14 +145,22 @@ impl Chunker {
 
 /// Cuts all of `data` into chunk lengths (the last chunk is whatever remains).
 pub fn cut_all(p: &ChunkParams, data: &[u8]) -> Vec<usize> {
+    cut_pieces(p, [data])
+}
+
+/// The chunk lengths of the stream made of `pieces` fed one after another (the last chunk is
+/// whatever remains).
+fn cut_pieces<'d>(p: &ChunkParams, pieces: impl IntoIterator<Item = &'d [u8]>) -> Vec<usize> {
     let mut c = Chunker::new(p);
     let mut out = Vec::new();
     let mut cur = 0usize;
-    for (run, ends) in c.split(data) {
-        cur += run.len();
-        if ends {
-            out.push(cur);
-            cur = 0;
+    for piece in pieces {
+        for (run, ends) in c.split(piece) {
+            cur += run.len();
+            if ends {
+                out.push(cur);
+                cur = 0;
+            }
         }
     }
     if cur > 0 {
@@ -193,22 +201,7 @@ mod tests {
         assert!(whole.iter().all(|&l| l <= 16384));
         assert!(whole.len() > 30, "{}", whole.len());
         // Feed in odd pieces.
-        let mut c = Chunker::new(&p);
-        let mut cuts = Vec::new();
-        let mut cur = 0;
-        for piece in data.chunks(777) {
-            for (run, ends) in c.split(piece) {
-                cur += run.len();
-                if ends {
-                    cuts.push(cur);
-                    cur = 0;
-                }
-            }
-        }
-        if cur > 0 {
-            cuts.push(cur);
-        }
-        assert_eq!(cuts, whole);
+        assert_eq!(cut_pieces(&p, data.chunks(777)), whole);
     }
 
     #[test]
