@@ -181,6 +181,17 @@ fn host_nodes() -> Vec<Node> {
     nodes
 }
 
+/// Fails, showing the first three of `failures`, unless there are none; `what` names the
+/// cases that differed.
+fn assert_none_differ(failures: &[String], what: &str) {
+    assert!(
+        failures.is_empty(),
+        "{} {what} differ:\n{}",
+        failures.len(),
+        failures[..failures.len().min(3)].join("\n")
+    );
+}
+
 #[test]
 fn host_units_all_modes() {
     let nodes = host_nodes();
@@ -492,17 +503,7 @@ fn generated_trees_all_modes() {
             .flat_map(|h| h.join().unwrap())
             .collect()
     });
-    assert!(
-        failures.is_empty(),
-        "{} of {CASES} generated cases × 3 modes differ:\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .take(3)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_none_differ(&failures, &format!("of {CASES} generated cases × 3 modes"));
 }
 
 /// `preset UNIT...` on generated trees: the same links and the same exit code as
@@ -568,15 +569,5 @@ fn preset_named_units() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} cases differ:\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .take(3)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_none_differ(&failures, "cases");
 }

@@ -414,22 +414,38 @@ fn build(root: &Path, case: &Case) {
     }
 }
 
-#[test]
-fn generated_cases_agree_with_reference() {
-    // TMPFILES_CASES=a..b explores other seeds (CI runs the fixed 0..520).
-    let range = std::env::var("TMPFILES_CASES")
+/// The seeds to run: `a..b` from the environment variable `var` if set, else `default`.
+fn seed_range(var: &str, default: std::ops::Range<u64>) -> std::ops::Range<u64> {
+    std::env::var(var)
         .ok()
         .and_then(|r| {
             r.split_once("..")
-                .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap()))
+                .map(|(a, b)| a.parse().unwrap()..b.parse().unwrap())
         })
-        .unwrap_or((0u64, 520u64));
-    let cases = range.1 - range.0;
+        .unwrap_or(default)
+}
+
+/// Fails, showing the first `shown` of `failures`, unless there are none; `what` names the
+/// cases that disagreed.
+fn assert_none_failed(failures: &[String], what: &str, shown: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} {what} disagree; first ones:\n\n{}",
+        failures.len(),
+        failures[..shown.min(failures.len())].join("\n\n")
+    );
+}
+
+#[test]
+fn generated_cases_agree_with_reference() {
+    // TMPFILES_CASES=a..b explores other seeds (CI runs the fixed 0..520).
+    let range = seed_range("TMPFILES_CASES", 0..520);
+    let cases = range.end - range.start;
     let mut failures = Vec::new();
     let only: Option<u64> = std::env::var("TMPFILES_SEED")
         .ok()
         .and_then(|s| s.parse().ok());
-    for seed in range.0..range.1 {
+    for seed in range {
         if only.is_some_and(|o| o != seed) {
             continue;
         }
@@ -450,17 +466,7 @@ fn generated_cases_agree_with_reference() {
         }
         unprotect(t.path());
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {cases} generated cases disagree; first ones:\n\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .take(5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n\n")
-    );
+    assert_none_failed(&failures, &format!("of {cases} generated cases"), 5);
 }
 
 /// Several configuration files across the four directories (same names shadow, empty files
@@ -512,15 +518,9 @@ fn gen_config_set(seed: u64) -> (Case, Vec<(String, String)>, Vec<&'static str>)
 
 #[test]
 fn generated_config_sets_agree_with_reference() {
-    let range = std::env::var("TMPFILES_SET_CASES")
-        .ok()
-        .and_then(|r| {
-            r.split_once("..")
-                .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap()))
-        })
-        .unwrap_or((0u64, 150u64));
+    let range = seed_range("TMPFILES_SET_CASES", 0..150);
     let mut failures = Vec::new();
-    for seed in range.0..range.1 {
+    for seed in range {
         let (case, files, extra) = gen_config_set(seed);
         let t = TempDir::new("tmpfiles-set");
         let (ra, rb) = (t.path().join("ref"), t.path().join("ours"));
@@ -584,17 +584,7 @@ fn generated_config_sets_agree_with_reference() {
         }
         unprotect(t.path());
     }
-    assert!(
-        failures.is_empty(),
-        "{} config sets disagree; first ones:\n\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .take(4)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n\n")
-    );
+    assert_none_failed(&failures, "config sets", 4);
 }
 
 #[test]
@@ -630,15 +620,9 @@ fn cat_config_matches_reference() {
 /// `--dry-run` on generated cases: neither tool may change anything, and the exit codes agree.
 #[test]
 fn generated_dry_runs_agree_with_reference() {
-    let range = std::env::var("TMPFILES_DRY_CASES")
-        .ok()
-        .and_then(|r| {
-            r.split_once("..")
-                .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap()))
-        })
-        .unwrap_or((0u64, 100u64));
+    let range = seed_range("TMPFILES_DRY_CASES", 0..100);
     let mut failures = Vec::new();
-    for seed in range.0..range.1 {
+    for seed in range {
         let case = gen_case(seed + 1_000_000);
         let t = TempDir::new("tmpfiles-dry");
         let (ra, rb) = (t.path().join("ref"), t.path().join("ours"));
@@ -659,15 +643,5 @@ fn generated_dry_runs_agree_with_reference() {
         }
         unprotect(t.path());
     }
-    assert!(
-        failures.is_empty(),
-        "{} dry runs disagree; first ones:\n\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .take(4)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n\n")
-    );
+    assert_none_failed(&failures, "dry runs", 4);
 }

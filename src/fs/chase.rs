@@ -29,7 +29,9 @@ pub(super) fn openat2_works() -> bool {
     })
 }
 
-fn components(p: &Path) -> impl Iterator<Item = OsString> + '_ {
+/// The components a walk steps through: names and `..` (the root, `.` and prefixes are no
+/// steps). Shared with the chase-safe walk in `safe.rs`.
+pub(super) fn components(p: &Path) -> impl Iterator<Item = OsString> + '_ {
     p.components().filter_map(|c| match c {
         Component::Normal(n) => Some(n.to_os_string()),
         Component::ParentDir => Some(OsString::from("..")),

@@ -77,6 +77,26 @@ fn times(st: &Stat) -> Timestamps {
     }
 }
 
+/// Opens the directory `name` in `dir` for reading, never following a symlink (the kernel
+/// would resolve an absolute one outside the root).
+fn open_dir_nofollow(dir: impl AsFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Gives the copy `fd` the owner [`owner`] chose.
+fn fchown_owner(fd: impl AsFd, (uid, gid): (u32, u32)) -> rustix::io::Result<()> {
+    rustix::fs::fchown(
+        fd,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )
+}
+
 fn copy_user_xattrs(from: &OwnedFd, to: &OwnedFd) {
     let mut names = vec![0u8; 4096];
     let Ok(n) = rustix::fs::flistxattr(from, &mut names[..]) else {
@@ -151,11 +171,7 @@ fn copy_one(
                 io::copy(&mut r, &mut w)?;
             }
             let mut res: io::Result<()> = Ok(());
-            if let Err(e) = rustix::fs::fchown(
-                &t,
-                Some(rustix::fs::Uid::from_raw(uid)),
-                Some(rustix::fs::Gid::from_raw(gid)),
-            ) {
+            if let Err(e) = fchown_owner(&t, (uid, gid)) {
                 res = Err(e.into());
             }
             if let Err(e) = rustix::fs::fchmod(&t, perm) {
@@ -172,16 +188,14 @@ fn copy_one(
             chown_at(to)?;
             let _ = rustix::fs::utimensat(dst, to, &times(st), AtFlags::SYMLINK_NOFOLLOW);
         }
-        FileType::Fifo => {
-            mutating("mkfifo", what)?;
-            rustix::fs::mkfifoat(dst, to, perm)?;
-            chown_at(to)?;
-            rustix::fs::chmodat(dst, to, perm, AtFlags::empty())?;
-            let _ = rustix::fs::utimensat(dst, to, &times(st), AtFlags::SYMLINK_NOFOLLOW);
-        }
-        FileType::CharacterDevice | FileType::BlockDevice | FileType::Socket => {
-            mutating("mknod", what)?;
-            rustix::fs::mknodat(dst, to, ft, perm, st.st_rdev)?;
+        FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice | FileType::Socket => {
+            if ft == FileType::Fifo {
+                mutating("mkfifo", what)?;
+                rustix::fs::mkfifoat(dst, to, perm)?;
+            } else {
+                mutating("mknod", what)?;
+                rustix::fs::mknodat(dst, to, ft, perm, st.st_rdev)?;
+            }
             chown_at(to)?;
             rustix::fs::chmodat(dst, to, perm, AtFlags::empty())?;
             let _ = rustix::fs::utimensat(dst, to, &times(st), AtFlags::SYMLINK_NOFOLLOW);
@@ -205,20 +219,9 @@ fn copy_dir(
     to: &OsStr,
     what: &Path,
 ) -> io::Result<()> {
-    let sfd = rustix::fs::openat(
-        src,
-        from,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    // Is the target an existing directory, and is it empty? Never follow a symlink here: the
-    // kernel would resolve an absolute one outside the root.
-    let existing = match rustix::fs::openat(
-        dst,
-        to,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
+    let sfd = open_dir_nofollow(src, from)?;
+    // Is the target an existing directory, and is it empty?
+    let existing = match open_dir_nofollow(dst, to) {
         Ok(fd) => Some(super::read_dir_fd(&fd)?.is_empty()),
         Err(rustix::io::Errno::NOENT) => None,
         Err(e) => return Err(e.into()),
@@ -234,12 +237,7 @@ fn copy_dir(
         mutating("mkdir", what)?;
         rustix::fs::mkdirat(dst, to, Mode::from_raw_mode(0o700))?;
     }
-    let tfd = rustix::fs::openat(
-        dst,
-        to,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let tfd = open_dir_nofollow(dst, to)?;
     let before = rustix::fs::fstat(&tfd)?;
     let mut first_err: Option<io::Error> = None;
     for ent in super::read_dir_fd(&sfd)? {
@@ -273,12 +271,7 @@ fn copy_dir(
         }
     }
     if existing.is_none() {
-        let (uid, gid) = owner(ctx, st);
-        if let Err(e) = rustix::fs::fchown(
-            &tfd,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        ) {
+        if let Err(e) = fchown_owner(&tfd, owner(ctx, st)) {
             first_err.get_or_insert(e.into());
         }
         if let Err(e) = rustix::fs::fchmod(&tfd, Mode::from_raw_mode(st.st_mode & 0o7777)) {
@@ -319,20 +312,23 @@ mod tests {
             rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap()
         };
         let (sd, dd) = (open(&t), open(&t.join("dst")));
+        // Copies t/src to t/dst/out.
+        let copy = |opts: CopyOptions| {
+            copy_tree_at(
+                &sd,
+                OsStr::new("src"),
+                &dd,
+                OsStr::new("out"),
+                opts,
+                Path::new("/out"),
+            )
+        };
         let opts = CopyOptions {
             merge_empty: true,
             uid: Some(1000),
             ..Default::default()
         };
-        copy_tree_at(
-            &sd,
-            OsStr::new("src"),
-            &dd,
-            OsStr::new("out"),
-            opts,
-            Path::new("/out"),
-        )
-        .unwrap();
+        copy(opts).unwrap();
         let out = t.join("dst/out");
         assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "data");
         let (m1, m2) = (
@@ -343,29 +339,14 @@ mod tests {
         assert_eq!((m1.mode() & 0o7777, m1.uid()), (0o640, 1000));
         assert_eq!(std::fs::read_link(out.join("sym")).unwrap(), Path::new("a"));
         // A non-empty target is not merged into without `merge`.
-        let e = copy_tree_at(
-            &sd,
-            OsStr::new("src"),
-            &dd,
-            OsStr::new("out"),
-            opts,
-            Path::new("/out"),
-        )
-        .unwrap_err();
+        let e = copy(opts).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         std::fs::remove_file(out.join("a")).unwrap();
         let merge = CopyOptions {
             merge: true,
             ..Default::default()
         };
-        let r = copy_tree_at(
-            &sd,
-            OsStr::new("src"),
-            &dd,
-            OsStr::new("out"),
-            merge,
-            Path::new("/out"),
-        );
+        let r = copy(merge);
         assert!(r.is_ok(), "{r:?}");
         assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "data");
         let _ = std::fs::remove_dir_all(&t);

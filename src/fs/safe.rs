@@ -16,6 +16,7 @@ use std::path::{Component, Path};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 
+use super::chase::components;
 use super::{mutating, Root};
 
 const MAX_SYMLINKS: usize = 32;
@@ -46,14 +47,7 @@ impl Root {
     /// [`unsafe_transition`] (fails with `ENOLINK`). With `nofollow`, a final symlink is returned
     /// itself. Returns an `O_PATH` descriptor and its `stat`.
     pub fn chase_safe(&self, p: &Path, nofollow: bool) -> io::Result<(OwnedFd, Stat)> {
-        let mut todo: VecDeque<OsString> = p
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.to_os_string()),
-                Component::ParentDir => Some(OsString::from("..")),
-                _ => None,
-            })
-            .collect();
+        let mut todo: VecDeque<OsString> = components(p).collect();
         // The root itself is borrowed (`None`), so a walk opens only the components it visits.
         let root_st = rustix::fs::fstat(self.fd())?;
         let mut stack: Vec<(Option<OwnedFd>, Stat)> = vec![(None, root_st)];
@@ -99,14 +93,7 @@ impl Root {
                     }
                     stack.truncate(1);
                 }
-                let comps: Vec<OsString> = target
-                    .components()
-                    .filter_map(|c| match c {
-                        Component::Normal(n) => Some(n.to_os_string()),
-                        Component::ParentDir => Some(OsString::from("..")),
-                        _ => None,
-                    })
-                    .collect();
+                let comps: Vec<OsString> = components(&target).collect();
                 for comp in comps.into_iter().rev() {
                     todo.push_front(comp);
                 }

@@ -7,8 +7,14 @@ use crate::report::EXIT_FATAL;
 
 use super::{Options, PresetMode};
 
-fn parse_mode(verb: &str, v: &str) -> Result<PresetMode, u8> {
-    PresetMode::parse(v).ok_or_else(|| {
+/// The value of `--preset-mode` (read from `p`); on a missing or unknown value the usage
+/// error is reported for `verb` and its exit code returned.
+fn preset_mode_value(p: &mut lexopt::Parser, verb: &str) -> Result<PresetMode, u8> {
+    let v = match p.value() {
+        Ok(v) => v.to_string_lossy().into_owned(),
+        Err(e) => return Err(usage_error(verb, e)),
+    };
+    PresetMode::parse(&v).ok_or_else(|| {
         usage_error(
             verb,
             format!(
@@ -25,11 +31,7 @@ pub fn preset_all(common: &Common, args: Vec<OsString>) -> u8 {
     loop {
         match p.next() {
             Ok(Some(lexopt::Arg::Long("preset-mode"))) => {
-                let v = match p.value() {
-                    Ok(v) => v.to_string_lossy().into_owned(),
-                    Err(e) => return usage_error("preset-all", e),
-                };
-                opts.mode = match parse_mode("preset-all", &v) {
+                opts.mode = match preset_mode_value(&mut p, "preset-all") {
                     Ok(m) => m,
                     Err(c) => return c,
                 };
@@ -70,11 +72,7 @@ pub fn preset(common: &Common, args: Vec<OsString>) -> u8 {
     loop {
         match p.next() {
             Ok(Some(lexopt::Arg::Long("preset-mode"))) => {
-                let v = match p.value() {
-                    Ok(v) => v.to_string_lossy().into_owned(),
-                    Err(e) => return usage_error("preset", e),
-                };
-                mode = match parse_mode("preset", &v) {
+                mode = match preset_mode_value(&mut p, "preset") {
                     Ok(m) => m,
                     Err(c) => return c,
                 };

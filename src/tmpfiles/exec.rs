@@ -885,13 +885,8 @@ fn create_file(ctx: &Ctx<'_>, i: &Item) -> R {
             fd_set_perms(ctx, i, fd.as_fd(), &i.path, None, Creation::Normal)
         }
         Err(rustix::io::Errno::EXIST) => {
-            let fd = rustix::fs::openat(
-                &dir,
-                name.as_os_str(),
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| format!("Failed to reopen file {}: {e}", ctx.d(&i.path)))?;
+            let fd = open_child_path(&dir, &name)
+                .map_err(|e| format!("Failed to reopen file {}: {e}", ctx.d(&i.path)))?;
             let st = rustix::fs::fstat(&fd).map_err(|e| format!("stat failed: {e}"))?;
             if ft(&st) != FileType::RegularFile {
                 return Err(format!(
@@ -1020,12 +1015,7 @@ fn copy_files(ctx: &Ctx<'_>, i: &Item) -> R {
             &i.path,
         )
     })();
-    let fd = match rustix::fs::openat(
-        &dfd,
-        name.as_os_str(),
-        OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::PATH,
-        Mode::empty(),
-    ) {
+    let fd = match open_child_path(&dfd, &name) {
         Ok(fd) => fd,
         Err(e) => {
             return Err(match copied {
@@ -1062,12 +1052,7 @@ fn create_directory(ctx: &Ctx<'_>, i: &Item) -> R {
     let (dir, name) = open_parent_safe(ctx, i, &i.path)?;
     mutating("mkdir", &i.path).map_err(|e| e.to_string())?;
     let r = rustix::fs::mkdirat(&dir, name.as_os_str(), Mode::from_raw_mode(i.mode));
-    let creation = if r.is_ok() {
-        ctx.touched(&i.path);
-        Creation::Normal
-    } else {
-        Creation::Existing
-    };
+    let creation = creation_after(ctx, &r, &i.path);
     let fd = match rustix::fs::openat(
         &dir,
         name.as_os_str(),
@@ -1146,6 +1131,71 @@ fn rm_rf_child(ctx: &Ctx<'_>, p: &Path) -> R {
         .map_err(|e| format!("rm -rf {} failed: {}", ctx.d(p), em(&e)))
 }
 
+/// The [`Creation`] of an item whose create call returned `created`: a new node counts as
+/// changed (`Normal`), a failed create means the node was already there (`Existing`).
+fn creation_after<T, E>(ctx: &Ctx<'_>, created: &Result<T, E>, p: &Path) -> Creation {
+    if created.is_ok() {
+        ctx.touched(p);
+        Creation::Normal
+    } else {
+        Creation::Existing
+    }
+}
+
+/// An `O_PATH` handle on `dir`/`name` itself (a symlink is not followed).
+fn open_child_path(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::PATH,
+        Mode::empty(),
+    )
+}
+
+/// Reopens and stats the node of `p` (`dir`/`name`) that a forced replacement just made;
+/// `what` names the kind of node in the error message.
+fn reopen_created(
+    ctx: &Ctx<'_>,
+    dir: &OwnedFd,
+    name: &OsStr,
+    p: &Path,
+    what: &str,
+) -> Result<(OwnedFd, Stat), String> {
+    let fd = open_child_path(dir, name)
+        .map_err(|e| format!("Failed to open {what} we just created '{}': {e}", ctx.d(p)))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| e.to_string())?;
+    Ok((fd, st))
+}
+
+/// Replaces `dir`/`name` (the item path `p`) by a node that `make` creates: atomically, as a
+/// temporary name renamed over the old one; when a directory is in the way it is removed
+/// (recursively) and the node made in its place. The outer error is a failed removal, the
+/// inner one the failed creation (for the caller's own message).
+fn replace_node(
+    ctx: &Ctx<'_>,
+    dir: &OwnedFd,
+    name: &OsStr,
+    p: &Path,
+    make: impl Fn(&OsStr) -> rustix::io::Result<()>,
+) -> Result<rustix::io::Result<()>, String> {
+    ctx.forget_dirs();
+    let tmp = crate::fs::temp_name(name);
+    let mut res = make(tmp.as_os_str());
+    if res.is_ok() {
+        res = rustix::fs::renameat(dir, tmp.as_os_str(), dir, name);
+        if res.is_err() {
+            let _ = rustix::fs::unlinkat(dir, tmp.as_os_str(), AtFlags::empty());
+        }
+    }
+    if let Err(rustix::io::Errno::ISDIR | rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) =
+        res
+    {
+        rm_rf_child(ctx, p)?;
+        res = make(name);
+    }
+    Ok(res)
+}
+
 /// `p` (FIFO) and `c`/`b` (device nodes).
 fn create_special(ctx: &Ctx<'_>, i: &Item, t: FileType) -> R {
     last_name(ctx, &i.path)?;
@@ -1161,21 +1211,8 @@ fn create_special(ctx: &Ctx<'_>, i: &Item, t: FileType) -> R {
     let (dir, name) = open_parent_safe(ctx, i, &i.path)?;
     mutating("mknod", &i.path).map_err(|e| e.to_string())?;
     let r = make_node(&dir, &name, t, i);
-    let mut creation = if r.is_ok() {
-        ctx.touched(&i.path);
-        Creation::Normal
-    } else {
-        Creation::Existing
-    };
-    let open = || {
-        rustix::fs::openat(
-            &dir,
-            name.as_os_str(),
-            OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::PATH,
-            Mode::empty(),
-        )
-    };
-    let mut fd = match open() {
+    let mut creation = creation_after(ctx, &r, &i.path);
+    let mut fd = match open_child_path(&dir, &name) {
         Ok(fd) => fd,
         Err(e) => {
             return Err(match r {
@@ -1201,22 +1238,7 @@ fn create_special(ctx: &Ctx<'_>, i: &Item, t: FileType) -> R {
         }
         // Atomic replacement: a temporary node renamed over the old one; a directory in the
         // way is removed first.
-        ctx.forget_dirs();
-        let tmp = crate::fs::temp_name(&name);
-        let mut res = make_node(&dir, &tmp, t, i);
-        if res.is_ok() {
-            res = rustix::fs::renameat(&dir, tmp.as_os_str(), &dir, name.as_os_str());
-            if res.is_err() {
-                let _ = rustix::fs::unlinkat(&dir, tmp.as_os_str(), AtFlags::empty());
-            }
-        }
-        if let Err(
-            rustix::io::Errno::ISDIR | rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY,
-        ) = res
-        {
-            rm_rf_child(ctx, &i.path)?;
-            res = make_node(&dir, &name, t, i);
-        }
+        let res = replace_node(ctx, &dir, &name, &i.path, |n| make_node(&dir, n, t, i))?;
         if let Err(e) = res {
             if t != FileType::Fifo
                 && matches!(e, rustix::io::Errno::PERM | rustix::io::Errno::ACCESS)
@@ -1225,13 +1247,7 @@ fn create_special(ctx: &Ctx<'_>, i: &Item, t: FileType) -> R {
             }
             return Err(format!("Failed to create {what} {}: {e}", ctx.d(&i.path)));
         }
-        fd = open().map_err(|e| {
-            format!(
-                "Failed to open {what} we just created '{}': {e}",
-                ctx.d(&i.path)
-            )
-        })?;
-        st = rustix::fs::fstat(&fd).map_err(|e| e.to_string())?;
+        (fd, st) = reopen_created(ctx, &dir, &name, &i.path, what)?;
         if ft(&st) != t {
             return Err(format!("{what} we just created is not a {what}, refusing."));
         }
@@ -1274,21 +1290,8 @@ fn create_symlink(ctx: &Ctx<'_>, i: &Item) -> R {
     let (dir, name) = open_parent_safe(ctx, i, &i.path)?;
     mutating("symlink", &i.path).map_err(|e| e.to_string())?;
     let r = rustix::fs::symlinkat(&target, &dir, name.as_os_str());
-    let mut creation = if r.is_ok() {
-        ctx.touched(&i.path);
-        Creation::Normal
-    } else {
-        Creation::Existing
-    };
-    let open = || {
-        rustix::fs::openat(
-            &dir,
-            name.as_os_str(),
-            OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::PATH,
-            Mode::empty(),
-        )
-    };
-    let mut fd = match open() {
+    let mut creation = creation_after(ctx, &r, &i.path);
+    let mut fd = match open_child_path(&dir, &name) {
         Ok(fd) => fd,
         Err(e) => {
             return Err(match r {
@@ -1313,22 +1316,9 @@ fn create_symlink(ctx: &Ctx<'_>, i: &Item) -> R {
             );
             return Ok(());
         }
-        ctx.forget_dirs();
-        let tmp = crate::fs::temp_name(&name);
-        let mut res = rustix::fs::symlinkat(&target, &dir, tmp.as_os_str());
-        if res.is_ok() {
-            res = rustix::fs::renameat(&dir, tmp.as_os_str(), &dir, name.as_os_str());
-            if res.is_err() {
-                let _ = rustix::fs::unlinkat(&dir, tmp.as_os_str(), AtFlags::empty());
-            }
-        }
-        if let Err(
-            rustix::io::Errno::ISDIR | rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY,
-        ) = res
-        {
-            rm_rf_child(ctx, &i.path)?;
-            res = rustix::fs::symlinkat(&target, &dir, name.as_os_str());
-        }
+        let res = replace_node(ctx, &dir, &name, &i.path, |n| {
+            rustix::fs::symlinkat(&target, &dir, n)
+        })?;
         if let Err(e) = res {
             return Err(format!(
                 "symlink({}, {}) failed: {e}",
@@ -1336,13 +1326,7 @@ fn create_symlink(ctx: &Ctx<'_>, i: &Item) -> R {
                 ctx.d(&i.path)
             ));
         }
-        fd = open().map_err(|e| {
-            format!(
-                "Failed to open symlink we just created '{}': {e}",
-                ctx.d(&i.path)
-            )
-        })?;
-        st = rustix::fs::fstat(&fd).map_err(|e| e.to_string())?;
+        (fd, st) = reopen_created(ctx, &dir, &name, &i.path, "symlink")?;
         if ft(&st) != FileType::Symlink {
             return Err("Symlink we just created is not a symlink, refusing.".into());
         }

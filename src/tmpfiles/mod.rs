@@ -461,24 +461,30 @@ mod tests {
         assert!(o.include(Path::new("/var/lib")) && !o.include(Path::new("/etc/x")));
     }
 
-    #[test]
-    fn chown_of_a_resolved_directory_is_seen_by_later_items() {
-        // /a/b is resolved while creating /a/b/c, then handed to uid 1000 through the alias
-        // /l/b: stepping from it into the root-owned /a/b/c is now an unsafe transition.
+    /// A fresh tree (named after `tag`) whose only tmpfiles.d file holds `conf`, its root and
+    /// `--create` options.
+    fn tree_with_config(tag: &str, conf: &str) -> (PathBuf, Root, Options) {
         let t =
-            std::env::temp_dir().join(format!("pristine-tmpfiles-chown-{}", std::process::id()));
+            std::env::temp_dir().join(format!("pristine-tmpfiles-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&t);
         std::fs::create_dir_all(t.join("etc/tmpfiles.d")).unwrap();
-        std::fs::write(
-            t.join("etc/tmpfiles.d/x.conf"),
-            "d /a/b/c 0755 - -\nL /l - - - - /a\nd /l/b 0755 1000 1000\nd /a/b/c/d 0755 - -\n",
-        )
-        .unwrap();
+        std::fs::write(t.join("etc/tmpfiles.d/x.conf"), conf).unwrap();
         let root = Root::open(&t).unwrap();
         let opts = Options {
             create: true,
             ..Default::default()
         };
+        (t, root, opts)
+    }
+
+    #[test]
+    fn chown_of_a_resolved_directory_is_seen_by_later_items() {
+        // /a/b is resolved while creating /a/b/c, then handed to uid 1000 through the alias
+        // /l/b: stepping from it into the root-owned /a/b/c is now an unsafe transition.
+        let (t, root, opts) = tree_with_config(
+            "chown",
+            "d /a/b/c 0755 - -\nL /l - - - - /a\nd /l/b 0755 1000 1000\nd /a/b/c/d 0755 - -\n",
+        );
         let o = run(&root, &opts, &[]).unwrap();
         assert_eq!(
             std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(t.join("a/b")).unwrap()),
@@ -498,20 +504,10 @@ mod tests {
 
     #[test]
     fn counts_created_and_changed_paths_once() {
-        let t =
-            std::env::temp_dir().join(format!("pristine-tmpfiles-count-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&t);
-        std::fs::create_dir_all(t.join("etc/tmpfiles.d")).unwrap();
-        std::fs::write(
-            t.join("etc/tmpfiles.d/x.conf"),
+        let (t, root, opts) = tree_with_config(
+            "count",
             "d /a/b 0700 - - -\nf /a/b/f 0600 1 1 - hello\nL /c - - - - /a\n",
-        )
-        .unwrap();
-        let root = Root::open(&t).unwrap();
-        let opts = Options {
-            create: true,
-            ..Default::default()
-        };
+        );
         // /a (a missing parent), /a/b, /a/b/f (created, then chowned: one path), /c.
         let o = run(&root, &opts, &[]).unwrap();
         assert_eq!(o.count("paths"), 4, "{:?}", o.diagnostics);

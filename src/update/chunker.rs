@@ -118,24 +118,48 @@ impl Chunker {
         self.h = h;
         None
     }
+
+    /// Splits `data` at the chunk boundaries found by [`Chunker::scan`], keeping the state
+    /// across calls: yields the runs of `data` in order, each with `true` when the current
+    /// chunk ends after it (the last run may be continued by the next call's data).
+    pub fn split<'c, 'd: 'c>(
+        &'c mut self,
+        data: &'d [u8],
+    ) -> impl Iterator<Item = (&'d [u8], bool)> + 'c {
+        let mut rest = data;
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            Some(match self.scan(rest) {
+                Some(k) => {
+                    let (run, tail) = rest.split_at(k);
+                    rest = tail;
+                    (run, true)
+                }
+                None => (std::mem::take(&mut rest), false),
+            })
+        })
+    }
 }
 
 /// Cuts all of `data` into chunk lengths (the last chunk is whatever remains).
 pub fn cut_all(p: &ChunkParams, data: &[u8]) -> Vec<usize> {
+    cut_pieces(p, [data])
+}
+
+/// The chunk lengths of the stream made of `pieces` fed one after another (the last chunk is
+/// whatever remains).
+fn cut_pieces<'d>(p: &ChunkParams, pieces: impl IntoIterator<Item = &'d [u8]>) -> Vec<usize> {
     let mut c = Chunker::new(p);
     let mut out = Vec::new();
-    let mut rest = data;
     let mut cur = 0usize;
-    while !rest.is_empty() {
-        match c.scan(rest) {
-            Some(k) => {
-                out.push(cur + k);
+    for piece in pieces {
+        for (run, ends) in c.split(piece) {
+            cur += run.len();
+            if ends {
+                out.push(cur);
                 cur = 0;
-                rest = &rest[k..];
-            }
-            None => {
-                cur += rest.len();
-                rest = &[];
             }
         }
     }
@@ -177,29 +201,7 @@ mod tests {
         assert!(whole.iter().all(|&l| l <= 16384));
         assert!(whole.len() > 30, "{}", whole.len());
         // Feed in odd pieces.
-        let mut c = Chunker::new(&p);
-        let mut cuts = Vec::new();
-        let mut cur = 0;
-        for piece in data.chunks(777) {
-            let mut rest = piece;
-            while !rest.is_empty() {
-                match c.scan(rest) {
-                    Some(k) => {
-                        cuts.push(cur + k);
-                        cur = 0;
-                        rest = &rest[k..];
-                    }
-                    None => {
-                        cur += rest.len();
-                        rest = &[];
-                    }
-                }
-            }
-        }
-        if cur > 0 {
-            cuts.push(cur);
-        }
-        assert_eq!(cuts, whole);
+        assert_eq!(cut_pieces(&p, data.chunks(777)), whole);
     }
 
     #[test]

@@ -183,26 +183,18 @@ fn seed_by_chunking(path: &Path, m: &Manifest) -> Result<Seed, String> {
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf).map_err(|e| format!("{name}: {e}"))?;
-        let mut rest = &buf[..n];
         if n == 0 {
             if !cur.is_empty() {
                 map.insert(digest.id(&cur), (off, cur.len() as u64));
             }
             break;
         }
-        while !rest.is_empty() {
-            match ch.scan(rest) {
-                Some(k) => {
-                    cur.extend_from_slice(&rest[..k]);
-                    map.insert(digest.id(&cur), (off, cur.len() as u64));
-                    off += cur.len() as u64;
-                    cur.clear();
-                    rest = &rest[k..];
-                }
-                None => {
-                    cur.extend_from_slice(rest);
-                    rest = &[];
-                }
+        for (run, ends) in ch.split(&buf[..n]) {
+            cur.extend_from_slice(run);
+            if ends {
+                map.insert(digest.id(&cur), (off, cur.len() as u64));
+                off += cur.len() as u64;
+                cur.clear();
             }
         }
     }

@@ -160,18 +160,10 @@ fn cut_and_hash(
             break;
         }
         whole.update(&buf[..n]);
-        let mut rest = &buf[..n];
-        while !rest.is_empty() {
-            match ch.scan(rest) {
-                Some(k) => {
-                    cur.extend_from_slice(&rest[..k]);
-                    emit(&mut cur, &mut off)?;
-                    rest = &rest[k..];
-                }
-                None => {
-                    cur.extend_from_slice(rest);
-                    rest = &[];
-                }
+        for (run, ends) in ch.split(&buf[..n]) {
+            cur.extend_from_slice(run);
+            if ends {
+                emit(&mut cur, &mut off)?;
             }
         }
     }
