@@ -30,12 +30,7 @@ fn new_only(root: &Path) {
         "preset-all",
         "--new-only",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 0);
 }
 
 #[test]
@@ -247,12 +242,7 @@ fn split_usr_units_are_found() {
     );
     unit(r, "modern.service", "WantedBy=multi-user.target");
     let out = run_pristine(&[&format!("--root={}", r.display()), "preset-all"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 0);
     assert_eq!(
         link(r, &format!("{WANTS}/legacy.service")).as_deref(),
         Some("/lib/systemd/system/legacy.service")

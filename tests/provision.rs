@@ -122,11 +122,7 @@ fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
 fn fresh_then_nothing_to_do() {
     let (_tmp, t) = fresh("prov-fresh");
     let (out, report) = provision(&t, "", &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 0);
     let mid = std::fs::read_to_string(t.join("etc/machine-id")).unwrap();
     assert_eq!(mid.len(), 33);
     assert!(mid.trim().bytes().all(|b| b.is_ascii_hexdigit()));
@@ -269,12 +265,7 @@ fn bad_config_is_reported_and_the_boot_goes_on() {
         "[firstboot]\nhostname = \"-not valid-\"\nnonsense = 3\n",
     );
     let (out, report) = provision(&t, "systemd.volatile=bogus", &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(65),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 65);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/etc/pristine/broken.toml:3:"), "{stderr}");
     assert!(t.join("etc/machine-id").exists(), "provisioning went on");
@@ -298,11 +289,7 @@ fn reset_then_provision_keeps_the_keep_list() {
     write(&t, "var/cache/junk", "junk\n");
     write(&t, "var/lib/pristine/factory-reset", "");
     let (out, report) = provision(&t, "", &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 0);
     assert_eq!(report["reset"], true);
     assert_eq!(report["etc"], "fresh");
     assert!(!t.join("etc/admin-file").exists() && !t.join("var/cache/junk").exists());
@@ -373,11 +360,7 @@ fn stateless_mode_mounts_tmpfs_once() {
     for d in ["etc", "etc", "var", "var"] {
         let _ = Command::new("umount").arg(t.join(d)).output();
     }
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 0);
     assert!(etc_mounted && var_mounted, "tmpfs not mounted");
     assert!(hidden && provisioned);
     assert_eq!(step(&report, "mounts")["ran"], true);
@@ -409,11 +392,7 @@ fn reset_triggers_are_cleared_or_remembered() {
     data.extend("1".encode_utf16().flat_map(|u| u.to_le_bytes()));
     std::fs::write(efi.join(format!("FactoryReset-{GUID}")), &data).unwrap();
     let out = provision_initrd(&t, "", &efi, &runtime);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 0);
     assert!(
         !t.join("etc/local").exists(),
         "EFI-requested reset did not run"
@@ -461,11 +440,7 @@ fn usr_update_adds_only_what_is_new_and_keeps_admin_choices() {
     std::fs::create_dir_all(t.join("etc")).unwrap();
     std::fs::create_dir_all(t.join("var")).unwrap();
     let (out, report) = provision(&t, "", &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 0);
     assert_eq!(report["etc"], "fresh");
     let wants = t.join("etc/systemd/system/multi-user.target.wants");
     assert!(
@@ -503,11 +478,7 @@ fn usr_update_adds_only_what_is_new_and_keeps_admin_choices() {
     write(&t, "usr/lib/os-release", &osr);
 
     let (out, report) = provision(&t, "", &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 0);
     assert_eq!(report["etc"], "updated");
     let after = snapshot(&t);
     let passwd = std::fs::read_to_string(t.join("etc/passwd")).unwrap();
@@ -595,12 +566,7 @@ fn a_failed_operation_is_retried_on_the_next_boot() {
         .success());
     let (out, report) = provision(&t, "", &[]);
     let _ = Command::new("umount").arg(&ro).status();
-    assert_eq!(
-        out.status.code(),
-        Some(73),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 73);
     assert_eq!(step(&report, "record")["ran"], false);
     assert!(
         !t.join("etc/.pristine-stamp").exists(),
@@ -612,11 +578,7 @@ fn a_failed_operation_is_retried_on_the_next_boot() {
     );
     // The cause is gone; the next boot finishes the job.
     let (out, report) = provision(&t, "", &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 0);
     assert_eq!(report["etc"], "updated");
     assert!(t.join("var/ro/sub").is_dir());
     assert!(t.join("etc/.pristine-stamp").exists());
@@ -630,11 +592,7 @@ fn a_reset_keeps_the_usr_update_state() {
     write(&t, "var/lib/other", "local\n");
     write(&t, "var/lib/pristine/factory-reset", "");
     let (out, report) = provision(&t, "", &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 0);
     assert_eq!(report["reset"], true);
     assert!(!t.join("var/lib/other").exists());
     assert_eq!(

@@ -160,12 +160,7 @@ fn group_only_in_gshadow_is_created_and_gshadow_kept() {
         "g testgroup 333\nm u1 testgroup\n",
     );
     let o = run_pristine_in(root, &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    common::assert_exit(&o, 0);
     assert_eq!(
         std::fs::read_to_string(root.join("etc/group")).unwrap(),
         "testgroup:x:333:u1\nu1:x:999:\n"

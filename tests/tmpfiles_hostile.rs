@@ -184,12 +184,7 @@ fn copy_source_symlink_resolved_inside_the_root() {
         ])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 0);
     // The top-level source symlink is copied as a symlink (as systemd does), and its target
     // is checked inside the root, so ownership and mode adjustments apply to the right file.
     assert_eq!(

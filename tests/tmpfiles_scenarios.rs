@@ -648,12 +648,7 @@ fn credentials_lines_and_extra() {
         .env("CREDENTIALS_DIRECTORY", &creds)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 0);
     assert_eq!(t.read("cred"), "secret\n");
     assert_eq!(t.mode("cred"), 0o600);
     assert!(

@@ -127,3 +127,14 @@ pub fn assert_steps_ran(report: &serde_json::Value, steps: &[&str]) {
         );
     }
 }
+
+/// Asserts that a finished command exited with `code`, showing its stderr if not.
+#[allow(dead_code)] // not every test binary that includes this module runs commands
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
