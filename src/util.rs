@@ -80,4 +80,14 @@ mod tests {
         assert_eq!(unhex("0"), None);
         assert_eq!(unhex("zz"), None);
     }
+
+    #[test]
+    fn unique_bytes_differ() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100 {
+            let mut b = [0u8; 8];
+            unique_bytes(&mut b);
+            assert!(seen.insert(b), "repeated: {b:?}");
+        }
+    }
 }

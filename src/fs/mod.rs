@@ -714,4 +714,46 @@ mod tests {
         assert_eq!(split_last(Path::new("/")), None);
         assert_eq!(split_last(Path::new("/a/..")), None);
     }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pristine-fs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn read_regular_reads_whole_files_of_any_size() {
+        let d = scratch("read");
+        for size in [0usize, 1, 4095, 4096, 4097, 100_000] {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let p = d.join(format!("f{size}"));
+            std::fs::write(&p, &data).unwrap();
+            let fd = rustix::fs::open(&p, OFlags::RDONLY, Mode::empty()).unwrap();
+            assert_eq!(read_regular(&fd).unwrap(), data, "size {size}");
+        }
+        let fd = rustix::fs::open(&d, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        assert!(matches!(read_regular(&fd), Err(ReadError::NotRegular)));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn for_each_entry_lists_from_the_start_every_time() {
+        let d = scratch("list");
+        for n in 0..300 {
+            std::fs::write(d.join(format!("entry-{n:03}")), "").unwrap();
+        }
+        let fd = rustix::fs::open(&d, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let list = |fd: &OwnedFd| {
+            let mut names = Vec::new();
+            for_each_entry(fd.as_fd(), |n, _| names.push(n.to_vec())).unwrap();
+            names.sort();
+            names
+        };
+        let first = list(&fd);
+        assert_eq!(first.len(), 300);
+        assert_eq!(first[0], b"entry-000");
+        assert_eq!(list(&fd), first, "a second listing on the same descriptor");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
