@@ -596,13 +596,10 @@ fn step_sysusers(run: &mut Run<'_>, common: &Common, etc: Reason) {
         has_root: common.has_root(),
         ..Default::default()
     };
-    let before = crate::userdb::UserDb::load(root).unwrap_or_default();
     run.step("sysusers", |out| {
         let o = crate::sysusers::run(root, &opts);
+        let (users, groups) = (o.count("users"), o.count("groups"));
         out.extend(o.diagnostics);
-        let after = crate::userdb::UserDb::load(root).unwrap_or_default();
-        let users = after.users.len().saturating_sub(before.users.len()) as u64;
-        let groups = after.groups.len().saturating_sub(before.groups.len()) as u64;
         Ok((
             format!("{users} user(s), {groups} group(s) created"),
             vec![("users".into(), users), ("groups".into(), groups)],

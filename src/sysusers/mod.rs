@@ -363,8 +363,12 @@ pub fn run(root: &Root, opts: &Options) -> Outcome {
         return out;
     }
     let new = [plan.group, plan.gshadow, plan.passwd, plan.shadow];
-    if let Err(e) = apply(root, &files, &contents, &new) {
-        out.push(Diagnostic::failed(None, e));
+    match apply(root, &files, &contents, &new) {
+        Ok(()) => {
+            out.add_count("users", plan.created_users.len() as u64);
+            out.add_count("groups", plan.created_groups.len() as u64);
+        }
+        Err(e) => out.push(Diagnostic::failed(None, e)),
     }
     out
 }
