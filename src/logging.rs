@@ -2,7 +2,7 @@
 //! journal stream (`$JOURNAL_STREAM`, as under a systemd service, lines prefixed `<N>` so
 //! journald keeps their priority), else `/dev/kmsg` as `<N>pristine[pid]: msg` when running in
 //! an initrd (`/etc/initrd-release` exists) or as PID 1, else stderr.
-//! `SYSTEMD_LOG_TARGET=console|kmsg|journal` forces one. [`kmsg_summary`] puts one line in the
+//! `SYSTEMD_LOG_TARGET=console|kmsg|journal` forces one. [`boot_summary`] puts one line in the
 //! kernel log whatever the target.
 
 use std::io::Write as _;
@@ -105,30 +105,34 @@ fn stderr_is_journal() -> bool {
     rustix::fs::fstat(rustix::stdio::stderr()).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
 }
 
-/// Writes one record to the kernel log on a descriptor of its own: the kernel limits each
-/// open `/dev/kmsg` to 10 lines in 5 s, so a line written last on the logger's descriptor
-/// after a busy run would be dropped. Used for the one summary line of a boot-time run; not
-/// written when `SYSTEMD_LOG_TARGET=console` keeps all output on the console.
-pub fn kmsg_summary(line: &str) {
-    if std::env::var("SYSTEMD_LOG_TARGET").as_deref() == Ok("console") {
-        return;
-    }
-    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
-        let _ = f.write_all(format!("<5>pristine[{}]: {line}\n", std::process::id()).as_bytes());
-    }
+fn open_kmsg() -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().write(true).open("/dev/kmsg")
 }
 
+/// Whether the installed logger writes to `/dev/kmsg` (set once by [`init`]).
 static TO_KMSG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Whether the logger writes to `/dev/kmsg`.
-pub fn target_is_kmsg() -> bool {
-    TO_KMSG.load(std::sync::atomic::Ordering::Relaxed)
+/// Logs the one summary line of a boot-time run and makes sure it reaches the kernel log:
+/// it is written to `/dev/kmsg` on a descriptor of its own (the kernel limits each open
+/// `/dev/kmsg` to 10 lines in 5 s, so a line written last on the logger's descriptor after a
+/// busy run would be dropped) and, when the logger writes elsewhere (journal, stderr), logged
+/// there too as `pristine: LINE`. `SYSTEMD_LOG_TARGET=console` keeps it off the kernel log.
+pub fn boot_summary(line: &str) {
+    if std::env::var("SYSTEMD_LOG_TARGET").as_deref() != Ok("console") {
+        if let Ok(mut f) = open_kmsg() {
+            let _ =
+                f.write_all(format!("<5>pristine[{}]: {line}\n", std::process::id()).as_bytes());
+        }
+    }
+    if !TO_KMSG.load(std::sync::atomic::Ordering::Relaxed) {
+        log::info!("pristine: {line}");
+    }
 }
 
 /// Installs the logger. Safe to call more than once (later calls only change the level).
 pub fn init(level: LevelFilter) {
     // SYSTEMD_LOG_TARGET=console|kmsg|journal overrides the choice, as in systemd.
-    let kmsg = || match std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+    let kmsg = || match open_kmsg() {
         Ok(f) => Sink::Kmsg(Mutex::new(f)),
         Err(_) => Sink::Stderr,
     };

@@ -382,11 +382,10 @@ fn finish(run: Run<'_>, t0: Instant, etc: Reason, var: Reason, reset: bool) -> R
         count("links"),
         duration_us as f64 / 1000.0
     );
-    // In the kernel log on every boot, whatever the log target (a journal stream, stderr).
     if run.boot && !run.dry_run {
-        crate::logging::kmsg_summary(&summary);
-    }
-    if !(run.boot && !run.dry_run && crate::logging::target_is_kmsg()) {
+        // In the kernel log on every boot, whatever the log target.
+        crate::logging::boot_summary(&summary);
+    } else {
         log::info!("pristine: {summary}");
     }
     Report {
