@@ -42,6 +42,15 @@ pub fn unique_bytes(buf: &mut [u8]) {
     }
 }
 
+/// A fresh, empty scratch directory for unit tests (`$TMPDIR/pristine-TAG-PID`).
+#[cfg(test)]
+pub fn test_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("pristine-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create test directory");
+    d
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const D: &[u8; 16] = b"0123456789abcdef";

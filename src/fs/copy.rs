@@ -295,8 +295,7 @@ mod tests {
 
     #[test]
     fn copies_keep_links_modes_and_merge_rules() {
-        let t = std::env::temp_dir().join(format!("pristine-copy-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&t);
+        let t = crate::util::test_dir("copy");
         let src = t.join("src");
         std::fs::create_dir_all(src.join("sub")).unwrap();
         std::fs::write(src.join("a"), "data").unwrap();

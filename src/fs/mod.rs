@@ -715,16 +715,9 @@ mod tests {
         assert_eq!(split_last(Path::new("/a/..")), None);
     }
 
-    fn scratch(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("pristine-fs-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     #[test]
     fn read_regular_reads_whole_files_of_any_size() {
-        let d = scratch("read");
+        let d = crate::util::test_dir("fs-read");
         for size in [0usize, 1, 4095, 4096, 4097, 100_000] {
             let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let p = d.join(format!("f{size}"));
@@ -739,7 +732,7 @@ mod tests {
 
     #[test]
     fn for_each_entry_lists_from_the_start_every_time() {
-        let d = scratch("list");
+        let d = crate::util::test_dir("fs-list");
         for n in 0..300 {
             std::fs::write(d.join(format!("entry-{n:03}")), "").unwrap();
         }

@@ -179,16 +179,9 @@ pub fn reopen(fd: impl AsFd, flags: OFlags) -> io::Result<OwnedFd> {
 mod tests {
     use super::*;
 
-    fn tmp(tag: &str) -> std::path::PathBuf {
-        let p = std::env::temp_dir().join(format!("pristine-safe-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    }
-
     #[test]
     fn chase_stays_in_root_and_refuses_unsafe_transitions() {
-        let t = tmp("chase");
+        let t = crate::util::test_dir("safe-chase");
         std::fs::create_dir_all(t.join("etc")).unwrap();
         std::fs::write(t.join("etc/passwd"), "x").unwrap();
         std::os::unix::fs::symlink("/etc", t.join("abs")).unwrap();

@@ -729,8 +729,7 @@ mod tests {
 
     #[test]
     fn chase_and_plan() {
-        let t = std::env::temp_dir().join(format!("pristine-vfs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&t);
+        let t = crate::util::test_dir("vfs");
         std::fs::create_dir_all(t.join("usr/lib/systemd/system")).unwrap();
         std::fs::create_dir_all(t.join("etc/systemd/system")).unwrap();
         std::os::unix::fs::symlink("usr/lib", t.join("lib")).unwrap();

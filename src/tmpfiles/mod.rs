@@ -464,9 +464,7 @@ mod tests {
     /// A fresh tree (named after `tag`) whose only tmpfiles.d file holds `conf`, its root and
     /// `--create` options.
     fn tree_with_config(tag: &str, conf: &str) -> (PathBuf, Root, Options) {
-        let t =
-            std::env::temp_dir().join(format!("pristine-tmpfiles-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&t);
+        let t = crate::util::test_dir(&format!("tmpfiles-{tag}"));
         std::fs::create_dir_all(t.join("etc/tmpfiles.d")).unwrap();
         std::fs::write(t.join("etc/tmpfiles.d/x.conf"), conf).unwrap();
         let root = Root::open(&t).unwrap();
