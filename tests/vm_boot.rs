@@ -123,7 +123,7 @@ fn debian_boots_with_empty_etc_and_var() {
     }
 }
 
-/// A systemd-based initrd built by dracut with dist/dracut/90pristine: pristine-provision.service
+/// A systemd-based initrd built by dracut with initrd/dracut: pristine-provision.service
 /// runs between the root mount and initrd-parse-etc; the real system boots provisioned.
 #[test]
 fn debian_boots_from_a_dracut_initrd_with_empty_etc_and_var() {

@@ -7,7 +7,7 @@
 #
 # INITRD is "busybox" (default: a minimal initramfs whose /init, tests/vm/init, runs pristine
 # before switch_root) or "dracut" (a systemd-based initrd built by dracut with the "pristine"
-# module from dist/dracut, which runs pristine-provision.service). BOOTS defaults to 2.
+# module from initrd/dracut, which runs pristine-provision.service). BOOTS defaults to 2.
 #
 # Needs (scripts/setup installs them): debootstrap, qemu-system-x86, linux-image-cloud-amd64,
 # busybox-static, e2fsprogs, dracut-core. The debootstrapped tree is cached in
@@ -65,11 +65,11 @@ if [[ $initrd == busybox ]]; then
   done
   (cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) > "$out/initrd.img"
 else
-  # dracut's own modules plus dist/dracut/90pristine, without touching the host's dracut.
+  # dracut's own modules plus initrd/dracut, without touching the host's dracut.
   base=$work/dracut
   mkdir -p "$base"
   cp -rs /usr/lib/dracut/. "$base/"
-  cp -r "$here/../../dist/dracut/90pristine" "$base/modules.d/"
+  cp -r "$here/../../initrd/dracut" "$base/modules.d/90pristine"
   mkdir -p "$work/dracut.conf.d"
   dracutbasedir=$base PRISTINE_BINARY=$bin dracut --quiet --force --no-hostonly --no-hostonly-cmdline \
     --conf /dev/null --confdir "$work/dracut.conf.d" --kver "$kver" \
