@@ -301,7 +301,7 @@ pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
 
     step_machine_id(&mut run, &host, &settings, &creds);
     step_firstboot(&mut run, &host, &settings, &creds);
-    step_sysusers(&mut run, common, etc);
+    step_sysusers(&mut run, common, &settings, etc);
     step_tmpfiles(&mut run, common, &host, etc, var);
     let ahead = ahead.and_then(|h| h.join().ok()).unwrap_or_default();
     step_presets(&mut run, etc, ahead);
@@ -584,7 +584,7 @@ fn step_machine_id(
     });
 }
 
-fn step_sysusers(run: &mut Run<'_>, common: &Common, etc: Reason) {
+fn step_sysusers(run: &mut Run<'_>, common: &Common, settings: &Settings, etc: Reason) {
     if etc == Reason::UpToDate {
         run.skip("sysusers", "/etc up to date");
         return;
@@ -593,15 +593,23 @@ fn step_sysusers(run: &mut Run<'_>, common: &Common, etc: Reason) {
     let opts = crate::sysusers::Options {
         dry_run: run.dry_run,
         has_root: common.has_root(),
+        ledger: true,
+        repair_ownership: settings.accounts.repair_ownership,
         ..Default::default()
     };
     run.step("sysusers", |out| {
         let o = crate::sysusers::run(root, &opts);
         let (users, groups) = (o.count("users"), o.count("groups"));
+        let mut counts = vec![("users".into(), users), ("groups".into(), groups)];
+        for k in ["ownership-stale", "ownership-repaired"] {
+            if o.counts.contains_key(k) {
+                counts.push((k.into(), o.count(k)));
+            }
+        }
         out.extend(o.diagnostics);
         Ok((
             format!("{users} user(s), {groups} group(s) created"),
-            vec![("users".into(), users), ("groups".into(), groups)],
+            counts,
         ))
     });
 }

@@ -38,6 +38,11 @@ pub struct Options {
     pub args: Vec<String>,
     /// Whether a root other than `/` was named (`--root`).
     pub has_root: bool,
+    /// Consult and extend the UID/GID ledger ([`crate::accounts`]): names keep their IDs and
+    /// IDs are never given to another name. Off, allocation is exactly systemd-sysusers'.
+    pub ledger: bool,
+    /// With `ledger`: give files under `/var` owned by a name's old ID to its new ID.
+    pub repair_ownership: bool,
 }
 
 /// Reads configuration into `cfg`, reporting bad lines.
@@ -301,12 +306,18 @@ pub fn run(root: &Root, opts: &Options) -> Outcome {
             .ok()
             .map(|st| (st.st_uid, st.st_gid))
     };
+    let mut ledger = if opts.ledger {
+        crate::accounts::load(root, &mut out)
+    } else {
+        crate::accounts::ledger::Ledger::default()
+    };
     let snap = Snapshot {
         group: contents[0].as_deref(),
         gshadow: contents[1].as_deref(),
         passwd: contents[2].as_deref(),
         shadow: contents[3].as_deref(),
         owner: &owner,
+        ledger: &ledger,
     };
     let root_shell = if root.stat(Path::new("/bin/bash"), true).is_ok() {
         "/bin/bash"
@@ -337,6 +348,9 @@ pub fn run(root: &Root, opts: &Options) -> Outcome {
         paths,
     };
     let plan = engine::plan(&mut cfg, &snap, &ex);
+    for w in &plan.warnings {
+        log::warn!("{w}");
+    }
     for l in &plan.log {
         match l {
             Ok(m) => log::info!("{m}"),
@@ -368,7 +382,26 @@ pub fn run(root: &Root, opts: &Options) -> Outcome {
             out.add_count("users", plan.created_users.len() as u64);
             out.add_count("groups", plan.created_groups.len() as u64);
         }
-        Err(e) => out.push(Diagnostic::failed(None, e)),
+        Err(e) => {
+            out.push(Diagnostic::failed(None, e));
+            return out;
+        }
+    }
+    if opts.ledger {
+        let now = |k: usize| new[k].as_deref().or(contents[k].as_deref()).unwrap_or(b"");
+        let moved = crate::accounts::record(&mut ledger, now(2), now(0));
+        if let Err(e) = crate::accounts::store(root, &ledger) {
+            let p = root.display_path(Path::new(crate::accounts::ledger::PATH));
+            out.push(Diagnostic::failed(
+                Some(&p),
+                format!(
+                    "Failed to write ID ledger {}: {}",
+                    p.display(),
+                    errno_text(&e)
+                ),
+            ));
+        }
+        crate::accounts::repair::run(root, &moved, opts.repair_ownership, &mut out);
     }
     out
 }
