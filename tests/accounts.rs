@@ -320,3 +320,80 @@ fn a_corrupt_ledger_is_reported_by_line_and_the_rest_used() {
     assert_eq!(ids["appsvc"], 990, "{ids:?}");
     assert_ne!(ids["newsvc"], 990, "{ids:?}");
 }
+
+/// Three-way refresh of factory copies after a /usr update: an unmodified copy follows the
+/// vendor (mode kept), a modified one is kept and reported as a conflict, one the vendor removed
+/// is removed, one the admin created is untouched; a directory copy's files are refreshed too.
+#[test]
+fn factory_copies_follow_the_vendor_unless_the_admin_changed_them() {
+    let tmp = TempDir::new("refresh");
+    let t = tmp.path().join("root");
+    appliance(&t);
+    for (f, c) in [("a", "a1"), ("b", "b1"), ("c", "c1"), ("dir/x", "x1")] {
+        write(&t, &format!("usr/share/factory/etc/app/{f}"), c);
+    }
+    write(
+        &t,
+        "usr/lib/tmpfiles.d/factory.conf",
+        "C /etc/app/a\nC /etc/app/b\nC /etc/app/c\nC /etc/app/dir\n",
+    );
+    let (out, _) = provision(&t);
+    assert_exit(&out, 0);
+    let etc = t.join("etc/app");
+    assert_eq!(std::fs::read_to_string(etc.join("a")).unwrap(), "a1");
+    std::fs::set_permissions(etc.join("a"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(etc.join("b"), "b-admin").unwrap();
+    std::fs::write(etc.join("d"), "admin-created").unwrap();
+
+    // The /usr update.
+    for (f, c) in [("a", "a2"), ("b", "b2"), ("dir/x", "x2"), ("d", "vendor-d")] {
+        write(&t, &format!("usr/share/factory/etc/app/{f}"), c);
+    }
+    std::fs::remove_file(t.join("usr/share/factory/etc/app/c")).unwrap();
+    write(&t, "usr/lib/os-release", "ID=test\nVERSION_ID=2\n");
+    let (out, report) = provision(&t);
+    assert_exit(&out, 0);
+    assert_eq!(std::fs::read_to_string(etc.join("a")).unwrap(), "a2");
+    assert_eq!(
+        std::fs::metadata(etc.join("a"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o600
+    );
+    assert_eq!(std::fs::read_to_string(etc.join("dir/x")).unwrap(), "x2");
+    assert_eq!(std::fs::read_to_string(etc.join("b")).unwrap(), "b-admin");
+    assert!(!etc.join("c").exists(), "vendor-removed copy still there");
+    assert_eq!(
+        std::fs::read_to_string(etc.join("d")).unwrap(),
+        "admin-created"
+    );
+    assert_eq!(
+        step_count(&report, "tmpfiles", "copies-refreshed"),
+        Some(2),
+        "{report}"
+    );
+    assert_eq!(
+        step_count(&report, "tmpfiles", "copies-removed"),
+        Some(1),
+        "{report}"
+    );
+    assert_eq!(
+        step_count(&report, "tmpfiles", "copies-conflicts"),
+        Some(1),
+        "{report}"
+    );
+    let text = report.to_string();
+    assert!(text.contains("/etc/app/b was changed locally"), "{text}");
+    // Nothing left to do: a third run with another /usr change to nothing relevant.
+    write(&t, "usr/lib/os-release", "ID=test\nVERSION_ID=3\n");
+    let (out, report) = provision(&t);
+    assert_exit(&out, 0);
+    assert_eq!(
+        step_count(&report, "tmpfiles", "copies-refreshed"),
+        None,
+        "{report}"
+    );
+    assert_eq!(std::fs::read_to_string(etc.join("b")).unwrap(), "b-admin");
+}

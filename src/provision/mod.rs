@@ -630,14 +630,20 @@ fn step_tmpfiles(run: &mut Run<'_>, common: &Common, host: &HostContext, etc: Re
     if host.in_initrd {
         opts.leave_runtime_to_real_system();
     }
+    let dry_run = run.dry_run;
     run.step("tmpfiles", |out| {
-        let o = crate::tmpfiles::run(root, &opts, &[])?;
+        let (mut o, copies) = crate::tmpfiles::run_with_copies(root, &opts, &[])?;
+        // Factory copies follow the vendor when the admin did not change them.
+        crate::tmpfiles::refresh::run(root, &copies, dry_run, &mut o);
         let paths = o.count("paths");
+        let mut counts = vec![("paths".into(), paths)];
+        for k in ["copies-refreshed", "copies-removed", "copies-conflicts"] {
+            if o.count(k) > 0 {
+                counts.push((k.into(), o.count(k)));
+            }
+        }
         out.extend(o.diagnostics);
-        Ok((
-            format!("{paths} path(s) created or adjusted"),
-            vec![("paths".into(), paths)],
-        ))
+        Ok((format!("{paths} path(s) created or adjusted"), counts))
     });
 }
 
