@@ -6,6 +6,7 @@
 //! part of its snapshot) and never follows a symlink or crosses a mount when it changes owners.
 
 pub mod ledger;
+pub mod merge;
 pub mod repair;
 
 use std::io;
@@ -118,4 +119,149 @@ pub fn store(root: &Root, ledger: &Ledger) -> io::Result<()> {
             ..WriteOptions::default()
         },
     )
+}
+
+/// The six account files, in the order of [`merge::Dbs`]'s fields, with their defaults
+/// (mode) when created.
+const DB_FILES: [(&str, u32); 6] = [
+    ("/etc/passwd", 0o644),
+    ("/etc/group", 0o644),
+    ("/etc/shadow", 0o000),
+    ("/etc/gshadow", 0o000),
+    ("/etc/subuid", 0o644),
+    ("/etc/subgid", 0o644),
+];
+/// Largest account database read.
+const MAX_DB: u64 = 64 << 20;
+
+fn fields(d: &mut merge::Dbs) -> [&mut Vec<u8>; 6] {
+    [
+        &mut d.passwd,
+        &mut d.group,
+        &mut d.shadow,
+        &mut d.gshadow,
+        &mut d.subuid,
+        &mut d.subgid,
+    ]
+}
+
+/// Reads the root's account databases (missing files are empty).
+pub fn read_dbs(root: &Root) -> io::Result<merge::Dbs> {
+    let mut d = merge::Dbs::default();
+    for (slot, (path, _)) in fields(&mut d).into_iter().zip(DB_FILES) {
+        let p = Path::new(path);
+        match root.stat(p, false) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+            Ok(st) if (st.st_mode & 0o170000) != 0o100000 => {
+                return Err(io::Error::other(format!("{path} is not a regular file")))
+            }
+            Ok(st) if st.st_size as u64 > MAX_DB => {
+                return Err(io::Error::other(format!(
+                    "{path} is larger than {MAX_DB} bytes"
+                )))
+            }
+            Ok(_) => *slot = root.read(p)?,
+        }
+    }
+    Ok(d)
+}
+
+/// Writes the databases that differ from `old`, each atomically, keeping an existing file's
+/// mode and owner.
+fn write_dbs(root: &Root, old: &merge::Dbs, new: &mut merge::Dbs) -> io::Result<usize> {
+    let mut old = old.clone();
+    let mut n = 0;
+    for ((o, w), (path, mode)) in fields(&mut old).into_iter().zip(fields(new)).zip(DB_FILES) {
+        if *o == *w {
+            continue;
+        }
+        let p = Path::new(path);
+        let opts = match root.stat(p, false) {
+            Ok(st) => WriteOptions {
+                mode: Some(st.st_mode & 0o7777),
+                owner: Some((st.st_uid, st.st_gid)),
+                times: None,
+            },
+            Err(_) => WriteOptions {
+                mode: Some(mode),
+                ..WriteOptions::default()
+            },
+        };
+        root.mkdir_all(Path::new("/etc"), 0o755)?;
+        root.write_atomic(p, w, &opts)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// What the admin changed in the account databases (the `parsed` operator's capture).
+pub fn capture(root: &Root) -> io::Result<merge::Values> {
+    let current = read_dbs(root)?;
+    let mut scratch = Outcome::default();
+    let ledger = load(root, &mut scratch);
+    let (vendor, _) = crate::sysusers::vendor_dbs(root, &ledger);
+    Ok(merge::capture(&current, &vendor))
+}
+
+fn report(findings: Vec<merge::Finding>, out: &mut Outcome) {
+    for f in findings {
+        out.push(Diagnostic::notice(
+            Some(Path::new("/etc/passwd")),
+            0,
+            format!("account merge ({}): {}", f.key, f.message),
+        ));
+    }
+}
+
+/// Restore, first half (before sysusers): the admin's own records. Returns files written.
+pub fn restore_records(root: &Root, v: &merge::Values, dry_run: bool, out: &mut Outcome) -> usize {
+    restore_with(root, dry_run, out, |d, f| merge::add_admin_records(d, v, f))
+}
+
+/// Restore, second half (after sysusers): the admin's fields on vendor records.
+pub fn restore_overlay(root: &Root, v: &merge::Values, dry_run: bool, out: &mut Outcome) -> usize {
+    let (_, declared) = crate::sysusers::vendor_dbs(root, &Ledger::default());
+    restore_with(root, dry_run, out, |d, f| {
+        merge::overlay(d, v, &declared, f)
+    })
+}
+
+fn restore_with(
+    root: &Root,
+    dry_run: bool,
+    out: &mut Outcome,
+    step: impl FnOnce(&mut merge::Dbs, &mut Vec<merge::Finding>) -> bool,
+) -> usize {
+    let old = match read_dbs(root) {
+        Ok(d) => d,
+        Err(e) => {
+            out.push(Diagnostic::failed(
+                Some(Path::new("/etc/passwd")),
+                format!("account merge: cannot read the account databases: {e}"),
+            ));
+            return 0;
+        }
+    };
+    let mut new = old.clone();
+    let mut findings = Vec::new();
+    let changed = step(&mut new, &mut findings);
+    report(findings, out);
+    if !changed {
+        return 0;
+    }
+    if dry_run {
+        log::info!("Would merge the admin's account records into /etc.");
+        return 0;
+    }
+    match write_dbs(root, &old, &mut new) {
+        Ok(n) => n,
+        Err(e) => {
+            out.push(Diagnostic::failed(
+                Some(Path::new("/etc/passwd")),
+                format!("account merge: {e}"),
+            ));
+            0
+        }
+    }
 }

@@ -611,3 +611,62 @@ fn apply(
     }
     Ok(())
 }
+
+/// The account databases sysusers makes from the root's sysusers.d alone on empty databases,
+/// with the ledger's IDs (no credentials): the vendor records the account merge compares
+/// against. Also returns the user names sysusers.d declares. Bad lines are skipped quietly
+/// here; the sysusers step reports them.
+pub fn vendor_dbs(
+    root: &Root,
+    ledger: &crate::accounts::ledger::Ledger,
+) -> (
+    crate::accounts::merge::Dbs,
+    std::collections::BTreeSet<String>,
+) {
+    let mut rd = Reader {
+        root,
+        sv: SystemValues::observe(root, true),
+        cfg: Config::default(),
+        out: Outcome::default(),
+    };
+    rd.read_config_files(&Options::default());
+    let mut cfg = rd.cfg;
+    cfg.add_implicit();
+    let declared = cfg.users.keys().iter().cloned().collect();
+    let owner = |p: &str| {
+        root.stat(Path::new(p), true)
+            .ok()
+            .map(|st| (st.st_uid, st.st_gid))
+    };
+    let snap = Snapshot {
+        passwd: None,
+        group: None,
+        shadow: None,
+        gshadow: None,
+        owner: &owner,
+        ledger,
+    };
+    let files = ["/etc/group", "/etc/gshadow", "/etc/passwd", "/etc/shadow"];
+    let ex = Extras {
+        shell_cred: &|_| None,
+        password: &|_| Ok(None),
+        root_shell: if root.stat(Path::new("/bin/bash"), true).is_ok() {
+            "/bin/bash"
+        } else {
+            "/bin/sh"
+        },
+        lstchg: lstchg(),
+        paths: files.map(String::from),
+    };
+    let plan = engine::plan(&mut cfg, &snap, &ex);
+    (
+        crate::accounts::merge::Dbs {
+            passwd: plan.passwd.unwrap_or_default(),
+            group: plan.group.unwrap_or_default(),
+            shadow: plan.shadow.unwrap_or_default(),
+            gshadow: plan.gshadow.unwrap_or_default(),
+            ..Default::default()
+        },
+        declared,
+    )
+}
