@@ -151,7 +151,7 @@ pub fn capture(current: &Dbs, vendor: &Dbs) -> Values {
     for s in db::parse_shadow(&current.shadow) {
         let n = name(&s.name);
         let changed = match vs.get(&n) {
-            None => vp.get(&n).is_none(),
+            None => !vp.contains_key(&n),
             // The day of the last change differs by when the line was made; only a changed
             // password or aging is the admin's.
             Some(w) => {
@@ -168,7 +168,7 @@ pub fn capture(current: &Dbs, vendor: &Dbs) -> Values {
     for s in db::parse_gshadow(&current.gshadow) {
         let n = name(&s.name);
         let changed = match vgs.get(&n) {
-            None => vg.get(&n).is_none(),
+            None => !vg.contains_key(&n),
             Some(w) => s.passwd != w.passwd || members(&s.admins) != members(&w.admins),
         };
         if changed {
