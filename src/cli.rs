@@ -6,53 +6,8 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::host::{Common, HostFacts};
 use crate::report::{EXIT_FATAL, EXIT_OK};
-
-/// Options shared by every verb.
-#[derive(Clone, Debug, Default)]
-pub struct Common {
-    /// `--root=DIR`: operate on this tree instead of `/` (or `/sysroot` in an initrd).
-    pub root: Option<PathBuf>,
-    /// `--cmdline=STRING`: use this instead of `/proc/cmdline`.
-    pub cmdline: Option<String>,
-    /// `--efivars=DIR`: efivarfs directory (default `/sys/firmware/efi/efivars`).
-    pub efivars: Option<PathBuf>,
-    /// `--log-level=LEVEL`.
-    pub log_level: Option<log::LevelFilter>,
-}
-
-impl Common {
-    /// The root the verb works on: `--root`, else `/sysroot` in an initrd, else `/`.
-    pub fn root_path(&self) -> PathBuf {
-        match &self.root {
-            Some(r) => r.clone(),
-            None if crate::logging::in_initrd() => PathBuf::from("/sysroot"),
-            None => PathBuf::from("/"),
-        }
-    }
-
-    /// Whether a root other than the running system was named.
-    pub fn has_root(&self) -> bool {
-        self.root.is_some() || crate::logging::in_initrd()
-    }
-
-    /// The kernel command line: `--cmdline`, else `/proc/cmdline`.
-    pub fn kernel_cmdline(&self) -> String {
-        match &self.cmdline {
-            Some(c) => c.clone(),
-            None => std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
-        }
-    }
-
-    /// Opens the root handle, logging a fatal error on failure.
-    pub fn open_root(&self) -> Result<crate::fs::Root, u8> {
-        let p = self.root_path();
-        crate::fs::Root::open(&p).map_err(|e| {
-            log::error!("Failed to open root directory {}: {e}", p.display());
-            EXIT_FATAL
-        })
-    }
-}
 
 pub const USAGE: &str = "\
 pristine — provision stateless, volatile and factory-resettable Linux systems
@@ -125,6 +80,16 @@ pub fn split_args(args: Vec<OsString>) -> Result<(Common, Option<String>, Vec<Os
             "--efivars" => {
                 common.efivars = Some(PathBuf::from(take_value(&args, &mut i, name, inline)?))
             }
+            "--credentials" => {
+                common.credentials = Some(PathBuf::from(take_value(&args, &mut i, name, inline)?))
+            }
+            "--smbios-uuid" => {
+                let v = take_value(&args, &mut i, name, inline)?;
+                if crate::host::normalize_uuid(&v).is_none() {
+                    return Err(format!("--smbios-uuid: '{v}' is not a valid UUID"));
+                }
+                common.smbios_uuid = Some(v);
+            }
             "--log-level" => {
                 let v = take_value(&args, &mut i, name, inline)?;
                 common.log_level = Some(
@@ -154,11 +119,10 @@ pub fn run(args: Vec<OsString>) -> u8 {
             return EXIT_FATAL;
         }
     };
-    let (kopts, _) =
-        crate::config::cmdline::parse(&common.kernel_cmdline(), crate::logging::in_initrd());
+    let host = HostFacts::observe(&common);
     let level = common
         .log_level
-        .or(kopts.pristine_log_level)
+        .or(host.kernel.pristine_log_level)
         .unwrap_or(log::LevelFilter::Info);
     crate::logging::init(level);
     let Some(verb) = verb else {
@@ -174,12 +138,12 @@ pub fn run(args: Vec<OsString>) -> u8 {
         return EXIT_FATAL;
     };
     match verb.as_str() {
-        "status" => crate::detect::cli::status(&common, rest),
+        "status" => crate::detect::cli::status(&common, &host, rest),
         "stamp" => crate::detect::cli::stamp(&common, rest),
-        "reset" => crate::reset::cli::main(&common, rest),
-        "provision" => crate::provision::main(&common, rest),
-        "sysusers" => crate::sysusers::cli::main(&common, rest),
-        "tmpfiles" => crate::tmpfiles::cli::main(&common, rest),
+        "reset" => crate::reset::cli::main(&common, &host, rest),
+        "provision" => crate::provision::main(&common, &host, rest),
+        "sysusers" => crate::sysusers::cli::main(&common, &host, rest),
+        "tmpfiles" => crate::tmpfiles::cli::main(&common, &host, rest),
         "update" => crate::update::cli::main(&common, rest),
         "preset-all" => crate::presets::cli::preset_all(&common, rest),
         "preset" => crate::presets::cli::preset(&common, rest),
@@ -192,12 +156,6 @@ pub fn run(args: Vec<OsString>) -> u8 {
             EXIT_FATAL
         }
     }
-}
-
-/// Reports a usage error from a verb's parser.
-pub fn usage_error(verb: &str, e: impl std::fmt::Display) -> u8 {
-    log::error!("pristine {verb}: {e}");
-    EXIT_FATAL
 }
 
 #[cfg(test)]

@@ -899,6 +899,7 @@ mod tests {
             kernel_release: "k".into(),
             user: ("root".into(), 0),
             group: ("root".into(), 0),
+            tmp_dir: None,
             has_root: true,
         }
     }

@@ -38,6 +38,8 @@ pub struct Options {
     pub args: Vec<String>,
     /// Whether a root other than `/` was named (`--root`).
     pub has_root: bool,
+    /// The host view: credentials (`sysusers.extra`, passwords, shells) and specifier values.
+    pub host: crate::host::HostFacts,
 }
 
 /// Reads configuration into `cfg`, reporting bad lines.
@@ -172,10 +174,6 @@ fn same_file(root: &Root, a: &str, b: &str) -> bool {
     }
 }
 
-fn read_credential(name: &str) -> Option<Vec<u8>> {
-    crate::config::credentials::Credentials::from_env_strict().get_bytes(name)
-}
-
 /// `SOURCE_DATE_EPOCH` (else now) in days, as the shadow "last changed" field.
 fn lstchg() -> i64 {
     let secs = std::env::var("SOURCE_DATE_EPOCH")
@@ -244,7 +242,7 @@ fn cat_config(root: &Root) -> String {
 pub fn run(root: &Root, opts: &Options) -> Outcome {
     let mut rd = Reader {
         root,
-        sv: SystemValues::observe(root, opts.has_root),
+        sv: opts.host.running.system_values(root, opts.has_root),
         cfg: Config::default(),
         out: Outcome::default(),
     };
@@ -257,11 +255,12 @@ pub fn run(root: &Root, opts: &Options) -> Outcome {
     } else {
         rd.parse_arguments(opts);
     }
-    if let Some(d) = crate::config::credentials::Credentials::from_env_strict().dir() {
-        let p = d.join("sysusers.extra");
-        if let Ok(b) = std::fs::read(&p) {
-            rd.parse_text(&p.display().to_string(), &String::from_utf8_lossy(&b));
-        }
+    let creds = &opts.host.credentials;
+    if let (Some(p), Some(b)) = (
+        creds.path("sysusers.extra"),
+        creds.get_bytes("sysusers.extra"),
+    ) {
+        rd.parse_text(&p.display().to_string(), &String::from_utf8_lossy(&b));
     }
     let Reader {
         mut cfg, mut out, ..
@@ -313,6 +312,7 @@ pub fn run(root: &Root, opts: &Options) -> Outcome {
     } else {
         "/bin/sh"
     };
+    let read_credential = |name: &str| opts.host.credentials.get_bytes(name);
     let shell_cred = |name: &str| {
         read_credential(&format!("passwd.shell.{name}"))
             .map(|b| String::from_utf8_lossy(&b).into_owned())

@@ -3,14 +3,11 @@
 //! alphanumeric specifier is an error, any other `%c` is kept verbatim, a trailing `%` stays.
 //!
 //! [`SystemValues`] holds the values of systemd's common system, credential and tmp
-//! specifiers, observed once from the target root (os-release, machine-id) and the running
-//! host (hostname, kernel, boot id, architecture) — exactly where systemd 257 takes each from.
+//! specifiers; [`crate::host::RunningSystem::system_values`] fills it from the target root
+//! (os-release, machine-id) and the running host (hostname, kernel, boot id), exactly where
+//! systemd 257 takes each from. Nothing here does I/O.
 
 use std::collections::HashMap;
-use std::path::Path;
-
-use crate::fs::Root;
-use crate::text::envfile;
 
 /// Why expansion failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,6 +105,8 @@ pub struct SystemValues {
     /// Name and id of the user running pristine, and its group.
     pub user: (String, u32),
     pub group: (String, u32),
+    /// `$TMPDIR`, `$TEMP` or `$TMP` of the running system, if absolute.
+    pub tmp_dir: Option<String>,
     /// Whether a `--root` was given (then `%T`/`%V` are `/tmp` and `/var/tmp`).
     pub has_root: bool,
 }
@@ -131,65 +130,7 @@ pub fn parse_machine_id(content: &str) -> Result<String, String> {
     Ok(t.to_ascii_lowercase())
 }
 
-/// Reads the target's os-release (etc first, then usr/lib) through the root handle.
-pub fn read_os_release(root: &Root) -> Option<HashMap<String, String>> {
-    for p in ["etc/os-release", "usr/lib/os-release"] {
-        if let Ok(Some(text)) = root.read_optional(Path::new(p)) {
-            return Some(envfile::parse(&text).into_iter().collect());
-        }
-    }
-    None
-}
-
-fn name_of(db: &str, id: u32) -> Option<String> {
-    db.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        let _ = f.next()?;
-        let n: u32 = f.next()?.parse().ok()?;
-        (n == id).then(|| name.to_string())
-    })
-}
-
 impl SystemValues {
-    /// Observes the values: target-derived ones through `root`, host-derived ones from the
-    /// running system.
-    pub fn observe(root: &Root, has_root: bool) -> SystemValues {
-        let os_release = read_os_release(root);
-        let machine_id = match root.read_optional(Path::new("etc/machine-id")) {
-            Ok(Some(s)) => parse_machine_id(&s),
-            Ok(None) => Err("no /etc/machine-id".into()),
-            Err(e) => Err(e.to_string()),
-        };
-        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .map(|s| s.trim().replace('-', ""))
-            .map_err(|e| e.to_string());
-        let uts = rustix::system::uname();
-        let hostname = uts.nodename().to_string_lossy().into_owned();
-        let kernel_release = uts.release().to_string_lossy().into_owned();
-        let pretty_hostname = std::fs::read_to_string("/etc/machine-info")
-            .ok()
-            .and_then(|t| envfile::get(&t, "PRETTY_HOSTNAME"))
-            .filter(|s| !s.is_empty());
-        let uid = rustix::process::getuid().as_raw();
-        let gid = rustix::process::getgid().as_raw();
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        let uname = name_of(&passwd, uid).unwrap_or_else(|| uid.to_string());
-        let gname = name_of(&group, gid).unwrap_or_else(|| gid.to_string());
-        SystemValues {
-            os_release,
-            machine_id,
-            boot_id,
-            hostname,
-            pretty_hostname,
-            kernel_release,
-            user: (uname, uid),
-            group: (gname, gid),
-            has_root,
-        }
-    }
-
     fn os(&self, c: char, key: &str) -> Result<String, SpecError> {
         match &self.os_release {
             Some(m) => Ok(m.get(key).cloned().unwrap_or_default()),
@@ -238,11 +179,7 @@ impl SystemValues {
 
     /// systemd's `COMMON_TMP_SPECIFIERS` (`%T %V`).
     pub fn tmp(&self, c: char) -> Option<Result<String, SpecError>> {
-        let env_tmp = || {
-            ["TMPDIR", "TEMP", "TMP"]
-                .iter()
-                .find_map(|k| std::env::var(k).ok().filter(|v| v.starts_with('/')))
-        };
+        let env_tmp = || self.tmp_dir.clone();
         Some(Ok(match c {
             'T' if self.has_root => "/tmp".into(),
             'V' if self.has_root => "/var/tmp".into(),

@@ -919,6 +919,7 @@ mod tests {
             kernel_release: "6".into(),
             user: ("root".into(), 0),
             group: ("root".into(), 0),
+            tmp_dir: None,
             has_root: true,
         }
     }

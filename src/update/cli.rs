@@ -10,7 +10,8 @@ use super::index::{ChunkParams, Digest, CHUNK_LIMIT_MAX};
 use super::make::{self, MakeOptions};
 use super::state::{self, SlotStatus, StateDir};
 use super::{fetch, FetchFailure, FetchOptions};
-use crate::cli::{usage_error, Common};
+use crate::host::Common;
+use crate::report::usage_error;
 use crate::report::{Outcome, EXIT_FATAL, EXIT_OK, EXIT_OP_FAILED};
 
 pub const USAGE: &str = "\
