@@ -70,9 +70,14 @@ pub fn main(common: &Common, rest: Vec<OsString>) -> u8 {
     let mut p = lexopt::Parser::from_args(rest);
     let verb = match p.next() {
         Ok(Some(Value(v))) => v.to_string_lossy().to_string(),
-        Ok(Some(Long("help") | Short('h'))) | Ok(None) => {
+        Ok(Some(Long("help") | Short('h'))) => {
             print!("{USAGE}");
             return EXIT_OK;
+        }
+        // A missing sub-verb is a usage error, like any other missing argument.
+        Ok(None) => {
+            eprint!("{USAGE}");
+            return usage_error("update", "expected a verb");
         }
         Ok(Some(a)) => return usage_error("update", a.unexpected()),
         Err(e) => return usage_error("update", e),
