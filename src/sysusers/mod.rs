@@ -26,6 +26,7 @@ use crate::config::confdirs;
 use crate::fs::Root;
 use crate::report::{Diagnostic, Outcome, Severity};
 use crate::text::specifier::SystemValues;
+use crate::userdb::UserDb;
 use engine::{Added, Config, Extras, Snapshot};
 
 /// Options of one run.
@@ -240,6 +241,12 @@ fn cat_config(root: &Root) -> String {
 
 /// Runs sysusers on `root`. Returns the outcome (the exit code derives from it).
 pub fn run(root: &Root, opts: &Options) -> Outcome {
+    run_planned(root, opts, &mut None)
+}
+
+/// [`run`]; with `dry_run`, `would_be` receives the user database as the run would leave it
+/// (so that a dry run of later steps resolves the users and groups this one would create).
+pub fn run_planned(root: &Root, opts: &Options, would_be: &mut Option<UserDb>) -> Outcome {
     let mut rd = Reader {
         root,
         sv: opts.host.running.system_values(root, opts.has_root),
@@ -349,6 +356,14 @@ pub fn run(root: &Root, opts: &Options) -> Outcome {
         }
     }
     if opts.dry_run {
+        let text = |new: &Option<Vec<u8>>, old: &Option<Vec<u8>>| {
+            String::from_utf8_lossy(new.as_ref().or(old.as_ref()).map_or(&[][..], |v| v))
+                .into_owned()
+        };
+        *would_be = Some(UserDb::parse(
+            &text(&plan.passwd, &contents[2]),
+            &text(&plan.group, &contents[0]),
+        ));
         let groupish = !plan.created_groups.is_empty() || !cfg.members.is_empty();
         let userish = !plan.created_users.is_empty();
         for (f, show) in files.iter().zip([groupish, groupish, userish, userish]) {

@@ -52,6 +52,9 @@ pub struct Options {
     pub has_root: bool,
     /// The host view: credentials (`tmpfiles.extra`, `^` lines) and specifier values.
     pub host: crate::host::HostFacts,
+    /// Resolve users and groups in this database instead of the root's (`provision
+    /// --dry-run` passes the one its sysusers step would write).
+    pub users: Option<UserDb>,
 }
 
 impl Options {
@@ -374,7 +377,7 @@ fn link_parents(cfg: &mut Config) {
 pub fn run(root: &Root, opts: &Options, sources: &[Source]) -> Result<Outcome, String> {
     let mut outcome = Outcome::default();
     let values = opts.host.running.system_values(root, opts.has_root);
-    let users = match UserDb::load(root) {
+    let users = match opts.users.clone().map_or_else(|| UserDb::load(root), Ok) {
         Ok(u) => u,
         Err(e) => {
             log::warn!("Failed to read the root's user database: {e}");
