@@ -7,40 +7,10 @@ use std::path::Path;
 
 use crate::fs::Root;
 use crate::text::envfile;
-use crate::text::specifier::{parse_machine_id, SystemValues};
+use crate::text::specifier::{parse_machine_id, Running, SystemValues};
 
-/// Specifier values of the running system.
-#[derive(Clone, Debug)]
-pub struct RunningSystem {
-    /// The boot id (32 hex digits), or why it is unknown.
-    pub boot_id: Result<String, String>,
-    pub hostname: String,
-    pub pretty_hostname: Option<String>,
-    pub kernel_release: String,
-    /// Name and id of the user running pristine, and its group.
-    pub user: (String, u32),
-    pub group: (String, u32),
-    /// `%h`: `$HOME` if absolute, else the running user's home.
-    pub home: String,
-    /// `$TMPDIR`, `$TEMP` or `$TMP` if absolute (`%T`/`%V` without `--root`).
-    pub tmp_dir: Option<String>,
-}
-
-impl Default for RunningSystem {
-    /// Nothing known (tests and library callers that pass no host).
-    fn default() -> RunningSystem {
-        RunningSystem {
-            boot_id: Err("no boot id".into()),
-            hostname: String::new(),
-            pretty_hostname: None,
-            kernel_release: String::new(),
-            user: ("root".into(), 0),
-            group: ("root".into(), 0),
-            home: "/root".into(),
-            tmp_dir: None,
-        }
-    }
-}
+/// Specifier values of the running system (the data type lives in `text`, which is pure).
+pub type RunningSystem = Running;
 
 fn name_of(db: &str, id: u32) -> Option<String> {
     db.lines().find_map(|l| {
@@ -52,9 +22,9 @@ fn name_of(db: &str, id: u32) -> Option<String> {
     })
 }
 
-impl RunningSystem {
+impl Running {
     /// Observes the running system (uname, ids, `/proc`, the host's own `/etc`).
-    pub fn observe() -> RunningSystem {
+    pub fn observe() -> Running {
         let boot_id = super::read_text(Path::new("/proc/sys/kernel/random/boot_id"))
             .map(|s| s.trim().replace('-', ""))
             .ok_or_else(|| "cannot read /proc/sys/kernel/random/boot_id".to_string());
@@ -76,7 +46,7 @@ impl RunningSystem {
         let tmp_dir = ["TMPDIR", "TEMP", "TMP"]
             .iter()
             .find_map(|k| std::env::var(k).ok().filter(|v| v.starts_with('/')));
-        RunningSystem {
+        Running {
             boot_id,
             hostname: uts.nodename().to_string_lossy().into_owned(),
             pretty_hostname,
@@ -99,13 +69,7 @@ impl RunningSystem {
         SystemValues {
             os_release: crate::config::os_release::read(root).map(|o| o.fields),
             machine_id,
-            boot_id: self.boot_id.clone(),
-            hostname: self.hostname.clone(),
-            pretty_hostname: self.pretty_hostname.clone(),
-            kernel_release: self.kernel_release.clone(),
-            user: self.user.clone(),
-            group: self.group.clone(),
-            tmp_dir: self.tmp_dir.clone(),
+            running: self.clone(),
             has_root,
         }
     }

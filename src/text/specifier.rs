@@ -91,13 +91,12 @@ pub fn architecture() -> &'static str {
     }
 }
 
-/// Values of the common specifiers, observed once.
+/// The values of the specifiers systemd takes from the running system, even with `--root`
+/// (`%b %H %l %q %v %u %U %g %G %h`, and `%T %V` without `--root`). Plain data: the host view
+/// fills it (`crate::host::RunningSystem`).
 #[derive(Clone, Debug)]
-pub struct SystemValues {
-    /// os-release of the target (`etc/os-release`, else `usr/lib/os-release`); `None` if neither.
-    pub os_release: Option<HashMap<String, String>>,
-    /// The target's machine id if `etc/machine-id` holds a valid one; else why not.
-    pub machine_id: Result<String, String>,
+pub struct Running {
+    /// The boot id (32 hex digits), or why it is unknown.
     pub boot_id: Result<String, String>,
     pub hostname: String,
     pub pretty_hostname: Option<String>,
@@ -105,8 +104,37 @@ pub struct SystemValues {
     /// Name and id of the user running pristine, and its group.
     pub user: (String, u32),
     pub group: (String, u32),
+    /// `%h`: `$HOME` if absolute, else the running user's home.
+    pub home: String,
     /// `$TMPDIR`, `$TEMP` or `$TMP` of the running system, if absolute.
     pub tmp_dir: Option<String>,
+}
+
+impl Default for Running {
+    /// Nothing known (tests and library callers that pass no host).
+    fn default() -> Running {
+        Running {
+            boot_id: Err("no boot id".into()),
+            hostname: String::new(),
+            pretty_hostname: None,
+            kernel_release: String::new(),
+            user: ("root".into(), 0),
+            group: ("root".into(), 0),
+            home: "/root".into(),
+            tmp_dir: None,
+        }
+    }
+}
+
+/// Values of the common specifiers, observed once.
+#[derive(Clone, Debug)]
+pub struct SystemValues {
+    /// os-release of the target (`etc/os-release`, else `usr/lib/os-release`); `None` if neither.
+    pub os_release: Option<HashMap<String, String>>,
+    /// The target's machine id if `etc/machine-id` holds a valid one; else why not.
+    pub machine_id: Result<String, String>,
+    /// What the running system contributes.
+    pub running: Running,
     /// Whether a `--root` was given (then `%T`/`%V` are `/tmp` and `/var/tmp`).
     pub has_root: bool,
 }
@@ -139,7 +167,12 @@ impl SystemValues {
     }
 
     fn short_hostname(&self) -> String {
-        self.hostname.split('.').next().unwrap_or("").to_string()
+        self.running
+            .hostname
+            .split('.')
+            .next()
+            .unwrap_or("")
+            .to_string()
     }
 
     /// systemd's `COMMON_SYSTEM_SPECIFIERS` (`%a %A %b %B %H %l %q %m %M %o %v %w %W`).
@@ -148,18 +181,19 @@ impl SystemValues {
         Some(match c {
             'a' => Ok(architecture().to_string()),
             'A' => self.os(c, "IMAGE_VERSION"),
-            'b' => self.boot_id.clone().or_else(|e| unres(c, &e)),
+            'b' => self.running.boot_id.clone().or_else(|e| unres(c, &e)),
             'B' => self.os(c, "BUILD_ID"),
-            'H' => Ok(self.hostname.clone()),
+            'H' => Ok(self.running.hostname.clone()),
             'l' => Ok(self.short_hostname()),
             'q' => Ok(self
+                .running
                 .pretty_hostname
                 .clone()
                 .unwrap_or_else(|| self.short_hostname())),
             'm' => self.machine_id.clone().or_else(|e| unres(c, &e)),
             'M' => self.os(c, "IMAGE_ID"),
             'o' => self.os(c, "ID"),
-            'v' => Ok(self.kernel_release.clone()),
+            'v' => Ok(self.running.kernel_release.clone()),
             'w' => self.os(c, "VERSION_ID"),
             'W' => self.os(c, "VARIANT_ID"),
             _ => return None,
@@ -169,17 +203,17 @@ impl SystemValues {
     /// systemd's `COMMON_CREDS_SPECIFIERS` (`%g %G %u %U`) for the running user.
     pub fn creds(&self, c: char) -> Option<Result<String, SpecError>> {
         Some(Ok(match c {
-            'g' => self.group.0.clone(),
-            'G' => self.group.1.to_string(),
-            'u' => self.user.0.clone(),
-            'U' => self.user.1.to_string(),
+            'g' => self.running.group.0.clone(),
+            'G' => self.running.group.1.to_string(),
+            'u' => self.running.user.0.clone(),
+            'U' => self.running.user.1.to_string(),
             _ => return None,
         }))
     }
 
     /// systemd's `COMMON_TMP_SPECIFIERS` (`%T %V`).
     pub fn tmp(&self, c: char) -> Option<Result<String, SpecError>> {
-        let env_tmp = || self.tmp_dir.clone();
+        let env_tmp = || self.running.tmp_dir.clone();
         Some(Ok(match c {
             'T' if self.has_root => "/tmp".into(),
             'V' if self.has_root => "/var/tmp".into(),
