@@ -39,6 +39,15 @@ fn every_verb_answers_help() {
             );
         }
     }
+    // Each listed verb is also dispatched: an unknown option reaches the verb's own parser
+    // (a usage error naming the verb), not the "Unknown verb" fallback.
+    for verb in verbs.iter().filter(|v| *v != "help") {
+        let out = run_pristine(&[verb, "--no-such-option"]);
+        assert_exit(&out, 1);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("Unknown verb"), "{verb}: {err}");
+        assert!(err.contains(&format!("pristine {verb}")), "{verb}: {err}");
+    }
     // `--help` after other options of the verb still shows help instead of running it.
     let out = run_pristine(&["provision", "--dry-run", "--help"]);
     assert_exit(&out, 0);
