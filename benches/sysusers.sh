@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-20}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release --quiet
-pristine=$CARGO_TARGET_DIR/release/pristine
+pristine=$CARGO_TARGET_DIR/$(rustc -vV | sed -n "s/^host: //p")/release/pristine
 ref="$(../shared/reference/systemd)/systemd-sysusers"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -11,7 +11,7 @@ REFBIN=$(bash "$HERE/../shared/reference/systemd" | tail -n1)
 REF="$REFBIN/systemd-tmpfiles"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HERE/target}
 (cd "$HERE" && cargo build --release --quiet)
-OURS="$CARGO_TARGET_DIR/release/pristine"
+OURS="$CARGO_TARGET_DIR/$(rustc -vV | sed -n "s/^host: //p")/release/pristine"
 WORK=$(mktemp -d /tmp/pristine-bench-tmpfiles.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 

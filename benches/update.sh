@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 size_mib=${1:-1024}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/target}
 (cd "$here" && cargo build --release --quiet)
-bin=$CARGO_TARGET_DIR/release/pristine
+bin=$CARGO_TARGET_DIR/$(rustc -vV | sed -n "s/^host: //p")/release/pristine
 w=$(mktemp -d /tmp/pristine-bench-update.XXXXXX)
 nginx_pid=
 cleanup() {

@@ -6,83 +6,139 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::host::{Common, HostFacts};
 use crate::report::{EXIT_FATAL, EXIT_OK};
 
-/// Options shared by every verb.
-#[derive(Clone, Debug, Default)]
-pub struct Common {
-    /// `--root=DIR`: operate on this tree instead of `/` (or `/sysroot` in an initrd).
-    pub root: Option<PathBuf>,
-    /// `--cmdline=STRING`: use this instead of `/proc/cmdline`.
-    pub cmdline: Option<String>,
-    /// `--efivars=DIR`: efivarfs directory (default `/sys/firmware/efi/efivars`).
-    pub efivars: Option<PathBuf>,
-    /// `--log-level=LEVEL`.
-    pub log_level: Option<log::LevelFilter>,
+/// One verb: its name, its synopsis and what it does. The top-level help and each verb's
+/// `--help` are made from this table; `run` dispatches every name in it.
+pub struct Verb {
+    pub name: &'static str,
+    pub synopsis: &'static str,
+    pub about: &'static str,
 }
 
-impl Common {
-    /// The root the verb works on: `--root`, else `/sysroot` in an initrd, else `/`.
-    pub fn root_path(&self) -> PathBuf {
-        match &self.root {
-            Some(r) => r.clone(),
-            None if crate::logging::in_initrd() => PathBuf::from("/sysroot"),
-            None => PathBuf::from("/"),
-        }
-    }
+pub const VERBS: &[Verb] = &[
+    Verb {
+        name: "provision",
+        synopsis: "[--dry-run] [--report=FILE]",
+        about: "Bring the root from any state to a provisioned system (the boot job)",
+    },
+    Verb {
+        name: "status",
+        synopsis: "[--json]",
+        about: "Show the detected boot state of the root",
+    },
+    Verb {
+        name: "stamp",
+        synopsis: "",
+        about: "Mark /etc and /var as up to date with /usr (like systemd-update-done)",
+    },
+    Verb {
+        name: "reset",
+        synopsis: "request|cancel|status|run [--dry-run] [--force] [--json]",
+        about: "Request, cancel, inspect or carry out a factory reset",
+    },
+    Verb {
+        name: "sysusers",
+        synopsis: "[--replace=PATH] [--inline] [--dry-run] [--cat-config] [CONFIG…|-]",
+        about: "Create system users and groups from sysusers.d (like systemd-sysusers)",
+    },
+    Verb {
+        name: "tmpfiles",
+        synopsis: "[OPTIONS] [CONFIG…|-]",
+        about: "Create, clean and remove files per tmpfiles.d (like systemd-tmpfiles)",
+    },
+    Verb {
+        name: "update",
+        synopsis: "make|sign|fetch|status|confirm|rollback|boot|adopt [OPTIONS]",
+        about: "/usr image updates (the update verbs are listed below)",
+    },
+    Verb {
+        name: "preset-all",
+        synopsis: "[--preset-mode=full|enable-only|disable-only] [--new-only] [--dry-run]",
+        about: "Enable/disable all units per preset policy (like systemctl preset-all)",
+    },
+    Verb {
+        name: "preset",
+        synopsis: "[--preset-mode=MODE] [--dry-run] UNIT...",
+        about: "Enable/disable the named units per preset policy",
+    },
+    Verb {
+        name: "help",
+        synopsis: "",
+        about: "Show this help",
+    },
+];
 
-    /// Whether a root other than the running system was named.
-    pub fn has_root(&self) -> bool {
-        self.root.is_some() || crate::logging::in_initrd()
-    }
-
-    /// The kernel command line: `--cmdline`, else `/proc/cmdline`.
-    pub fn kernel_cmdline(&self) -> String {
-        match &self.cmdline {
-            Some(c) => c.clone(),
-            None => std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
-        }
-    }
-
-    /// Opens the root handle, logging a fatal error on failure.
-    pub fn open_root(&self) -> Result<crate::fs::Root, u8> {
-        let p = self.root_path();
-        crate::fs::Root::open(&p).map_err(|e| {
-            log::error!("Failed to open root directory {}: {e}", p.display());
-            EXIT_FATAL
-        })
-    }
-}
-
-pub const USAGE: &str = "\
+const HEAD: &str = "\
 pristine — provision stateless, volatile and factory-resettable Linux systems
 
 Usage: pristine [OPTIONS] VERB [VERB OPTIONS]
+";
 
-Verbs:
-  provision [--dry-run] [--report=FILE] [--credentials=DIR]
-                         Bring the root from any state to a provisioned system (the boot job)
-  status [--json]        Show the detected boot state of the root
-  stamp                  Mark /etc and /var as up to date with /usr (like systemd-update-done)
-  reset request|cancel|status|run [--dry-run] [--force] [--json]
-                         Request, cancel, inspect or carry out a factory reset
-  sysusers [--replace=PATH] [--inline] [--dry-run] [--cat-config] [CONFIG…|-]
-                         Create system users and groups from sysusers.d (like systemd-sysusers)
-  tmpfiles [OPTIONS] [CONFIG…]  Create, clean and remove files per tmpfiles.d (like systemd-tmpfiles)
-  update VERB            /usr image updates: make, sign, fetch, status, confirm, rollback, boot
-  preset-all [--preset-mode=full|enable-only|disable-only] [--new-only] [--dry-run]
-                         Enable/disable all units per preset policy (like systemctl preset-all)
-  preset [--preset-mode=MODE] [--dry-run] UNIT...
-                         Enable/disable the named units per preset policy
-
-Options (for every verb):
+pub const OPTIONS: &str = "\
+Options (for every verb, before or after it):
   --root=DIR             Operate on DIR (default: / , or /sysroot inside an initrd)
-  --cmdline=STRING       Use STRING as the kernel command line instead of /proc/cmdline
-  --efivars=DIR          Read EFI variables from DIR (default /sys/firmware/efi/efivars)
+  --cmdline=STRING       Use STRING as the kernel command line (default: /proc/cmdline,
+                         none with --root)
+  --credentials=DIR      Read system credentials from DIR (default: $CREDENTIALS_DIRECTORY,
+                         else /run/credentials/@system, which --root never reads)
+  --efivars=DIR          Read EFI variables from DIR (default: /sys/firmware/efi/efivars,
+                         none with --root)
+  --smbios-uuid=UUID     Use UUID as the firmware's product UUID (default: DMI data,
+                         none with --root)
   --log-level=LEVEL      error, warning, info, debug
   -h, --help             Show this help
   --version              Show the version
 ";
+
+/// The top-level help: every verb with its synopsis.
+pub fn usage() -> String {
+    let mut s = format!("{HEAD}\nVerbs:\n");
+    for v in VERBS {
+        s.push_str(format!("  {} {}", v.name, v.synopsis).trim_end());
+        s.push('\n');
+        s.push_str(&format!("{:25}{}\n", "", v.about));
+    }
+    // The update sub-verbs, each as `update VERB …` (continuation lines indented).
+    s.push_str("\nUpdate verbs:\n");
+    for l in crate::update::cli::USAGE.lines().skip(1) {
+        let l = l.trim_start();
+        if l.starts_with('[') {
+            s.push_str(&format!("           {l}\n"));
+        } else {
+            s.push_str(&format!("  update {l}\n"));
+        }
+    }
+    s.push('\n');
+    s.push_str(OPTIONS);
+    s
+}
+
+/// `pristine VERB --help`: the verb's own help, for verbs that have none of their own.
+fn verb_help(verb: &str) -> Option<String> {
+    let v = VERBS.iter().find(|v| v.name == verb)?;
+    let own = match verb {
+        "sysusers" => crate::sysusers::cli::USAGE,
+        "tmpfiles" => crate::tmpfiles::cli::USAGE,
+        "update" => crate::update::cli::USAGE,
+        "help" => return Some(usage()),
+        _ => "",
+    };
+    Some(format!(
+        "{}\n\n{}\n\n{own}{}{OPTIONS}",
+        format!("Usage: pristine {} {}", v.name, v.synopsis).trim_end(),
+        v.about,
+        if own.is_empty() { "" } else { "\n" }
+    ))
+}
+
+/// Whether `-h`/`--help` stands among the verb's arguments (before any `--`).
+fn wants_help(rest: &[OsString]) -> bool {
+    rest.iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "-h" || a == "--help")
+}
 
 fn take_value(
     args: &[OsString],
@@ -125,6 +181,16 @@ pub fn split_args(args: Vec<OsString>) -> Result<(Common, Option<String>, Vec<Os
             "--efivars" => {
                 common.efivars = Some(PathBuf::from(take_value(&args, &mut i, name, inline)?))
             }
+            "--credentials" => {
+                common.credentials = Some(PathBuf::from(take_value(&args, &mut i, name, inline)?))
+            }
+            "--smbios-uuid" => {
+                let v = take_value(&args, &mut i, name, inline)?;
+                if crate::host::normalize_uuid(&v).is_none() {
+                    return Err(format!("--smbios-uuid: '{v}' is not a valid UUID"));
+                }
+                common.smbios_uuid = Some(v);
+            }
             "--log-level" => {
                 let v = take_value(&args, &mut i, name, inline)?;
                 common.log_level = Some(
@@ -154,11 +220,10 @@ pub fn run(args: Vec<OsString>) -> u8 {
             return EXIT_FATAL;
         }
     };
-    let (kopts, _) =
-        crate::config::cmdline::parse(&common.kernel_cmdline(), crate::logging::in_initrd());
+    let host = HostFacts::observe(&common);
     let level = common
         .log_level
-        .or(kopts.pristine_log_level)
+        .or(host.kernel.pristine_log_level)
         .unwrap_or(log::LevelFilter::Info);
     crate::logging::init(level);
     let Some(verb) = verb else {
@@ -166,25 +231,31 @@ pub fn run(args: Vec<OsString>) -> u8 {
             println!("pristine {}", env!("CARGO_PKG_VERSION"));
             return EXIT_OK;
         }
-        if rest.iter().any(|a| a == "-h" || a == "--help") {
-            print!("{USAGE}");
+        if wants_help(&rest) {
+            print!("{}", usage());
             return EXIT_OK;
         }
-        eprint!("{USAGE}");
+        eprint!("{}", usage());
         return EXIT_FATAL;
     };
+    if wants_help(&rest) {
+        if let Some(h) = verb_help(&verb) {
+            print!("{h}");
+            return EXIT_OK;
+        }
+    }
     match verb.as_str() {
-        "status" => crate::detect::cli::status(&common, rest),
+        "status" => crate::detect::cli::status(&common, &host, rest),
         "stamp" => crate::detect::cli::stamp(&common, rest),
-        "reset" => crate::reset::cli::main(&common, rest),
-        "provision" => crate::provision::main(&common, rest),
-        "sysusers" => crate::sysusers::cli::main(&common, rest),
-        "tmpfiles" => crate::tmpfiles::cli::main(&common, rest),
+        "reset" => crate::reset::cli::main(&common, &host, rest),
+        "provision" => crate::provision::main(&common, &host, rest),
+        "sysusers" => crate::sysusers::cli::main(&common, &host, rest),
+        "tmpfiles" => crate::tmpfiles::cli::main(&common, &host, rest),
         "update" => crate::update::cli::main(&common, rest),
         "preset-all" => crate::presets::cli::preset_all(&common, rest),
         "preset" => crate::presets::cli::preset(&common, rest),
         "help" => {
-            print!("{USAGE}");
+            print!("{}", usage());
             EXIT_OK
         }
         other => {
@@ -192,12 +263,6 @@ pub fn run(args: Vec<OsString>) -> u8 {
             EXIT_FATAL
         }
     }
-}
-
-/// Reports a usage error from a verb's parser.
-pub fn usage_error(verb: &str, e: impl std::fmt::Display) -> u8 {
-    log::error!("pristine {verb}: {e}");
-    EXIT_FATAL
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod detect;
 pub mod fs;
+pub mod host;
 pub mod logging;
 pub mod presets;
 pub mod provision;

@@ -131,6 +131,12 @@ impl Outcome {
     }
 }
 
+/// Reports a usage error from a verb's parser (exit 1).
+pub fn usage_error(verb: &str, e: impl std::fmt::Display) -> u8 {
+    log::error!("pristine {verb}: {e}");
+    EXIT_FATAL
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

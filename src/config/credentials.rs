@@ -1,31 +1,25 @@
 //! System credentials (systemd's `$CREDENTIALS_DIRECTORY`, else `/run/credentials/@system`):
 //! small named values passed in by the VM manager, the boot loader or the initrd, e.g.
 //! `system.hostname`, `system.machine_id`, `firstboot.timezone`. These live on the host (the
-//! initrd's /run), never in the target root.
+//! initrd's /run), never in the target root. Which directory is in reach is
+//! [`crate::host::HostFacts`]'s decision.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// systemd's `CREDENTIAL_SIZE_MAX`.
+const MAX_SIZE: u64 = 1 << 20;
 
 /// Where credentials are read from.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Credentials {
     dir: Option<PathBuf>,
 }
 
 impl Credentials {
-    /// `$CREDENTIALS_DIRECTORY` if set, else `/run/credentials/@system` if it exists.
-    pub fn from_env() -> Credentials {
-        let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
-            .map(PathBuf::from)
-            .or_else(|| {
-                let p = PathBuf::from("/run/credentials/@system");
-                p.is_dir().then_some(p)
-            });
-        Credentials { dir }
-    }
-
-    /// Credentials from `$CREDENTIALS_DIRECTORY` only, validated as systemd's
-    /// `get_credentials_dir()` does (absolute, normalized): what systemd's tools read.
-    pub fn from_env_strict() -> Credentials {
+    /// `$CREDENTIALS_DIRECTORY` if set and valid as systemd's `get_credentials_dir()` wants it
+    /// (absolute, normalized), else `fallback` if it is a directory. Only
+    /// [`crate::host::HostFacts`] calls this: offline runs pass no fallback.
+    pub fn from_env(fallback: Option<&Path>) -> Credentials {
         let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
             .map(PathBuf::from)
             .filter(|p| {
@@ -34,7 +28,8 @@ impl Credentials {
                         && !s.contains("//")
                         && !s.split('/').any(|c| c == "." || c == "..")
                 })
-            });
+            })
+            .or_else(|| fallback.filter(|p| p.is_dir()).map(Path::to_path_buf));
         Credentials { dir }
     }
 
@@ -49,23 +44,33 @@ impl Credentials {
     }
 
     /// The credential's raw bytes, if present. Names with `/`, longer than 255 bytes or hidden
-    /// are refused.
+    /// are refused, and so is a credential larger than systemd's `CREDENTIAL_SIZE_MAX` (1 MiB).
     pub fn get_bytes(&self, name: &str) -> Option<Vec<u8>> {
+        use std::io::Read as _;
+        let p = self.path(name)?;
+        let mut data = Vec::new();
+        std::fs::File::open(p)
+            .ok()?
+            .take(MAX_SIZE + 1)
+            .read_to_end(&mut data)
+            .ok()?;
+        (data.len() as u64 <= MAX_SIZE).then_some(data)
+    }
+
+    /// Where the credential `name` would be, if a directory is in reach and the name is valid.
+    pub fn path(&self, name: &str) -> Option<PathBuf> {
         if name.contains('/') || name.starts_with('.') || name.len() > 255 {
             return None;
         }
-        std::fs::read(self.dir.as_ref()?.join(name)).ok()
+        Some(self.dir.as_ref()?.join(name))
     }
 
     /// The credential's value as text, if present (a trailing newline is kept as given;
     /// callers trim where systemd does). Names with `/` are refused.
     pub fn get(&self, name: &str) -> Option<String> {
-        if name.contains('/') || name.starts_with('.') || name.len() > 255 {
-            return None;
-        }
-        let p = self.dir.as_ref()?.join(name);
+        let p = self.path(name)?;
         let md = std::fs::symlink_metadata(&p).ok()?;
-        if !md.is_file() || md.len() > 1 << 20 {
+        if !md.is_file() || md.len() > MAX_SIZE {
             return None;
         }
         std::fs::read_to_string(p).ok()

@@ -9,6 +9,7 @@
 pub mod cmdline;
 pub mod confdirs;
 pub mod credentials;
+pub mod os_release;
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,16 @@ pub use cmdline::Mode;
 
 /// Where `pristine.toml` fragments live, lowest priority first.
 pub const SETTINGS_DIRS: [&str; 3] = ["/usr/lib/pristine", "/run/pristine", "/etc/pristine"];
+
+/// What provisioning does with the machine id (see `provision::machine_id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MachineIdPolicy {
+    #[default]
+    Persist,
+    Uninitialized,
+    Transient,
+}
 
 /// What a factory reset flushes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -83,7 +94,7 @@ pub struct Settings {
     /// The mode when the kernel command line names none.
     pub mode: Option<Mode>,
     /// What provisioning does with the machine id.
-    pub machine_id: crate::provision::machine_id::Policy,
+    pub machine_id: MachineIdPolicy,
     pub firstboot: FirstbootSettings,
     pub reset: ResetSettings,
     pub update: UpdateSettings,

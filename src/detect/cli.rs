@@ -1,38 +1,16 @@
 //! `pristine status` and `pristine stamp`.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::cli::{usage_error, Common};
-use crate::config::cmdline;
-use crate::report::{Diagnostic, Outcome, EXIT_OK};
+use crate::host::{Common, HostFacts};
+use crate::report::{usage_error, Diagnostic, Outcome, EXIT_OK};
 
+use super::detect;
 use super::stamp::{write_updated, StampResult};
-use super::{detect, HostContext, DEFAULT_EFIVARS};
-
-/// The host context from the common options and the running system.
-pub fn host_context(common: &Common, outcome: &mut Outcome) -> HostContext {
-    let in_initrd = crate::logging::in_initrd();
-    let (kernel, warnings) = cmdline::parse(&common.kernel_cmdline(), in_initrd);
-    for w in warnings {
-        outcome.push(Diagnostic::notice(None, 0, w));
-    }
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().replace('-', ""));
-    HostContext {
-        kernel,
-        in_initrd,
-        efivars: common
-            .efivars
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_EFIVARS)),
-        boot_id,
-    }
-}
 
 /// `pristine status [--json]`.
-pub fn status(common: &Common, args: Vec<OsString>) -> u8 {
+pub fn status(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
     let mut json = false;
     let mut p = lexopt::Parser::from_args(args);
     loop {
@@ -48,10 +26,10 @@ pub fn status(common: &Common, args: Vec<OsString>) -> u8 {
         Err(code) => return code,
     };
     let mut outcome = Outcome::default();
-    let host = host_context(common, &mut outcome);
+    outcome.extend(host.kernel_diagnostics());
     let (settings, diags) = crate::config::load_settings(&root);
     outcome.extend(diags);
-    let state = detect(&root, &host, &settings);
+    let state = detect(&root, host, &settings);
     if json {
         let mut v = match serde_json::to_value(&state) {
             Ok(v) => v,

@@ -4,8 +4,9 @@
 //! OS image changed since pristine last provisioned, whether a factory reset was requested, and
 //! which mode (stateful, volatile, stateless, overlay) applies.
 //!
-//! Detection only reads: it observes through the root handle (and the host's efivarfs), then
-//! decides with pure functions that tests drive with tables.
+//! Detection only reads: it observes through the root handle and takes everything else from
+//! [`HostFacts`] (kernel command line, EFI variables, boot id), then decides with pure
+//! functions that tests drive with tables.
 
 pub mod cli;
 pub mod stamp;
@@ -14,15 +15,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::cmdline::{KernelOptions, Mode};
+use crate::config::cmdline::Mode;
 use crate::config::Settings;
 use crate::fs::Root;
+use crate::host::HostFacts;
 use crate::text::specifier::parse_machine_id;
 
-/// systemd's vendor GUID for its EFI variables.
-pub const SYSTEMD_EFI_GUID: &str = "8cf2644b-4b0b-428f-9387-6d876050dc67";
-/// The default efivarfs mount.
-pub const DEFAULT_EFIVARS: &str = "/sys/firmware/efi/efivars";
 /// The request file `pristine reset request` writes, in-root.
 pub const RESET_REQUEST_FILE: &str = "/var/lib/pristine/factory-reset";
 
@@ -176,16 +174,6 @@ pub struct BootState {
     pub factory_reset: ResetRequest,
 }
 
-/// Inputs from outside the target root.
-#[derive(Clone, Debug)]
-pub struct HostContext {
-    pub kernel: KernelOptions,
-    pub in_initrd: bool,
-    pub efivars: PathBuf,
-    /// The running boot id (32 hex digits), for 258-style reset requests.
-    pub boot_id: Option<String>,
-}
-
 fn mtime(st: &rustix::fs::Stat) -> Mtime {
     Mtime {
         sec: st.st_mtime,
@@ -234,12 +222,6 @@ pub fn observe_needs_update(
     }
 }
 
-/// Reads an efivarfs variable: 4 bytes of attributes, then the data.
-fn read_efivar(efivars: &Path, name: &str) -> Option<Vec<u8>> {
-    let data = std::fs::read(efivars.join(format!("{name}-{SYSTEMD_EFI_GUID}"))).ok()?;
-    data.get(4..).map(<[u8]>::to_vec)
-}
-
 /// Decodes a UTF-16LE EFI string (systemd's `efi_get_variable_string`), trailing NULs dropped.
 pub fn efi_string(data: &[u8]) -> String {
     let units: Vec<u16> = data
@@ -274,7 +256,7 @@ pub fn efi_request_applies(
 }
 
 /// Detects the factory reset request from all sources.
-pub fn detect_reset(root: &Root, host: &HostContext, os: &stamp::OsStamp) -> ResetRequest {
+pub fn detect_reset(root: &Root, host: &HostFacts, os: &stamp::OsStamp) -> ResetRequest {
     let mut r = ResetRequest::default();
     if host.kernel.factory_reset == Some(false) {
         r.disabled_by_kernel = true;
@@ -283,12 +265,12 @@ pub fn detect_reset(root: &Root, host: &HostContext, os: &stamp::OsStamp) -> Res
     if host.kernel.factory_reset == Some(true) {
         r.sources.push("kernel".into());
     }
-    if let Some(data) = read_efivar(&host.efivars, "FactoryReset") {
+    if let Some(data) = host.efi_var("FactoryReset") {
         if crate::text::parse_boolean(efi_string(&data).trim()) == Some(true) {
             r.sources.push("efi-factory-reset".into());
         }
     }
-    if let Some(data) = read_efivar(&host.efivars, "FactoryResetRequest") {
+    if let Some(data) = host.efi_var("FactoryResetRequest") {
         match efi_request_applies(
             &efi_string(&data),
             os.id.as_deref(),
@@ -308,7 +290,7 @@ pub fn detect_reset(root: &Root, host: &HostContext, os: &stamp::OsStamp) -> Res
 }
 
 /// Detects the whole boot state of `root`.
-pub fn detect(root: &Root, host: &HostContext, settings: &Settings) -> BootState {
+pub fn detect(root: &Root, host: &HostFacts, settings: &Settings) -> BootState {
     let os = stamp::current(root);
     let dir_report = |dir: &str| {
         let p = Path::new(dir);
@@ -352,13 +334,6 @@ pub fn detect(root: &Root, host: &HostContext, settings: &Settings) -> BootState
         factory_reset: detect_reset(root, host, &os),
         os,
     }
-}
-
-/// The raw os-release bytes of the target (etc first, then usr/lib), for hashing.
-pub fn os_release_bytes(root: &Root) -> Option<Vec<u8>> {
-    ["/etc/os-release", "/usr/lib/os-release"]
-        .iter()
-        .find_map(|p| root.read(Path::new(p)).ok())
 }
 
 /// Human-readable status, one fact a line.

@@ -200,9 +200,10 @@ pub fn write_os_stamp(root: &Root, dir: &Path, os: &OsStamp) -> io::Result<Stamp
 
 /// The OS identity of the target's /usr now: os-release fields, its hash and /usr's mtime.
 pub fn current(root: &Root) -> OsStamp {
+    let os = crate::config::os_release::read(root);
     let mut s = OsStamp::from_os_release(
-        crate::text::specifier::read_os_release(root).as_ref(),
-        crate::detect::os_release_bytes(root).as_deref(),
+        os.as_ref().map(|o| &o.fields),
+        os.as_ref().map(|o| o.raw.as_slice()),
     );
     s.usr_mtime_nsec = root
         .stat(Path::new("/usr"), true)

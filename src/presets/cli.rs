@@ -2,7 +2,8 @@
 
 use std::ffi::OsString;
 
-use crate::cli::{usage_error, Common};
+use crate::host::Common;
+use crate::report::usage_error;
 use crate::report::EXIT_FATAL;
 
 use super::{Options, PresetMode};

@@ -291,7 +291,10 @@ impl<'v, 'r> Engine<'v, 'r> {
             return Ok(fmt.to_string());
         }
         if self.sys.is_none() {
-            self.sys = Some(SystemValues::observe(self.vfs.root(), true));
+            // systemctl takes these from the running system even with --root; observed
+            // only when a unit file needs a specifier.
+            let running = crate::host::RunningSystem::observe();
+            self.sys = Some(running.system_values(self.vfs.root(), true));
         }
         let sys = self.sys.as_ref();
         let mut lookup = |c: char| -> Option<Result<String, SpecError>> {

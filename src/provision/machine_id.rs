@@ -9,24 +9,18 @@
 //! 0444), so PID 1 does not treat the boot as a first boot (pristine applies presets itself);
 //! `uninitialized` writes `uninitialized` so PID 1 runs its first-boot units (Debian's
 //! systemd-firstboot then prompts on the console); `transient` writes the id only to the
-//! initrd's `/run/machine-id`, which PID 1 reuses, and leaves the disk alone.
+//! initrd's `/run/machine-id`, which PID 1 reuses, and leaves the disk alone; offline (`--root`
+//! outside the initrd) it writes nothing at all, like `systemd-machine-id-setup --root` never
+//! touches the host: the image keeps whatever `/etc/machine-id` it has. The kernel command
+//! line, credentials and SMBIOS come from [`crate::host::HostFacts`] (offline: only from flags).
 
-use std::path::Path;
-
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::credentials::Credentials;
+use crate::host::Smbios;
 use crate::text::specifier::parse_machine_id;
 
-/// What to do with the machine id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    #[default]
-    Persist,
-    Uninitialized,
-    Transient,
-}
+pub use crate::config::MachineIdPolicy as Policy;
 
 /// Where the id came from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -40,46 +34,6 @@ pub enum Source {
     Random,
 }
 
-/// Host facts the decision needs (observed outside the target).
-#[derive(Clone, Debug, Default)]
-pub struct HostIds {
-    /// SMBIOS product UUID, as 32 lower-case hex digits.
-    pub product_uuid: Option<String>,
-    /// Running in one of the VMs whose product UUID systemd trusts.
-    pub trusted_vm: bool,
-}
-
-impl HostIds {
-    /// Reads DMI data from sysfs.
-    pub fn observe() -> HostIds {
-        let read = |f: &str| {
-            std::fs::read_to_string(Path::new("/sys/class/dmi/id").join(f))
-                .ok()
-                .map(|s| s.trim().to_string())
-        };
-        let product_uuid = read("product_uuid")
-            .map(|u| u.replace('-', "").to_ascii_lowercase())
-            .filter(|u| parse_machine_id(u).is_ok());
-        let vendor = [
-            read("sys_vendor"),
-            read("board_vendor"),
-            read("bios_vendor"),
-            read("product_name"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
-        let trusted_vm = ["QEMU", "KVM", "Amazon EC2", "Xen", "BHYVE"]
-            .iter()
-            .any(|v| vendor.contains(v));
-        HostIds {
-            product_uuid,
-            trusted_vm,
-        }
-    }
-}
-
 /// Decides the machine id. `existing` is the current `/etc/machine-id` content, `dbus` the
 /// D-Bus id file's (None if missing or a symlink).
 pub fn decide(
@@ -87,7 +41,7 @@ pub fn decide(
     kernel: Option<&str>,
     dbus: Option<&str>,
     creds: &Credentials,
-    host: &HostIds,
+    host: &Smbios,
     random: impl FnOnce() -> String,
 ) -> (String, Source) {
     let mut firmware = false;
@@ -148,11 +102,11 @@ mod tests {
     #[test]
     fn order_of_sources() {
         let none = Credentials::from_dir(None);
-        let vm = HostIds {
+        let vm = Smbios {
             product_uuid: Some(B.into()),
             trusted_vm: true,
         };
-        let bare = HostIds {
+        let bare = Smbios {
             product_uuid: Some(B.into()),
             trusted_vm: false,
         };

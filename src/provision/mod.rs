@@ -8,6 +8,10 @@
 //! (`preset-all` on a fresh /etc, `--new-only` after a /usr update) → record
 //! (`.pristine-stamp`). A failed step is reported and the next one still runs; the boot is never
 //! blocked. A run with nothing to do only reads.
+//!
+//! Everything from the host comes in a [`HostFacts`]; an offline run (`--root` outside the
+//! initrd) gets none of the host's facts unless flags pass them in, writes no report, marker
+//! or transient machine id outside the root, and runs no `syncfs` (see the sync step).
 
 pub mod firstboot;
 pub mod machine_id;
@@ -19,12 +23,12 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::cli::{usage_error, Common};
-use crate::config::credentials::Credentials;
 use crate::config::Settings;
 use crate::detect::stamp::{self, OsStamp, StampResult};
-use crate::detect::{self, BootState, DirState, HostContext};
+use crate::detect::{self, BootState, DirState};
 use crate::fs::{Root, WriteOptions};
+use crate::host::{Common, HostFacts};
+use crate::report::usage_error;
 use crate::report::{Diagnostic, Outcome};
 
 /// Why /etc (or /var) gets work.
@@ -138,35 +142,29 @@ pub struct Options {
     pub dry_run: bool,
     /// Where to write the JSON report; `None` for the default (see [`default_report_path`]).
     pub report: Option<PathBuf>,
-    /// Directory of credentials (default: `$CREDENTIALS_DIRECTORY`, `/run/credentials/@system`).
-    pub credentials: Option<PathBuf>,
+    /// Whether a root other than the running system was named (`%T`/`%V` in tmpfiles).
+    pub has_root: bool,
 }
 
 /// The report goes to the host's `/run/pristine/report.json` when provisioning the running
 /// boot (in the initrd, or the root is `/`); offline runs on image trees write none unless
 /// `--report=` names a file.
-pub fn default_report_path(common: &Common) -> Option<PathBuf> {
-    is_boot(common).then(|| runtime_dir().join("report.json"))
-}
-
-/// Whether this run provisions the running boot: in the initrd, or on the root `/`.
-fn is_boot(common: &Common) -> bool {
-    crate::logging::in_initrd() || common.root_path() == Path::new("/")
+pub fn default_report_path(host: &HostFacts) -> Option<PathBuf> {
+    host.runtime_dir.as_ref().map(|d| d.join("report.json"))
 }
 
 /// Entry point of `pristine provision`.
-pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
-    let mut opts = Options::default();
+pub fn main(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
+    let mut opts = Options {
+        has_root: common.has_root(),
+        ..Default::default()
+    };
     let mut p = lexopt::Parser::from_args(args);
     loop {
         match p.next() {
             Ok(Some(lexopt::Arg::Long("dry-run"))) => opts.dry_run = true,
             Ok(Some(lexopt::Arg::Long("report"))) => match p.value() {
                 Ok(v) => opts.report = Some(PathBuf::from(v)),
-                Err(e) => return usage_error("provision", e),
-            },
-            Ok(Some(lexopt::Arg::Long("credentials"))) => match p.value() {
-                Ok(v) => opts.credentials = Some(PathBuf::from(v)),
                 Err(e) => return usage_error("provision", e),
             },
             Ok(Some(a)) => return usage_error("provision", a.unexpected()),
@@ -178,8 +176,8 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let report_path = opts.report.clone().or_else(|| default_report_path(common));
-    let report = provision(&root, common, &opts);
+    let report_path = opts.report.clone().or_else(|| default_report_path(host));
+    let report = provision(&root, host, &opts);
     if let Some(path) = report_path {
         if !opts.dry_run {
             write_report(&path, &report);
@@ -217,22 +215,18 @@ fn write_report(path: &Path, report: &Report) {
 const SYNCED: &[&str] = &["/etc", "/var"];
 
 /// Runs the pipeline on an open root.
-pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
+pub fn provision(root: &Root, host: &HostFacts, opts: &Options) -> Report {
     let t0 = Instant::now();
     let mut run = Run {
         root,
         dry_run: opts.dry_run,
-        boot: is_boot(common),
+        boot: host.boot,
         out: Outcome::default(),
         steps: Vec::new(),
     };
-    let host = detect::cli::host_context(common, &mut run.out);
+    run.out.extend(host.kernel_diagnostics());
     let (settings, diags) = crate::config::load_settings(root);
     run.out.extend(diags);
-    let creds = match &opts.credentials {
-        Some(d) => Credentials::from_dir(Some(d.clone())),
-        None => Credentials::from_env(),
-    };
 
     if host.kernel.pristine_provision == Some(false) {
         run.skip(
@@ -244,7 +238,7 @@ pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
 
     // Detect.
     let t = Instant::now();
-    let state = detect::detect(root, &host, &settings);
+    let state = detect::detect(root, host, &settings);
     run.steps.push(StepReport {
         name: "detect",
         ran: true,
@@ -261,13 +255,19 @@ pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
     });
 
     // Factory reset.
-    let did_reset = step_reset(&mut run, &host, &settings, &state);
+    let did_reset = step_reset(&mut run, host, &settings, &state);
 
     // Mounts for the mode.
     step_mounts(&mut run, &state);
 
     // Bulk work from here on: every file still appears whole (temp + rename), durability comes
-    // from one syncfs at the end instead of two fsyncs per file.
+    // from one syncfs at the end instead of two fsyncs per file. Only a boot run syncs: an
+    // offline run builds an image, which nothing boots before whoever seals it (unmount, the
+    // builder's own sync) has made it durable, and a crash while building it means building
+    // it again; a syncfs there would flush a file system it may share with the host (a build
+    // host's busy disk: 0.1-0.7 s for nothing), and fsyncs one by one cost more than that on
+    // ext4 (one journal commit each).
+    let bulk_sync = host.boot;
     root.set_deferred_sync(true);
 
     // What each directory needs, after reset and mounts.
@@ -299,10 +299,10 @@ pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
                 .ok()
         });
 
-    step_machine_id(&mut run, &host, &settings, &creds);
-    step_firstboot(&mut run, &host, &settings, &creds);
-    step_sysusers(&mut run, common, &settings, etc);
-    step_tmpfiles(&mut run, common, &host, etc, var);
+    step_machine_id(&mut run, host, &settings);
+    step_firstboot(&mut run, host, &settings);
+    let would_be_users = step_sysusers(&mut run, host, opts, &settings, etc);
+    step_tmpfiles(&mut run, host, opts, etc, var, would_be_users);
     let ahead = ahead.and_then(|h| h.join().ok()).unwrap_or_default();
     step_presets(&mut run, etc, ahead);
 
@@ -310,7 +310,13 @@ pub fn provision(root: &Root, common: &Common, opts: &Options) -> Report {
     // is written, so a stamp never outlives the files it vouches for after a crash. The stamps
     // themselves need no fsync: a stamp lost in a crash only makes the next boot provision
     // again, which changes nothing that is already in place.
-    if run.steps.iter().any(|s| s.ran && s.name != "detect") && !run.dry_run {
+    let wrote = run.steps.iter().any(|s| s.ran && s.name != "detect") && !run.dry_run;
+    if wrote && !bulk_sync {
+        run.skip(
+            "sync",
+            "offline: the image's builder makes it durable when sealing it",
+        );
+    } else if wrote {
         run.step("sync", |_| {
             root.sync(SYNCED)
                 .map(|()| ("file systems synced".into(), Vec::new()))
@@ -402,27 +408,19 @@ fn finish(run: Run<'_>, t0: Instant, etc: Reason, var: Reason, reset: bool) -> R
     }
 }
 
-/// The host's runtime directory for pristine: `/run/pristine` (`$PRISTINE_RUNTIME_DIR` for tests).
-pub fn runtime_dir() -> PathBuf {
-    std::env::var_os("PRISTINE_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/pristine"))
-}
-
 /// Marker in the host's runtime directory: a reset already happened in this boot (a kernel
 /// command line trigger cannot be cleared, and must not reset twice).
 const RESET_DONE_MARKER: &str = "factory-reset-complete";
 
-fn step_reset(
-    run: &mut Run<'_>,
-    host: &HostContext,
-    settings: &Settings,
-    state: &BootState,
-) -> bool {
+fn step_reset(run: &mut Run<'_>, host: &HostFacts, settings: &Settings, state: &BootState) -> bool {
     let resumed = crate::reset::pending(run.root);
     let only_kernel = state.factory_reset.sources.iter().all(|s| s == "kernel");
-    let done_this_boot =
-        host.in_initrd && only_kernel && runtime_dir().join(RESET_DONE_MARKER).exists();
+    let done_this_boot = host.in_initrd
+        && only_kernel
+        && host
+            .runtime_dir
+            .as_ref()
+            .is_some_and(|d| d.join(RESET_DONE_MARKER).exists());
     let requested = state.factory_reset.requested && !done_this_boot;
     if !requested && resumed.is_empty() {
         run.skip("reset", "no factory reset requested");
@@ -432,7 +430,7 @@ fn step_reset(
     let req = crate::reset::Request::from_settings(
         settings,
         state.factory_reset.sources.clone(),
-        Some(host.efivars.clone()),
+        host.efivars.clone(),
         &mut out,
     );
     run.out.extend(out.diagnostics);
@@ -447,9 +445,8 @@ fn step_reset(
     let root = run.root;
     run.step("reset", |out| {
         crate::reset::apply(root, &req, requested, out);
-        if host.in_initrd {
-            let dir = runtime_dir();
-            let _ = std::fs::create_dir_all(&dir)
+        if let Some(dir) = host.runtime_dir.as_ref().filter(|_| host.in_initrd) {
+            let _ = std::fs::create_dir_all(dir)
                 .and_then(|()| std::fs::write(dir.join(RESET_DONE_MARKER), ""));
         }
         Ok((
@@ -506,12 +503,7 @@ fn step_mounts(run: &mut Run<'_>, state: &BootState) {
     });
 }
 
-fn step_machine_id(
-    run: &mut Run<'_>,
-    host: &HostContext,
-    settings: &Settings,
-    creds: &Credentials,
-) {
+fn step_machine_id(run: &mut Run<'_>, host: &HostFacts, settings: &Settings) {
     use machine_id::Policy;
     let root = run.root;
     let path = Path::new("/etc/machine-id");
@@ -523,10 +515,22 @@ fn step_machine_id(
     let want_change =
         kernel.is_some_and(|k| k != "firmware" && existing.as_deref().map(str::trim) != Some(k));
     let policy = settings.machine_id;
+    if policy == Policy::Transient && host.transient_machine_id_path().is_none() {
+        run.skip(
+            "machine-id",
+            "transient, offline: the image keeps its /etc/machine-id, nothing written to the host",
+        );
+        return;
+    }
     let needed = match policy {
         Policy::Persist => !valid || want_change,
         Policy::Uninitialized => existing.is_none(),
-        Policy::Transient => !valid && !Path::new("/run/machine-id").exists(),
+        Policy::Transient => {
+            !valid
+                && host
+                    .transient_machine_id_path()
+                    .is_some_and(|p| !p.exists())
+        }
     };
     if !needed {
         run.skip("machine-id", "already set");
@@ -543,8 +547,8 @@ fn step_machine_id(
         existing.as_deref(),
         kernel,
         dbus.as_deref(),
-        creds,
-        &machine_id::HostIds::observe(),
+        &host.credentials,
+        &host.smbios,
         machine_id::random_id,
     );
     if run.dry_run {
@@ -575,30 +579,45 @@ fn step_machine_id(
                 ))
             }
             Policy::Transient => {
-                std::fs::create_dir_all("/run")
-                    .and_then(|()| std::fs::write("/run/machine-id", format!("{id}\n")))
-                    .map_err(|e| format!("cannot write /run/machine-id: {e}"))?;
-                Ok((format!("{id} in /run/machine-id only"), Vec::new()))
+                // Only a boot run gets here: an offline root has no /run of its own to
+                // write (see `transient_machine_id_path`).
+                let Some(p) = host.transient_machine_id_path() else {
+                    return Ok(("transient: nothing to write offline".into(), Vec::new()));
+                };
+                p.parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::write(&p, format!("{id}\n")))
+                    .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+                Ok((format!("{id} in {} only", p.display()), Vec::new()))
             }
         }
     });
 }
 
-fn step_sysusers(run: &mut Run<'_>, common: &Common, settings: &Settings, etc: Reason) {
+/// Runs the sysusers step; in a dry run, returns the user database it would leave behind.
+fn step_sysusers(
+    run: &mut Run<'_>,
+    host: &HostFacts,
+    po: &Options,
+    settings: &Settings,
+    etc: Reason,
+) -> Option<crate::userdb::UserDb> {
     if etc == Reason::UpToDate {
         run.skip("sysusers", "/etc up to date");
-        return;
+        return None;
     }
     let root = run.root;
     let opts = crate::sysusers::Options {
         dry_run: run.dry_run,
-        has_root: common.has_root(),
+        has_root: po.has_root,
+        host: host.clone(),
         ledger: true,
         repair_ownership: settings.accounts.repair_ownership,
         ..Default::default()
     };
+    let mut would_be = None;
     run.step("sysusers", |out| {
-        let o = crate::sysusers::run(root, &opts);
+        let o = crate::sysusers::run_planned(root, &opts, &mut would_be);
         let (users, groups) = (o.count("users"), o.count("groups"));
         let mut counts = vec![("users".into(), users), ("groups".into(), groups)];
         for k in ["ownership-stale", "ownership-repaired"] {
@@ -612,9 +631,17 @@ fn step_sysusers(run: &mut Run<'_>, common: &Common, settings: &Settings, etc: R
             counts,
         ))
     });
+    would_be
 }
 
-fn step_tmpfiles(run: &mut Run<'_>, common: &Common, host: &HostContext, etc: Reason, var: Reason) {
+fn step_tmpfiles(
+    run: &mut Run<'_>,
+    host: &HostFacts,
+    po: &Options,
+    etc: Reason,
+    var: Reason,
+    users: Option<crate::userdb::UserDb>,
+) {
     if etc == Reason::UpToDate && var == Reason::UpToDate {
         run.skip("tmpfiles", "/etc and /var up to date");
         return;
@@ -624,7 +651,9 @@ fn step_tmpfiles(run: &mut Run<'_>, common: &Common, host: &HostContext, etc: Re
         create: true,
         boot: true,
         dry_run: run.dry_run,
-        has_root: common.has_root(),
+        has_root: po.has_root,
+        host: host.clone(),
+        users,
         ..Default::default()
     };
     if host.in_initrd {
@@ -693,7 +722,7 @@ fn step_presets(run: &mut Run<'_>, etc: Reason, ahead: crate::presets::Prefetche
     }
 }
 
-fn step_firstboot(run: &mut Run<'_>, host: &HostContext, settings: &Settings, creds: &Credentials) {
+fn step_firstboot(run: &mut Run<'_>, host: &HostFacts, settings: &Settings) {
     let root = run.root;
     let existing = firstboot::Existing::observe(root);
     let mut warnings = Vec::new();
@@ -701,7 +730,7 @@ fn step_firstboot(run: &mut Run<'_>, host: &HostContext, settings: &Settings, cr
     let ops = firstboot::plan(
         &existing,
         host.kernel.hostname.as_deref(),
-        creds,
+        &host.credentials,
         &settings.firstboot,
         &zone_exists,
         &mut warnings,

@@ -3,15 +3,16 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use crate::cli::{usage_error, Common};
 use crate::detect::{self, RESET_REQUEST_FILE};
 use crate::fs::WriteOptions;
+use crate::host::{Common, HostFacts};
+use crate::report::usage_error;
 use crate::report::{Diagnostic, Outcome, EXIT_OK};
 
 use super::{apply, pending, plan, Request};
 
 /// Entry point of `pristine reset`.
-pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
+pub fn main(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
     let mut sub: Option<String> = None;
     let mut dry_run = false;
     let mut force = false;
@@ -36,7 +37,7 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
         Err(code) => return code,
     };
     let mut out = Outcome::default();
-    let host = detect::cli::host_context(common, &mut out);
+    out.extend(host.kernel_diagnostics());
     let (settings, diags) = crate::config::load_settings(&root);
     out.extend(diags);
     let req_file = Path::new(RESET_REQUEST_FILE);
@@ -62,10 +63,13 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
         }
         "cancel" => {
             if dry_run {
-                println!(
-                    "would remove {} and the FactoryReset EFI variables",
-                    req_file.display()
-                );
+                match &host.efivars {
+                    Some(_) => println!(
+                        "would remove {} and the FactoryReset EFI variables",
+                        req_file.display()
+                    ),
+                    None => println!("would remove {}", req_file.display()),
+                }
                 return EXIT_OK;
             }
             if let Err(e) = root.remove_tree(req_file) {
@@ -74,17 +78,20 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
                     format!("cannot remove request: {e}"),
                 ));
             }
-            if let Err(e) = super::clear_efi(&host.efivars) {
-                out.push(Diagnostic::failed(
-                    Some(&host.efivars),
-                    format!("cannot clear EFI variables: {e}"),
-                ));
+            // Offline (`--root` without `--efivars=`) the host's variables are not ours.
+            if let Some(efivars) = &host.efivars {
+                if let Err(e) = crate::host::efi::clear_reset_request(efivars) {
+                    out.push(Diagnostic::failed(
+                        Some(efivars),
+                        format!("cannot clear EFI variables: {e}"),
+                    ));
+                }
             }
             log::info!("Factory reset request cancelled.");
         }
         "status" => {
             let os = detect::stamp::current(&root);
-            let r = detect::detect_reset(&root, &host, &os);
+            let r = detect::detect_reset(&root, host, &os);
             let inprogress = pending(&root);
             if json {
                 let v = serde_json::json!({ "request": r, "in_progress": inprogress.iter().map(|(d, i)| serde_json::json!({"dir": d, "phase": i.phase, "keep": i.keep})).collect::<Vec<_>>() });
@@ -105,7 +112,7 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
         }
         "run" => {
             let os = detect::stamp::current(&root);
-            let r = detect::detect_reset(&root, &host, &os);
+            let r = detect::detect_reset(&root, host, &os);
             let resumed = pending(&root);
             if !r.requested && resumed.is_empty() && !force {
                 log::info!(
@@ -117,8 +124,7 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
             if force {
                 sources.push("forced".into());
             }
-            let req =
-                Request::from_settings(&settings, sources, Some(host.efivars.clone()), &mut out);
+            let req = Request::from_settings(&settings, sources, host.efivars.clone(), &mut out);
             if dry_run {
                 for s in plan(&req, &resumed) {
                     println!("{}: {:?}: {}", s.dir.display(), s.phase, s.what);

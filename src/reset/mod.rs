@@ -354,28 +354,6 @@ impl Dir<'_> {
     }
 }
 
-/// Removes the EFI variables that request a reset (efivarfs marks them immutable).
-pub fn clear_efi(efivars: &Path) -> io::Result<()> {
-    for name in ["FactoryReset", "FactoryResetRequest"] {
-        let p = efivars.join(format!("{name}-{}", crate::detect::SYSTEMD_EFI_GUID));
-        match std::fs::File::open(&p) {
-            Ok(f) => {
-                if let Ok(flags) = rustix::fs::ioctl_getflags(&f) {
-                    if flags.contains(rustix::fs::IFlags::IMMUTABLE) {
-                        let _ =
-                            rustix::fs::ioctl_setflags(&f, flags - rustix::fs::IFlags::IMMUTABLE);
-                    }
-                }
-                drop(f);
-                std::fs::remove_file(&p)?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 /// Runs (or resumes) the reset. With `start_new` false only interrupted directories are
 /// finished. Errors are recorded in `out`; a failed directory stops at its failing phase (its
 /// intent stays, so the next run resumes it).
@@ -493,7 +471,7 @@ pub fn apply(root: &Root, req: &Request, start_new: bool, out: &mut Outcome) {
 fn clear_triggers(root: &Root, req: &Request) -> io::Result<()> {
     root.remove_tree(Path::new(crate::detect::RESET_REQUEST_FILE))?;
     if let Some(efi) = &req.efivars {
-        clear_efi(efi)?;
+        crate::host::efi::clear_reset_request(efi)?;
     }
     Ok(())
 }

@@ -4,7 +4,8 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::cli::{usage_error, Common};
+use crate::host::{Common, HostFacts};
+use crate::report::usage_error;
 
 use super::Options;
 
@@ -14,9 +15,10 @@ pub const USAGE: &str = "\
 ";
 
 /// Parses the verb's arguments and runs it; returns the exit code.
-pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
+pub fn main(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
     let mut opts = Options {
         has_root: common.has_root(),
+        host: host.clone(),
         ..Options::default()
     };
     let mut p = lexopt::Parser::from_args(args);

@@ -968,12 +968,12 @@ mod tests {
         SystemValues {
             os_release: None,
             machine_id: Err("no /etc/machine-id".into()),
-            boot_id: Err("none".into()),
-            hostname: "h".into(),
-            pretty_hostname: None,
-            kernel_release: "k".into(),
-            user: ("root".into(), 0),
-            group: ("root".into(), 0),
+            running: crate::text::specifier::Running {
+                boot_id: Err("none".into()),
+                hostname: "h".into(),
+                kernel_release: "k".into(),
+                ..Default::default()
+            },
             has_root: true,
         }
     }

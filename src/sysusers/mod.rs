@@ -26,6 +26,7 @@ use crate::config::confdirs;
 use crate::fs::Root;
 use crate::report::{Diagnostic, Outcome, Severity};
 use crate::text::specifier::SystemValues;
+use crate::userdb::UserDb;
 use engine::{Added, Config, Extras, Snapshot};
 
 /// Options of one run.
@@ -38,6 +39,8 @@ pub struct Options {
     pub args: Vec<String>,
     /// Whether a root other than `/` was named (`--root`).
     pub has_root: bool,
+    /// The host view: credentials (`sysusers.extra`, passwords, shells) and specifier values.
+    pub host: crate::host::HostFacts,
     /// Consult and extend the UID/GID ledger ([`crate::accounts`]): names keep their IDs and
     /// IDs are never given to another name. Off, allocation is exactly systemd-sysusers'.
     pub ledger: bool,
@@ -177,10 +180,6 @@ fn same_file(root: &Root, a: &str, b: &str) -> bool {
     }
 }
 
-fn read_credential(name: &str) -> Option<Vec<u8>> {
-    crate::config::credentials::Credentials::from_env_strict().get_bytes(name)
-}
-
 /// `SOURCE_DATE_EPOCH` (else now) in days, as the shadow "last changed" field.
 fn lstchg() -> i64 {
     let secs = std::env::var("SOURCE_DATE_EPOCH")
@@ -247,9 +246,15 @@ fn cat_config(root: &Root) -> String {
 
 /// Runs sysusers on `root`. Returns the outcome (the exit code derives from it).
 pub fn run(root: &Root, opts: &Options) -> Outcome {
+    run_planned(root, opts, &mut None)
+}
+
+/// [`run`]; with `dry_run`, `would_be` receives the user database as the run would leave it
+/// (so that a dry run of later steps resolves the users and groups this one would create).
+pub fn run_planned(root: &Root, opts: &Options, would_be: &mut Option<UserDb>) -> Outcome {
     let mut rd = Reader {
         root,
-        sv: SystemValues::observe(root, opts.has_root),
+        sv: opts.host.running.system_values(root, opts.has_root),
         cfg: Config::default(),
         out: Outcome::default(),
     };
@@ -262,11 +267,12 @@ pub fn run(root: &Root, opts: &Options) -> Outcome {
     } else {
         rd.parse_arguments(opts);
     }
-    if let Some(d) = crate::config::credentials::Credentials::from_env_strict().dir() {
-        let p = d.join("sysusers.extra");
-        if let Ok(b) = std::fs::read(&p) {
-            rd.parse_text(&p.display().to_string(), &String::from_utf8_lossy(&b));
-        }
+    let creds = &opts.host.credentials;
+    if let (Some(p), Some(b)) = (
+        creds.path("sysusers.extra"),
+        creds.get_bytes("sysusers.extra"),
+    ) {
+        rd.parse_text(&p.display().to_string(), &String::from_utf8_lossy(&b));
     }
     let Reader {
         mut cfg, mut out, ..
@@ -324,6 +330,7 @@ pub fn run(root: &Root, opts: &Options) -> Outcome {
     } else {
         "/bin/sh"
     };
+    let read_credential = |name: &str| opts.host.credentials.get_bytes(name);
     let shell_cred = |name: &str| {
         read_credential(&format!("passwd.shell.{name}"))
             .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -363,6 +370,14 @@ pub fn run(root: &Root, opts: &Options) -> Outcome {
         }
     }
     if opts.dry_run {
+        let text = |new: &Option<Vec<u8>>, old: &Option<Vec<u8>>| {
+            String::from_utf8_lossy(new.as_ref().or(old.as_ref()).map_or(&[][..], |v| v))
+                .into_owned()
+        };
+        *would_be = Some(UserDb::parse(
+            &text(&plan.passwd, &contents[2]),
+            &text(&plan.group, &contents[0]),
+        ));
         let groupish = !plan.created_groups.is_empty() || !cfg.members.is_empty();
         let userish = !plan.created_users.is_empty();
         for (f, show) in files.iter().zip([groupish, groupish, userish, userish]) {
@@ -625,7 +640,7 @@ pub fn vendor_dbs(
 ) {
     let mut rd = Reader {
         root,
-        sv: SystemValues::observe(root, true),
+        sv: crate::host::RunningSystem::default().system_values(root, true),
         cfg: Config::default(),
         out: Outcome::default(),
     };

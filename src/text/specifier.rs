@@ -3,14 +3,11 @@
 //! alphanumeric specifier is an error, any other `%c` is kept verbatim, a trailing `%` stays.
 //!
 //! [`SystemValues`] holds the values of systemd's common system, credential and tmp
-//! specifiers, observed once from the target root (os-release, machine-id) and the running
-//! host (hostname, kernel, boot id, architecture) — exactly where systemd 257 takes each from.
+//! specifiers; [`crate::host::RunningSystem::system_values`] fills it from the target root
+//! (os-release, machine-id) and the running host (hostname, kernel, boot id), exactly where
+//! systemd 257 takes each from. Nothing here does I/O.
 
 use std::collections::HashMap;
-use std::path::Path;
-
-use crate::fs::Root;
-use crate::text::envfile;
 
 /// Why expansion failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,13 +91,12 @@ pub fn architecture() -> &'static str {
     }
 }
 
-/// Values of the common specifiers, observed once.
+/// The values of the specifiers systemd takes from the running system, even with `--root`
+/// (`%b %H %l %q %v %u %U %g %G %h`, and `%T %V` without `--root`). Plain data: the host view
+/// fills it (`crate::host::RunningSystem`).
 #[derive(Clone, Debug)]
-pub struct SystemValues {
-    /// os-release of the target (`etc/os-release`, else `usr/lib/os-release`); `None` if neither.
-    pub os_release: Option<HashMap<String, String>>,
-    /// The target's machine id if `etc/machine-id` holds a valid one; else why not.
-    pub machine_id: Result<String, String>,
+pub struct Running {
+    /// The boot id (32 hex digits), or why it is unknown.
     pub boot_id: Result<String, String>,
     pub hostname: String,
     pub pretty_hostname: Option<String>,
@@ -108,6 +104,37 @@ pub struct SystemValues {
     /// Name and id of the user running pristine, and its group.
     pub user: (String, u32),
     pub group: (String, u32),
+    /// `%h`: `$HOME` if absolute, else the running user's home.
+    pub home: String,
+    /// `$TMPDIR`, `$TEMP` or `$TMP` of the running system, if absolute.
+    pub tmp_dir: Option<String>,
+}
+
+impl Default for Running {
+    /// Nothing known (tests and library callers that pass no host).
+    fn default() -> Running {
+        Running {
+            boot_id: Err("no boot id".into()),
+            hostname: String::new(),
+            pretty_hostname: None,
+            kernel_release: String::new(),
+            user: ("root".into(), 0),
+            group: ("root".into(), 0),
+            home: "/root".into(),
+            tmp_dir: None,
+        }
+    }
+}
+
+/// Values of the common specifiers, observed once.
+#[derive(Clone, Debug)]
+pub struct SystemValues {
+    /// os-release of the target (`etc/os-release`, else `usr/lib/os-release`); `None` if neither.
+    pub os_release: Option<HashMap<String, String>>,
+    /// The target's machine id if `etc/machine-id` holds a valid one; else why not.
+    pub machine_id: Result<String, String>,
+    /// What the running system contributes.
+    pub running: Running,
     /// Whether a `--root` was given (then `%T`/`%V` are `/tmp` and `/var/tmp`).
     pub has_root: bool,
 }
@@ -131,65 +158,7 @@ pub fn parse_machine_id(content: &str) -> Result<String, String> {
     Ok(t.to_ascii_lowercase())
 }
 
-/// Reads the target's os-release (etc first, then usr/lib) through the root handle.
-pub fn read_os_release(root: &Root) -> Option<HashMap<String, String>> {
-    for p in ["etc/os-release", "usr/lib/os-release"] {
-        if let Ok(Some(text)) = root.read_optional(Path::new(p)) {
-            return Some(envfile::parse(&text).into_iter().collect());
-        }
-    }
-    None
-}
-
-fn name_of(db: &str, id: u32) -> Option<String> {
-    db.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        let _ = f.next()?;
-        let n: u32 = f.next()?.parse().ok()?;
-        (n == id).then(|| name.to_string())
-    })
-}
-
 impl SystemValues {
-    /// Observes the values: target-derived ones through `root`, host-derived ones from the
-    /// running system.
-    pub fn observe(root: &Root, has_root: bool) -> SystemValues {
-        let os_release = read_os_release(root);
-        let machine_id = match root.read_optional(Path::new("etc/machine-id")) {
-            Ok(Some(s)) => parse_machine_id(&s),
-            Ok(None) => Err("no /etc/machine-id".into()),
-            Err(e) => Err(e.to_string()),
-        };
-        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .map(|s| s.trim().replace('-', ""))
-            .map_err(|e| e.to_string());
-        let uts = rustix::system::uname();
-        let hostname = uts.nodename().to_string_lossy().into_owned();
-        let kernel_release = uts.release().to_string_lossy().into_owned();
-        let pretty_hostname = std::fs::read_to_string("/etc/machine-info")
-            .ok()
-            .and_then(|t| envfile::get(&t, "PRETTY_HOSTNAME"))
-            .filter(|s| !s.is_empty());
-        let uid = rustix::process::getuid().as_raw();
-        let gid = rustix::process::getgid().as_raw();
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        let uname = name_of(&passwd, uid).unwrap_or_else(|| uid.to_string());
-        let gname = name_of(&group, gid).unwrap_or_else(|| gid.to_string());
-        SystemValues {
-            os_release,
-            machine_id,
-            boot_id,
-            hostname,
-            pretty_hostname,
-            kernel_release,
-            user: (uname, uid),
-            group: (gname, gid),
-            has_root,
-        }
-    }
-
     fn os(&self, c: char, key: &str) -> Result<String, SpecError> {
         match &self.os_release {
             Some(m) => Ok(m.get(key).cloned().unwrap_or_default()),
@@ -198,7 +167,12 @@ impl SystemValues {
     }
 
     fn short_hostname(&self) -> String {
-        self.hostname.split('.').next().unwrap_or("").to_string()
+        self.running
+            .hostname
+            .split('.')
+            .next()
+            .unwrap_or("")
+            .to_string()
     }
 
     /// systemd's `COMMON_SYSTEM_SPECIFIERS` (`%a %A %b %B %H %l %q %m %M %o %v %w %W`).
@@ -207,18 +181,19 @@ impl SystemValues {
         Some(match c {
             'a' => Ok(architecture().to_string()),
             'A' => self.os(c, "IMAGE_VERSION"),
-            'b' => self.boot_id.clone().or_else(|e| unres(c, &e)),
+            'b' => self.running.boot_id.clone().or_else(|e| unres(c, &e)),
             'B' => self.os(c, "BUILD_ID"),
-            'H' => Ok(self.hostname.clone()),
+            'H' => Ok(self.running.hostname.clone()),
             'l' => Ok(self.short_hostname()),
             'q' => Ok(self
+                .running
                 .pretty_hostname
                 .clone()
                 .unwrap_or_else(|| self.short_hostname())),
             'm' => self.machine_id.clone().or_else(|e| unres(c, &e)),
             'M' => self.os(c, "IMAGE_ID"),
             'o' => self.os(c, "ID"),
-            'v' => Ok(self.kernel_release.clone()),
+            'v' => Ok(self.running.kernel_release.clone()),
             'w' => self.os(c, "VERSION_ID"),
             'W' => self.os(c, "VARIANT_ID"),
             _ => return None,
@@ -228,21 +203,17 @@ impl SystemValues {
     /// systemd's `COMMON_CREDS_SPECIFIERS` (`%g %G %u %U`) for the running user.
     pub fn creds(&self, c: char) -> Option<Result<String, SpecError>> {
         Some(Ok(match c {
-            'g' => self.group.0.clone(),
-            'G' => self.group.1.to_string(),
-            'u' => self.user.0.clone(),
-            'U' => self.user.1.to_string(),
+            'g' => self.running.group.0.clone(),
+            'G' => self.running.group.1.to_string(),
+            'u' => self.running.user.0.clone(),
+            'U' => self.running.user.1.to_string(),
             _ => return None,
         }))
     }
 
     /// systemd's `COMMON_TMP_SPECIFIERS` (`%T %V`).
     pub fn tmp(&self, c: char) -> Option<Result<String, SpecError>> {
-        let env_tmp = || {
-            ["TMPDIR", "TEMP", "TMP"]
-                .iter()
-                .find_map(|k| std::env::var(k).ok().filter(|v| v.starts_with('/')))
-        };
+        let env_tmp = || self.running.tmp_dir.clone();
         Some(Ok(match c {
             'T' if self.has_root => "/tmp".into(),
             'V' if self.has_root => "/var/tmp".into(),

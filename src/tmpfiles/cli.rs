@@ -4,7 +4,8 @@ use std::ffi::OsString;
 use std::io::Read as _;
 use std::path::PathBuf;
 
-use crate::cli::{usage_error, Common};
+use crate::host::{Common, HostFacts};
+use crate::report::usage_error;
 use crate::report::{EXIT_FATAL, EXIT_OK};
 
 use super::{Options, Source};
@@ -22,10 +23,11 @@ pristine tmpfiles [OPTIONS] [CONFIG…|-]
 ";
 
 /// Parses the verb's arguments and runs it.
-pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
+pub fn main(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
     use lexopt::prelude::*;
     let mut opts = Options {
         has_root: common.has_root(),
+        host: host.clone(),
         ..Default::default()
     };
     let mut cat = false;

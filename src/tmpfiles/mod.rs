@@ -51,6 +51,11 @@ pub struct Options {
     pub replace: Option<PathBuf>,
     /// Whether a root other than the running system is targeted (`%T`, `%V`).
     pub has_root: bool,
+    /// The host view: credentials (`tmpfiles.extra`, `^` lines) and specifier values.
+    pub host: crate::host::HostFacts,
+    /// Resolve users and groups in this database instead of the root's (`provision
+    /// --dry-run` passes the one its sysusers step would write).
+    pub users: Option<UserDb>,
 }
 
 impl Options {
@@ -178,19 +183,6 @@ fn duplicated(existing: &Item, new: &Item) -> bool {
     !(existing.kind == 'w' && existing.append_or_force && new.kind == 'w' && new.append_or_force)
 }
 
-/// The home directory `%h` expands to: `$HOME` if absolute, else the running user's home.
-fn home_dir() -> String {
-    if let Ok(h) = std::env::var("HOME") {
-        if h.starts_with('/') {
-            return h;
-        }
-    }
-    if rustix::process::getuid().is_root() {
-        return "/root".into();
-    }
-    "/".into()
-}
-
 /// Reads and parses the configuration.
 pub fn load(
     root: &Root,
@@ -202,20 +194,13 @@ pub fn load(
 ) -> Result<Config, String> {
     let include = |p: &Path| opts.include(p);
     let exists = |p: &Path| !matches!(root.stat(p, false), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-    let cred_dir = std::env::var_os("CREDENTIALS_DIRECTORY")
-        .map(PathBuf::from)
-        .filter(|d| d.is_absolute());
-    let credential = |name: &str| -> Option<Vec<u8>> {
-        cred_dir
-            .as_ref()
-            .and_then(|d| std::fs::read(d.join(name)).ok())
-    };
+    let credential = |name: &str| opts.host.credentials.get_bytes(name);
     let env = parse::ParseEnv {
         values,
         users,
         boot: opts.boot,
         graceful: opts.graceful,
-        home: home_dir(),
+        home: opts.host.running.home.clone(),
         source_exists: &exists,
         include: &include,
         credential: &credential,
@@ -286,11 +271,12 @@ pub fn load(
         }
     }
     // Extra lines passed as the `tmpfiles.extra` credential (host side, like systemd).
-    if let Some(d) = &cred_dir {
-        let p = d.join("tmpfiles.extra");
-        if let Ok(text) = std::fs::read_to_string(&p) {
-            parse_text(&mut cfg, &env, &p, &text, outcome);
-        }
+    let creds = &opts.host.credentials;
+    if let (Some(p), Some(b)) = (
+        creds.path("tmpfiles.extra"),
+        creds.get_bytes("tmpfiles.extra"),
+    ) {
+        parse_text(&mut cfg, &env, &p, &String::from_utf8_lossy(&b), outcome);
     }
     inherit_x_ages(&mut cfg);
     link_parents(&mut cfg);
@@ -400,8 +386,8 @@ pub fn run_with_copies(
     sources: &[Source],
 ) -> Result<(Outcome, Vec<refresh::Copy>), String> {
     let mut outcome = Outcome::default();
-    let values = SystemValues::observe(root, opts.has_root);
-    let users = match UserDb::load(root) {
+    let values = opts.host.running.system_values(root, opts.has_root);
+    let users = match opts.users.clone().map_or_else(|| UserDb::load(root), Ok) {
         Ok(u) => u,
         Err(e) => {
             log::warn!("Failed to read the root's user database: {e}");

@@ -913,12 +913,12 @@ mod tests {
                     .collect(),
             ),
             machine_id: Err("none".into()),
-            boot_id: Err("none".into()),
-            hostname: "h".into(),
-            pretty_hostname: None,
-            kernel_release: "6".into(),
-            user: ("root".into(), 0),
-            group: ("root".into(), 0),
+            running: crate::text::specifier::Running {
+                boot_id: Err("none".into()),
+                hostname: "h".into(),
+                kernel_release: "6".into(),
+                ..Default::default()
+            },
             has_root: true,
         }
     }

@@ -10,7 +10,8 @@ use super::index::{ChunkParams, Digest, CHUNK_LIMIT_MAX};
 use super::make::{self, MakeOptions};
 use super::state::{self, SlotStatus, StateDir};
 use super::{fetch, FetchFailure, FetchOptions};
-use crate::cli::{usage_error, Common};
+use crate::host::Common;
+use crate::report::usage_error;
 use crate::report::{Outcome, EXIT_FATAL, EXIT_OK, EXIT_OP_FAILED};
 
 pub const USAGE: &str = "\
@@ -69,9 +70,14 @@ pub fn main(common: &Common, rest: Vec<OsString>) -> u8 {
     let mut p = lexopt::Parser::from_args(rest);
     let verb = match p.next() {
         Ok(Some(Value(v))) => v.to_string_lossy().to_string(),
-        Ok(Some(Long("help") | Short('h'))) | Ok(None) => {
+        Ok(Some(Long("help") | Short('h'))) => {
             print!("{USAGE}");
             return EXIT_OK;
+        }
+        // A missing sub-verb is a usage error, like any other missing argument.
+        Ok(None) => {
+            eprint!("{USAGE}");
+            return usage_error("update", "expected a verb");
         }
         Ok(Some(a)) => return usage_error("update", a.unexpected()),
         Err(e) => return usage_error("update", e),
