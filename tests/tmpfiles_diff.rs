@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{reference, reference_bin, Rng, TempDir};
-use tmpfiles_support::{diff, snapshot, unprotect};
+use tmpfiles_support::{diff, run_ours, snapshot, unprotect};
 
 const U: &str = "/tmp/ptfu";
 
@@ -40,20 +40,6 @@ fn run_reference(root: &Path, args: &[&str]) -> (i32, String) {
         .env_remove("CREDENTIALS_DIRECTORY")
         .output()
         .expect("run reference systemd-tmpfiles");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn run_ours(root: &Path, args: &[&str]) -> (i32, String) {
-    let out = common::pristine()
-        .arg("tmpfiles")
-        .arg(format!("--root={}", root.display()))
-        .args(args)
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .output()
-        .expect("run pristine");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -462,7 +462,17 @@ fn item_do(ctx: &Ctx<'_>, i: &Item, fd: OwnedFd, p: &Path, f: &FdAction, depth: 
     first
 }
 
+/// Whether an item path still holds a `..` component (parsing drops `.` and doubled
+/// slashes): systemd refuses to create at or adjust such a path (`path_is_normalized`),
+/// where pristine's resolver would clamp it at the root and act on another path.
+fn not_normalized(p: &Path) -> bool {
+    p.components().any(|c| c == Component::ParentDir)
+}
+
 fn open_safe(ctx: &Ctx<'_>, p: &Path) -> Result<(OwnedFd, Stat), String> {
+    if not_normalized(p) {
+        return Err(format!("Failed to open invalid path '{}'.", ctx.d(p)));
+    }
     ctx.root.chase_safe(p, true).map_err(|e| {
         if is_unsafe_transition(&e) {
             format!(
@@ -476,6 +486,13 @@ fn open_safe(ctx: &Ctx<'_>, p: &Path) -> Result<(OwnedFd, Stat), String> {
 }
 
 fn open_parent_safe(ctx: &Ctx<'_>, i: &Item, p: &Path) -> Result<(Rc<OwnedFd>, OsString), String> {
+    if not_normalized(p) {
+        return Err(format!(
+            "Failed to open parent of '{}': path not normalized{}.",
+            ctx.d(p),
+            if i.allow_failure { ", ignoring" } else { "" }
+        ));
+    }
     if ctx.use_dirs() {
         if let (Some(Component::Normal(name)), Some(parent)) =
             (p.components().next_back(), p.parent())
@@ -622,7 +639,8 @@ fn last_name(ctx: &Ctx<'_>, p: &Path) -> Result<(), String> {
 
 fn mkdir_parents_item(ctx: &Ctx<'_>, i: &Item, child: Option<FileType>) -> R {
     // With `=`, the walk runs in --dry-run too (removing and creating nothing), as systemd's.
-    if ctx.opts.dry_run && !i.try_replace {
+    // A path with `..` gets no parents: opening its parent fails next, as in systemd.
+    if (ctx.opts.dry_run && !i.try_replace) || not_normalized(&i.path) {
         return Ok(());
     }
     if i.try_replace {

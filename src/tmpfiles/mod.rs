@@ -226,8 +226,10 @@ pub fn load(
                        src: &Source,
                        outcome: &mut Outcome|
      -> Result<(), String> {
-        let (name, text) = match src {
-            Source::Text { name, text } => (name.clone(), text.clone()),
+        match src {
+            Source::Text { name, text } => {
+                parse_reader(cfg, &env, name, text.as_bytes(), outcome);
+            }
             Source::Name(n) => {
                 let found = dirs.iter().map(|d| d.join(n)).find(|p| root.exists(p));
                 // A masking symlink to /dev/null reads as empty.
@@ -235,11 +237,11 @@ pub fn load(
                     log::debug!("{} is masked", root.display_path(p).display());
                     return Ok(());
                 }
-                match found.map(|p| (root.read(&p), p)) {
-                    Some((Ok(b), p)) => (
-                        root.display_path(&p),
-                        String::from_utf8_lossy(&b).into_owned(),
-                    ),
+                match found.map(|p| (root.open_regular(&p), p)) {
+                    Some((Ok(f), p)) => {
+                        let reader = std::io::BufReader::new(f);
+                        parse_reader(cfg, &env, &root.display_path(&p), reader, outcome);
+                    }
                     Some((Err(e), p)) => {
                         return Err(format!(
                             "Failed to read '{}': {e}",
@@ -249,8 +251,7 @@ pub fn load(
                     None => return Err(format!("Failed to read '{n}': No such file or directory")),
                 }
             }
-        };
-        parse_text(cfg, &env, &name, &text, outcome);
+        }
         Ok(())
     };
     if opts.replace.is_some() || sources.is_empty() {
@@ -268,10 +269,10 @@ pub fn load(
             if f.masked {
                 continue;
             }
-            match root.read(&f.path) {
-                Ok(b) => {
-                    let text = String::from_utf8_lossy(&b).into_owned();
-                    parse_text(&mut cfg, &env, &root.display_path(&f.path), &text, outcome);
+            match root.open_regular(&f.path) {
+                Ok(file) => {
+                    let reader = std::io::BufReader::new(file);
+                    parse_reader(&mut cfg, &env, &root.display_path(&f.path), reader, outcome);
                 }
                 Err(e) => log::warn!(
                     "Failed to open '{}', ignoring: {e}",
@@ -287,8 +288,8 @@ pub fn load(
     // Extra lines passed as the `tmpfiles.extra` credential (host side, like systemd).
     if let Some(d) = &cred_dir {
         let p = d.join("tmpfiles.extra");
-        if let Ok(text) = std::fs::read_to_string(&p) {
-            parse_text(&mut cfg, &env, &p, &text, outcome);
+        if let Ok(f) = std::fs::File::open(&p) {
+            parse_reader(&mut cfg, &env, &p, std::io::BufReader::new(f), outcome);
         }
     }
     inherit_x_ages(&mut cfg);
@@ -296,14 +297,17 @@ pub fn load(
     Ok(cfg)
 }
 
-fn parse_text(
+/// Parses one configuration file line by line as it is read (systemd's `read_config_file`):
+/// only `#` starts a comment; a read error (a line of 1 MiB or more) ends the file, keeping
+/// the lines before it, and is reported without changing the exit code, as in systemd.
+fn parse_reader(
     cfg: &mut Config,
     env: &parse::ParseEnv<'_>,
     file: &Path,
-    text: &str,
+    reader: impl std::io::BufRead,
     outcome: &mut Outcome,
 ) {
-    for (n, line) in crate::text::config_lines(text, &['#', ';']) {
+    let r = crate::text::lines::for_each_config_line(reader, b"#", |n, line| {
         let mut notes = Vec::new();
         let r = parse::parse_line(env, file, n, line, &mut notes);
         for d in notes {
@@ -314,6 +318,17 @@ fn parse_text(
             Ok(parse::Parsed::Skip) => {}
             Err(d) => outcome.push(d),
         }
+    });
+    if let Err(e) = r {
+        outcome.push(Diagnostic::notice(
+            Some(file),
+            e.line,
+            format!(
+                "Failed to read '{}', ignoring the rest of the file: {}",
+                file.display(),
+                crate::report::errno_text(&e.error)
+            ),
+        ));
     }
 }
 
