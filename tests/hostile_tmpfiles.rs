@@ -195,3 +195,101 @@ fn paths_with_dotdot_are_refused_not_clamped() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stderr.contains("path not normalized, ignoring.") && !a.join("y").exists());
 }
+
+#[test]
+fn writes_never_follow_a_link_from_var_into_usr() {
+    // The issue's case: an `L` line makes /var/fz/c point at a vendor file, a later glob line
+    // would append to it and change its owner and mode. systemd-tmpfiles 257 under --root leaves
+    // the vendor file as it is (it resolves the absolute link on the host and finds nothing).
+    let setup = |r: &Path| {
+        common::write(r, "usr/share/fzsrc/file", "vendor\n");
+        common::write(r, "usr/share/fzsrc/dir/f2", "vendor 2\n");
+        std::fs::create_dir_all(r.join("var/fz")).unwrap();
+    };
+    let conf = b"L /var/fz/c - - - - /usr/share/fzsrc/file\n\
+L /var/fz/r - - - - ../../usr/share/fzsrc/dir/f2\n\
+w+ /var/fz/c 0600 1 1 - text\n\
+z /var/fz/* 0600 1 1 -\n";
+    let t = TempDir::new("hostile-tmpfiles-usr");
+    let (a, b) = twin_roots(&t, conf, setup);
+    let before = snapshot(&a.join("usr"));
+    let o = ours(&a, &["--create"]);
+    let r = theirs(&b, &["--create"]);
+    assert_eq!((o.code, r.code), (0, 0), "{}", o.stderr);
+    let d = diff(&before, &snapshot(&a.join("usr")));
+    assert!(d.is_empty(), "/usr changed:\n{d}");
+    assert!(diff(&snapshot(&a), &snapshot(&b)).is_empty());
+    assert!(
+        o.stderr.contains("leads into /usr through a symlink"),
+        "{}",
+        o.stderr
+    );
+    // The same through a relative link (systemd follows that one inside the root) and a
+    // glob; a line naming the vendor file itself is obeyed.
+    for (line, changed) in [
+        ("w+ /var/fz/* - - - - text\n", false),
+        ("w+ /usr/share/fzsrc/dir/f2 - - - - text\n", true),
+    ] {
+        let t = TempDir::new("hostile-tmpfiles-usr-rel");
+        let (a, _) = twin_roots(&t, &[&conf[..], line.as_bytes()].concat(), setup);
+        let o = ours(&a, &["--create"]);
+        let f2 = std::fs::read_to_string(a.join("usr/share/fzsrc/dir/f2")).unwrap();
+        assert_eq!(f2 != "vendor 2\n", changed, "{line}: {}", o.stderr);
+        assert_eq!(
+            std::fs::read_to_string(a.join("usr/share/fzsrc/file")).unwrap(),
+            "vendor\n"
+        );
+    }
+}
+
+#[test]
+fn existing_hard_links_are_never_adjusted() {
+    use std::os::unix::fs::MetadataExt as _;
+    // A file "outside" (here: /secret, which no line names) hard-linked into /var/tmp by
+    // someone who could write there. systemd with fs.protected_hardlinks=1 adjusts it;
+    // pristine refuses and says so (docs/tmpfiles.md).
+    let t = TempDir::new("hostile-tmpfiles-nlink");
+    let r = t.path().join("r");
+    std::fs::create_dir_all(r.join("etc/tmpfiles.d")).unwrap();
+    common::write(&r, "secret", "secret\n");
+    std::fs::create_dir_all(r.join("var/tmp")).unwrap();
+    std::fs::hard_link(r.join("secret"), r.join("var/tmp/x")).unwrap();
+    std::fs::hard_link(r.join("secret"), r.join("var/tmp/y")).unwrap();
+    let before = std::fs::metadata(r.join("secret")).unwrap();
+    for line in [
+        "z /var/tmp/x 0666 1 1 -",
+        "w /var/tmp/x - - - - overwritten",
+        "w+ /var/tmp/* - - - - appended",
+        "f /var/tmp/x 0666 1 1",
+        "f+ /var/tmp/y 0644 - - - truncated",
+        "m /var/tmp/x 0600",
+        "t /var/tmp/x - - - - user.a=1",
+        // Last: the directory itself is adjusted (and so owned by uid 1 afterwards).
+        "Z /var/tmp 0777 1 1 -",
+    ] {
+        std::fs::write(r.join("etc/tmpfiles.d/x.conf"), format!("{line}\n")).unwrap();
+        let o = ours(&r, &["--create"]);
+        assert_eq!(o.code, 73, "{line}: {}", o.stderr);
+        assert!(o.stderr.contains("hard links"), "{line}: {}", o.stderr);
+        let now = std::fs::metadata(r.join("secret")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(r.join("secret")).unwrap(),
+            "secret\n",
+            "{line}"
+        );
+        assert_eq!(
+            (now.mode(), now.uid(), now.gid()),
+            (before.mode(), before.uid(), before.gid()),
+            "{line}"
+        );
+    }
+    // A file with one link is adjusted as always.
+    std::fs::remove_file(r.join("var/tmp/y")).unwrap();
+    std::fs::remove_file(r.join("secret")).unwrap();
+    std::os::unix::fs::chown(r.join("var/tmp"), Some(0), Some(0)).unwrap();
+    std::fs::write(r.join("etc/tmpfiles.d/x.conf"), "z /var/tmp/x 0640 1 1 -\n").unwrap();
+    let o = ours(&r, &["--create"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let m = std::fs::metadata(r.join("var/tmp/x")).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid()), (0o640, 1));
+}

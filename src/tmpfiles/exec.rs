@@ -531,6 +531,38 @@ fn hardlink_vulnerable(ctx: &Ctx<'_>, st: &Stat) -> bool {
     ft(st) != FileType::Directory && st.st_nlink > 1 && !ctx.protected_hardlinks
 }
 
+/// pristine's rule beyond systemd's (docs/tmpfiles.md): a `w` line whose path lies outside
+/// `/usr` never writes (nor chowns, nor chmods) a file that its path reaches in `/usr` through
+/// a symlink. The vendor tree is what `/etc` and `/var` are rebuilt from; a link in `/var`
+/// (made by an `L` line or by anyone) must not turn a `w+ /var/…/*` into an edit of it.
+/// systemd-tmpfiles 257 under `--root` resolves such an absolute link on the host instead
+/// (finding nothing, or worse); at boot it would write through it.
+fn leads_into_vendor_tree(ctx: &Ctx<'_>, fd: &OwnedFd, p: &Path) -> Result<bool, String> {
+    let usr = Path::new("/usr");
+    if p.starts_with(usr) {
+        return Ok(false);
+    }
+    ctx.root
+        .lies_below(fd, usr)
+        .map_err(|e| format!("Failed to check where \"{}\" leads: {}", ctx.d(p), em(&e)))
+}
+
+/// pristine's rule beyond systemd's (docs/tmpfiles.md): an existing regular file with more
+/// than one hard link is never changed (content, mode, owner, ACLs, xattrs), whatever
+/// `fs.protected_hardlinks` says. Any user able to write in a directory a line names could
+/// have linked a file from elsewhere there (`/etc/shadow` from `/var/tmp`); pristine's own
+/// files are created with one link.
+fn refuse_hardlinked(ctx: &Ctx<'_>, st: &Stat, p: &Path, creation: Creation) -> R {
+    if ft(st) == FileType::RegularFile && st.st_nlink > 1 && creation == Creation::Existing {
+        return Err(format!(
+            "Refusing to change {}: an existing regular file with {} hard links, which could be a link to a file elsewhere.",
+            ctx.d(p),
+            st.st_nlink
+        ));
+    }
+    Ok(())
+}
+
 fn mask_perms(mode: u32, current: u32) -> u32 {
     let mut m = mode;
     if current & 0o111 == 0 {
@@ -590,6 +622,9 @@ fn fd_set_perms(
     };
     let do_chmod = (new_mode ^ st.st_mode) & 0o7777 != 0;
     let is_link = ft(&st) == FileType::Symlink;
+    if do_chmod || do_chown {
+        refuse_hardlinked(ctx, &st, p, creation)?;
+    }
     if ctx.opts.dry_run {
         if do_chown {
             log::info!("Would change \"{}\" to owner {new_uid}:{new_gid}", ctx.d(p));
@@ -949,6 +984,9 @@ fn truncate_file(ctx: &Ctx<'_>, i: &Item) -> R {
             ctx.d(&i.path)
         ));
     }
+    if st.st_size > 0 || i.argument.as_deref().is_some_and(|a| !a.is_empty()) {
+        refuse_hardlinked(ctx, &st, &i.path, creation)?;
+    }
     let mut known = Some(st);
     if creation == Creation::Normal
         || st.st_size > 0
@@ -992,6 +1030,18 @@ fn write_one_file(ctx: &Ctx<'_>, i: &Item, p: &Path, creation: Creation) -> R {
             return Err(format!("Failed to open file \"{}\": {}", ctx.d(p), em(&e)));
         }
     };
+    if i.argument.as_deref().is_some_and(|a| !a.is_empty()) {
+        let st = rustix::fs::fstat(&fd).map_err(|e| format!("fstat({}) failed: {e}", ctx.d(p)))?;
+        refuse_hardlinked(ctx, &st, p, creation)?;
+    }
+    if leads_into_vendor_tree(ctx, &fd, p)? {
+        // A warning, not a failure: systemd's run on the same root ends with nothing written.
+        log::warn!(
+            "Not writing to \"{}\": it leads into /usr through a symlink.",
+            ctx.d(p)
+        );
+        return Ok(());
+    }
     if ctx.opts.dry_run {
         log::info!("Would write to \"{}\"", ctx.d(p));
     } else {
@@ -1355,6 +1405,10 @@ fn create_symlink(ctx: &Ctx<'_>, i: &Item) -> R {
 }
 
 fn fd_set_xattrs(ctx: &Ctx<'_>, i: &Item, fd: BorrowedFd<'_>, p: &Path) -> R {
+    if !i.xattrs.is_empty() {
+        let st = rustix::fs::fstat(fd).map_err(|e| format!("fstat({}) failed: {e}", ctx.d(p)))?;
+        refuse_hardlinked(ctx, &st, p, Creation::Existing)?;
+    }
     for (name, value) in &i.xattrs {
         let n = String::from_utf8_lossy(name);
         if ctx.opts.dry_run {
@@ -1432,6 +1486,7 @@ fn fd_set_acls(ctx: &Ctx<'_>, i: &Item, fd: BorrowedFd<'_>, p: &Path, st: &Stat)
             ctx.d(p)
         ));
     }
+    refuse_hardlinked(ctx, st, p, Creation::Existing)?;
     if ft(st) == FileType::Symlink {
         return Ok(());
     }
