@@ -1092,8 +1092,16 @@ fn copy_files(ctx: &Ctx<'_>, i: &Item) -> R {
             })
         }
     };
-    if copied.is_ok() {
-        ctx.touched(&i.path);
+    match &copied {
+        Ok(()) => ctx.touched(&i.path),
+        // systemd goes on when the target exists; a partial copy is at least said.
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => log::warn!(
+            "Failed to copy all of {} to {}: {}",
+            ctx.d(&src),
+            ctx.d(&i.path),
+            em(e)
+        ),
+        Err(_) => {}
     }
     let st =
         rustix::fs::fstat(&fd).map_err(|e| format!("Failed to fstat({}): {e}", ctx.d(&i.path)))?;
