@@ -137,6 +137,16 @@ pub fn usage_error(verb: &str, e: impl std::fmt::Display) -> u8 {
     EXIT_FATAL
 }
 
+/// The `strerror` text of an I/O error as systemd's `%m` prints it, without Rust's
+/// "(os error N)" suffix.
+pub fn errno_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(p) => s[..p].to_string(),
+        None => s,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{reference, reference_bin, Rng, TempDir};
-use tmpfiles_support::{diff, snapshot, unprotect};
+use tmpfiles_support::{diff, run_ours, snapshot, unprotect};
 
 const U: &str = "/tmp/ptfu";
 
@@ -40,20 +40,6 @@ fn run_reference(root: &Path, args: &[&str]) -> (i32, String) {
         .env_remove("CREDENTIALS_DIRECTORY")
         .output()
         .expect("run reference systemd-tmpfiles");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn run_ours(root: &Path, args: &[&str]) -> (i32, String) {
-    let out = common::pristine()
-        .arg("tmpfiles")
-        .arg(format!("--root={}", root.display()))
-        .args(args)
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .output()
-        .expect("run pristine");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -109,16 +95,70 @@ fn real_tmpfiles_d_on_empty_root() {
 
 /* ------------------------------------------------------------------ generated cases */
 
-const REL: &[&str] = &["a", "b", "c", "a/x", "a/y", "b/z", "c/d/e"];
-const GLOBS: &[&str] = &["*", "a/*", "?/x", "{a,b}", "b/*", "[ab]"];
-const LINK_TARGETS: &[&str] = &[
-    "a",
-    "../b",
-    "/tmp/ptfu/b",
-    "/tmp/ptfu/nope",
-    "nope",
-    "/tmp/ptfu/a/x",
-];
+/// The paths, globs and link targets a generated case draws from.
+struct Universe {
+    /// Paths (below the universe) that lines name and the pre-state may hold.
+    rel: &'static [&'static str],
+    globs: &'static [&'static str],
+    /// Targets of pre-existing links.
+    link_targets: &'static [&'static str],
+    /// Targets of `L` lines.
+    l_args: &'static [&'static str],
+    /// Whether the universe holds a vendor tree `usr/v` (file, dir/f) and the links `l` ->
+    /// `usr/v`, `m` -> `/tmp/ptfu/usr/v/dir`, `n` -> `/tmp/ptfu/usr/v/file`.
+    vendor: bool,
+}
+
+const PLAIN: Universe = Universe {
+    rel: &["a", "b", "c", "a/x", "a/y", "b/z", "c/d/e"],
+    globs: &["*", "a/*", "?/x", "{a,b}", "b/*", "[ab]"],
+    link_targets: &[
+        "a",
+        "../b",
+        "/tmp/ptfu/b",
+        "/tmp/ptfu/nope",
+        "nope",
+        "/tmp/ptfu/a/x",
+    ],
+    // An empty argument would point to /usr/share/factory/…, an absolute target outside the
+    // bind-mounted universe, which systemd then follows on the host (see docs/tmpfiles.md);
+    // the default target is covered by unit tests.
+    l_args: &[
+        "/tmp/ptfu/c/d",
+        "../b",
+        "/tmp/ptfu/b",
+        "/nonexistent",
+        "b",
+        "/tmp/ptfu/a/x",
+    ],
+    vendor: false,
+};
+
+/// Symlinked parents, globs over symlinks, `L+`/`C` over links, links into a vendor tree.
+const LINKED: Universe = Universe {
+    rel: &[
+        "a", "b", "l", "a/x", "l/x", "l/file", "l/dir/f", "m/new", "n", "b/z", "a/m",
+    ],
+    globs: &["*", "l/*", "?/*", "m/*", "{l,n}", "a/*", "*/f", "l/dir/*"],
+    link_targets: &[
+        "usr/v",
+        "../usr/v/dir",
+        "/tmp/ptfu/usr/v/file",
+        "l",
+        "../l/dir",
+        "/tmp/ptfu/m",
+        "nope",
+    ],
+    l_args: &[
+        "/tmp/ptfu/usr/v/file",
+        "usr/v",
+        "../l/dir",
+        "/tmp/ptfu/m",
+        "l",
+        "/tmp/ptfu/usr/v/nope",
+    ],
+    vendor: true,
+};
 
 #[derive(Clone, Debug)]
 enum Pre {
@@ -137,9 +177,11 @@ struct Case {
     )>,
     config: String,
     args: Vec<&'static str>,
+    /// Build [`LINKED`]'s vendor tree and links.
+    vendor: bool,
 }
 
-fn gen_line(rng: &mut Rng) -> String {
+fn gen_line(rng: &mut Rng, u: &Universe) -> String {
     if rng.chance(4) {
         return rng
             .pick(&[
@@ -195,9 +237,9 @@ fn gen_line(rng: &mut Rng) -> String {
         'w' | 'e' | 't' | 'T' | 'a' | 'A' | 'h' | 'H' | 'x' | 'X' | 'r' | 'R' | 'z' | 'Z' | 'm'
     );
     let rel = if glob_type && rng.chance(35) {
-        *rng.pick(GLOBS)
+        *rng.pick(u.globs)
     } else {
-        *rng.pick(REL)
+        *rng.pick(u.rel)
     };
     let path = format!("{U}/{rel}");
     let mode = *rng.pick(&[
@@ -233,20 +275,7 @@ fn gen_line(rng: &mut Rng) -> String {
                 .to_string()
             }
         }
-        'L' => {
-            // An empty argument would point to /usr/share/factory/…, an absolute target
-            // outside the bind-mounted universe, which systemd then follows on the host
-            // (see docs/tmpfiles.md); the default target is covered by unit tests.
-            let t = *rng.pick(&[
-                "",
-                "../b",
-                "/tmp/ptfu/b",
-                "/nonexistent",
-                "b",
-                "/tmp/ptfu/a/x",
-            ]);
-            if t.is_empty() { "/tmp/ptfu/c/d" } else { t }.to_string()
-        }
+        'L' => rng.pick(u.l_args).to_string(),
         'C' => rng
             .pick(&["", "/srv/src/file1", "/srv/src/dir1", "/srv/missing"])
             .to_string(),
@@ -282,10 +311,10 @@ fn gen_line(rng: &mut Rng) -> String {
     line
 }
 
-fn gen_case(seed: u64) -> Case {
+fn gen_case(seed: u64, u: &Universe) -> Case {
     let mut rng = Rng::new(seed);
     let mut pre = Vec::new();
-    for rel in REL {
+    for rel in u.rel {
         if !rng.chance(45) {
             continue;
         }
@@ -298,7 +327,7 @@ fn gen_case(seed: u64) -> Case {
             4..=6 => Pre::Dir(p),
             7 => Pre::Fifo(p),
             _ => {
-                let t = LINK_TARGETS[rng.below(LINK_TARGETS.len() as u64) as usize];
+                let t = u.link_targets[rng.below(u.link_targets.len() as u64) as usize];
                 Pre::Link(p, t)
             }
         };
@@ -307,7 +336,7 @@ fn gen_case(seed: u64) -> Case {
         pre.push((kind, rng.chance(50), uid, mode));
     }
     let n = 1 + rng.below(6);
-    let config: Vec<String> = (0..n).map(|_| gen_line(&mut rng)).collect();
+    let config: Vec<String> = (0..n).map(|_| gen_line(&mut rng, u)).collect();
     let args = rng
         .pick(&[
             vec!["--create", "--boot"],
@@ -325,6 +354,7 @@ fn gen_case(seed: u64) -> Case {
         pre,
         config: config.join("\n") + "\n",
         args,
+        vendor: u.vendor,
     }
 }
 
@@ -369,6 +399,17 @@ fn build(root: &Path, case: &Case) {
     common::write(root, "usr/share/factory/tmp/ptfu/b/inner", "factory b\n");
     let u = root.join(&U[1..]);
     std::fs::create_dir_all(&u).unwrap();
+    if case.vendor {
+        common::write(&u, "usr/v/file", "vendor file\n");
+        common::write(&u, "usr/v/dir/f", "vendor dir file\n");
+        for (l, t) in [
+            ("l", "usr/v"),
+            ("m", "/tmp/ptfu/usr/v/dir"),
+            ("n", "/tmp/ptfu/usr/v/file"),
+        ] {
+            std::os::unix::fs::symlink(t, u.join(l)).unwrap();
+        }
+    }
     for (pre, old, uid, mode) in &case.pre {
         let rel = match pre {
             Pre::File(p, _) | Pre::Dir(p) | Pre::Fifo(p) | Pre::Link(p, _) => p,
@@ -439,7 +480,18 @@ fn assert_none_failed(failures: &[String], what: &str, shown: usize) {
 #[test]
 fn generated_cases_agree_with_reference() {
     // TMPFILES_CASES=a..b explores other seeds (CI runs the fixed 0..520).
-    let range = seed_range("TMPFILES_CASES", 0..520);
+    run_generated(&PLAIN, seed_range("TMPFILES_CASES", 0..520));
+}
+
+#[test]
+fn generated_symlinked_trees_agree_with_reference() {
+    // TMPFILES_LINKED_CASES=a..b explores other seeds (CI runs the fixed 0..200).
+    run_generated(&LINKED, seed_range("TMPFILES_LINKED_CASES", 0..200));
+}
+
+/// Runs the cases of `range` drawn from `u` with both tools and compares trees and exit codes
+/// (`TMPFILES_SEED=n` runs only seed n).
+fn run_generated(u: &Universe, range: std::ops::Range<u64>) {
     let cases = range.end - range.start;
     let mut failures = Vec::new();
     let only: Option<u64> = std::env::var("TMPFILES_SEED")
@@ -449,7 +501,7 @@ fn generated_cases_agree_with_reference() {
         if only.is_some_and(|o| o != seed) {
             continue;
         }
-        let case = gen_case(seed);
+        let case = gen_case(seed, u);
         let t = TempDir::new("tmpfiles-gen");
         let (ra, rb) = (t.path().join("ref"), t.path().join("ours"));
         build(&ra, &case);
@@ -472,7 +524,7 @@ fn generated_cases_agree_with_reference() {
 /// Several configuration files across the four directories (same names shadow, empty files
 /// and /dev/null links mask), more lines, deeper trees, --prefix/--exclude-prefix.
 fn gen_config_set(seed: u64) -> (Case, Vec<(String, String)>, Vec<&'static str>) {
-    let mut case = gen_case(seed ^ 0x5eed_0000);
+    let mut case = gen_case(seed ^ 0x5eed_0000, &PLAIN);
     let mut rng = Rng::new(seed.wrapping_mul(7919) + 17);
     let mut files = Vec::new();
     for _ in 0..1 + rng.below(4) {
@@ -484,7 +536,7 @@ fn gen_config_set(seed: u64) -> (Case, Vec<(String, String)>, Vec<&'static str>)
             "/dev/null".to_string()
         } else {
             let n = 2 + rng.below(8);
-            (0..n).map(|_| gen_line(&mut rng) + "\n").collect()
+            (0..n).map(|_| gen_line(&mut rng, &PLAIN) + "\n").collect()
         };
         files.push((format!("{dir}/tmpfiles.d/{name}"), content));
     }
@@ -563,7 +615,7 @@ fn generated_config_sets_agree_with_reference() {
         if !case.args.contains(&"--purge") && rng.chance(20) {
             let host = t.path().join("host.conf");
             let n = 1 + rng.below(4);
-            let text: String = (0..n).map(|_| gen_line(&mut rng) + "\n").collect();
+            let text: String = (0..n).map(|_| gen_line(&mut rng, &PLAIN) + "\n").collect();
             std::fs::write(&host, text).unwrap();
             if rng.chance(60) {
                 let name = files[0].0.rsplit('/').next().unwrap().to_string();
@@ -623,7 +675,7 @@ fn generated_dry_runs_agree_with_reference() {
     let range = seed_range("TMPFILES_DRY_CASES", 0..100);
     let mut failures = Vec::new();
     for seed in range {
-        let case = gen_case(seed + 1_000_000);
+        let case = gen_case(seed + 1_000_000, &PLAIN);
         let t = TempDir::new("tmpfiles-dry");
         let (ra, rb) = (t.path().join("ref"), t.path().join("ours"));
         build(&ra, &case);

@@ -4,12 +4,20 @@
 //! kept, symlinks are copied as symlinks (never followed), FIFOs and device nodes recreated,
 //! hardlinked files inside the copied tree stay hardlinked. Nothing is followed and nothing
 //! crosses into another mount below the source.
+//!
+//! The walk is iterative and holds a bounded number of descriptors whatever the depth: the
+//! directories being copied form a stack whose deepest [`OPEN_LEVELS`] levels keep their
+//! descriptors; an ancestor whose descriptors were closed is reopened through `..` from its
+//! child when the walk returns to it, and must be the same inode (device and inode number) as
+//! before, or the copy fails. Hardlinks are kept for files in at most [`LINK_DIRS`] target
+//! directories; beyond that a further hardlinked file is copied as a file of its own.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timestamps};
 
@@ -27,10 +35,22 @@ pub struct CopyOptions {
     pub gid: Option<u32>,
 }
 
+/// How many levels of the directory stack keep their two descriptors open.
+pub const OPEN_LEVELS: usize = 16;
+
+/// Paths in messages grow up to this length (Linux's `PATH_MAX`).
+const PATH_MAX: usize = 4096;
+
+/// How many target directories the hardlink table may hold open.
+pub const LINK_DIRS: usize = 256;
+
 struct Ctx {
     opts: CopyOptions,
     dev: u64,
-    links: HashMap<(u64, u64), (OwnedFd, OsString)>,
+    /// Source `(dev, ino)` of a hardlinked file → the target directory and name of its copy.
+    links: HashMap<(u64, u64), (Rc<OwnedFd>, OsString)>,
+    /// Target directories the table holds (by `(dev, ino)`), each once.
+    link_dirs: HashMap<(u64, u64), Rc<OwnedFd>>,
 }
 
 fn err_exist(e: &io::Error) -> bool {
@@ -53,8 +73,20 @@ pub fn copy_tree_at(
         opts,
         dev: st.st_dev,
         links: HashMap::new(),
+        link_dirs: HashMap::new(),
     };
-    copy_one(&mut ctx, src.as_fd(), from, &st, dst.as_fd(), to, what)
+    let step = Step {
+        src: src.as_fd(),
+        from,
+        st: &st,
+        dst: dst.as_fd(),
+        to,
+        what,
+    };
+    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+        return copy_dir(&mut ctx, step);
+    }
+    copy_one(&mut ctx, step, None)
 }
 
 fn owner(ctx: &Ctx, st: &Stat) -> (u32, u32) {
@@ -116,15 +148,38 @@ fn copy_user_xattrs(from: &OwnedFd, to: &OwnedFd) {
     }
 }
 
-fn copy_one(
-    ctx: &mut Ctx,
-    src: std::os::fd::BorrowedFd<'_>,
-    from: &OsStr,
-    st: &Stat,
-    dst: std::os::fd::BorrowedFd<'_>,
-    to: &OsStr,
-    what: &Path,
-) -> io::Result<()> {
+/// One entry to copy: `from` in `src` (whose `stat` is `st`) to `to` in `dst`; `what` names
+/// it in messages and fault injection.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    src: std::os::fd::BorrowedFd<'a>,
+    from: &'a OsStr,
+    st: &'a Stat,
+    dst: std::os::fd::BorrowedFd<'a>,
+    to: &'a OsStr,
+    what: &'a Path,
+}
+
+impl<'a> Step<'a> {
+    #[allow(clippy::type_complexity)]
+    fn parts(
+        self,
+    ) -> (
+        BorrowedFd<'a>,
+        &'a OsStr,
+        &'a Stat,
+        BorrowedFd<'a>,
+        &'a OsStr,
+        &'a Path,
+    ) {
+        (self.src, self.from, self.st, self.dst, self.to, self.what)
+    }
+}
+
+/// Copies one non-directory entry. `dst_dir` is `dst` as a shareable descriptor, for the
+/// hardlink table (the top-level entry has none and needs none: it has no sibling).
+fn copy_one(ctx: &mut Ctx, step: Step<'_>, dst_dir: Option<&Rc<OwnedFd>>) -> io::Result<()> {
+    let (src, from, st, dst, to, what) = step.parts();
     let ft = FileType::from_raw_mode(st.st_mode);
     let perm = Mode::from_raw_mode(st.st_mode & 0o7777);
     let (uid, gid) = owner(ctx, st);
@@ -141,7 +196,7 @@ fn copy_one(
         if let Some((dir, name)) = ctx.links.get(&(st.st_dev, st.st_ino)) {
             mutating("link", what)?;
             return Ok(rustix::fs::linkat(
-                dir,
+                &**dir,
                 name.as_os_str(),
                 dst,
                 to,
@@ -150,7 +205,8 @@ fn copy_one(
         }
     }
     match ft {
-        FileType::Directory => return copy_dir(ctx, src, from, st, dst, to, what),
+        // Directories are the walk's business (copy_dir).
+        FileType::Directory => return Err(rustix::io::Errno::ISDIR.into()),
         FileType::RegularFile => {
             let f = rustix::fs::openat(
                 src,
@@ -202,27 +258,56 @@ fn copy_one(
         }
         FileType::Unknown => return Err(rustix::io::Errno::OPNOTSUPP.into()),
     }
-    if ft != FileType::Directory && st.st_nlink > 1 {
-        let dir = rustix::io::fcntl_dupfd_cloexec(dst, 0)?;
-        ctx.links
-            .insert((st.st_dev, st.st_ino), (dir, to.to_os_string()));
+    if st.st_nlink > 1 {
+        if let Some(dir) = dst_dir {
+            let dst_st = rustix::fs::fstat(dir)?;
+            let key = (dst_st.st_dev, dst_st.st_ino);
+            if ctx.link_dirs.contains_key(&key) || ctx.link_dirs.len() < LINK_DIRS {
+                let dir = ctx.link_dirs.entry(key).or_insert_with(|| Rc::clone(dir));
+                ctx.links
+                    .insert((st.st_dev, st.st_ino), (Rc::clone(dir), to.to_os_string()));
+            }
+        }
     }
     Ok(())
 }
 
-fn copy_dir(
-    ctx: &mut Ctx,
-    src: std::os::fd::BorrowedFd<'_>,
-    from: &OsStr,
-    st: &Stat,
-    dst: std::os::fd::BorrowedFd<'_>,
-    to: &OsStr,
-    what: &Path,
-) -> io::Result<()> {
+/// One directory being copied: its two descriptors (`None` once closed to bound their number),
+/// the identities to check when they are reopened, its entries and where the walk is in them.
+struct Level {
+    fds: Option<(OwnedFd, Rc<OwnedFd>)>,
+    src_id: (u64, u64),
+    dst_id: (u64, u64),
+    /// The source directory's `stat` (owner, mode, times for the copy).
+    st: Stat,
+    /// Whether the target existed, and its `stat` then (its times are restored).
+    before: Option<Stat>,
+    entries: std::vec::IntoIter<super::Entry>,
+    what: PathBuf,
+    first_err: Option<io::Error>,
+}
+
+fn id(st: &Stat) -> (u64, u64) {
+    (st.st_dev, st.st_ino)
+}
+
+/// Opens (creating it if allowed) the target directory `to` in `dst` for a source directory
+/// `from` in `src`, and describes it as a [`Level`].
+fn enter_dir(ctx: &Ctx, step: Step<'_>) -> io::Result<Level> {
+    let (src, from, st, dst, to, what) = step.parts();
     let sfd = open_dir_nofollow(src, from)?;
+    let sst = rustix::fs::fstat(&sfd)?;
+    if id(&sst) != id(st) {
+        // Replaced since it was listed.
+        return Err(rustix::io::Errno::STALE.into());
+    }
     // Is the target an existing directory, and is it empty?
     let existing = match open_dir_nofollow(dst, to) {
-        Ok(fd) => Some(super::read_dir_fd(&fd)?.is_empty()),
+        Ok(fd) => {
+            let mut empty = true;
+            super::for_each_entry(fd.as_fd(), |_, _| empty = false)?;
+            Some(empty)
+        }
         Err(rustix::io::Errno::NOENT) => None,
         Err(e) => return Err(e.into()),
     };
@@ -238,53 +323,144 @@ fn copy_dir(
         rustix::fs::mkdirat(dst, to, Mode::from_raw_mode(0o700))?;
     }
     let tfd = open_dir_nofollow(dst, to)?;
-    let before = rustix::fs::fstat(&tfd)?;
-    let mut first_err: Option<io::Error> = None;
-    for ent in super::read_dir_fd(&sfd)? {
-        let cst = match rustix::fs::statat(&sfd, ent.name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+    let tst = rustix::fs::fstat(&tfd)?;
+    let entries = super::read_dir_fd(&sfd)?;
+    Ok(Level {
+        fds: Some((sfd, Rc::new(tfd))),
+        src_id: id(&sst),
+        dst_id: id(&tst),
+        st: *st,
+        before: existing.map(|_| tst),
+        entries: entries.into_iter(),
+        what: what.to_path_buf(),
+        first_err: None,
+    })
+}
+
+/// Gives a finished directory copy its owner, mode, xattrs and times.
+fn finish_dir(ctx: &Ctx, l: &mut Level) {
+    let Some((sfd, tfd)) = &l.fds else { return };
+    match &l.before {
+        None => {
+            if let Err(e) = fchown_owner(&**tfd, owner(ctx, &l.st)) {
+                l.first_err.get_or_insert(e.into());
+            }
+            if let Err(e) = rustix::fs::fchmod(&**tfd, Mode::from_raw_mode(l.st.st_mode & 0o7777)) {
+                l.first_err.get_or_insert(e.into());
+            }
+            copy_user_xattrs(sfd, tfd);
+            let _ = rustix::fs::futimens(&**tfd, &times(&l.st));
+        }
+        Some(before) => {
+            let _ = rustix::fs::futimens(&**tfd, &times(before));
+        }
+    }
+}
+
+/// Reopens `parent`'s descriptors through `..` from its child's, checking they are the same
+/// directories as when the walk entered them.
+fn reopen_parent(child: &Level, parent: &mut Level) -> io::Result<()> {
+    if parent.fds.is_some() {
+        return Ok(());
+    }
+    let Some((csfd, ctfd)) = &child.fds else {
+        return Err(rustix::io::Errno::BADF.into());
+    };
+    let sfd = open_dir_nofollow(csfd, OsStr::new(".."))?;
+    let tfd = open_dir_nofollow(&**ctfd, OsStr::new(".."))?;
+    if id(&rustix::fs::fstat(&sfd)?) != parent.src_id
+        || id(&rustix::fs::fstat(&tfd)?) != parent.dst_id
+    {
+        return Err(rustix::io::Errno::STALE.into());
+    }
+    parent.fds = Some((sfd, Rc::new(tfd)));
+    Ok(())
+}
+
+/// Copies the directory `from` in `src` to `to` in `dst`, iteratively (see the module text).
+fn copy_dir(ctx: &mut Ctx, step: Step<'_>) -> io::Result<()> {
+    let mut stack = vec![enter_dir(ctx, step)?];
+    loop {
+        let Some(top) = stack.last_mut() else {
+            return Ok(());
+        };
+        let Some(ent) = top.entries.next() else {
+            // Done with this directory: finish it, return to its parent.
+            let mut done = stack.pop().ok_or(rustix::io::Errno::INVAL)?;
+            finish_dir(ctx, &mut done);
+            let Some(parent) = stack.last_mut() else {
+                return done.first_err.map_or(Ok(()), Err);
+            };
+            let reopened = reopen_parent(&done, parent);
+            if let Some(e) = done.first_err.take() {
+                if !(err_exist(&e) && ctx.opts.merge) {
+                    parent.first_err.get_or_insert(e);
+                }
+            }
+            // Without its descriptors the parent cannot go on: the copy fails.
+            reopened?;
+            continue;
+        };
+        let Some((sfd, tfd)) = &top.fds else {
+            return Err(rustix::io::Errno::BADF.into());
+        };
+        let name = ent.name.as_os_str();
+        let cst = match rustix::fs::statat(sfd, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(s) => s,
             Err(rustix::io::Errno::NOENT) => continue,
             Err(e) => {
-                first_err.get_or_insert(e.into());
+                top.first_err.get_or_insert(e.into());
                 continue;
             }
         };
         if cst.st_dev != ctx.dev {
             continue;
         }
-        let child: PathBuf = what.join(&ent.name);
-        let r = copy_one(
-            ctx,
-            sfd.as_fd(),
-            ent.name.as_os_str(),
-            &cst,
-            tfd.as_fd(),
-            ent.name.as_os_str(),
-            &child,
-        );
+        // Messages name the entry while its path is of a usable length, then its deepest
+        // ancestor that is (a deep tree must not cost the square of its depth).
+        let child: PathBuf = if top.what.as_os_str().len() < PATH_MAX {
+            top.what.join(name)
+        } else {
+            top.what.clone()
+        };
+        let tfd = Rc::clone(tfd);
+        let step = Step {
+            src: sfd.as_fd(),
+            from: name,
+            st: &cst,
+            dst: tfd.as_fd(),
+            to: name,
+            what: &child,
+        };
+        if FileType::from_raw_mode(cst.st_mode) == FileType::Directory {
+            match enter_dir(ctx, step) {
+                Ok(level) => {
+                    stack.push(level);
+                    // Keep the descriptors of the deepest OPEN_LEVELS levels only.
+                    if stack.len() > OPEN_LEVELS {
+                        let k = stack.len() - 1 - OPEN_LEVELS;
+                        stack[k].fds = None;
+                    }
+                }
+                Err(e) if err_exist(&e) && ctx.opts.merge => {}
+                Err(e) => {
+                    if let Some(top) = stack.last_mut() {
+                        top.first_err.get_or_insert(e);
+                    }
+                }
+            }
+            continue;
+        }
+        let r = copy_one(ctx, step, Some(&tfd));
         match r {
             Err(e) if err_exist(&e) && ctx.opts.merge => {}
             Err(e) => {
-                first_err.get_or_insert(e);
+                if let Some(top) = stack.last_mut() {
+                    top.first_err.get_or_insert(e);
+                }
             }
             Ok(()) => {}
         }
-    }
-    if existing.is_none() {
-        if let Err(e) = fchown_owner(&tfd, owner(ctx, st)) {
-            first_err.get_or_insert(e.into());
-        }
-        if let Err(e) = rustix::fs::fchmod(&tfd, Mode::from_raw_mode(st.st_mode & 0o7777)) {
-            first_err.get_or_insert(e.into());
-        }
-        copy_user_xattrs(&sfd, &tfd);
-        let _ = rustix::fs::futimens(&tfd, &times(st));
-    } else {
-        let _ = rustix::fs::futimens(&tfd, &times(&before));
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(()),
     }
 }
 

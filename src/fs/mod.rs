@@ -271,21 +271,45 @@ impl Root {
         self.stat(p, false).is_ok()
     }
 
-    /// Reads a whole regular file (following symlinks inside the root). Anything else (a
-    /// FIFO, a device, a directory) is refused without blocking.
+    /// Reads a whole regular file (following symlinks inside the root) of at most
+    /// [`READ_MAX`] bytes. Anything else (a FIFO, a device, a directory) is refused without
+    /// blocking.
     pub fn read(&self, p: &Path) -> io::Result<Vec<u8>> {
+        self.read_limited(p, READ_MAX)
+    }
+
+    /// [`Root::read`] with a smaller maximum, for files whose size is naturally bounded.
+    pub fn read_limited(&self, p: &Path, max: usize) -> io::Result<Vec<u8>> {
         let fd = self.open_path(
             p,
             OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
             Mode::empty(),
         )?;
-        read_regular(&fd).map_err(|e| match e {
+        read_regular_limited(&fd, max).map_err(|e| match e {
             ReadError::NotRegular => io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{} is not a regular file", self.display_path(p).display()),
             ),
-            ReadError::Io(e) => e.into(),
+            e => e.into(),
         })
+    }
+
+    /// Opens a regular file for streaming reads (following symlinks inside the root); anything
+    /// else is refused without blocking, as by [`Root::read`].
+    pub fn open_regular(&self, p: &Path) -> io::Result<std::fs::File> {
+        let fd = self.open_path(
+            p,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let st = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", self.display_path(p).display()),
+            ));
+        }
+        Ok(std::fs::File::from(fd))
     }
 
     /// Reads a whole file as UTF-8 text.
@@ -525,23 +549,62 @@ pub fn for_each_entry(fd: BorrowedFd<'_>, mut f: impl FnMut(&[u8], FileType)) ->
 pub enum ReadError {
     /// The open file is not a regular file (a FIFO, device, directory…): never read.
     NotRegular,
+    /// The file holds more than the reader's maximum (nothing of it is kept).
+    TooLarge,
     Io(rustix::io::Errno),
 }
 
-/// Reads an open file whole if it is a regular file. Sized from `fstat`: a file read whole
-/// takes one read (a short read after at least the reported size is its end); a file that
-/// grows meanwhile is still read to its end.
+impl From<ReadError> for io::Error {
+    fn from(e: ReadError) -> io::Error {
+        match e {
+            ReadError::NotRegular => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "Not a regular file".to_string(),
+            ),
+            ReadError::TooLarge => io::Error::from(rustix::io::Errno::FBIG),
+            ReadError::Io(e) => e.into(),
+        }
+    }
+}
+
+/// The most [`Root::read`] reads of one file, as systemd's `READ_FULL_BYTES_MAX`: a whole-file
+/// read (os-release, passwd, a unit file, machine-id…) is refused with `EFBIG` above it, so a
+/// huge or sparse file in the tree cannot exhaust memory. Readers of line-based config files
+/// stream them instead ([`Root::open_regular`] and [`crate::text::lines`]); readers of files
+/// with a smaller natural size pass their own maximum to [`Root::read_limited`].
+pub const READ_MAX: usize = 64 * 1024 * 1024 - 1;
+
+/// Reads an open file whole if it is a regular file of at most [`READ_MAX`] bytes.
 pub fn read_regular(fd: &OwnedFd) -> Result<Vec<u8>, ReadError> {
+    read_regular_limited(fd, READ_MAX)
+}
+
+/// Reads an open file whole if it is a regular file of at most `max` bytes. Sized from
+/// `fstat` (capped at `max`): a file read whole takes one read (a short read after at least
+/// the reported size is its end); a file that grows meanwhile is still read to its end, and
+/// refused once it passes `max`.
+pub fn read_regular_limited(fd: &OwnedFd, max: usize) -> Result<Vec<u8>, ReadError> {
     let st = rustix::fs::fstat(fd).map_err(ReadError::Io)?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(ReadError::NotRegular);
     }
-    let size = usize::try_from(st.st_size).unwrap_or(0);
+    let size = usize::try_from(st.st_size).unwrap_or(usize::MAX);
+    if size > max {
+        return Err(ReadError::TooLarge);
+    }
     let mut buf = vec![0u8; size.saturating_add(1)];
     let mut filled = 0;
     loop {
         if filled == buf.len() {
-            buf.resize(buf.len() * 2 + 4096, 0);
+            if filled > max {
+                return Err(ReadError::TooLarge);
+            }
+            let grown = buf
+                .len()
+                .saturating_mul(2)
+                .saturating_add(4096)
+                .min(max.saturating_add(1));
+            buf.resize(grown, 0);
         }
         let want = buf.len() - filled;
         let n = match rustix::io::read(fd, &mut buf[filled..]) {
@@ -550,6 +613,9 @@ pub fn read_regular(fd: &OwnedFd) -> Result<Vec<u8>, ReadError> {
             Err(e) => return Err(ReadError::Io(e)),
         };
         filled += n;
+        if filled > max {
+            return Err(ReadError::TooLarge);
+        }
         if n == 0 || (n < want && filled >= size) {
             buf.truncate(filled);
             return Ok(buf);

@@ -133,6 +133,24 @@ impl Root {
         let (fd, _) = self.chase_safe(parent, false)?;
         Ok((fd, name))
     }
+
+    /// Whether the object behind `fd` lies at or below the in-root directory `dir` (resolved
+    /// inside the root; a missing `dir` holds nothing). Compares the kernel's names of both
+    /// (`/proc/self/fd`), so it sees through every symlink that led to `fd`.
+    pub fn lies_below(&self, fd: impl AsFd, dir: &Path) -> io::Result<bool> {
+        let d = match self.open_path(dir, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let name = |fd: std::os::fd::BorrowedFd<'_>| -> io::Result<Vec<u8>> {
+            Ok(rustix::fs::readlink(proc_fd_path(fd).as_str(), Vec::new())?.into_bytes())
+        };
+        let (inner, top) = (name(fd.as_fd())?, name(d.as_fd())?);
+        Ok(inner == top
+            || (inner.starts_with(&top)
+                && (top.ends_with(b"/") || inner.get(top.len()) == Some(&b'/'))))
+    }
 }
 
 /// The `/proc/self/fd/N` path of a descriptor (for calls that have no `AT_EMPTY_PATH` form).

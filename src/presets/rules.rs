@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::fs::Root;
 use crate::text::word::{self, Flags};
-use crate::units::{ini, name};
+use crate::units::name;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -56,9 +56,8 @@ fn first_word<'a>(s: &'a str, word: &str) -> Option<&'a str> {
 impl PresetRules {
     /// Parses one preset file's text, appending its rules.
     pub fn parse_into(&mut self, file: &str, data: &[u8]) {
-        for (i, raw) in ini::split_lines(data).into_iter().enumerate() {
-            let n = i + 1;
-            let line = String::from_utf8_lossy(raw);
+        for (n, raw) in crate::text::lines::split(data) {
+            let line = String::from_utf8_lossy(&raw);
             let line = line.trim_matches([' ', '\t', '\n', '\r']);
             if line.is_empty() || line.starts_with(['#', ';']) {
                 continue;

@@ -83,6 +83,7 @@ fn read_at(dir: &OwnedFd, name: &str) -> Result<Vec<u8>, Errno> {
     crate::fs::read_regular(&fd).map_err(|e| match e {
         // Root::read's "not a regular file" error, as its errno.
         crate::fs::ReadError::NotRegular => Errno::IO,
+        crate::fs::ReadError::TooLarge => Errno::FBIG,
         crate::fs::ReadError::Io(e) => e,
     })
 }

@@ -980,10 +980,11 @@ mod tests {
 
     fn run(conf: &str, passwd: &str, group: &str) -> Plan {
         let mut cfg = Config::default();
-        for (n, l) in super::super::parse::config_lines(conf) {
+        crate::text::lines::for_each_config_line(conf.as_bytes(), b"#", |n, l| {
             let line = super::super::parse::parse_line(&sv(), l, "t.conf", n).unwrap();
             let _ = cfg.add(line, &|_, _| false);
-        }
+        })
+        .unwrap();
         cfg.add_implicit();
         let owner = |p: &str| (p == "/owned").then_some((500, 600));
         let snap = Snapshot {

@@ -57,9 +57,21 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn parse_text(&mut self, file: &str, text: &str) {
-        for (n, l) in parse::config_lines(text) {
+    /// Parses a file line by line as it is read; a line of 1 MiB or more ends the file (the
+    /// lines before it stand) with a notice, as systemd's reader does.
+    fn parse_text(&mut self, file: &str, text: impl io::BufRead) {
+        let r = crate::text::lines::for_each_config_line(text, b"#", |n, l| {
             self.parse_one(file, n, l);
+        });
+        if let Err(e) = r {
+            self.out.push(Diagnostic::notice(
+                Some(Path::new(file)),
+                e.line,
+                format!(
+                    "Failed to read '{file}', ignoring the rest of the file: {}",
+                    errno_text(&e.error)
+                ),
+            ));
         }
     }
 
@@ -89,12 +101,12 @@ impl Reader<'_> {
                 ));
                 return;
             }
-            self.parse_text("<stdin>", &String::from_utf8_lossy(&buf));
+            self.parse_text("<stdin>", &buf[..]);
         } else if arg.contains('/') {
             let p = std::path::absolute(arg).unwrap_or_else(|_| PathBuf::from(arg));
             let name = p.display().to_string();
-            match std::fs::read(&p) {
-                Ok(b) => self.parse_text(&name, &String::from_utf8_lossy(&b)),
+            match std::fs::File::open(&p) {
+                Ok(f) => self.parse_text(&name, io::BufReader::new(f)),
                 Err(e) => self.out.push(Diagnostic::failed(
                     None,
                     format!("Failed to read '{name}': {}", errno_text(&e)),
@@ -103,10 +115,10 @@ impl Reader<'_> {
         } else {
             for dir in confdirs::search_dirs("sysusers.d") {
                 let p = dir.join(arg);
-                match self.root.read(&p) {
-                    Ok(b) => {
+                match self.root.open_regular(&p) {
+                    Ok(f) => {
                         let name = self.root.display_path(&p).display().to_string();
-                        self.parse_text(&name, &String::from_utf8_lossy(&b));
+                        self.parse_text(&name, io::BufReader::new(f));
                         return;
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -151,8 +163,8 @@ impl Reader<'_> {
                 continue;
             }
             let name = self.root.display_path(&f.path).display().to_string();
-            match self.root.read(&f.path) {
-                Ok(b) => self.parse_text(&name, &String::from_utf8_lossy(&b)),
+            match self.root.open_regular(&f.path) {
+                Ok(file) => self.parse_text(&name, io::BufReader::new(file)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => self.out.push(Diagnostic::failed(
                     None,
@@ -163,14 +175,7 @@ impl Reader<'_> {
     }
 }
 
-/// The `strerror` text of an I/O error, without Rust's "(os error N)" suffix.
-pub fn errno_text(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(p) => s[..p].to_string(),
-        None => s,
-    }
-}
+pub use crate::report::errno_text;
 
 /// Whether two shell paths name the same file in the root (both must exist).
 fn same_file(root: &Root, a: &str, b: &str) -> bool {
@@ -272,7 +277,7 @@ pub fn run_planned(root: &Root, opts: &Options, would_be: &mut Option<UserDb>) -
         creds.path("sysusers.extra"),
         creds.get_bytes("sysusers.extra"),
     ) {
-        rd.parse_text(&p.display().to_string(), &String::from_utf8_lossy(&b));
+        rd.parse_text(&p.display().to_string(), &b[..]);
     }
     let Reader {
         mut cfg, mut out, ..

@@ -418,35 +418,6 @@ pub fn parse_line(sv: &SystemValues, text: &str, file: &str, line: usize) -> Res
     }
 }
 
-/// Splits a config file into lines as systemd's `read_line` does (`\n`, `\r`, `\r\n` and NUL
-/// end a line), strips whitespace and skips empty and `#` lines. Yields 1-based numbers.
-pub fn config_lines(text: &str) -> Vec<(usize, &str)> {
-    let b = text.as_bytes();
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut n = 0;
-    let mut i = 0;
-    while i <= b.len() {
-        let end_here = i == b.len() || matches!(b[i], b'\n' | b'\r' | 0);
-        if end_here {
-            if i == b.len() && start == i {
-                break;
-            }
-            n += 1;
-            let l = text[start..i].trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r'));
-            if !l.is_empty() && !l.starts_with('#') {
-                out.push((n, l));
-            }
-            if i < b.len() && b[i] == b'\r' && b.get(i + 1) == Some(&b'\n') {
-                i += 1;
-            }
-            start = i + 1;
-        }
-        i += 1;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,11 +453,5 @@ mod tests {
         assert!(!valid_gecos("a\u{FFFD}b"));
         assert!(!valid_gecos("a\tb"));
         assert!(valid_gecos("Jürgen"));
-    }
-
-    #[test]
-    fn lines() {
-        let v = config_lines("a\r\nb\rc\n  # x\n\n d \n");
-        assert_eq!(v, vec![(1, "a"), (2, "b"), (3, "c"), (6, "d")]);
     }
 }

@@ -462,7 +462,17 @@ fn item_do(ctx: &Ctx<'_>, i: &Item, fd: OwnedFd, p: &Path, f: &FdAction, depth: 
     first
 }
 
+/// Whether an item path still holds a `..` component (parsing drops `.` and doubled
+/// slashes): systemd refuses to create at or adjust such a path (`path_is_normalized`),
+/// where pristine's resolver would clamp it at the root and act on another path.
+fn not_normalized(p: &Path) -> bool {
+    p.components().any(|c| c == Component::ParentDir)
+}
+
 fn open_safe(ctx: &Ctx<'_>, p: &Path) -> Result<(OwnedFd, Stat), String> {
+    if not_normalized(p) {
+        return Err(format!("Failed to open invalid path '{}'.", ctx.d(p)));
+    }
     ctx.root.chase_safe(p, true).map_err(|e| {
         if is_unsafe_transition(&e) {
             format!(
@@ -476,6 +486,13 @@ fn open_safe(ctx: &Ctx<'_>, p: &Path) -> Result<(OwnedFd, Stat), String> {
 }
 
 fn open_parent_safe(ctx: &Ctx<'_>, i: &Item, p: &Path) -> Result<(Rc<OwnedFd>, OsString), String> {
+    if not_normalized(p) {
+        return Err(format!(
+            "Failed to open parent of '{}': path not normalized{}.",
+            ctx.d(p),
+            if i.allow_failure { ", ignoring" } else { "" }
+        ));
+    }
     if ctx.use_dirs() {
         if let (Some(Component::Normal(name)), Some(parent)) =
             (p.components().next_back(), p.parent())
@@ -512,6 +529,38 @@ fn open_parent_safe(ctx: &Ctx<'_>, i: &Item, p: &Path) -> Result<(Rc<OwnedFd>, O
 
 fn hardlink_vulnerable(ctx: &Ctx<'_>, st: &Stat) -> bool {
     ft(st) != FileType::Directory && st.st_nlink > 1 && !ctx.protected_hardlinks
+}
+
+/// pristine's rule beyond systemd's (docs/tmpfiles.md): a `w` line whose path lies outside
+/// `/usr` never writes (nor chowns, nor chmods) a file that its path reaches in `/usr` through
+/// a symlink. The vendor tree is what `/etc` and `/var` are rebuilt from; a link in `/var`
+/// (made by an `L` line or by anyone) must not turn a `w+ /var/…/*` into an edit of it.
+/// systemd-tmpfiles 257 under `--root` resolves such an absolute link on the host instead
+/// (finding nothing, or worse); at boot it would write through it.
+fn leads_into_vendor_tree(ctx: &Ctx<'_>, fd: &OwnedFd, p: &Path) -> Result<bool, String> {
+    let usr = Path::new("/usr");
+    if p.starts_with(usr) {
+        return Ok(false);
+    }
+    ctx.root
+        .lies_below(fd, usr)
+        .map_err(|e| format!("Failed to check where \"{}\" leads: {}", ctx.d(p), em(&e)))
+}
+
+/// pristine's rule beyond systemd's (docs/tmpfiles.md): an existing regular file with more
+/// than one hard link is never changed (content, mode, owner, ACLs, xattrs), whatever
+/// `fs.protected_hardlinks` says. Any user able to write in a directory a line names could
+/// have linked a file from elsewhere there (`/etc/shadow` from `/var/tmp`); pristine's own
+/// files are created with one link.
+fn refuse_hardlinked(ctx: &Ctx<'_>, st: &Stat, p: &Path, creation: Creation) -> R {
+    if ft(st) == FileType::RegularFile && st.st_nlink > 1 && creation == Creation::Existing {
+        return Err(format!(
+            "Refusing to change {}: an existing regular file with {} hard links, which could be a link to a file elsewhere.",
+            ctx.d(p),
+            st.st_nlink
+        ));
+    }
+    Ok(())
 }
 
 fn mask_perms(mode: u32, current: u32) -> u32 {
@@ -573,6 +622,9 @@ fn fd_set_perms(
     };
     let do_chmod = (new_mode ^ st.st_mode) & 0o7777 != 0;
     let is_link = ft(&st) == FileType::Symlink;
+    if do_chmod || do_chown {
+        refuse_hardlinked(ctx, &st, p, creation)?;
+    }
     if ctx.opts.dry_run {
         if do_chown {
             log::info!("Would change \"{}\" to owner {new_uid}:{new_gid}", ctx.d(p));
@@ -622,7 +674,8 @@ fn last_name(ctx: &Ctx<'_>, p: &Path) -> Result<(), String> {
 
 fn mkdir_parents_item(ctx: &Ctx<'_>, i: &Item, child: Option<FileType>) -> R {
     // With `=`, the walk runs in --dry-run too (removing and creating nothing), as systemd's.
-    if ctx.opts.dry_run && !i.try_replace {
+    // A path with `..` gets no parents: opening its parent fails next, as in systemd.
+    if (ctx.opts.dry_run && !i.try_replace) || not_normalized(&i.path) {
         return Ok(());
     }
     if i.try_replace {
@@ -931,6 +984,9 @@ fn truncate_file(ctx: &Ctx<'_>, i: &Item) -> R {
             ctx.d(&i.path)
         ));
     }
+    if st.st_size > 0 || i.argument.as_deref().is_some_and(|a| !a.is_empty()) {
+        refuse_hardlinked(ctx, &st, &i.path, creation)?;
+    }
     let mut known = Some(st);
     if creation == Creation::Normal
         || st.st_size > 0
@@ -974,6 +1030,18 @@ fn write_one_file(ctx: &Ctx<'_>, i: &Item, p: &Path, creation: Creation) -> R {
             return Err(format!("Failed to open file \"{}\": {}", ctx.d(p), em(&e)));
         }
     };
+    if i.argument.as_deref().is_some_and(|a| !a.is_empty()) {
+        let st = rustix::fs::fstat(&fd).map_err(|e| format!("fstat({}) failed: {e}", ctx.d(p)))?;
+        refuse_hardlinked(ctx, &st, p, creation)?;
+    }
+    if leads_into_vendor_tree(ctx, &fd, p)? {
+        // A warning, not a failure: systemd's run on the same root ends with nothing written.
+        log::warn!(
+            "Not writing to \"{}\": it leads into /usr through a symlink.",
+            ctx.d(p)
+        );
+        return Ok(());
+    }
     if ctx.opts.dry_run {
         log::info!("Would write to \"{}\"", ctx.d(p));
     } else {
@@ -1024,8 +1092,16 @@ fn copy_files(ctx: &Ctx<'_>, i: &Item) -> R {
             })
         }
     };
-    if copied.is_ok() {
-        ctx.touched(&i.path);
+    match &copied {
+        Ok(()) => ctx.touched(&i.path),
+        // systemd goes on when the target exists; a partial copy is at least said.
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => log::warn!(
+            "Failed to copy all of {} to {}: {}",
+            ctx.d(&src),
+            ctx.d(&i.path),
+            em(e)
+        ),
+        Err(_) => {}
     }
     let st =
         rustix::fs::fstat(&fd).map_err(|e| format!("Failed to fstat({}): {e}", ctx.d(&i.path)))?;
@@ -1337,6 +1413,10 @@ fn create_symlink(ctx: &Ctx<'_>, i: &Item) -> R {
 }
 
 fn fd_set_xattrs(ctx: &Ctx<'_>, i: &Item, fd: BorrowedFd<'_>, p: &Path) -> R {
+    if !i.xattrs.is_empty() {
+        let st = rustix::fs::fstat(fd).map_err(|e| format!("fstat({}) failed: {e}", ctx.d(p)))?;
+        refuse_hardlinked(ctx, &st, p, Creation::Existing)?;
+    }
     for (name, value) in &i.xattrs {
         let n = String::from_utf8_lossy(name);
         if ctx.opts.dry_run {
@@ -1414,6 +1494,7 @@ fn fd_set_acls(ctx: &Ctx<'_>, i: &Item, fd: BorrowedFd<'_>, p: &Path, st: &Stat)
             ctx.d(p)
         ));
     }
+    refuse_hardlinked(ctx, st, p, Creation::Existing)?;
     if ft(st) == FileType::Symlink {
         return Ok(());
     }

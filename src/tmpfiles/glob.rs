@@ -4,6 +4,7 @@
 //! `GLOB_BRACE`, and a walker that reads directories through the root handle.
 
 use std::ffi::OsStr;
+use std::os::fd::AsFd as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
@@ -216,28 +217,26 @@ pub fn glob(root: &Root, pattern: &Path) -> Vec<PathBuf> {
                     } else {
                         PathBuf::from(OsStr::from_bytes(base))
                     };
-                    // glob()'s opendir is systemd's opendir_nomod(): no final symlink.
-                    let Ok(entries) = root
-                        .open_path(
-                            &dir,
-                            rustix::fs::OFlags::RDONLY
-                                | rustix::fs::OFlags::DIRECTORY
-                                | rustix::fs::OFlags::NOFOLLOW,
-                            rustix::fs::Mode::empty(),
-                        )
-                        .and_then(crate::fs::read_dir_fd)
-                    else {
+                    // glob()'s opendir is systemd's opendir_nomod(): no final symlink. Matches
+                    // come in readdir order (systemd globs with GLOB_NOSORT), which decides
+                    // the outcome when one match changes what a later one resolves through.
+                    let Ok(dir_fd) = root.open_path(
+                        &dir,
+                        rustix::fs::OFlags::RDONLY
+                            | rustix::fs::OFlags::DIRECTORY
+                            | rustix::fs::OFlags::NOFOLLOW,
+                        rustix::fs::Mode::empty(),
+                    ) else {
                         continue;
                     };
-                    for e in entries {
-                        let name = e.name.as_bytes();
+                    let _ = crate::fs::for_each_entry(dir_fd.as_fd(), |name, _| {
                         if fnmatch(comp, name, false) {
                             let mut p = base.clone();
                             p.push(b'/');
                             p.extend_from_slice(name);
                             next.push(p);
                         }
-                    }
+                    });
                 } else {
                     let mut p = base.clone();
                     p.push(b'/');

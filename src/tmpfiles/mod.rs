@@ -212,8 +212,10 @@ pub fn load(
                        src: &Source,
                        outcome: &mut Outcome|
      -> Result<(), String> {
-        let (name, text) = match src {
-            Source::Text { name, text } => (name.clone(), text.clone()),
+        match src {
+            Source::Text { name, text } => {
+                parse_reader(cfg, &env, name, text.as_bytes(), outcome);
+            }
             Source::Name(n) => {
                 let found = dirs.iter().map(|d| d.join(n)).find(|p| root.exists(p));
                 // A masking symlink to /dev/null reads as empty.
@@ -221,11 +223,11 @@ pub fn load(
                     log::debug!("{} is masked", root.display_path(p).display());
                     return Ok(());
                 }
-                match found.map(|p| (root.read(&p), p)) {
-                    Some((Ok(b), p)) => (
-                        root.display_path(&p),
-                        String::from_utf8_lossy(&b).into_owned(),
-                    ),
+                match found.map(|p| (root.open_regular(&p), p)) {
+                    Some((Ok(f), p)) => {
+                        let reader = std::io::BufReader::new(f);
+                        parse_reader(cfg, &env, &root.display_path(&p), reader, outcome);
+                    }
                     Some((Err(e), p)) => {
                         return Err(format!(
                             "Failed to read '{}': {e}",
@@ -235,8 +237,7 @@ pub fn load(
                     None => return Err(format!("Failed to read '{n}': No such file or directory")),
                 }
             }
-        };
-        parse_text(cfg, &env, &name, &text, outcome);
+        }
         Ok(())
     };
     if opts.replace.is_some() || sources.is_empty() {
@@ -254,10 +255,10 @@ pub fn load(
             if f.masked {
                 continue;
             }
-            match root.read(&f.path) {
-                Ok(b) => {
-                    let text = String::from_utf8_lossy(&b).into_owned();
-                    parse_text(&mut cfg, &env, &root.display_path(&f.path), &text, outcome);
+            match root.open_regular(&f.path) {
+                Ok(file) => {
+                    let reader = std::io::BufReader::new(file);
+                    parse_reader(&mut cfg, &env, &root.display_path(&f.path), reader, outcome);
                 }
                 Err(e) => log::warn!(
                     "Failed to open '{}', ignoring: {e}",
@@ -276,21 +277,24 @@ pub fn load(
         creds.path("tmpfiles.extra"),
         creds.get_bytes("tmpfiles.extra"),
     ) {
-        parse_text(&mut cfg, &env, &p, &String::from_utf8_lossy(&b), outcome);
+        parse_reader(&mut cfg, &env, &p, &b[..], outcome);
     }
     inherit_x_ages(&mut cfg);
     link_parents(&mut cfg);
     Ok(cfg)
 }
 
-fn parse_text(
+/// Parses one configuration file line by line as it is read (systemd's `read_config_file`):
+/// only `#` starts a comment; a read error (a line of 1 MiB or more) ends the file, keeping
+/// the lines before it, and is reported without changing the exit code, as in systemd.
+fn parse_reader(
     cfg: &mut Config,
     env: &parse::ParseEnv<'_>,
     file: &Path,
-    text: &str,
+    reader: impl std::io::BufRead,
     outcome: &mut Outcome,
 ) {
-    for (n, line) in crate::text::config_lines(text, &['#', ';']) {
+    let r = crate::text::lines::for_each_config_line(reader, b"#", |n, line| {
         let mut notes = Vec::new();
         let r = parse::parse_line(env, file, n, line, &mut notes);
         for d in notes {
@@ -301,6 +305,17 @@ fn parse_text(
             Ok(parse::Parsed::Skip) => {}
             Err(d) => outcome.push(d),
         }
+    });
+    if let Err(e) = r {
+        outcome.push(Diagnostic::notice(
+            Some(file),
+            e.line,
+            format!(
+                "Failed to read '{}', ignoring the rest of the file: {}",
+                file.display(),
+                crate::report::errno_text(&e.error)
+            ),
+        ));
     }
 }
 

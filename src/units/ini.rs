@@ -33,38 +33,6 @@ fn string_is_safe(s: &str) -> bool {
         .all(|c| !((1..b' ').contains(&c) || matches!(c, b'"' | b'\'' | b'\\' | 0x7f)))
 }
 
-/// Splits like systemd's `read_line`: `\n`, `\r\n`, `\r` and NUL end a line.
-pub fn split_lines(data: &[u8]) -> Vec<&[u8]> {
-    lines(data).collect()
-}
-
-/// The lines of `data` as [`split_lines`] splits them, lazily.
-fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = data;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        match rest.iter().position(|&c| matches!(c, b'\n' | b'\r' | 0)) {
-            Some(i) => {
-                let line = &rest[..i];
-                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
-                    2
-                } else {
-                    1
-                };
-                rest = &rest[i + skip..];
-                Some(line)
-            }
-            None => {
-                let line = rest;
-                rest = &[];
-                Some(line)
-            }
-        }
-    })
-}
-
 const WS: &[u8] = b" \t\n\r";
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -140,9 +108,25 @@ pub fn parse(data: &[u8], wanted: &[&str], quiet: &[&str]) -> Parsed {
         });
         true
     };
-    for raw in lines(data) {
+    let mut lines = crate::text::lines::Lines::new(data);
+    let mut raw = Vec::new();
+    loop {
+        match lines.read_line(&mut raw) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                out.fatal = Some((
+                    line + 1,
+                    format!(
+                        "Failed to read configuration file: {}",
+                        crate::report::errno_text(&e)
+                    ),
+                ));
+                return out;
+            }
+        }
         line += 1;
-        let mut l: &[u8] = raw;
+        let mut l: &[u8] = &raw;
         let lead = l.iter().position(|c| !WS.contains(c)).unwrap_or(l.len());
         if lead < l.len() && (l[lead] == b'#' || l[lead] == b';') {
             continue;

@@ -163,3 +163,18 @@ pub fn unprotect(root: &Path) {
         .arg(root)
         .output();
 }
+
+/// Runs `pristine tmpfiles --root=ROOT ARGS…` without credentials: exit code and stderr.
+pub fn run_ours(root: &Path, args: &[&str]) -> (i32, String) {
+    let out = crate::common::pristine()
+        .arg("tmpfiles")
+        .arg(format!("--root={}", root.display()))
+        .args(args)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .expect("run pristine");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
