@@ -134,8 +134,10 @@ pub fn parse_machine_id(content: &str) -> Result<String, String> {
 /// Reads the target's os-release (etc first, then usr/lib) through the root handle.
 pub fn read_os_release(root: &Root) -> Option<HashMap<String, String>> {
     for p in ["etc/os-release", "usr/lib/os-release"] {
-        if let Ok(Some(text)) = root.read_optional(Path::new(p)) {
-            return Some(envfile::parse(&text).into_iter().collect());
+        match root.read_optional(Path::new(p)) {
+            Ok(Some(text)) => return Some(envfile::parse(&text).into_iter().collect()),
+            Ok(None) => {}
+            Err(e) => log::warn!("Ignoring {p}: {e}"),
         }
     }
     None
@@ -156,11 +158,12 @@ impl SystemValues {
     /// running system.
     pub fn observe(root: &Root, has_root: bool) -> SystemValues {
         let os_release = read_os_release(root);
-        let machine_id = match root.read_optional(Path::new("etc/machine-id")) {
-            Ok(Some(s)) => parse_machine_id(&s),
-            Ok(None) => Err("no /etc/machine-id".into()),
-            Err(e) => Err(e.to_string()),
-        };
+        let machine_id =
+            match root.read_optional_max(Path::new("etc/machine-id"), crate::fs::limits::SMALL) {
+                Ok(Some(s)) => parse_machine_id(&s),
+                Ok(None) => Err("no /etc/machine-id".into()),
+                Err(e) => Err(e.to_string()),
+            };
         let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
             .map(|s| s.trim().replace('-', ""))
             .map_err(|e| e.to_string());
