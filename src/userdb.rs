@@ -91,10 +91,10 @@ impl UserDb {
     /// Reads the root's `/etc/passwd` and `/etc/group` (missing files are empty).
     pub fn load(root: &Root) -> io::Result<UserDb> {
         let passwd = root
-            .read_optional(Path::new("/etc/passwd"))?
+            .read_optional_max(Path::new("/etc/passwd"), crate::fs::limits::ACCOUNTS)?
             .unwrap_or_default();
         let group = root
-            .read_optional(Path::new("/etc/group"))?
+            .read_optional_max(Path::new("/etc/group"), crate::fs::limits::ACCOUNTS)?
             .unwrap_or_default();
         Ok(UserDb::parse(&passwd, &group))
     }

@@ -269,8 +269,13 @@ fn bad_config_is_reported_and_the_boot_goes_on() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/etc/pristine/broken.toml:3:"), "{stderr}");
     assert!(t.join("etc/machine-id").exists(), "provisioning went on");
-    // The invalid hostname (which overrode the vendor's) is refused; nothing is written for it.
-    assert!(!t.join("etc/hostname").exists());
+    // The invalid hostname is refused at its line, like any bad value: the key is ignored, so
+    // the vendor's (lower-priority) hostname stays in force.
+    assert!(stderr.contains("/etc/pristine/broken.toml:2:"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(t.join("etc/hostname")).unwrap(),
+        "vendor-host\n"
+    );
     assert_eq!(report["exit_code"], 65);
 }
 

@@ -11,7 +11,7 @@ pub mod confdirs;
 pub mod credentials;
 pub mod os_release;
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -143,12 +143,75 @@ pub fn valid_hostname(h: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
+/// A locale, keymap or similar single word: printable ASCII without quotes, `$` or `\\`.
+pub fn valid_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() < 256
+        && s.chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '\'' | '$' | '`'))
+}
+
+/// A time zone name: a word that is a relative path without `.`/`..` or empty components.
+pub fn valid_timezone(s: &str) -> bool {
+    valid_word(s)
+        && !s.starts_with('/')
+        && !s.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+}
+
+/// A `[reset] keep` entry: an absolute, normalized path strictly below `/etc` or `/var`.
+pub fn valid_keep_path(k: &str) -> bool {
+    let p = Path::new(k);
+    p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && (p.starts_with("/var") || p.starts_with("/etc"))
+        && p.components().count() > 2
+}
+
 /// One key assignment found in a file: its dotted path, value, and where it came from.
 struct Leaf {
     path: Vec<String>,
     value: toml::Value,
     file: PathBuf,
     line: usize,
+    /// For an array, the line of each element.
+    item_lines: Vec<usize>,
+}
+
+/// Checks the meaning of a well-typed value. Returns the value to use (an array without its bad
+/// elements) or `None` to ignore the key; each problem is a diagnostic at its file and line.
+fn check_value(leaf: &Leaf, diags: &mut Vec<Diagnostic>) -> Option<toml::Value> {
+    let key = leaf.path.join(".");
+    let (check, what): (fn(&str) -> bool, &str) = match key.as_str() {
+        "firstboot.hostname" => (valid_hostname, "a valid host name"),
+        "firstboot.timezone" => (valid_timezone, "a valid time zone name"),
+        "firstboot.locale" | "firstboot.locale-messages" => (valid_word, "a valid locale"),
+        "firstboot.keymap" => (valid_word, "a valid keymap"),
+        "reset.keep" => (valid_keep_path, "an absolute path below /etc or /var"),
+        _ => return Some(leaf.value.clone()),
+    };
+    match &leaf.value {
+        toml::Value::String(s) if !check(s) => {
+            let msg = format!("bad value for '{key}': '{s}' is not {what}, ignoring");
+            diags.push(Diagnostic::bad_config(&leaf.file, leaf.line, msg));
+            None
+        }
+        toml::Value::Array(items) => {
+            let mut good = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str() {
+                    Some(s) if !check(s) => {
+                        let line = leaf.item_lines.get(i).copied().unwrap_or(leaf.line);
+                        let msg = format!("bad entry in '{key}': '{s}' is not {what}, ignoring");
+                        diags.push(Diagnostic::bad_config(&leaf.file, line, msg));
+                    }
+                    _ => good.push(item.clone()),
+                }
+            }
+            Some(toml::Value::Array(good))
+        }
+        v => Some(v.clone()),
+    }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -185,12 +248,21 @@ fn collect_leaves(
                 });
                 collect_leaves(t, sub, prefix, text, file, line, out);
             }
-            _ => out.push(Leaf {
-                path: prefix.clone(),
-                value: v.clone(),
-                file: file.to_path_buf(),
-                line,
-            }),
+            _ => {
+                let item_lines = match span.map(|(_, val)| val.get_ref()) {
+                    Some(toml::de::DeValue::Array(a)) => {
+                        a.iter().map(|i| line_of(text, i.span().start)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                out.push(Leaf {
+                    path: prefix.clone(),
+                    value: v.clone(),
+                    file: file.to_path_buf(),
+                    line,
+                    item_lines,
+                })
+            }
         }
         prefix.pop();
     }
@@ -265,7 +337,9 @@ pub fn parse_settings(fragments: &[(PathBuf, String)]) -> (Settings, Vec<Diagnos
             diags.push(Diagnostic::bad_config(&leaf.file, leaf.line, what));
             continue;
         }
-        insert_leaf(&mut merged, &leaf.path, leaf.value.clone());
+        if let Some(value) = check_value(leaf, &mut diags) {
+            insert_leaf(&mut merged, &leaf.path, value);
+        }
     }
     let settings = Settings::deserialize(toml::Value::Table(merged)).unwrap_or_default();
     (settings, diags)

@@ -212,7 +212,10 @@ pub fn observe_needs_update(
     let updated = dir.join(".updated");
     let updated_mtime = root.stat(&updated, false).ok().map(|s| mtime(&s));
     let usr_mtime = root.stat(Path::new("/usr"), true).ok().map(|s| mtime(&s));
-    let updated_content = root.read_optional(&updated).ok().flatten();
+    let updated_content = root
+        .read_optional_max(&updated, crate::fs::limits::SMALL)
+        .ok()
+        .flatten();
     NeedsUpdateInput {
         kernel_override,
         read_only: is_read_only(root, dir),
@@ -312,7 +315,7 @@ pub fn detect(root: &Root, host: &HostFacts, settings: &Settings) -> BootState {
     let etc = dir_report("/etc");
     let var = dir_report("/var");
     let mid_raw = root
-        .read_optional(Path::new("/etc/machine-id"))
+        .read_optional_max(Path::new("/etc/machine-id"), crate::fs::limits::SMALL)
         .ok()
         .flatten();
     let fb = first_boot(mid_raw.as_deref(), host.kernel.condition_first_boot);

@@ -112,7 +112,7 @@ impl OsStamp {
 
 /// Reads `DIR/.pristine-stamp`, if any.
 pub fn read(root: &Root, dir: &Path) -> Option<OsStamp> {
-    root.read_optional(&dir.join(STAMP_NAME))
+    root.read_optional_max(&dir.join(STAMP_NAME), crate::fs::limits::SMALL)
         .ok()
         .flatten()
         .map(|t| OsStamp::parse(&t))
@@ -155,7 +155,10 @@ pub fn write_updated(root: &Root, dir: &Path) -> io::Result<StampResult> {
     let (sec, nsec) = (usr.st_mtime, usr.st_mtime_nsec as i64);
     let content = updated_content(sec, nsec);
     let updated = dir.join(".updated");
-    let current = root.read_optional(&updated).ok().flatten();
+    let current = root
+        .read_optional_max(&updated, crate::fs::limits::SMALL)
+        .ok()
+        .flatten();
     let cur_st = root.stat(&updated, false).ok();
     if current.as_deref() == Some(content.as_str())
         && cur_st.is_some_and(|st| st.st_mtime == sec && st.st_mtime_nsec as i64 == nsec)
@@ -181,7 +184,13 @@ pub fn write_os_stamp(root: &Root, dir: &Path, os: &OsStamp) -> io::Result<Stamp
     }
     let path = dir.join(STAMP_NAME);
     let text = os.render();
-    if root.read_optional(&path).ok().flatten().as_deref() == Some(text.as_str()) {
+    if root
+        .read_optional_max(&path, crate::fs::limits::SMALL)
+        .ok()
+        .flatten()
+        .as_deref()
+        == Some(text.as_str())
+    {
         return Ok(StampResult::Unchanged);
     }
     match root.write_atomic(

@@ -14,6 +14,7 @@
 mod chase;
 pub mod copy;
 mod fault;
+pub mod limits;
 pub mod safe;
 pub mod walk;
 
@@ -202,6 +203,19 @@ impl Root {
         }
     }
 
+    /// `PATH: message` for an error met on the in-root path `p` (host path, `strerror` text
+    /// without Rust's "(os error N)"), not naming the path twice when the error already does.
+    pub fn error_at(&self, p: &Path, e: &io::Error) -> String {
+        let shown = self.display_path(p).display().to_string();
+        let text = e.to_string();
+        let text = text.find(" (os error").map_or(&text[..], |i| &text[..i]);
+        if text.contains(&shown) {
+            text.to_string()
+        } else {
+            format!("{shown}: {text}")
+        }
+    }
+
     /// The root directory descriptor.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
@@ -272,25 +286,36 @@ impl Root {
     }
 
     /// Reads a whole regular file (following symlinks inside the root) of at most
-    /// [`READ_MAX`] bytes. Anything else (a FIFO, a device, a directory) is refused without
-    /// blocking.
+    /// [`limits::DEFAULT`] bytes. Anything else (a FIFO, a device, a directory) is refused
+    /// without blocking; a larger file is refused before anything is allocated.
     pub fn read(&self, p: &Path) -> io::Result<Vec<u8>> {
-        self.read_limited(p, READ_MAX)
+        self.read_max(p, limits::DEFAULT)
     }
 
-    /// [`Root::read`] with a smaller maximum, for files whose size is naturally bounded.
-    pub fn read_limited(&self, p: &Path, max: usize) -> io::Result<Vec<u8>> {
+    /// [`Root::read`] with the limit for the kind of file (see [`limits`]). The errors name
+    /// the file.
+    pub fn read_max(&self, p: &Path, max: u64) -> io::Result<Vec<u8>> {
         let fd = self.open_path(
             p,
             OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
             Mode::empty(),
         )?;
-        read_regular_limited(&fd, max).map_err(|e| match e {
-            ReadError::NotRegular => io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} is not a regular file", self.display_path(p).display()),
-            ),
-            e => e.into(),
+        read_regular(&fd, max).map_err(|e| {
+            let shown = self.display_path(p);
+            match e {
+                ReadError::NotRegular => io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} is not a regular file", shown.display()),
+                ),
+                ReadError::TooLarge => io::Error::new(
+                    io::ErrorKind::FileTooLarge,
+                    format!(
+                        "{} is larger than {max} bytes, refusing to read it",
+                        shown.display()
+                    ),
+                ),
+                ReadError::Io(e) => e.into(),
+            }
         })
     }
 
@@ -314,18 +339,27 @@ impl Root {
 
     /// Reads a whole file as UTF-8 text.
     pub fn read_to_string(&self, p: &Path) -> io::Result<String> {
-        let bytes = self.read(p)?;
+        self.read_string_max(p, limits::DEFAULT)
+    }
+
+    fn read_string_max(&self, p: &Path, max: u64) -> io::Result<String> {
+        let bytes = self.read_max(p, max)?;
         String::from_utf8(bytes).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                "file is not valid UTF-8".to_string(),
+                format!("{} is not valid UTF-8", self.display_path(p).display()),
             )
         })
     }
 
     /// Reads a file if it exists: `Ok(None)` when it is missing.
     pub fn read_optional(&self, p: &Path) -> io::Result<Option<String>> {
-        match self.read_to_string(p) {
+        self.read_optional_max(p, limits::DEFAULT)
+    }
+
+    /// [`Root::read_optional`] with the limit for the kind of file (see [`limits`]).
+    pub fn read_optional_max(&self, p: &Path, max: u64) -> io::Result<Option<String>> {
+        match self.read_string_max(p, max) {
             Ok(s) => Ok(Some(s)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -549,61 +583,36 @@ pub fn for_each_entry(fd: BorrowedFd<'_>, mut f: impl FnMut(&[u8], FileType)) ->
 pub enum ReadError {
     /// The open file is not a regular file (a FIFO, device, directory…): never read.
     NotRegular,
-    /// The file holds more than the reader's maximum (nothing of it is kept).
+    /// The file holds more than the caller's maximum: nothing was allocated for it.
     TooLarge,
     Io(rustix::io::Errno),
 }
 
-impl From<ReadError> for io::Error {
-    fn from(e: ReadError) -> io::Error {
-        match e {
-            ReadError::NotRegular => io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "Not a regular file".to_string(),
-            ),
-            ReadError::TooLarge => io::Error::from(rustix::io::Errno::FBIG),
-            ReadError::Io(e) => e.into(),
-        }
-    }
-}
-
-/// The most [`Root::read`] reads of one file, as systemd's `READ_FULL_BYTES_MAX`: a whole-file
-/// read (os-release, passwd, a unit file, machine-id…) is refused with `EFBIG` above it, so a
-/// huge or sparse file in the tree cannot exhaust memory. Readers of line-based config files
-/// stream them instead ([`Root::open_regular`] and [`crate::text::lines`]); readers of files
-/// with a smaller natural size pass their own maximum to [`Root::read_limited`].
-pub const READ_MAX: usize = 64 * 1024 * 1024 - 1;
-
-/// Reads an open file whole if it is a regular file of at most [`READ_MAX`] bytes.
-pub fn read_regular(fd: &OwnedFd) -> Result<Vec<u8>, ReadError> {
-    read_regular_limited(fd, READ_MAX)
-}
-
 /// Reads an open file whole if it is a regular file of at most `max` bytes. Sized from
-/// `fstat` (capped at `max`): a file read whole takes one read (a short read after at least
-/// the reported size is its end); a file that grows meanwhile is still read to its end, and
-/// refused once it passes `max`.
-pub fn read_regular_limited(fd: &OwnedFd, max: usize) -> Result<Vec<u8>, ReadError> {
+/// `fstat`: a file read whole takes one read (a short read after at least the reported size is
+/// its end); a file that grows meanwhile is still read to its end, and refused once it passes
+/// `max` (so a file whose size the kernel does not report is bounded too).
+pub fn read_regular(fd: &OwnedFd, max: u64) -> Result<Vec<u8>, ReadError> {
     let st = rustix::fs::fstat(fd).map_err(ReadError::Io)?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(ReadError::NotRegular);
     }
-    let size = usize::try_from(st.st_size).unwrap_or(usize::MAX);
-    if size > max {
+    let reported = u64::try_from(st.st_size).unwrap_or(0);
+    if reported > max {
         return Err(ReadError::TooLarge);
     }
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let size = usize::try_from(reported).unwrap_or(0);
+    // One byte more than the limit, so that reading it proves the file is too large.
     let mut buf = vec![0u8; size.saturating_add(1)];
     let mut filled = 0;
     loop {
         if filled == buf.len() {
-            if filled > max {
+            let grown =
+                (buf.len().saturating_mul(2).saturating_add(4096)).min(max.saturating_add(1));
+            if grown <= buf.len() {
                 return Err(ReadError::TooLarge);
             }
-            let grown = buf
-                .len()
-                .saturating_mul(2)
-                .saturating_add(4096)
-                .min(max.saturating_add(1));
             buf.resize(grown, 0);
         }
         let want = buf.len() - filled;
@@ -790,10 +799,13 @@ mod tests {
             let p = d.join(format!("f{size}"));
             std::fs::write(&p, &data).unwrap();
             let fd = rustix::fs::open(&p, OFlags::RDONLY, Mode::empty()).unwrap();
-            assert_eq!(read_regular(&fd).unwrap(), data, "size {size}");
+            assert_eq!(read_regular(&fd, 100_000).unwrap(), data, "size {size}");
+            let fd = rustix::fs::open(&p, OFlags::RDONLY, Mode::empty()).unwrap();
+            let small = read_regular(&fd, 4096);
+            assert_eq!(small.is_ok(), size <= 4096, "size {size} against 4096");
         }
         let fd = rustix::fs::open(&d, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
-        assert!(matches!(read_regular(&fd), Err(ReadError::NotRegular)));
+        assert!(matches!(read_regular(&fd, 1), Err(ReadError::NotRegular)));
         std::fs::remove_dir_all(&d).unwrap();
     }
 

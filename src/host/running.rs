@@ -61,11 +61,12 @@ impl Running {
     /// The specifier values for `root`: os-release and machine-id from the tree, the rest
     /// from the running system.
     pub fn system_values(&self, root: &Root, has_root: bool) -> SystemValues {
-        let machine_id = match root.read_optional(Path::new("etc/machine-id")) {
-            Ok(Some(s)) => parse_machine_id(&s),
-            Ok(None) => Err("no /etc/machine-id".into()),
-            Err(e) => Err(e.to_string()),
-        };
+        let machine_id =
+            match root.read_optional_max(Path::new("etc/machine-id"), crate::fs::limits::SMALL) {
+                Ok(Some(s)) => parse_machine_id(&s),
+                Ok(None) => Err("no /etc/machine-id".into()),
+                Err(e) => Err(e.to_string()),
+            };
         SystemValues {
             os_release: crate::config::os_release::read(root).map(|o| o.fields),
             machine_id,

@@ -80,7 +80,7 @@ fn read_at(dir: &OwnedFd, name: &str) -> Result<Vec<u8>, Errno> {
         OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    crate::fs::read_regular(&fd).map_err(|e| match e {
+    crate::fs::read_regular(&fd, crate::fs::limits::DEFAULT).map_err(|e| match e {
         // Root::read's "not a regular file" error, as its errno.
         crate::fs::ReadError::NotRegular => Errno::IO,
         crate::fs::ReadError::TooLarge => Errno::FBIG,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::credentials::Credentials;
-use crate::config::{valid_hostname, FirstbootSettings};
+use crate::config::{valid_hostname, valid_timezone, valid_word, FirstbootSettings};
 use crate::fs::{Root, WriteOptions};
 
 /// One planned write.
@@ -19,19 +19,6 @@ use crate::fs::{Root, WriteOptions};
 pub enum Op {
     WriteFile { path: PathBuf, content: String },
     Symlink { path: PathBuf, target: PathBuf },
-}
-
-fn valid_word(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() < 256
-        && s.chars()
-            .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '\'' | '$' | '`'))
-}
-
-fn valid_timezone(s: &str) -> bool {
-    valid_word(s)
-        && !s.starts_with('/')
-        && !s.split('/').any(|c| c.is_empty() || c == "." || c == "..")
 }
 
 /// What the target already has (observe).

@@ -507,7 +507,14 @@ fn step_machine_id(run: &mut Run<'_>, host: &HostFacts, settings: &Settings) {
     use machine_id::Policy;
     let root = run.root;
     let path = Path::new("/etc/machine-id");
-    let existing = root.read_optional(path).ok().flatten();
+    let existing = match root.read_optional_max(path, crate::fs::limits::SMALL) {
+        Ok(s) => s,
+        Err(e) => {
+            // Unreadable (too large, not UTF-8, not a regular file): not a machine id.
+            log::warn!("Ignoring /etc/machine-id: {e}");
+            None
+        }
+    };
     let valid = existing
         .as_deref()
         .is_some_and(|s| crate::text::specifier::parse_machine_id(s).is_ok());
@@ -539,7 +546,10 @@ fn step_machine_id(run: &mut Run<'_>, host: &HostFacts, settings: &Settings) {
     let dbus = {
         let p = Path::new("/var/lib/dbus/machine-id");
         match root.file_type(p) {
-            Ok(Some(rustix::fs::FileType::RegularFile)) => root.read_optional(p).ok().flatten(),
+            Ok(Some(rustix::fs::FileType::RegularFile)) => root
+                .read_optional_max(p, crate::fs::limits::SMALL)
+                .ok()
+                .flatten(),
             _ => None,
         }
     };

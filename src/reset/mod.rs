@@ -23,7 +23,7 @@
 pub mod cli;
 
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -81,12 +81,7 @@ impl Request {
         let mut keep = Vec::new();
         for k in &s.keep {
             let p = Path::new(k);
-            let ok = p.is_absolute()
-                && p.components()
-                    .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
-                && (p.starts_with("/var") || p.starts_with("/etc"))
-                && p.components().count() > 2;
-            if ok {
+            if crate::config::valid_keep_path(k) {
                 keep.push(p.to_path_buf());
             } else {
                 out.push(Diagnostic::bad_config(

@@ -203,7 +203,7 @@ fn lstchg() -> i64 {
 
 /// Reads an in-root file, `None` when missing.
 fn read_opt(root: &Root, p: &str) -> io::Result<Option<Vec<u8>>> {
-    match root.read(Path::new(p)) {
+    match root.read_max(Path::new(p), crate::fs::limits::ACCOUNTS) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
@@ -306,7 +306,10 @@ pub fn run_planned(root: &Root, opts: &Options, would_be: &mut Option<UserDb>) -
             Err(e) => {
                 out.push(Diagnostic::failed(
                     None,
-                    format!("Failed to load user database: {}", errno_text(&e)),
+                    format!(
+                        "Failed to load user database: {}",
+                        root.error_at(Path::new(f), &e)
+                    ),
                 ));
                 return out;
             }

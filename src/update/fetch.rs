@@ -145,9 +145,9 @@ pub fn load_index_for(
     let stored = sd.and_then(|d| d.read_index(slot));
     let bytes = match stored {
         Some(b) => b,
-        None if st.booted == Some(slot) || st.booted.is_none() => {
-            root.read(Path::new(SHIPPED_INDEX)).ok()?
-        }
+        None if st.booted == Some(slot) || st.booted.is_none() => root
+            .read_max(Path::new(SHIPPED_INDEX), crate::fs::limits::INDEX)
+            .ok()?,
         None => return None,
     };
     Index::parse(&bytes).ok()

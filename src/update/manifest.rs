@@ -212,6 +212,14 @@ fn keynum_hex(k: &[u8]) -> String {
 pub fn verify(data: &[u8], sig_text: &str, keys: &[TrustedKey]) -> Result<String, SigError> {
     let sig = minisign::SignatureBox::from_string(sig_text)
         .map_err(|e| SigError::Malformed(e.to_string()))?;
+    // minisign 0.10 indexes the global signature without checking its length (a short one
+    // panics in `verify`): it must be exactly one Ed25519 signature.
+    let global = sig_text.lines().nth(3).and_then(base64_decode);
+    if global.as_ref().map(Vec::len) != Some(64) {
+        return Err(SigError::Malformed(
+            "the global signature is not 64 bytes".into(),
+        ));
+    }
     let Some(k) = keys.iter().find(|k| k.key.keynum() == sig.keynum()) else {
         return Err(SigError::UnknownKey(keynum_hex(sig.keynum())));
     };

@@ -311,7 +311,9 @@ impl StateDir {
     }
 
     pub fn read_index(&self, slot: usize) -> Option<Vec<u8>> {
-        self.root.read(Path::new(&Self::index_name(slot))).ok()
+        self.root
+            .read_max(Path::new(&Self::index_name(slot)), crate::fs::limits::INDEX)
+            .ok()
     }
 
     pub fn write_index(&self, slot: usize, data: &[u8]) -> Result<(), String> {

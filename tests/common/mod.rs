@@ -138,3 +138,23 @@ pub fn assert_exit(out: &Output, code: i32) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs pristine offline on the tree `root` (`--root`, an empty kernel command line, no EFI
+/// variables, not in an initrd, messages on stderr) with `args`.
+pub fn run_offline(root: &Path, args: &[&str]) -> Output {
+    pristine()
+        .arg(format!("--root={}", root.display()))
+        .arg("--cmdline=")
+        .arg("--efivars=/nonexistent")
+        .args(args)
+        .env("SYSTEMD_IN_INITRD", "0")
+        .env("SYSTEMD_LOG_TARGET", "console")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .expect("run pristine")
+}
+
+/// The stderr of a run, as text.
+pub fn stderr_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -53,17 +53,7 @@ rm -rf "$work/root"
 # 3. The initramfs.
 append="console=ttyS0 panic=-1 loglevel=4"
 if [[ $initrd == busybox ]]; then
-  ird=$work/initrd
-  mkdir -p "$ird"/{bin,dev,proc,sys,run,etc,lib/modules,sysroot}
-  cp /bin/busybox "$ird/bin/busybox"
-  cp "$bin" "$ird/bin/pristine"
-  cp "$here/init" "$ird/init"
-  touch "$ird/etc/initrd-release"
-  for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio-rng; do
-    f=$(find "/lib/modules/$kver" -name "$m.ko" | head -n1)
-    [[ -n $f ]] && cp "$f" "$ird/lib/modules/"
-  done
-  (cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) > "$out/initrd.img"
+  "$here/initramfs.sh" "$bin" "$here/init" "$out/initrd.img"
 else
   # dracut's own modules plus initrd/dracut, without touching the host's dracut.
   base=$work/dracut
