@@ -719,11 +719,7 @@ fn unlink_files(
         match rustix::fs::unlinkat(fd, name.as_os_str(), AtFlags::empty()) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => {}
             Err(e) => {
-                let p = level_path(top, stack).join(&name);
-                first_err.get_or_insert(io::Error::new(
-                    io::Error::from(e).kind(),
-                    format!("cannot remove {}: {e}", p.display()),
-                ));
+                first_err.get_or_insert(e.into());
             }
         }
     }
@@ -749,11 +745,7 @@ fn remove_children(fd: OwnedFd, dev: u64, what: &Path) -> io::Result<()> {
                 Ok(c) => c,
                 Err(rustix::io::Errno::NOENT) => continue,
                 Err(e) => {
-                    let p = level_path(what, &stack).join(&name);
-                    first_err.get_or_insert(io::Error::new(
-                        io::Error::from(e).kind(),
-                        format!("cannot open {}: {e}", p.display()),
-                    ));
+                    first_err.get_or_insert(e.into());
                     continue;
                 }
             };
@@ -797,13 +789,7 @@ fn remove_children(fd: OwnedFd, dev: u64, what: &Path) -> io::Result<()> {
             Ok(()) | Err(rustix::io::Errno::NOENT) => {}
             Err(e) => {
                 // Not empty: something below could not be removed, already reported.
-                if first_err.is_none() {
-                    let p = level_path(what, &stack).join(&level.name);
-                    first_err = Some(io::Error::new(
-                        io::Error::from(e).kind(),
-                        format!("cannot remove {}: {e}", p.display()),
-                    ));
-                }
+                first_err.get_or_insert(e.into());
             }
         }
         pending = level.pending;

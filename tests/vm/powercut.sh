@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# pristine's power-cut test: a debootstrapped Debian 12 with full /etc and /var and a factory
+# reset requested boots under qemu (TCG) into a busybox initramfs (tests/vm/powercut-init) that
+# runs `pristine provision` and powers off, never leaving the initrd. Each cut boot is killed
+# (kill -9 qemu: the guest's page cache is lost, as in a power cut) at a random point while
+# pristine runs; the next boot runs pristine to the end, then checks the disk (the keep-list by
+# checksum, nothing left of the reset) and arms the next reset.
+#
+#   tests/vm/powercut.sh PRISTINE_BINARY OUTDIR [CUTS [SEED]]
+#
+# Boot N (0..CUTS) first finishes what the previous cut left and checks it, then, except the
+# last, arms a new reset and is cut during that pristine run. Prints per boot "CHECK n log=FILE
+# first_ms=MS" and "CUT n delay=MS interrupted=yes|no last=LINE"; logs are OUTDIR/bootN.log.
+set -euo pipefail
+bin=$1 out=$2 cuts=${3:-20} seed=${4:-$RANDOM}
+here=$(cd "$(dirname "$0")" && pwd)
+kernel=$(ls -1 /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -n1)
+kver=${kernel#/boot/vmlinuz-}
+rootfs=$("$here/rootfs.sh")
+RANDOM=$seed
+echo "SEED $seed"
+
+# The image: the whole Debian tree (so the first reset has a real /etc and /var to flush),
+# a keep-list with known checksums, a reset requested.
+work=$out/work
+rm -rf "$work"; mkdir -p "$work/root" "$work/extra"
+root=$work/root
+tar -C "$root" -xf "$rootfs"
+mkdir -p "$root/usr/lib/pristine" "$root/var/lib/keep/sub" "$root/var/lib/pristine"
+cat > "$root/usr/lib/pristine/pristine.toml" <<'TOML'
+[reset]
+level = "full"
+keep = ["/var/lib/keep", "/etc/keep.conf"]
+machine-id = "keep"
+
+[firstboot]
+hostname = "pristine-vm"
+TOML
+head -c 4194304 /dev/urandom > "$root/var/lib/keep/big"
+echo "small kept file" > "$root/var/lib/keep/sub/small"
+echo "kept = yes" > "$root/etc/keep.conf"
+echo 0123456789abcdef0123456789abcdef > "$root/etc/machine-id"
+echo "# reset requested by the power-cut test" > "$root/var/lib/pristine/factory-reset"
+(cd "$root" && sha256sum var/lib/keep/big var/lib/keep/sub/small etc/keep.conf etc/machine-id) > "$work/extra/expected.sha256"
+rm -f "$out/root.img"
+mkfs.ext4 -q -F -L root -d "$root" "$out/root.img" 2G
+rm -rf "$root"
+
+# The initramfs, with the expected checksums.
+"$here/busybox-initrd.sh" "$bin" "$here/powercut-init" "$kver" "$work/initrd" "$out/initrd.img" "$work/extra"
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# boot N APPEND [DELAY_MS]: boots once. Without a delay the boot runs to its end and
+# first_ms is how long its first pristine run took; with one, qemu is killed that long after
+# the second pristine run starts.
+boot() {
+  local n=$1 append=$2 delay=${3:-} log=$out/boot$1.log t0=0 t1=0
+  qemu-system-x86_64 -accel tcg -m 512 -smp 1 -nographic -no-reboot \
+    -kernel "$kernel" -initrd "$out/initrd.img" \
+    -drive "file=$out/root.img,format=raw,if=virtio,cache=unsafe" -device virtio-rng-pci \
+    -append "console=ttyS0 panic=-1 loglevel=4 $append" > "$log" 2>&1 &
+  local pid=$! start=$(now_ms) deadline=$(( $(now_ms) + ${PRISTINE_VM_TIMEOUT:-300} * 1000 ))
+  while kill -0 $pid 2>/dev/null; do
+    if (( $(now_ms) > deadline )); then echo "TIMEOUT $n"; kill -9 $pid; break; fi
+    if (( t0 == 0 )) && grep -aq "PRISTINE-CUT: run 1 start" "$log"; then t0=$(now_ms); fi
+    if (( t1 == 0 )) && grep -aq "PRISTINE-CUT: run 1 exit code" "$log"; then t1=$(now_ms); fi
+    if [[ -n $delay ]] && grep -aq "PRISTINE-CUT: run 2 start" "$log"; then
+      sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
+      kill -9 $pid 2>/dev/null || true
+      break
+    fi
+    sleep 0.02
+  done
+  wait $pid 2>/dev/null || true
+  first_ms=$(( t1 > t0 ? t1 - t0 : 0 )) boot_ms=$(( $(now_ms) - start ))
+}
+
+# Boot 0 runs the first reset uncut (its length calibrates the cut points); then every boot
+# finishes and checks what the previous cut left, arms a new reset and is cut while pristine
+# runs, until CUTS cuts interrupted pristine (at most 2*CUTS tries); a last boot only checks.
+# A cut that came too late (pristine had finished) shortens the span the next delay is drawn
+# from.
+n=0 interrupted_cuts=0 span=0
+while (( interrupted_cuts < cuts && n < 2 * cuts )); do
+  delay=$(( span > 0 ? (RANDOM * 32768 + RANDOM) % span : 0 ))
+  boot $n "" $delay
+  ((n > 0)) || span=$(( first_ms > 100 ? first_ms : 1500 ))
+  if grep -aq "PRISTINE-CUT: run 2 exit code" "$out/boot$n.log"; then
+    interrupted=no span=$(( delay > 100 ? delay : 100 ))
+  else
+    interrupted=yes interrupted_cuts=$((interrupted_cuts + 1))
+  fi
+  last=$(grep -a -v '^\s*$' "$out/boot$n.log" | tail -n1 | tr -cd '[:print:]' | cut -c1-120)
+  echo "CHECK $n log=$out/boot$n.log first_ms=$first_ms boot_ms=$boot_ms"
+  echo "CUT $n delay=$delay interrupted=$interrupted last=$last"
+  n=$((n + 1))
+done
+boot $n nocut
+echo "CHECK $n log=$out/boot$n.log first_ms=$first_ms boot_ms=$boot_ms"
