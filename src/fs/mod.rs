@@ -846,6 +846,67 @@ mod tests {
     }
 
     #[test]
+    fn strict_handles_follow_no_link_with_either_resolver() {
+        let d = crate::util::test_dir("fs-strict");
+        std::fs::create_dir_all(d.join("usr/lib")).unwrap();
+        std::fs::write(d.join("usr/lib/f"), "vendor").unwrap();
+        std::os::unix::fs::symlink("usr", d.join("var")).unwrap();
+        std::os::unix::fs::symlink("/usr/lib", d.join("usr/l")).unwrap();
+        for resolver in [Resolver::Openat2, Resolver::Manual] {
+            if resolver == Resolver::Openat2 && !chase::openat2_works() {
+                continue;
+            }
+            let root = Root::open_with(&d, resolver).unwrap().strict().unwrap();
+            assert!(root.is_strict());
+            let eloop = Some(rustix::io::Errno::LOOP.raw_os_error());
+            for p in ["/var/lib/f", "/usr/l/f", "/var/lib"] {
+                let e = root.file_type(Path::new(p)).unwrap_err();
+                assert_eq!(e.raw_os_error(), eloop, "{resolver:?} {p}");
+                let e = root.remove_tree(Path::new(p)).unwrap_err();
+                assert_eq!(e.raw_os_error(), eloop, "{resolver:?} {p}");
+            }
+            assert!(root.read_dir(Path::new("/var")).is_err(), "{resolver:?}");
+            // A final link is seen, moved and removed as itself.
+            let ft = root.file_type(Path::new("/var")).unwrap();
+            assert_eq!(ft, Some(FileType::Symlink), "{resolver:?}");
+            root.rename(Path::new("/var"), Path::new("/var2")).unwrap();
+            assert!(root.remove_tree(Path::new("/var2")).unwrap());
+            std::os::unix::fs::symlink("usr", d.join("var")).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(d.join("usr/lib/f")).unwrap(),
+                "vendor"
+            );
+            // The same paths through a normal handle follow the links.
+            let plain = Root::open_with(&d, resolver).unwrap();
+            let ft = plain.file_type(Path::new("/var/lib/f")).unwrap();
+            assert_eq!(ft, Some(FileType::RegularFile), "{resolver:?}");
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn remove_tree_goes_deep_without_following_links() {
+        let d = crate::util::test_dir("fs-deep");
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut cur = rustix::fs::open(&d, flags, Mode::empty()).unwrap();
+        for _ in 0..1000 {
+            rustix::fs::mkdirat(&cur, "d", Mode::from_raw_mode(0o755)).unwrap();
+            rustix::fs::symlinkat("/", &cur, "up").unwrap();
+            cur = rustix::fs::openat(&cur, "d", flags, Mode::empty()).unwrap();
+        }
+        drop(cur);
+        let root = Root::open(&d).unwrap();
+        assert!(root.remove_tree(Path::new("/d")).unwrap());
+        assert!(root
+            .read_dir(Path::new("/"))
+            .unwrap()
+            .iter()
+            .map(|e| &e.name)
+            .eq(["up"]));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn read_regular_reads_whole_files_of_any_size() {
         let d = crate::util::test_dir("fs-read");
         for size in [0usize, 1, 4095, 4096, 4097, 100_000] {
