@@ -9,7 +9,9 @@
 //! This module must never turn an in-root path into a host path for an operation: host paths
 //! exist only for messages ([`Root::display_path`]). Writes are atomic (temporary file in the
 //! same directory, fsync, rename, fsync of the directory). Recursive removal never follows
-//! symlinks and never crosses a mount point.
+//! symlinks, never crosses a mount point, and is iterative with two descriptors open at any
+//! depth. A [`Root::strict`] handle follows no symlink in any component at all: engines that
+//! move or remove what they find (the factory reset) use it.
 
 mod chase;
 pub mod copy;
