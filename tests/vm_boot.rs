@@ -7,22 +7,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn static_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("PRISTINE_STATIC_BIN") {
-        return PathBuf::from(p);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-static");
-    let out = Command::new(script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "build-static failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
@@ -32,7 +18,7 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 /// Runs tests/vm/run.sh with `initrd` ("busybox" or "dracut") for `boots` boots and returns
 /// the serial-console log of each.
 fn boot(initrd: &str, boots: u32) -> Vec<String> {
-    let bin = static_binary();
+    let bin = common::static_binary();
     let out_dir = common::TempDir::new(&format!("vm-{initrd}"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/run.sh");
     let st = Command::new(script)
@@ -142,42 +128,5 @@ fn debian_boots_from_a_dracut_initrd_with_empty_etc_and_var() {
         matches!((finished, switched), (Some(a), Some(b)) if a < b),
         "pristine-provision.service did not run before the switch root\n{}",
         tail(log)
-    );
-}
-
-/// Power cuts (tests/vm/powercut.sh): the example appliance provisions with a factory reset in
-/// a busybox initramfs and qemu is killed at 20 random points of it; after every cut the next
-/// boot converges (exit 0, a second run finds nothing to do), the keep-list (files, a nested
-/// tree, a 4 MiB file) is intact, /usr is whole and no reset is left pending or half done.
-#[test]
-fn power_cuts_during_a_reset_converge() {
-    let bin = static_binary();
-    let out_dir = common::TempDir::new("vm-powercut");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/powercut.sh");
-    let cuts = 20;
-    let out = Command::new(script)
-        .arg(&bin)
-        .arg(out_dir.path())
-        .arg(cuts.to_string())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let boots: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("powercut: boot "))
-        .collect();
-    assert_eq!(boots.len(), cuts + 2, "one line per boot:\n{text}");
-    for b in &boots {
-        assert!(b.contains("check ok"), "{b}\n{text}");
-    }
-    assert!(out.status.success(), "{text}");
-    // The cuts must land inside the runs they are meant to test, not after them.
-    let inside = boots
-        .iter()
-        .filter(|b| b.contains(" cut at ") && !b.contains("after the run"))
-        .count();
-    assert!(
-        inside >= cuts / 2,
-        "only {inside} cuts inside a run:\n{text}"
     );
 }

@@ -162,6 +162,7 @@ pub fn valid_timezone(s: &str) -> bool {
 pub fn valid_keep_path(k: &str) -> bool {
     let p = Path::new(k);
     p.is_absolute()
+        && !k.contains('\0')
         && p.components()
             .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
         && (p.starts_with("/var") || p.starts_with("/etc"))

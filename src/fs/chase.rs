@@ -41,11 +41,13 @@ pub(super) fn components(p: &Path) -> impl Iterator<Item = OsString> + '_ {
 
 /// Walks `rel` below `root`. Returns the directory holding the final component and that
 /// component's name, guaranteed not to be a symlink when `follow_last` is set (or not to exist).
-/// `None` as name means the path resolved to the returned directory itself.
+/// `None` as name means the path resolved to the returned directory itself. With `no_symlinks`
+/// any symlink met fails with `ELOOP` (`RESOLVE_NO_SYMLINKS`), except a final one not followed.
 pub(super) fn walk(
     root: BorrowedFd<'_>,
     rel: &Path,
     follow_last: bool,
+    no_symlinks: bool,
 ) -> io::Result<(OwnedFd, Option<OsString>)> {
     let mut todo: VecDeque<OsString> = components(rel).collect();
     let mut stack: Vec<OwnedFd> = vec![rustix::io::fcntl_dupfd_cloexec(root, 0)?];
@@ -72,7 +74,7 @@ pub(super) fn walk(
                     return Ok((rustix::io::fcntl_dupfd_cloexec(cur, 0)?, Some(c)));
                 }
                 hops += 1;
-                if hops > MAX_SYMLINKS {
+                if no_symlinks || hops > MAX_SYMLINKS {
                     return Err(rustix::io::Errno::LOOP.into());
                 }
                 let target = rustix::fs::readlinkat(cur, c.as_os_str(), Vec::new())?;

@@ -111,7 +111,7 @@ fn times(st: &Stat) -> Timestamps {
 
 /// Opens the directory `name` in `dir` for reading, never following a symlink (the kernel
 /// would resolve an absolute one outside the root).
-fn open_dir_nofollow(dir: impl AsFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
+pub(super) fn open_dir_nofollow(dir: impl AsFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
     rustix::fs::openat(
         dir,
         name,

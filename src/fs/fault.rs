@@ -34,3 +34,20 @@ pub fn mutating(op: &str, path: &Path) -> io::Result<()> {
     let _ = (op, path, n);
     Ok(())
 }
+
+/// [`mutating`] for walks deep enough that building every path would cost more than the walk:
+/// the path is only made if the fault fires.
+pub fn mutating_lazy(op: &str, path: impl FnOnce() -> std::path::PathBuf) -> io::Result<()> {
+    #[cfg(feature = "fault-injection")]
+    {
+        let limit = std::env::var("PRISTINE_FAULT_AFTER")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok());
+        if limit.is_some_and(|l| count() >= l) {
+            return mutating(op, &path());
+        }
+    }
+    let _ = (op, path);
+    COUNT.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}

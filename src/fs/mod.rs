@@ -9,7 +9,9 @@
 //! This module must never turn an in-root path into a host path for an operation: host paths
 //! exist only for messages ([`Root::display_path`]). Writes are atomic (temporary file in the
 //! same directory, fsync, rename, fsync of the directory). Recursive removal never follows
-//! symlinks and never crosses a mount point.
+//! symlinks, never crosses a mount point, and is iterative with two descriptors open at any
+//! depth. A [`Root::strict`] handle follows no symlink in any component at all: engines that
+//! move or remove what they find (the factory reset) use it.
 
 mod chase;
 pub mod copy;
@@ -26,6 +28,7 @@ use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timestamps};
 
+use copy::open_dir_nofollow;
 pub use fault::{count as mutation_count, mutating};
 pub use safe::unsafe_transition;
 
@@ -65,6 +68,8 @@ pub struct Root {
     /// When set, atomic writes skip their per-file fsyncs and [`Root::sync`] flushes the whole
     /// file system once (bulk provisioning). Renames still make every file appear whole.
     deferred_sync: std::cell::Cell<bool>,
+    /// No symlink is followed anywhere in a path (`RESOLVE_NO_SYMLINKS`): see [`Root::strict`].
+    strict: bool,
 }
 
 /// Turns an in-root path (absolute or relative) into the relative form used with the root fd.
@@ -123,7 +128,24 @@ impl Root {
             host: self.host.clone(),
             resolver: self.resolver,
             deferred_sync: std::cell::Cell::new(self.deferred_sync.get()),
+            strict: self.strict,
         })
+    }
+
+    /// A second handle on the same root that follows no symlink in any component of any path
+    /// (`RESOLVE_NO_SYMLINKS`: such a path fails with `ELOOP`); a final symlink is still acted
+    /// on itself where the operation does not follow it (rename, unlink, `file_type`). Engines
+    /// that move or remove what they find (the factory reset) work through this handle, so
+    /// nothing they move or remove is ever reached through a link.
+    pub fn strict(&self) -> io::Result<Root> {
+        let mut r = self.try_clone()?;
+        r.strict = true;
+        Ok(r)
+    }
+
+    /// Whether this handle is [`Root::strict`].
+    pub fn is_strict(&self) -> bool {
+        self.strict
     }
 
     /// Like [`Root::open`] with an explicit resolver (tests use this to exercise both).
@@ -139,6 +161,7 @@ impl Root {
             host,
             resolver,
             deferred_sync: std::cell::Cell::new(false),
+            strict: false,
         })
     }
 
@@ -226,16 +249,22 @@ impl Root {
     pub fn open_path(&self, p: &Path, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
         let rel = relative(p);
         match self.resolver {
-            Resolver::Openat2 => Ok(rustix::fs::openat2(
-                &self.fd,
-                rel,
-                flags | OFlags::CLOEXEC,
-                mode,
-                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-            )?),
+            Resolver::Openat2 => {
+                let mut how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+                if self.strict {
+                    how |= ResolveFlags::NO_SYMLINKS;
+                }
+                Ok(rustix::fs::openat2(
+                    &self.fd,
+                    rel,
+                    flags | OFlags::CLOEXEC,
+                    mode,
+                    how,
+                )?)
+            }
             Resolver::Manual => {
                 let follow_last = !flags.contains(OFlags::NOFOLLOW);
-                let (dir, name) = chase::walk(self.fd.as_fd(), rel, follow_last)?;
+                let (dir, name) = chase::walk(self.fd.as_fd(), rel, follow_last, self.strict)?;
                 let name = name.unwrap_or_else(|| OsString::from("."));
                 Ok(rustix::fs::openat(
                     &dir,
@@ -502,7 +531,7 @@ impl Root {
             Mode::empty(),
         )?;
         let st = rustix::fs::fstat(&fd)?;
-        remove_children(&fd, st.st_dev, p)
+        remove_children(fd, st.st_dev, p)
     }
 
     /// Renames `from` to `to` inside the root (neither last component is followed).
@@ -693,52 +722,155 @@ pub fn write_atomic_at(
     Ok(())
 }
 
+fn mount_point_error(what: &Path) -> io::Error {
+    io::Error::other(format!("{} is a mount point, not removed", what.display()))
+}
+
+/// Removes `name` in `dir` (whose `lstat` is `st`) and, if it is a directory, everything below
+/// it, never following a symlink and never entering another mount (`dev` is the device of the
+/// tree being removed).
 fn remove_at(dir: &OwnedFd, name: &OsStr, st: &Stat, dev: u64, what: &Path) -> io::Result<()> {
-    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-        if st.st_dev != dev {
-            // A mount point: leave it and everything on it alone.
-            return Err(io::Error::other(format!(
-                "{} is a mount point, not removed",
-                what.display()
-            )));
-        }
-        let child = rustix::fs::openat(
-            dir,
-            name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        if is_mount_point(&child, dir, name)? {
-            return Err(io::Error::other(format!(
-                "{} is a mount point, not removed",
-                what.display()
-            )));
-        }
-        remove_children(&child, dev, what)?;
-        mutating("rmdir", what)?;
-        rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
-    } else {
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
         mutating("unlink", what)?;
         rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
+        return Ok(());
     }
+    if st.st_dev != dev {
+        return Err(mount_point_error(what));
+    }
+    let child = open_dir_nofollow(dir, name)?;
+    if is_mount_point(&child, dir, name)? {
+        return Err(mount_point_error(what));
+    }
+    remove_children(child, dev, what)?;
+    mutating("rmdir", what)?;
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
     Ok(())
 }
 
-fn remove_children(fd: &OwnedFd, dev: u64, what: &Path) -> io::Result<()> {
-    let mut first_err = None;
-    for ent in read_dir_fd(fd)? {
-        let st = match rustix::fs::statat(fd, ent.name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(rustix::io::Errno::NOENT) => continue,
+/// One directory on the way down of [`remove_children`]: its name in its parent, the parent's
+/// inode (checked when climbing back through `..`) and the parent's subdirectories still to do.
+struct Level {
+    name: OsString,
+    parent_ino: u64,
+    pending: Vec<OsString>,
+}
+
+/// The in-root path of the directory at the bottom of `stack`, below `top` (messages only).
+fn level_path(top: &Path, stack: &[Level]) -> PathBuf {
+    let mut p = top.to_path_buf();
+    p.extend(stack.iter().map(|l| l.name.as_os_str()));
+    p
+}
+
+/// Removes every non-directory in the open directory `fd` and returns the names of its
+/// subdirectories (left for the caller). Errors go to `first_err`.
+fn unlink_files(
+    fd: &OwnedFd,
+    top: &Path,
+    stack: &[Level],
+    first_err: &mut Option<io::Error>,
+) -> io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for_each_entry(fd.as_fd(), |name, ft| {
+        names.push((OsStr::from_bytes(name).to_os_string(), ft));
+    })?;
+    let mut dirs = Vec::new();
+    for (name, ft) in names {
+        let ft = if ft == FileType::Unknown {
+            match rustix::fs::statat(fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => FileType::from_raw_mode(st.st_mode),
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => {
+                    first_err.get_or_insert(e.into());
+                    continue;
+                }
+            }
+        } else {
+            ft
+        };
+        if ft == FileType::Directory {
+            dirs.push(name);
+            continue;
+        }
+        fault::mutating_lazy("unlink", || level_path(top, stack).join(&name))?;
+        match rustix::fs::unlinkat(fd, name.as_os_str(), AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
             Err(e) => {
                 first_err.get_or_insert(e.into());
+            }
+        }
+    }
+    // Popped from the end: reversed, so directories go in name order.
+    dirs.sort_by(|a, b| b.cmp(a));
+    Ok(dirs)
+}
+
+/// Removes everything inside the open directory `fd` (`what` in messages), depth first without
+/// recursion and with two descriptors open whatever the depth: it descends by `openat(name,
+/// O_NOFOLLOW)` and climbs back by `..`, checking that `..` is the directory it came from (a
+/// tree moved meanwhile stops the walk with an error instead of removing elsewhere). Symlinks
+/// are removed, never followed; mount points (another device or mount id) are left with
+/// everything on them, reported as the first error after everything else is removed.
+fn remove_children(fd: OwnedFd, dev: u64, what: &Path) -> io::Result<()> {
+    let mut first_err: Option<io::Error> = None;
+    let mut stack: Vec<Level> = Vec::new();
+    let mut cur = fd;
+    let mut pending = unlink_files(&cur, what, &stack, &mut first_err)?;
+    loop {
+        if let Some(name) = pending.pop() {
+            let child = match open_dir_nofollow(&cur, name.as_os_str()) {
+                Ok(c) => c,
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => {
+                    first_err.get_or_insert(e.into());
+                    continue;
+                }
+            };
+            let cst = rustix::fs::fstat(&child)?;
+            if cst.st_dev != dev || is_mount_point(&child, &cur, &name)? {
+                let p = level_path(what, &stack).join(&name);
+                first_err.get_or_insert(mount_point_error(&p));
                 continue;
             }
-        };
-        let child = what.join(&ent.name);
-        if let Err(e) = remove_at(fd, &ent.name, &st, dev, &child) {
-            first_err.get_or_insert(e);
+            let parent_ino = rustix::fs::fstat(&cur)?.st_ino;
+            stack.push(Level {
+                name,
+                parent_ino,
+                pending,
+            });
+            cur = child;
+            pending = unlink_files(&cur, what, &stack, &mut first_err)?;
+            continue;
         }
+        // This level is done: climb back and remove it.
+        let Some(level) = stack.pop() else {
+            break;
+        };
+        let parent = rustix::fs::openat(
+            &cur,
+            "..",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let pst = rustix::fs::fstat(&parent)?;
+        if pst.st_ino != level.parent_ino || pst.st_dev != dev {
+            let p = level_path(what, &stack);
+            return Err(io::Error::other(format!(
+                "{} was moved while it was being removed, stopping",
+                p.display()
+            )));
+        }
+        cur = parent;
+        fault::mutating_lazy("rmdir", || level_path(what, &stack).join(&level.name))?;
+        match rustix::fs::unlinkat(&cur, level.name.as_os_str(), AtFlags::REMOVEDIR) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => {
+                // Not empty: something below could not be removed, already reported.
+                first_err.get_or_insert(e.into());
+            }
+        }
+        pending = level.pending;
     }
     match first_err {
         Some(e) => Err(e),
@@ -789,6 +921,67 @@ mod tests {
         );
         assert_eq!(split_last(Path::new("/")), None);
         assert_eq!(split_last(Path::new("/a/..")), None);
+    }
+
+    #[test]
+    fn strict_handles_follow_no_link_with_either_resolver() {
+        let d = crate::util::test_dir("fs-strict");
+        std::fs::create_dir_all(d.join("usr/lib")).unwrap();
+        std::fs::write(d.join("usr/lib/f"), "vendor").unwrap();
+        std::os::unix::fs::symlink("usr", d.join("var")).unwrap();
+        std::os::unix::fs::symlink("/usr/lib", d.join("usr/l")).unwrap();
+        for resolver in [Resolver::Openat2, Resolver::Manual] {
+            if resolver == Resolver::Openat2 && !chase::openat2_works() {
+                continue;
+            }
+            let root = Root::open_with(&d, resolver).unwrap().strict().unwrap();
+            assert!(root.is_strict());
+            let eloop = Some(rustix::io::Errno::LOOP.raw_os_error());
+            for p in ["/var/lib/f", "/usr/l/f", "/var/lib"] {
+                let e = root.file_type(Path::new(p)).unwrap_err();
+                assert_eq!(e.raw_os_error(), eloop, "{resolver:?} {p}");
+                let e = root.remove_tree(Path::new(p)).unwrap_err();
+                assert_eq!(e.raw_os_error(), eloop, "{resolver:?} {p}");
+            }
+            assert!(root.read_dir(Path::new("/var")).is_err(), "{resolver:?}");
+            // A final link is seen, moved and removed as itself.
+            let ft = root.file_type(Path::new("/var")).unwrap();
+            assert_eq!(ft, Some(FileType::Symlink), "{resolver:?}");
+            root.rename(Path::new("/var"), Path::new("/var2")).unwrap();
+            assert!(root.remove_tree(Path::new("/var2")).unwrap());
+            std::os::unix::fs::symlink("usr", d.join("var")).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(d.join("usr/lib/f")).unwrap(),
+                "vendor"
+            );
+            // The same paths through a normal handle follow the links.
+            let plain = Root::open_with(&d, resolver).unwrap();
+            let ft = plain.file_type(Path::new("/var/lib/f")).unwrap();
+            assert_eq!(ft, Some(FileType::RegularFile), "{resolver:?}");
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn remove_tree_goes_deep_without_following_links() {
+        let d = crate::util::test_dir("fs-deep");
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut cur = rustix::fs::open(&d, flags, Mode::empty()).unwrap();
+        for _ in 0..1000 {
+            rustix::fs::mkdirat(&cur, "d", Mode::from_raw_mode(0o755)).unwrap();
+            rustix::fs::symlinkat("/", &cur, "up").unwrap();
+            cur = rustix::fs::openat(&cur, "d", flags, Mode::empty()).unwrap();
+        }
+        drop(cur);
+        let root = Root::open(&d).unwrap();
+        assert!(root.remove_tree(Path::new("/d")).unwrap());
+        assert!(root
+            .read_dir(Path::new("/"))
+            .unwrap()
+            .iter()
+            .map(|e| &e.name)
+            .eq(["up"]));
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

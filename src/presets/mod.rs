@@ -30,6 +30,21 @@ use vfs::{Kind, Op, Vfs};
 /// factory reset (which empties `/etc`) forgets it and the next run is a full `preset-all`.
 pub const STATE_FILE: &str = "/etc/pristine/presets.state";
 
+/// Whether a link path read from [`STATE_FILE`] is a plain absolute path strictly below
+/// [`PERSISTENT_CONFIG`] (no `.`, `..`, empty or trailing components).
+fn recorded_link_in_unit_dir(p: &str) -> bool {
+    let Some(rest) = p
+        .strip_prefix(PERSISTENT_CONFIG)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
 /// Options of a preset run.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
@@ -267,9 +282,22 @@ pub fn preset_all_prefetched(root: &Root, opts: &Options, ahead: Prefetched) -> 
                     state.links.insert((u.clone(), p.clone(), t.clone()));
                     continue;
                 }
+                // Only a link that lies below the unit directory, reached without following
+                // any link on the way, is ever removed: the record is input, not trusted.
+                if !recorded_link_in_unit_dir(p) {
+                    out.outcome.push(Diagnostic::notice(
+                        Some(Path::new(STATE_FILE)),
+                        0,
+                        format!("recorded link {p} is not below {PERSISTENT_CONFIG}, ignoring"),
+                    ));
+                    continue;
+                }
                 let Ok((canon, Kind::Link)) = engine.vfs.lstat(p) else {
                     continue;
                 };
+                if canon != *p {
+                    continue;
+                }
                 if engine.vfs.readlink(p).as_deref() != Ok(t.as_str()) {
                     continue;
                 }
@@ -416,6 +444,28 @@ pub fn adopt(root: &Root, dry_run: bool) -> Result<usize, std::io::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_links_must_lie_in_the_unit_dir() {
+        for ok in [
+            "/etc/systemd/system/multi-user.target.wants/a.service",
+            "/etc/systemd/system/a.service",
+        ] {
+            assert!(recorded_link_in_unit_dir(ok), "{ok}");
+        }
+        for bad in [
+            "/bin",
+            "/etc/systemd/system",
+            "/etc/systemd/system/",
+            "/etc/systemd/systemd/a",
+            "/etc/systemd/system/../../../bin",
+            "/etc/systemd/system/./a",
+            "/etc/systemd/system//a",
+            "etc/systemd/system/a",
+        ] {
+            assert!(!recorded_link_in_unit_dir(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn state_round_trip() {

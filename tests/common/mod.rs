@@ -158,3 +158,21 @@ pub fn run_offline(root: &Path, args: &[&str]) -> Output {
 pub fn stderr_text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// The static pristine binary the VM tests put in their initramfs: `$PRISTINE_STATIC_BIN`
+/// (scripts/test sets it) or built by scripts/build-static.
+pub fn static_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("PRISTINE_STATIC_BIN") {
+        return PathBuf::from(p);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-static");
+    let out = Command::new(script)
+        .output()
+        .expect("run scripts/build-static");
+    assert!(
+        out.status.success(),
+        "build-static failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}

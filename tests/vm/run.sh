@@ -15,29 +15,16 @@
 set -euo pipefail
 bin=$1 out=$2 initrd=${3:-busybox} boots=${4:-2}
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${PRISTINE_VM_CACHE:-$HOME/.cache/pristine-vm}/bookworm-minbase-udev
-mkdir -p "$cache" "$out"
 kernel=$(ls -1 /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -n1)
 kver=${kernel#/boot/vmlinuz-}
-mirror=$(grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -n1)
-[[ -n $mirror ]] || mirror=http://deb.debian.org/debian
 
-# 1. The Debian tree (cached; one debootstrap at a time when boot tests run in parallel).
-exec 9>"$cache.lock"
-flock 9
-if [[ ! -f $cache/rootfs.tar ]]; then
-  rm -rf "$cache/rootfs.tmp"
-  debootstrap --variant=minbase --include=systemd-sysv,dbus,udev bookworm "$cache/rootfs.tmp" "$mirror" > "$cache/debootstrap.log" 2>&1 \
-    || { tail -n 30 "$cache/debootstrap.log" >&2; exit 1; }
-  tar -C "$cache/rootfs.tmp" -cf "$cache/rootfs.tar.tmp" . && mv "$cache/rootfs.tar.tmp" "$cache/rootfs.tar"
-  rm -rf "$cache/rootfs.tmp"
-fi
-flock -u 9
+# 1. The Debian tree (cached).
+rootfs=$("$here/rootfs.sh")
 
 # 2. The image: vendor /usr only, /etc and /var empty, plus the test's report unit and preset.
 work=$out/work
 rm -rf "$work"; mkdir -p "$work/root"
-tar -C "$work/root" -xf "$cache/rootfs.tar"
+tar -C "$work/root" -xf "$rootfs"
 find "$work/root/etc" "$work/root/var" -mindepth 1 -delete
 install -m 0644 "$here/pristine-vm-check.service" "$work/root/usr/lib/systemd/system/"
 mkdir -p "$work/root/usr/lib/systemd/system-preset"
@@ -53,7 +40,7 @@ rm -rf "$work/root"
 # 3. The initramfs.
 append="console=ttyS0 panic=-1 loglevel=4"
 if [[ $initrd == busybox ]]; then
-  "$here/initramfs.sh" "$bin" "$here/init" "$out/initrd.img"
+  "$here/busybox-initrd.sh" "$bin" "$here/init" "$kver" "$work/initrd" "$out/initrd.img"
 else
   # dracut's own modules plus initrd/dracut, without touching the host's dracut.
   base=$work/dracut
