@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read as _;
-use std::os::unix::fs::{FileExt as _, FileTypeExt as _, MetadataExt as _};
+use std::os::unix::fs::{FileExt as _, FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -36,6 +36,8 @@ pub struct FetchOptions {
     pub source: String,
     pub seeds: Vec<PathBuf>,
     pub allow_downgrade: bool,
+    /// Accept the update although the installed version is unknown (the first install).
+    pub allow_unknown_installed: bool,
     /// Verify and plan only: nothing is written.
     pub dry_run: bool,
 }
@@ -87,14 +89,50 @@ fn loop_backing(rdev: u64) -> Option<(u64, u64)> {
 }
 
 pub fn ident(path: &Path) -> std::io::Result<Ident> {
-    let m = std::fs::metadata(path)?;
+    Ok(ident_of(&std::fs::metadata(path)?))
+}
+
+fn ident_of(m: &std::fs::Metadata) -> Ident {
     let rdev = m.file_type().is_block_device().then(|| m.rdev());
-    Ok(Ident {
+    Ident {
         dev: m.dev(),
         ino: m.ino(),
         rdev,
         backing: rdev.and_then(loop_backing),
-    })
+    }
+}
+
+/// Test builds only (`fault-injection`): with `PRISTINE_TEST_PAUSE=NAME:PATH` the fetch
+/// creates `PATH.ready` at the point NAME and waits (at most 30 s) for `PATH.go`, so a test can
+/// act between two steps (swap a slot path between its check and its opening).
+fn pause_point(name: &str) {
+    #[cfg(feature = "fault-injection")]
+    if let Some(p) = std::env::var("PRISTINE_TEST_PAUSE")
+        .ok()
+        .and_then(|v| v.strip_prefix(&format!("{name}:")).map(PathBuf::from))
+    {
+        let _ = std::fs::write(p.with_extension("ready"), b"");
+        for _ in 0..300 {
+            if p.with_extension("go").exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    let _ = name;
+}
+
+/// How to reach the source, from `[update]`.
+fn connect(s: &UpdateSettings) -> super::source::Connect {
+    let secs = |n: u64| std::time::Duration::from_secs(n.max(1));
+    super::source::Connect {
+        deadlines: super::source::Deadlines {
+            connect: secs(s.timeout_connect),
+            stall: secs(s.timeout_stall),
+            transfer: secs(s.timeout_transfer),
+        },
+        ca_file: s.ca_file.clone(),
+    }
 }
 
 impl Ident {
@@ -161,8 +199,25 @@ struct Seed {
     map: HashMap<[u8; 32], (u64, u64)>,
 }
 
+/// Opens a slot or seed for reading: only a regular file or a block device, and without
+/// blocking on anything else (a FIFO).
+fn open_image(path: &Path) -> std::io::Result<File> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let t = f.metadata()?.file_type();
+    if !(t.is_file() || t.is_block_device()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "neither a regular file nor a block device",
+        ));
+    }
+    Ok(f)
+}
+
 fn seed_from_index(name: String, path: &Path, index: &Index) -> Option<Seed> {
-    let file = File::open(path).ok()?;
+    let file = open_image(path).ok()?;
     let map = index
         .chunks
         .iter()
@@ -175,7 +230,7 @@ fn seed_from_index(name: String, path: &Path, index: &Index) -> Option<Seed> {
 fn seed_by_chunking(path: &Path, m: &Manifest) -> Result<Seed, String> {
     let name = path.display().to_string();
     let digest = m.digest()?;
-    let mut f = File::open(path).map_err(|e| format!("{name}: {e}"))?;
+    let mut f = open_image(path).map_err(|e| format!("{name}: {e}"))?;
     let mut ch = Chunker::new(&m.params());
     let mut map = HashMap::new();
     let mut cur: Vec<u8> = Vec::new();
@@ -337,18 +392,36 @@ pub fn fetch(
     st.fit(slots.len());
     let active = active_slot(root, slots, &st).map_err(Failed)?;
     st.booted = Some(active);
-    let mut src = Source::parse(&opts.source).map_err(Failed)?;
+    let mut src = Source::open(&opts.source, Some(root), &connect(settings)).map_err(Failed)?;
     let (m, _mtext, key) = verified_manifest(root, &mut src)?;
     log::info!("Manifest for version {} verified with {key}.", m.version);
     let installed = st.slot(active).version.or_else(|| os_release_version(root));
-    if let Some(cur) = &installed {
-        if compare_versions(&m.version, cur) != std::cmp::Ordering::Greater && !opts.allow_downgrade
-        {
+    match &installed {
+        Some(cur) => {
+            if compare_versions(&m.version, cur) != std::cmp::Ordering::Greater
+                && !opts.allow_downgrade
+            {
+                return Err(Refused(format!(
+                    "version {} is not newer than the installed {cur} (use --allow-downgrade)",
+                    m.version
+                )));
+            }
+        }
+        // Fail closed: with nothing to compare against, an old signed manifest (a replay)
+        // would pass as an upgrade.
+        None if !(opts.allow_unknown_installed || settings.allow_unknown_installed) => {
             return Err(Refused(format!(
-                "version {} is not newer than the installed {cur} (use --allow-downgrade)",
+                "the installed version is unknown (no record for slot {active}, no IMAGE_VERSION= \
+                 in /usr/lib/os-release), so version {} cannot be checked to be newer; record \
+                 it with 'pristine update adopt --version=…', or allow a first install with \
+                 --allow-unknown-installed or [update] allow-unknown-installed = true",
                 m.version
             )));
         }
+        None => log::warn!(
+            "Installed version unknown; accepting version {} as a first install.",
+            m.version
+        ),
     }
     let (idx, idx_bytes) = verified_index(&mut src, &m)?;
 
@@ -419,14 +492,34 @@ pub fn fetch(
         });
     }
 
+    pause_point("slot-open");
     let tfile = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(&tpath)
         .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
     let tmeta = tfile
         .metadata()
         .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    // The path may have been swapped since it was checked: what counts is what was opened.
+    let opened = ident_of(&tmeta);
+    if !(tmeta.file_type().is_file() || tmeta.file_type().is_block_device()) {
+        return Err(Failed(format!(
+            "{}: neither a regular file nor a block device, refusing to write to it",
+            tpath.display()
+        )));
+    }
+    if opened != tid || opened.aliases(&aid) || usr_dev.is_some_and(|d| backs_usr(&opened, d)) {
+        return Err(Failed(format!(
+            "{} changed between its check and its opening (now device {}:{}, inode {}), \
+             refusing to write to it",
+            tpath.display(),
+            rustix::fs::major(tmeta.dev()),
+            rustix::fs::minor(tmeta.dev()),
+            tmeta.ino()
+        )));
+    }
     if tmeta.file_type().is_block_device() {
         let size = device_size(&tfile).map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
         if size < m.image_size {
