@@ -637,3 +637,44 @@ fn repeated_chunks_are_fetched_once() {
     assert_eq!(c["fetched_chunks"], unique.len() as u64, "{c}");
     assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
 }
+
+#[test]
+fn https_from_nginx_verifies_against_the_roots_trust_store_or_a_pinned_ca() {
+    let env = Env::new("upd-https");
+    let v2 = changed(&env.v1, 8, 55);
+    let out = env.vendor(&v2, "2", "pub");
+    let (ca, cert, key) = make_ca_and_server_cert(env.dir.path(), "good");
+    let (wrong_ca, _, _) = make_ca_and_server_cert(env.dir.path(), "wrong");
+    let nginx = Nginx::start_tls(env.dir.path(), &out, &cert, &key);
+    let url = format!("https://127.0.0.1:{}/", nginx.port);
+
+    // No trust store in the root: the host's is never used.
+    let o = env.fetch(&url, &[]);
+    refused(&o, "no trust store for https");
+    // The root's trust store holds another CA: the server is not trusted.
+    let store = env.root.join("etc/ssl/certs/ca-certificates.crt");
+    std::fs::create_dir_all(store.parent().unwrap()).unwrap();
+    std::fs::copy(&wrong_ca, &store).unwrap();
+    let before = env.snapshot();
+    let o = env.fetch(&url, &[]);
+    refused(&o, "manifest.toml");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("certificate"), "{err}");
+    assert!(
+        env.snapshot() == before,
+        "a refused https fetch changed something"
+    );
+    // A pinned CA that is not the server's: refused too, although the store would do.
+    std::fs::copy(&ca, &store).unwrap();
+    std::fs::copy(&wrong_ca, env.root.join("etc/pinned.pem")).unwrap();
+    env.settings("ca-file = \"/etc/pinned.pem\"\n");
+    refused(&env.fetch(&url, &[]), "certificate");
+    // The root's trust store with the right CA.
+    env.settings("");
+    let c = counters(&env.fetch(&url, &[]));
+    assert!(c["fetched_chunks"].as_u64().unwrap() >= 1, "{c}");
+    assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
+    let log = std::fs::read_to_string(env.dir.path().join("nginx/access.log")).unwrap();
+    assert!(log.contains("GET /manifest.toml HTTP/1.1\" 200"), "{log}");
+    drop(nginx);
+}
