@@ -11,14 +11,18 @@
 # Vendor side, on MAKE_MIB (default 256) MiB of real binaries (a tar of /usr/lib and /usr/bin):
 #   casync make --compression=C   vs   pristine update make --compression=C   for C in zstd, xz
 # Reported: wall time, peak RSS, store size (du of the chunk files).
-# Usage: benches/update.sh [SIZE_MIB] [MAKE_MIB]   (defaults 1024 256; 0 skips a part)
+# Usage: [PRISTINE_BIN=…] benches/update.sh [SIZE_MIB] [MAKE_MIB]   (defaults 1024 256; 0 skips a part)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 size_mib=${1:-1024}
 make_mib=${2:-256}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/target}
-(cd "$here" && cargo build --release --quiet)
-bin=$CARGO_TARGET_DIR/release/pristine
+# PRISTINE_BIN= measures a given binary (e.g. the static one scripts/build-static prints).
+bin=${PRISTINE_BIN:-}
+if [[ -z $bin ]]; then
+  (cd "$here" && cargo build --release --quiet)
+  bin=$CARGO_TARGET_DIR/release/pristine
+fi
 w=$(mktemp -d /tmp/pristine-bench-update.XXXXXX)
 nginx_pid=
 cleanup() {
