@@ -318,8 +318,11 @@ pub fn verified_manifest(
 /// Fetches and checks the index the manifest names.
 pub fn verified_index(src: &mut Source, m: &Manifest) -> Result<(Index, Vec<u8>), FetchFailure> {
     let params = m.params();
-    let max_chunks = m.image_size / params.min.max(1) + 2;
-    let limit = (104 + 40 * max_chunks).min(1 << 28);
+    let max_chunks = (m.image_size / params.min.max(1)).saturating_add(2);
+    let limit = max_chunks
+        .saturating_mul(40)
+        .saturating_add(104)
+        .min(1 << 28);
     let what = src.describe(&m.index);
     let bytes = src.get(&m.index, limit).map_err(|e| match e {
         FetchError::TooLarge(_) => Refused(e.to_string()),
