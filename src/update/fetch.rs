@@ -4,10 +4,12 @@
 //! the keys of the running `/usr`, (2) the version against the installed one, (3) the index
 //! against the manifest, (4) every chunk, taken from the active slot (by its stored index), the
 //! `--seed=` files, the target slot itself (an interrupted earlier run), or the source, is
-//! hashed and compared with its id before it is written, (5) fsync, re-read, whole-image digest,
-//! (6) the stored index and then the state record (pending, tries) are replaced atomically.
-//! The active slot is never opened for writing: the target is checked against it (and against
-//! the device backing the running `/usr`) by device and inode.
+//! hashed and compared with its id before it is written, (5) the whole-image digest (computed
+//! while assembling, from the target as its placed prefix grows), fsync, (6) the stored index
+//! and then the state record (pending, tries) are replaced atomically. The active slot is
+//! never opened for writing: the target is checked against it (and against the device backing
+//! the running `/usr`) by device and inode, on its path and again on the opened descriptor.
+//! The installed version must be known (fail closed) unless a first install is allowed.
 
 use std::collections::HashMap;
 use std::fs::File;
