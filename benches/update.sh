@@ -7,13 +7,22 @@
 #   casync extract --seed=OLD --store=http://… NEW.caibx OUT
 #   pristine update fetch http://…       (seeded from the active slot by its stored index)
 # Reported: wall time, bytes the web server sent (from its access log), peak RSS.
-# Usage: benches/update.sh [SIZE_MIB]   (default 1024)
+#
+# Vendor side, on MAKE_MIB (default 256) MiB of real binaries (a tar of /usr/lib and /usr/bin):
+#   casync make --compression=C   vs   pristine update make --compression=C   for C in zstd, xz
+# Reported: wall time, peak RSS, store size (du of the chunk files).
+# Usage: [PRISTINE_BIN=…] benches/update.sh [SIZE_MIB] [MAKE_MIB]   (defaults 1024 256; 0 skips a part)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 size_mib=${1:-1024}
+make_mib=${2:-256}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/target}
-(cd "$here" && cargo build --release --quiet)
-bin=$CARGO_TARGET_DIR/$(rustc -vV | sed -n "s/^host: //p")/release/pristine
+# PRISTINE_BIN= measures a given binary (e.g. the static one scripts/build-static prints).
+bin=${PRISTINE_BIN:-}
+if [[ -z $bin ]]; then
+  (cd "$here" && cargo build --release --quiet)
+  bin=$CARGO_TARGET_DIR/$(rustc -vV | sed -n "s/^host: //p")/release/pristine
+fi
 w=$(mktemp -d /tmp/pristine-bench-update.XXXXXX)
 nginx_pid=
 cleanup() {
@@ -21,6 +30,32 @@ cleanup() {
   rm -rf "$w"
 }
 trap cleanup EXIT
+
+store_bytes() { find "$1" -name '*.cacnk' -printf '%s\n' | awk '{s += $1} END {print s+0}'; }
+if ((make_mib > 0)); then
+  echo "Vendor side: $make_mib MiB of /usr/lib and /usr/bin as one image ..." >&2
+  tar cf - /usr/lib /usr/bin 2>/dev/null | head -c $((make_mib * 1024 * 1024)) >"$w/real.img" || true
+  minisign -G -W -p "$w/make.pub" -s "$w/make.key" >/dev/null
+  echo
+  echo "update make vs casync make, $(stat -c %s "$w/real.img") bytes of binaries, 16/64/256 KiB chunks"
+  printf '%-10s %-6s %10s %10s %14s %8s\n' tool codec "wall s" "peak RSS" "store bytes" "% input"
+  for c in zstd xz; do
+    rm -rf "$w/mk"; mkdir -p "$w/mk"
+    /usr/bin/time -f '%e %M' -o "$w/mk.time" \
+      casync make --compression="$c" --store="$w/mk/c.castr" "$w/mk/c.caibx" "$w/real.img" >/dev/null
+    read -r t r <"$w/mk.time"; b=$(store_bytes "$w/mk/c.castr")
+    printf '%-10s %-6s %10s %6s MiB %14s %7.1f%%\n' casync "$c" "$t" "$((r / 1024))" "$b" \
+      "$(python3 -c "print($b * 100 / $(stat -c %s "$w/real.img"))")"
+    /usr/bin/time -f '%e %M' -o "$w/mk.time" \
+      "$bin" update make --key="$w/make.key" --version=1 --compression="$c" "$w/real.img" "$w/mk/p" 2>/dev/null
+    read -r t r <"$w/mk.time"; b=$(store_bytes "$w/mk/p/image.castr")
+    printf '%-10s %-6s %10s %6s MiB %14s %7.1f%%\n' pristine "$c" "$t" "$((r / 1024))" "$b" \
+      "$(python3 -c "print($b * 100 / $(stat -c %s "$w/real.img"))")"
+    cmp "$w/mk/c.caibx" "$w/mk/p/image.caibx" && echo "           (same index as casync)"
+  done
+  rm -rf "$w/mk" "$w/real.img"
+fi
+((size_mib > 0)) || exit 0
 
 echo "Preparing a $size_mib MiB image and a 1% changed version in $w ..." >&2
 head -c $((size_mib * 1024 * 1024)) /dev/urandom >"$w/old.img"

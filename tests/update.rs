@@ -3,221 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 mod common;
+mod update_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{pristine, Rng, TempDir};
-
-const MIB: usize = 1024 * 1024;
-
-fn ok(c: &mut Command) -> std::process::Output {
-    let o = c.output().unwrap();
-    assert!(
-        o.status.success(),
-        "{c:?} failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    o
-}
-
-fn casync() -> Command {
-    let c = Command::new("casync");
-    assert!(
-        Command::new("casync")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success()),
-        "casync is required (scripts/setup installs it)"
-    );
-    c
-}
-
-fn random_image(seed: u64, len: usize) -> Vec<u8> {
-    let mut r = Rng::new(seed);
-    let mut v = Vec::with_capacity(len);
-    while v.len() < len {
-        v.extend_from_slice(&r.next().to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
-/// `base` with `n` scattered 2 KiB changes.
-fn changed(base: &[u8], n: usize, seed: u64) -> Vec<u8> {
-    let mut v = base.to_vec();
-    let mut r = Rng::new(seed);
-    for i in 0..n {
-        let at = (i * v.len() / n) + r.below((v.len() / n - 4096) as u64) as usize;
-        for b in &mut v[at..at + 2048] {
-            *b = r.next() as u8;
-        }
-    }
-    v
-}
-
-/// Chunk ids of a `.caibx`, in order (read by hand, independently of the crate).
-fn index_ids(path: &Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).unwrap();
-    assert_eq!(&b[8..16], &0x96824d9c7b129ff9u64.to_le_bytes());
-    b[64..b.len() - 40]
-        .chunks(40)
-        .map(|r| r[8..40].to_vec())
-        .collect()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// A device: running root with trusted key and settings, slot A holding version 1 (adopted,
-/// with its index), slot B empty; a vendor directory with the secret key.
-type Snapshot = (Vec<u8>, Vec<u8>, Vec<(PathBuf, Vec<u8>)>);
-
-struct Env {
-    dir: TempDir,
-    root: PathBuf,
-    slots: [PathBuf; 2],
-    state: PathBuf,
-    key: PathBuf,
-    v1: Vec<u8>,
-}
-
-fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (p, s) = (
-        dir.join(format!("{name}.pub")),
-        dir.join(format!("{name}.key")),
-    );
-    ok(Command::new("minisign")
-        .args(["-G", "-W", "-p"])
-        .arg(&p)
-        .arg("-s")
-        .arg(&s)
-        .stdin(Stdio::null()));
-    (p, s)
-}
-
-impl Env {
-    fn new(tag: &str) -> Env {
-        let dir = TempDir::new(tag);
-        let root = dir.path().join("root");
-        let keys = root.join("usr/lib/pristine/keys");
-        std::fs::create_dir_all(&keys).unwrap();
-        let (p, key) = keypair(dir.path(), "vendor");
-        std::fs::copy(&p, keys.join("vendor.pub")).unwrap();
-        let slots = [dir.path().join("slot-a.img"), dir.path().join("slot-b.img")];
-        let state = dir.path().join("state");
-        std::fs::write(
-            root.join("usr/lib/pristine/pristine.toml"),
-            format!(
-                "[update]\nslots = [{:?}, {:?}]\nstate-dir = {:?}\n",
-                slots[0], slots[1], state
-            ),
-        )
-        .unwrap();
-        let v1 = random_image(1, 4 * MIB);
-        std::fs::write(&slots[0], &v1).unwrap();
-        std::fs::write(&slots[1], b"").unwrap();
-        let env = Env {
-            dir,
-            root,
-            slots,
-            state,
-            key,
-            v1,
-        };
-        // Version 1 as the vendor made it; the device adopts slot A with its index.
-        let out = env.dir.path().join("v1");
-        env.make(&env.slots[0], "1", &out, &[]);
-        ok(env
-            .pristine()
-            .args(["update", "adopt", "--slot=0", "--version=1", "--index"])
-            .arg(out.join("image.caibx")));
-        env
-    }
-
-    fn pristine(&self) -> Command {
-        let mut c = pristine();
-        c.arg(format!("--root={}", self.root.display()));
-        c
-    }
-
-    fn make(&self, image: &Path, version: &str, out: &Path, extra: &[&str]) {
-        ok(self
-            .pristine()
-            .args(["update", "make", &format!("--version={version}")])
-            .arg(format!("--key={}", self.key.display()))
-            .args(extra)
-            .arg(image)
-            .arg(out));
-    }
-
-    /// Writes `data` as an image file and makes version `version` of it.
-    fn vendor(&self, data: &[u8], version: &str, name: &str) -> PathBuf {
-        let img = self.dir.path().join(format!("{name}.img"));
-        std::fs::write(&img, data).unwrap();
-        let out = self.dir.path().join(name);
-        self.make(&img, version, &out, &[]);
-        out
-    }
-
-    fn fetch(&self, src: &str, extra: &[&str]) -> std::process::Output {
-        self.pristine()
-            .args(["update", "fetch", "--json"])
-            .args(extra)
-            .arg(src)
-            .output()
-            .unwrap()
-    }
-
-    /// Everything a refusal must leave alone.
-    fn snapshot(&self) -> Snapshot {
-        let mut tree = Vec::new();
-        walk(&self.root, &mut tree);
-        (
-            std::fs::read(&self.slots[0]).unwrap(),
-            std::fs::read(self.state.join("update.json")).unwrap(),
-            tree,
-        )
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let o = ok(self.pristine().args(["update", "status", "--json"]));
-        serde_json::from_slice(&o.stdout).unwrap()
-    }
-}
-
-fn walk(p: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-    let mut es: Vec<_> = std::fs::read_dir(p)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    es.sort();
-    for e in es {
-        if e.is_dir() {
-            walk(&e, out);
-        } else {
-            out.push((e.clone(), std::fs::read(&e).unwrap()));
-        }
-    }
-}
-
-fn counters(o: &std::process::Output) -> serde_json::Value {
-    assert!(
-        o.status.success(),
-        "fetch failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["counters"].clone()
-}
-
-fn refused(o: &std::process::Output, what: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(73), "{err}");
-    assert!(err.contains(what), "expected '{what}' in: {err}");
-}
+use update_support::*;
 
 #[test]
 fn pristine_store_matches_casync_and_extracts_with_casync() {
@@ -333,65 +124,6 @@ fn casync_made_stores_fetch_bit_identical() {
         assert_eq!(st["state"]["slots"][1]["tries"], 3);
         assert_eq!(st["state"]["slots"][1]["version"], "2");
         assert_eq!(st["active"], 0);
-    }
-}
-
-struct Nginx {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Nginx {
-    fn start(dir: &Path, serve: &Path) -> Nginx {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let prefix = dir.join("nginx");
-        std::fs::create_dir_all(prefix.join("tmp")).unwrap();
-        let p = prefix.display();
-        let conf = format!(
-            "daemon off; master_process off; pid {p}/nginx.pid; error_log {p}/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{ access_log {p}/access.log; client_body_temp_path {p}/tmp;\n\
-               proxy_temp_path {p}/tmp; fastcgi_temp_path {p}/tmp; uwsgi_temp_path {p}/tmp;\n\
-               scgi_temp_path {p}/tmp;\n\
-               server {{ listen 127.0.0.1:{port}; root {}; }} }}\n",
-            serve.display()
-        );
-        std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
-        let mut child = Command::new("nginx")
-            .arg("-e")
-            .arg(prefix.join("error.log"))
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(prefix.join("nginx.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx is required (scripts/setup installs nginx-light)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Nginx { child, port };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "nginx did not start: {}",
-            std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -904,4 +636,45 @@ fn repeated_chunks_are_fetched_once() {
     let c = counters(&env.fetch(out.to_str().unwrap(), &[]));
     assert_eq!(c["fetched_chunks"], unique.len() as u64, "{c}");
     assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
+}
+
+#[test]
+fn https_from_nginx_verifies_against_the_roots_trust_store_or_a_pinned_ca() {
+    let env = Env::new("upd-https");
+    let v2 = changed(&env.v1, 8, 55);
+    let out = env.vendor(&v2, "2", "pub");
+    let (ca, cert, key) = make_ca_and_server_cert(env.dir.path(), "good");
+    let (wrong_ca, _, _) = make_ca_and_server_cert(env.dir.path(), "wrong");
+    let nginx = Nginx::start_tls(env.dir.path(), &out, &cert, &key);
+    let url = format!("https://127.0.0.1:{}/", nginx.port);
+
+    // No trust store in the root: the host's is never used.
+    let o = env.fetch(&url, &[]);
+    refused(&o, "no trust store for https");
+    // The root's trust store holds another CA: the server is not trusted.
+    let store = env.root.join("etc/ssl/certs/ca-certificates.crt");
+    std::fs::create_dir_all(store.parent().unwrap()).unwrap();
+    std::fs::copy(&wrong_ca, &store).unwrap();
+    let before = env.snapshot();
+    let o = env.fetch(&url, &[]);
+    refused(&o, "manifest.toml");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("certificate"), "{err}");
+    assert!(
+        env.snapshot() == before,
+        "a refused https fetch changed something"
+    );
+    // A pinned CA that is not the server's: refused too, although the store would do.
+    std::fs::copy(&ca, &store).unwrap();
+    std::fs::copy(&wrong_ca, env.root.join("etc/pinned.pem")).unwrap();
+    env.settings("ca-file = \"/etc/pinned.pem\"\n");
+    refused(&env.fetch(&url, &[]), "certificate");
+    // The root's trust store with the right CA.
+    env.settings("");
+    let c = counters(&env.fetch(&url, &[]));
+    assert!(c["fetched_chunks"].as_u64().unwrap() >= 1, "{c}");
+    assert!(std::fs::read(&env.slots[1]).unwrap() == v2);
+    let log = std::fs::read_to_string(env.dir.path().join("nginx/access.log")).unwrap();
+    assert!(log.contains("GET /manifest.toml HTTP/1.1\" 200"), "{log}");
+    drop(nginx);
 }

@@ -120,6 +120,18 @@ pub struct UpdateSettings {
     pub state_dir: String,
     /// Boot attempts a freshly installed image gets before it is given up.
     pub tries: u32,
+    /// A pinned CA bundle (PEM, a path inside the root) that `https://` sources are verified
+    /// against instead of the root's trust store.
+    pub ca_file: Option<String>,
+    /// Seconds to connect to an HTTP(S) source.
+    pub timeout_connect: u64,
+    /// Seconds an HTTP(S) source may send nothing before the transfer is given up.
+    pub timeout_stall: u64,
+    /// Seconds one whole HTTP(S) transfer (one file) may take.
+    pub timeout_transfer: u64,
+    /// Accept a signed update when the installed version is unknown (no state record and no
+    /// `IMAGE_VERSION=`): the first install. Otherwise such a fetch is refused.
+    pub allow_unknown_installed: bool,
 }
 
 impl Default for UpdateSettings {
@@ -128,6 +140,11 @@ impl Default for UpdateSettings {
             slots: Vec::new(),
             state_dir: "/var/lib/pristine/update".to_string(),
             tries: 3,
+            ca_file: None,
+            timeout_connect: 10,
+            timeout_stall: 30,
+            timeout_transfer: 300,
+            allow_unknown_installed: false,
         }
     }
 }

@@ -19,7 +19,7 @@ Usage: pristine update VERB [OPTIONS]
   make --key=SECRET.key --version=V [--digest=sha512-256|sha256]
        [--compression=zstd|xz|none] [--chunk-size=MIN:AVG:MAX|AVG] IMAGE OUTDIR
   sign --key=SECRET.key --version=V --store=STORE [--store-name=NAME] INDEX.caibx OUTDIR
-  fetch [--seed=PATH]... [--allow-downgrade] [--dry-run] [--json] SOURCE
+  fetch [--seed=PATH]... [--allow-downgrade] [--allow-unknown-installed] [--dry-run] [--json] SOURCE
   status [--json]
   confirm
   rollback
@@ -224,6 +224,7 @@ fn cmd_fetch(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
         match a {
             Long("seed") => o.seeds.push(PathBuf::from(p.value()?)),
             Long("allow-downgrade") => o.allow_downgrade = true,
+            Long("allow-unknown-installed") => o.allow_unknown_installed = true,
             Long("dry-run") => o.dry_run = true,
             Long("json") => json = true,
             Value(v) if src.is_none() => src = Some(string(v)?),

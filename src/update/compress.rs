@@ -1,8 +1,11 @@
 //! Chunk compression as casync stores it: zstd (default), xz or gzip, told apart by their magic
-//! bytes. Decompression is bounded: output beyond the caller's limit (the index's maximum chunk
-//! size) is an error, so a decompression bomb costs at most that much memory.
+//! bytes, through the reference libraries (libzstd, liblzma; built from source, linked
+//! statically) at casync's levels. Decompression is bounded before it starts: the decoder's
+//! memory and output are limited by the chunk's size in the index (see [`decompress`]), so a
+//! decompression bomb or a header asking for a huge window costs at most that much. Never
+//! reads or writes files: bytes in, bytes out.
 
-use std::io::{self, Read, Write};
+use std::io;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
@@ -47,40 +50,84 @@ impl Compression {
     }
 }
 
-/// Compresses one chunk.
+/// casync's levels: zstd 3 (the library default), xz preset 6 (`LZMA_PRESET_DEFAULT`).
+const ZSTD_LEVEL: i32 = 3;
+const XZ_PRESET: u32 = 6;
+/// A zstd frame may declare a window of at most 2^this bytes (casync's level-3 frames declare
+/// 2 MiB); the one-pass decoder writes straight into the output and allocates no window at all.
+const ZSTD_WINDOW_LOG_MIN: u32 = 23;
+/// liblzma may use at most this much beyond the chunk size: casync's xz chunks declare preset
+/// 6's 8 MiB dictionary whatever their size, and liblzma's decoder state is below 64 KiB.
+const XZ_DICT_ALLOWANCE: u64 = 8 << 20;
+const XZ_OVERHEAD: u64 = 1 << 20;
+
+/// One compressor, reused for every chunk a worker stores.
+pub struct Encoder {
+    kind: Compression,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+    xz: Option<xz2::stream::Filters>,
+}
+
+impl Encoder {
+    /// An encoder for chunks of at most `max_chunk` bytes (the xz dictionary is no larger:
+    /// a bigger one compresses no better and makes every decoder reserve more).
+    pub fn new(kind: Compression, max_chunk: u64) -> io::Result<Encoder> {
+        let mut e = Encoder {
+            kind,
+            zstd: None,
+            xz: None,
+        };
+        match kind {
+            Compression::Zstd => e.zstd = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+            Compression::Xz => {
+                let mut o =
+                    xz2::stream::LzmaOptions::new_preset(XZ_PRESET).map_err(io::Error::other)?;
+                let dict = max_chunk.clamp(4096, 8 << 20).next_power_of_two();
+                o.dict_size(u32::try_from(dict).unwrap_or(8 << 20));
+                let mut f = xz2::stream::Filters::new();
+                f.lzma2(&o);
+                e.xz = Some(f);
+            }
+            Compression::Gzip => return Err(io::Error::other("gzip compression is not supported")),
+            Compression::None => {}
+        }
+        Ok(e)
+    }
+
+    /// Compresses one chunk.
+    pub fn compress(&mut self, data: &[u8]) -> io::Result<Vec<u8>> {
+        if let Some(z) = &mut self.zstd {
+            return z.compress(data);
+        }
+        if let Some(f) = &self.xz {
+            // The chunk id (a SHA-256 over the content) is the integrity check; a CRC32 keeps
+            // plain `xz -t` useful at 4 bytes a chunk.
+            let mut s = xz2::stream::Stream::new_stream_encoder(f, xz2::stream::Check::Crc32)
+                .map_err(io::Error::other)?;
+            let mut out = Vec::with_capacity(data.len() / 2 + 128);
+            loop {
+                let done = s.total_in() as usize;
+                let rest = data.get(done..).unwrap_or_default();
+                if out.capacity() - out.len() < 4096 {
+                    out.reserve(data.len() / 4 + 4096);
+                }
+                match s.process_vec(rest, &mut out, xz2::stream::Action::Finish) {
+                    Ok(xz2::stream::Status::StreamEnd) => return Ok(out),
+                    Ok(_) => {}
+                    Err(e) => return Err(io::Error::other(e)),
+                }
+            }
+        }
+        match self.kind {
+            Compression::None => Ok(data.to_vec()),
+            _ => Err(io::Error::other("no encoder")),
+        }
+    }
+}
+
+/// Compresses one chunk (a fresh encoder; [`Encoder`] reuses one).
 pub fn compress(c: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
-    match c {
-        Compression::Zstd => Ok(ruzstd::encoding::compress_to_vec(
-            data,
-            ruzstd::encoding::CompressionLevel::Fastest,
-        )),
-        Compression::Xz => {
-            let mut out = Vec::new();
-            lzma_rs::xz_compress(&mut io::BufReader::new(data), &mut out)?;
-            Ok(out)
-        }
-        Compression::Gzip => Err(io::Error::other("gzip compression is not supported")),
-        Compression::None => Ok(data.to_vec()),
-    }
-}
-
-/// A writer that refuses to grow past a limit.
-struct Bounded {
-    buf: Vec<u8>,
-    limit: usize,
-}
-
-impl Write for Bounded {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        if self.buf.len() + b.len() > self.limit {
-            return Err(io::Error::other(bomb(self.limit)));
-        }
-        self.buf.extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    Encoder::new(c, data.len() as u64)?.compress(data)
 }
 
 fn bomb(limit: usize) -> String {
@@ -89,6 +136,12 @@ fn bomb(limit: usize) -> String {
 
 /// Decompresses one stored chunk to at most `limit` bytes. `raw` says the store keeps chunks
 /// uncompressed; otherwise the format is detected from the magic bytes.
+///
+/// Memory is bounded by `limit` before any decoding: zstd decodes in one pass into a buffer of
+/// `limit` bytes (no window buffer; frames declaring a window above
+/// max(2^23, `limit`) are refused); liblzma gets a memory limit of the chunk size plus casync's
+/// 8 MiB dictionary, so a header asking for a larger dictionary is refused before a byte is
+/// decoded, and its output stops at `limit`.
 pub fn decompress(data: &[u8], limit: usize, raw: bool) -> Result<Vec<u8>, String> {
     if raw {
         if data.len() > limit {
@@ -97,36 +150,64 @@ pub fn decompress(data: &[u8], limit: usize, raw: bool) -> Result<Vec<u8>, Strin
         return Ok(data.to_vec());
     }
     match Compression::detect(data) {
-        Some(Compression::Zstd) => {
-            let dec = ruzstd::decoding::StreamingDecoder::new(data)
-                .map_err(|e| format!("bad zstd data: {e}"))?;
-            let mut out = Vec::with_capacity(limit.min(1 << 20));
-            dec.take(limit as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| format!("bad zstd data: {e}"))?;
-            if out.len() > limit {
-                return Err(bomb(limit));
-            }
-            Ok(out)
-        }
-        Some(Compression::Xz) => {
-            let mut w = Bounded {
-                buf: Vec::new(),
-                limit,
-            };
-            lzma_rs::xz_decompress(&mut io::BufReader::new(data), &mut w).map_err(|e| {
-                let s = e.to_string();
-                if s.contains("decompresses to more than") {
-                    bomb(limit)
-                } else {
-                    format!("bad xz data: {s}")
-                }
-            })?;
-            Ok(w.buf)
-        }
+        Some(Compression::Zstd) => unzstd(data, limit),
+        Some(Compression::Xz) => unxz(data, limit),
         Some(Compression::Gzip) => gunzip(data, limit),
         _ => Err("stored chunk is not zstd, xz or gzip data".into()),
     }
+}
+
+fn unzstd(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    let bad = |e: io::Error| format!("bad zstd data: {e}");
+    let mut d = zstd::bulk::Decompressor::new().map_err(bad)?;
+    let log =
+        (usize::BITS - limit.max(1).saturating_sub(1).leading_zeros()).max(ZSTD_WINDOW_LOG_MIN);
+    d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(log))
+        .map_err(bad)?;
+    // One byte more than allowed, so that "exactly full" and "wanted more" differ.
+    let mut out = Vec::with_capacity(limit.saturating_add(1));
+    match d.decompress_to_buffer(data, &mut out) {
+        Ok(_) if out.len() > limit => Err(bomb(limit)),
+        Ok(_) => Ok(out),
+        Err(e) if e.to_string().contains("buffer is too small") => Err(bomb(limit)),
+        Err(e) => Err(bad(e)),
+    }
+}
+
+fn unxz(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    let memlimit = (limit as u64).max(XZ_DICT_ALLOWANCE) + XZ_OVERHEAD;
+    let bad = |e: xz2::stream::Error| match e {
+        xz2::stream::Error::MemLimit => format!(
+            "bad xz data: needs more than {memlimit} bytes of memory to decode a chunk of {limit}"
+        ),
+        e => format!("bad xz data: {e}"),
+    };
+    let mut s = xz2::stream::Stream::new_stream_decoder(memlimit, xz2::stream::CONCATENATED)
+        .map_err(bad)?;
+    let mut out = Vec::with_capacity(limit.saturating_add(1));
+    loop {
+        let rest = data.get(s.total_in() as usize..).unwrap_or_default();
+        let before = (s.total_in(), out.len());
+        match s.process_vec(rest, &mut out, xz2::stream::Action::Finish) {
+            Ok(xz2::stream::Status::StreamEnd) => break,
+            Ok(_) => {}
+            Err(e) => return Err(bad(e)),
+        }
+        if out.len() > limit {
+            return Err(bomb(limit));
+        }
+        if out.len() == out.capacity() {
+            // The output is full and the stream has not ended: more than `limit` bytes.
+            return Err(bomb(limit));
+        }
+        if (s.total_in(), out.len()) == before {
+            return Err("bad xz data: truncated".into());
+        }
+    }
+    if out.len() > limit {
+        return Err(bomb(limit));
+    }
+    Ok(out)
 }
 
 fn gunzip(d: &[u8], limit: usize) -> Result<Vec<u8>, String> {

@@ -4,18 +4,20 @@
 //! the keys of the running `/usr`, (2) the version against the installed one, (3) the index
 //! against the manifest, (4) every chunk, taken from the active slot (by its stored index), the
 //! `--seed=` files, the target slot itself (an interrupted earlier run), or the source, is
-//! hashed and compared with its id before it is written, (5) fsync, re-read, whole-image digest,
-//! (6) the stored index and then the state record (pending, tries) are replaced atomically.
-//! The active slot is never opened for writing: the target is checked against it (and against
-//! the device backing the running `/usr`) by device and inode.
+//! hashed and compared with its id before it is written, (5) the whole-image digest (computed
+//! while assembling, from the target as its placed prefix grows), fsync, (6) the stored index
+//! and then the state record (pending, tries) are replaced atomically. The active slot is
+//! never opened for writing: the target is checked against it (and against the device backing
+//! the running `/usr`) by device and inode, on its path and again on the opened descriptor.
+//! The installed version must be known (fail closed) unless a first install is allowed.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read as _;
-use std::os::unix::fs::{FileExt as _, FileTypeExt as _, MetadataExt as _};
+use std::os::unix::fs::{FileExt as _, FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use super::chunker::Chunker;
 use super::compress;
@@ -36,6 +38,8 @@ pub struct FetchOptions {
     pub source: String,
     pub seeds: Vec<PathBuf>,
     pub allow_downgrade: bool,
+    /// Accept the update although the installed version is unknown (the first install).
+    pub allow_unknown_installed: bool,
     /// Verify and plan only: nothing is written.
     pub dry_run: bool,
 }
@@ -87,14 +91,50 @@ fn loop_backing(rdev: u64) -> Option<(u64, u64)> {
 }
 
 pub fn ident(path: &Path) -> std::io::Result<Ident> {
-    let m = std::fs::metadata(path)?;
+    Ok(ident_of(&std::fs::metadata(path)?))
+}
+
+fn ident_of(m: &std::fs::Metadata) -> Ident {
     let rdev = m.file_type().is_block_device().then(|| m.rdev());
-    Ok(Ident {
+    Ident {
         dev: m.dev(),
         ino: m.ino(),
         rdev,
         backing: rdev.and_then(loop_backing),
-    })
+    }
+}
+
+/// Test builds only (`fault-injection`): with `PRISTINE_TEST_PAUSE=NAME:PATH` the fetch
+/// creates `PATH.ready` at the point NAME and waits (at most 30 s) for `PATH.go`, so a test can
+/// act between two steps (swap a slot path between its check and its opening).
+fn pause_point(name: &str) {
+    #[cfg(feature = "fault-injection")]
+    if let Some(p) = std::env::var("PRISTINE_TEST_PAUSE")
+        .ok()
+        .and_then(|v| v.strip_prefix(&format!("{name}:")).map(PathBuf::from))
+    {
+        let _ = std::fs::write(p.with_extension("ready"), b"");
+        for _ in 0..300 {
+            if p.with_extension("go").exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    let _ = name;
+}
+
+/// How to reach the source, from `[update]`.
+fn connect(s: &UpdateSettings) -> super::source::Connect {
+    let secs = |n: u64| std::time::Duration::from_secs(n.max(1));
+    super::source::Connect {
+        deadlines: super::source::Deadlines {
+            connect: secs(s.timeout_connect),
+            stall: secs(s.timeout_stall),
+            transfer: secs(s.timeout_transfer),
+        },
+        ca_file: s.ca_file.clone(),
+    }
 }
 
 impl Ident {
@@ -161,8 +201,25 @@ struct Seed {
     map: HashMap<[u8; 32], (u64, u64)>,
 }
 
+/// Opens a slot or seed for reading: only a regular file or a block device, and without
+/// blocking on anything else (a FIFO).
+fn open_image(path: &Path) -> std::io::Result<File> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let t = f.metadata()?.file_type();
+    if !(t.is_file() || t.is_block_device()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "neither a regular file nor a block device",
+        ));
+    }
+    Ok(f)
+}
+
 fn seed_from_index(name: String, path: &Path, index: &Index) -> Option<Seed> {
-    let file = File::open(path).ok()?;
+    let file = open_image(path).ok()?;
     let map = index
         .chunks
         .iter()
@@ -175,7 +232,7 @@ fn seed_from_index(name: String, path: &Path, index: &Index) -> Option<Seed> {
 fn seed_by_chunking(path: &Path, m: &Manifest) -> Result<Seed, String> {
     let name = path.display().to_string();
     let digest = m.digest()?;
-    let mut f = File::open(path).map_err(|e| format!("{name}: {e}"))?;
+    let mut f = open_image(path).map_err(|e| format!("{name}: {e}"))?;
     let mut ch = Chunker::new(&m.params());
     let mut map = HashMap::new();
     let mut cur: Vec<u8> = Vec::new();
@@ -263,8 +320,11 @@ pub fn verified_manifest(
 /// Fetches and checks the index the manifest names.
 pub fn verified_index(src: &mut Source, m: &Manifest) -> Result<(Index, Vec<u8>), FetchFailure> {
     let params = m.params();
-    let max_chunks = m.image_size / params.min.max(1) + 2;
-    let limit = (104 + 40 * max_chunks).min(1 << 28);
+    let max_chunks = (m.image_size / params.min.max(1)).saturating_add(2);
+    let limit = max_chunks
+        .saturating_mul(40)
+        .saturating_add(104)
+        .min(1 << 28);
     let what = src.describe(&m.index);
     let bytes = src.get(&m.index, limit).map_err(|e| match e {
         FetchError::TooLarge(_) => Refused(e.to_string()),
@@ -337,18 +397,36 @@ pub fn fetch(
     st.fit(slots.len());
     let active = active_slot(root, slots, &st).map_err(Failed)?;
     st.booted = Some(active);
-    let mut src = Source::parse(&opts.source).map_err(Failed)?;
+    let mut src = Source::open(&opts.source, Some(root), &connect(settings)).map_err(Failed)?;
     let (m, _mtext, key) = verified_manifest(root, &mut src)?;
     log::info!("Manifest for version {} verified with {key}.", m.version);
     let installed = st.slot(active).version.or_else(|| os_release_version(root));
-    if let Some(cur) = &installed {
-        if compare_versions(&m.version, cur) != std::cmp::Ordering::Greater && !opts.allow_downgrade
-        {
+    match &installed {
+        Some(cur) => {
+            if compare_versions(&m.version, cur) != std::cmp::Ordering::Greater
+                && !opts.allow_downgrade
+            {
+                return Err(Refused(format!(
+                    "version {} is not newer than the installed {cur} (use --allow-downgrade)",
+                    m.version
+                )));
+            }
+        }
+        // Fail closed: with nothing to compare against, an old signed manifest (a replay)
+        // would pass as an upgrade.
+        None if !(opts.allow_unknown_installed || settings.allow_unknown_installed) => {
             return Err(Refused(format!(
-                "version {} is not newer than the installed {cur} (use --allow-downgrade)",
+                "the installed version is unknown (no record for slot {active}, no IMAGE_VERSION= \
+                 in /usr/lib/os-release), so version {} cannot be checked to be newer; record \
+                 it with 'pristine update adopt --version=…', or allow a first install with \
+                 --allow-unknown-installed or [update] allow-unknown-installed = true",
                 m.version
             )));
         }
+        None => log::warn!(
+            "Installed version unknown; accepting version {} as a first install.",
+            m.version
+        ),
     }
     let (idx, idx_bytes) = verified_index(&mut src, &m)?;
 
@@ -419,14 +497,34 @@ pub fn fetch(
         });
     }
 
+    pause_point("slot-open");
     let tfile = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(&tpath)
         .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
     let tmeta = tfile
         .metadata()
         .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    // The path may have been swapped since it was checked: what counts is what was opened.
+    let opened = ident_of(&tmeta);
+    if !(tmeta.file_type().is_file() || tmeta.file_type().is_block_device()) {
+        return Err(Failed(format!(
+            "{}: neither a regular file nor a block device, refusing to write to it",
+            tpath.display()
+        )));
+    }
+    if opened != tid || opened.aliases(&aid) || usr_dev.is_some_and(|d| backs_usr(&opened, d)) {
+        return Err(Failed(format!(
+            "{} changed between its check and its opening (now device {}:{}, inode {}), \
+             refusing to write to it",
+            tpath.display(),
+            rustix::fs::major(tmeta.dev()),
+            rustix::fs::minor(tmeta.dev()),
+            tmeta.ino()
+        )));
+    }
     if tmeta.file_type().is_block_device() {
         let size = device_size(&tfile).map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
         if size < m.image_size {
@@ -449,8 +547,23 @@ pub fn fetch(
         progress: &progress,
         stop: AtomicBool::new(false),
         written: Mutex::new(HashMap::new()),
+        placed: Mutex::new((vec![false; idx.chunks.len()], 0)),
+        advanced: Condvar::new(),
     };
-    job.run(&mut src, &m)?;
+    // The whole-image digest is computed while the image is assembled: a hasher follows the
+    // placed prefix of the target (hot in the page cache), so no second pass over the image.
+    let (assembly, whole) = std::thread::scope(|scope| {
+        let hasher = scope.spawn(|| job.hash_in_order());
+        let r = job.run(&mut src, &m);
+        job.stop.store(true, Ordering::Relaxed);
+        job.advanced.notify_all();
+        let whole = hasher
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("hasher thread panicked")));
+        (r, whole)
+    });
+    assembly?;
+    let whole = whole.map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
     let mut progress = progress.into_inner().unwrap_or_else(|e| e.into_inner());
     progress.finish();
     let assembled = progress.elapsed();
@@ -462,14 +575,10 @@ pub fn fetch(
     tfile
         .sync_all()
         .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
-    let synced = progress.elapsed();
-    let whole = image_digest(&tfile, m.image_size)
-        .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
     log::debug!(
-        "Assembled in {:.2}s, synced in {:.2}s, whole image verified in {:.2}s.",
+        "Assembled and hashed in {:.2}s, synced in {:.2}s.",
         assembled.as_secs_f64(),
-        (synced - assembled).as_secs_f64(),
-        (progress.elapsed() - synced).as_secs_f64()
+        (progress.elapsed() - assembled).as_secs_f64(),
     );
     if whole != m.image_digest {
         return Err(Refused(format!(
@@ -518,6 +627,10 @@ struct Assembly<'a> {
     stop: AtomicBool,
     /// Chunks the fetcher placed so far: id → offset in the target.
     written: Mutex<HashMap<[u8; 32], u64>>,
+    /// Which chunks are in place, and how many from the start are (the placed prefix).
+    placed: Mutex<(Vec<bool>, usize)>,
+    /// Signalled when the placed prefix grows (or the assembly stops).
+    advanced: Condvar,
 }
 
 const RUN: usize = 32;
@@ -539,6 +652,22 @@ impl Assembly<'_> {
     }
 
     fn done(&self, c: &Chunk, how: Placed) {
+        if let Ok(i) = self
+            .idx
+            .chunks
+            .binary_search_by_key(&c.offset, |x| x.offset)
+        {
+            let mut pl = self.placed.lock().unwrap_or_else(|e| e.into_inner());
+            let (flags, prefix) = &mut *pl;
+            flags[i] = true;
+            let before = *prefix;
+            while flags.get(*prefix).copied().unwrap_or(false) {
+                *prefix += 1;
+            }
+            if *prefix != before {
+                self.advanced.notify_one();
+            }
+        }
         let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
         match how {
             Placed::Seed => p.c.reused_bytes += c.len,
@@ -597,6 +726,44 @@ impl Assembly<'_> {
         self.remember(c);
         self.done(c, Placed::Fetched(stored));
         Ok(())
+    }
+
+    /// `sha256:HEX` of the image, read back from the target as its placed prefix grows; `Err`
+    /// if the assembly stopped before every chunk was placed.
+    fn hash_in_order(&self) -> std::io::Result<String> {
+        use sha2::Digest as _;
+        let chunks = &self.idx.chunks;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut hashed = 0usize;
+        while hashed < chunks.len() {
+            let upto = {
+                let mut pl = self.placed.lock().unwrap_or_else(|e| e.into_inner());
+                while pl.1 == hashed && !self.stop.load(Ordering::Relaxed) {
+                    pl = self
+                        .advanced
+                        .wait_timeout(pl, std::time::Duration::from_millis(200))
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+                pl.1
+            };
+            if upto == hashed {
+                return Err(std::io::Error::other("assembly stopped"));
+            }
+            let (mut off, end) = (
+                chunks[hashed].offset,
+                chunks[upto - 1].offset + chunks[upto - 1].len,
+            );
+            while off < end {
+                let n = (end - off).min(buf.len() as u64) as usize;
+                self.tfile.read_exact_at(&mut buf[..n], off)?;
+                h.update(&buf[..n]);
+                off += n as u64;
+            }
+            hashed = upto;
+        }
+        Ok(format!("sha256:{}", crate::util::hex(&h.finalize())))
     }
 
     fn run(&self, src: &mut Source, m: &Manifest) -> Result<(), FetchFailure> {

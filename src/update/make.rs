@@ -41,7 +41,7 @@ fn store_chunk(
     store: &Path,
     id: &[u8; 32],
     data: &[u8],
-    c: Compression,
+    enc: &mut compress::Encoder,
     rep: &mut MakeReport,
 ) -> Result<(), String> {
     let rel = chunk_path(id);
@@ -51,7 +51,9 @@ fn store_chunk(
     }
     let dir = path.parent().unwrap_or(store);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let z = compress::compress(c, data).map_err(|e| format!("{}: {e}", path.display()))?;
+    let z = enc
+        .compress(data)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let tmp = dir.join(format!(".#{}", crate::util::hex(&id[..8])));
     let mut f = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     f.write_all(&z)
@@ -86,7 +88,11 @@ pub fn make_store(
                 let (rx, store) = (&rx, &store);
                 scope.spawn(move || {
                     let mut r = MakeReport::default();
-                    let mut err = None;
+                    let (mut enc, mut err) =
+                        match compress::Encoder::new(o.compression, o.params.max) {
+                            Ok(e) => (Some(e), None),
+                            Err(e) => (None, Some(format!("{}: {e}", o.compression.name()))),
+                        };
                     loop {
                         // After an error keep draining, so the sender never blocks.
                         let job = match rx.lock() {
@@ -96,8 +102,8 @@ pub fn make_store(
                         let Ok((id, data)) = job else {
                             return err.map_or(Ok(r), Err);
                         };
-                        if err.is_none() {
-                            if let Err(e) = store_chunk(store, &id, &data, o.compression, &mut r) {
+                        if let (None, Some(enc)) = (&err, &mut enc) {
+                            if let Err(e) = store_chunk(store, &id, &data, enc, &mut r) {
                                 err = Some(e);
                             }
                         }

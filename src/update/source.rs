@@ -1,12 +1,22 @@
-//! Where an update comes from: a local directory or an `http://` URL. Every read is bounded by
-//! a caller-given size limit. The HTTP client is a small HTTP/1.1 GET over one kept-alive
-//! `TcpStream` (Content-Length or chunked bodies, reconnect once on a dropped connection);
-//! no TLS: integrity comes from the signed manifest and the chunk ids, not the transport.
+//! Where an update comes from: a local directory (a path or a `file://` URL), or an `http://`
+//! or `https://` URL fetched with `ureq` (kept-alive connections, rustls on ring for TLS).
+//!
+//! Owns every byte that comes in from a source, and bounds it: each read has a caller-given
+//! size limit (refused before reading when the size is announced), a directory source opens
+//! only regular files (non-blocking, checked with `fstat` on the opened descriptor, so a FIFO
+//! never blocks), and an HTTP transfer has a connect timeout, a per-read stall timeout and an
+//! overall deadline. `https://` verifies the server against the trust store of the root being
+//! updated (or a pinned CA from `[update] ca-file`); `http://` relies on the signed manifest
+//! and the chunk ids alone. Never writes anything and never reads the host's environment
+//! (no proxy variables, no host trust store under `--root`).
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::fs::Root;
 
 #[derive(Debug)]
 pub enum FetchError {
@@ -25,59 +35,131 @@ impl std::fmt::Display for FetchError {
     }
 }
 
+/// The trust store files looked for inside the root, first found wins (Debian/Ubuntu/Arch,
+/// Fedora/RHEL, openSUSE, Alpine/others).
+pub const TRUST_STORES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+/// Largest trust store or pinned CA file read.
+const TRUST_LIMIT: u64 = 4 << 20;
+
+/// Deadlines of one HTTP transfer (one file: manifest, signature, index or chunk).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadlines {
+    pub connect: Duration,
+    /// Longest wait for any single read from the server.
+    pub stall: Duration,
+    /// The whole transfer, from connecting to the last body byte.
+    pub transfer: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            connect: Duration::from_secs(10),
+            stall: Duration::from_secs(30),
+            transfer: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How to reach a source: deadlines, and where `https://` trust comes from.
+#[derive(Clone, Debug, Default)]
+pub struct Connect {
+    pub deadlines: Deadlines,
+    /// A pinned CA bundle (PEM), a path inside the root; `None`: the root's trust store.
+    pub ca_file: Option<String>,
+}
+
 pub enum Source {
     Dir(PathBuf),
     Http(Http),
 }
 
 pub struct Http {
-    host: String,
-    port: u16,
-    prefix: String,
-    conn: Option<BufReader<TcpStream>>,
+    /// `scheme://host[:port]/prefix/`, ending in `/`.
+    base: String,
+    agent: ureq::Agent,
 }
 
 impl Source {
+    /// A source without TLS (a directory, `file://` or `http://`).
     pub fn parse(s: &str) -> Result<Source, String> {
-        if let Some(rest) = s.strip_prefix("http://") {
-            let (hostport, path) = match rest.find('/') {
-                Some(i) => (&rest[..i], &rest[i..]),
-                None => (rest, "/"),
-            };
-            let bracketed = hostport.starts_with('[') && hostport.ends_with(']');
-            let (host, port) = match hostport.rsplit_once(':') {
-                Some((h, p)) if !bracketed && (!h.contains(':') || h.ends_with(']')) => (
-                    h.to_string(),
-                    p.parse::<u16>().map_err(|_| format!("bad port in {s}"))?,
-                ),
-                _ => (hostport.to_string(), 80),
-            };
-            if host.is_empty() {
-                return Err(format!("no host in {s}"));
+        Source::open(s, None, &Connect::default())
+    }
+
+    /// `root` is the root being updated: its trust store verifies `https://` servers.
+    pub fn open(s: &str, root: Option<&Root>, conn: &Connect) -> Result<Source, String> {
+        if let Some(path) = s.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "{s}: a file:// URL needs an absolute path (file:///…)"
+                ));
             }
-            let mut prefix = path.to_string();
-            if !prefix.ends_with('/') {
-                prefix.push('/');
+            return Ok(Source::Dir(PathBuf::from(path)));
+        }
+        let tls = s.starts_with("https://");
+        let Some(rest) = s
+            .strip_prefix("http://")
+            .or_else(|| s.strip_prefix("https://"))
+        else {
+            if s.contains("://") {
+                return Err(format!(
+                    "{s}: only directories, file://, http:// and https:// URLs are supported"
+                ));
             }
-            return Ok(Source::Http(Http {
-                host,
-                port,
-                prefix,
-                conn: None,
-            }));
+            return Ok(Source::Dir(PathBuf::from(s)));
+        };
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if host.is_empty() || host.starts_with(':') || host.contains('@') {
+            return Err(format!("no host in {s}"));
         }
-        if s.contains("://") {
-            return Err(format!(
-                "{s}: only directories and http:// URLs are supported"
-            ));
+        if rest.contains(['?', '#']) {
+            return Err(format!("{s}: a source URL takes no query or fragment"));
         }
-        Ok(Source::Dir(PathBuf::from(s)))
+        let mut base = s.to_string();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        base.parse::<ureq::http::Uri>()
+            .map_err(|e| format!("{s}: bad URL: {e}"))?;
+        let d = conn.deadlines;
+        let mut cfg = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .proxy(None)
+            .user_agent("pristine")
+            .accept_encoding("identity")
+            .timeout_connect(Some(d.connect))
+            .timeout_resolve(Some(d.connect))
+            .timeout_per_read(Some(d.stall))
+            .timeout_per_write(Some(d.stall))
+            .timeout_global(Some(d.transfer));
+        if tls {
+            let root = root.ok_or_else(|| format!("{s}: https needs a trust store"))?;
+            let certs = trust_roots(root, conn.ca_file.as_deref())?;
+            cfg = cfg.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .provider(ureq::tls::TlsProvider::Rustls)
+                    .root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)))
+                    .build(),
+            );
+        } else {
+            cfg = cfg.https_only(false);
+        }
+        Ok(Source::Http(Http {
+            base,
+            agent: cfg.build().new_agent(),
+        }))
     }
 
     pub fn describe(&self, rel: &str) -> String {
         match self {
             Source::Dir(d) => d.join(rel).display().to_string(),
-            Source::Http(h) => format!("http://{}:{}{}{}", h.host, h.port, h.prefix, rel),
+            Source::Http(h) => format!("{}{rel}", h.base),
         }
     }
 
@@ -86,29 +168,27 @@ impl Source {
         let what = self.describe(rel);
         match self {
             Source::Dir(d) => {
-                let f = std::fs::File::open(d.join(rel)).map_err(|e| {
-                    if e.kind() == io::ErrorKind::NotFound {
+                let fd = rustix::fs::open(
+                    d.join(rel),
+                    rustix::fs::OFlags::RDONLY
+                        | rustix::fs::OFlags::NONBLOCK
+                        | rustix::fs::OFlags::NOCTTY
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(|e| {
+                    if e == rustix::io::Errno::NOENT {
                         FetchError::NotFound(what.clone())
                     } else {
-                        FetchError::Other(format!("{what}: {e}"))
+                        other(&what, io::Error::from(e))
                     }
                 })?;
-                let mut buf = Vec::new();
-                f.take(limit + 1)
-                    .read_to_end(&mut buf)
-                    .map_err(|e| FetchError::Other(format!("{what}: {e}")))?;
-                if buf.len() as u64 > limit {
-                    return Err(FetchError::TooLarge(what));
-                }
-                Ok(buf)
+                read_bounded(fd, limit, &what)
             }
             Source::Http(h) => {
-                let reused = h.conn.is_some();
+                // A kept-alive connection the server closed meanwhile fails once; retry once.
                 match h.get(rel, limit, &what) {
-                    Err(FetchError::Other(_)) if reused => {
-                        h.conn = None;
-                        h.get(rel, limit, &what)
-                    }
+                    Err(FetchError::Other(e)) if e.ends_with(RETRYABLE) => h.get(rel, limit, &what),
                     r => r,
                 }
             }
@@ -116,179 +196,171 @@ impl Source {
     }
 }
 
+const RETRYABLE: &str = "(connection lost)";
+
 fn other(what: &str, e: impl std::fmt::Display) -> FetchError {
     FetchError::Other(format!("{what}: {e}"))
 }
 
-impl Http {
-    fn connect(&mut self, what: &str) -> Result<&mut BufReader<TcpStream>, FetchError> {
-        if self.conn.is_none() {
-            use std::net::ToSocketAddrs as _;
-            let addrs = (self.host.trim_matches(['[', ']']), self.port)
-                .to_socket_addrs()
-                .map_err(|e| other(what, e))?;
-            let mut last = None;
-            for a in addrs {
-                match TcpStream::connect_timeout(&a, Duration::from_secs(10)) {
-                    Ok(s) => {
-                        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                        let _ = s.set_write_timeout(Some(Duration::from_secs(30)));
-                        let _ = s.set_nodelay(true);
-                        self.conn = Some(BufReader::with_capacity(64 * 1024, s));
-                        break;
-                    }
-                    Err(e) => last = Some(e),
-                }
-            }
-            if self.conn.is_none() {
-                return Err(other(
-                    what,
-                    last.map(|e| e.to_string())
-                        .unwrap_or_else(|| "no address".into()),
-                ));
-            }
-        }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| FetchError::Other(what.into()))
+/// Reads an opened file whole if it is a regular file of at most `limit` bytes.
+fn read_bounded(fd: OwnedFd, limit: u64, what: &str) -> Result<Vec<u8>, FetchError> {
+    let st = rustix::fs::fstat(&fd).map_err(|e| other(what, io::Error::from(e)))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(other(what, "not a regular file, not read"));
     }
-
-    fn get(&mut self, rel: &str, limit: u64, what: &str) -> Result<Vec<u8>, FetchError> {
-        let req = format!(
-            "GET {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: pristine\r\nAccept-Encoding: identity\r\n\r\n",
-            self.prefix, rel, self.host
-        );
-        let r = (|| {
-            let c = self.connect(what)?;
-            c.get_mut()
-                .write_all(req.as_bytes())
-                .map_err(|e| other(what, e))?;
-            read_response(c, limit, what)
-        })();
-        match &r {
-            Ok((_, keep)) if *keep => {}
-            _ => self.conn = None,
-        }
-        r.map(|(b, _)| b)
+    if u64::try_from(st.st_size).unwrap_or(u64::MAX) > limit {
+        return Err(FetchError::TooLarge(what.into()));
     }
-}
-
-fn read_line(c: &mut BufReader<TcpStream>, what: &str) -> Result<String, FetchError> {
-    let mut line = Vec::new();
-    c.by_ref()
-        .take(16 * 1024)
-        .read_until(b'\n', &mut line)
+    let mut buf = Vec::new();
+    std::fs::File::from(fd)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut buf)
         .map_err(|e| other(what, e))?;
-    if !line.ends_with(b"\n") {
-        return Err(other(what, "connection closed or header line too long"));
+    if buf.len() as u64 > limit {
+        return Err(FetchError::TooLarge(what.into()));
     }
-    Ok(String::from_utf8_lossy(&line).trim_end().to_string())
+    Ok(buf)
 }
 
-/// Reads one response; returns the body and whether the connection may be reused.
-fn read_response(
-    c: &mut BufReader<TcpStream>,
-    limit: u64,
-    what: &str,
-) -> Result<(Vec<u8>, bool), FetchError> {
-    let status = read_line(c, what)?;
-    let code: u16 = status
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| other(what, format!("bad HTTP status line '{status}'")))?;
-    let mut length = None;
-    let mut chunked = false;
-    let mut keep = !status.starts_with("HTTP/1.0");
-    for _ in 0..100 {
-        let l = read_line(c, what)?;
-        if l.is_empty() {
-            break;
-        }
-        let Some((k, v)) = l.split_once(':') else {
-            continue;
+/// The CA certificates `https://` sources are verified against: the pinned `ca_file`, else the
+/// first trust store of [`TRUST_STORES`] found in the root. Both are read inside the root.
+pub fn trust_roots(
+    root: &Root,
+    ca_file: Option<&str>,
+) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let pinned = ca_file.map(|f| [f]);
+    let candidates: &[&str] = match &pinned {
+        Some(p) => p,
+        None => TRUST_STORES,
+    };
+    for f in candidates {
+        let p = Path::new(f);
+        let what = root.display_path(p).display().to_string();
+        let fd = match root.open_path(
+            p,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY,
+            rustix::fs::Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && pinned.is_none() => continue,
+            Err(e) => return Err(format!("{what}: {e}")),
         };
-        let v = v.trim();
-        match k.trim().to_ascii_lowercase().as_str() {
-            "content-length" => length = v.parse::<u64>().ok(),
-            "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
-            "connection" => keep = !v.eq_ignore_ascii_case("close"),
-            _ => {}
+        let pem = read_bounded(fd, TRUST_LIMIT, &what).map_err(|e| e.to_string())?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+                Ok(_) => {}
+                Err(e) => return Err(format!("{what}: {e}")),
+            }
         }
+        if certs.is_empty() {
+            return Err(format!("{what}: no certificates in it"));
+        }
+        log::debug!(
+            "Verifying https sources against {} CAs from {what}.",
+            certs.len()
+        );
+        return Ok(certs);
     }
-    let body_limit = if code == 200 { limit } else { 64 * 1024 };
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            let l = read_line(c, what)?;
-            let n = u64::from_str_radix(l.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| other(what, "bad chunked encoding"))?;
-            if n == 0 {
-                while !read_line(c, what)?.is_empty() {}
-                break;
-            }
-            if body.len() as u64 + n > body_limit {
-                return Err(FetchError::TooLarge(what.into()));
-            }
-            let start = body.len();
-            body.resize(start + n as usize, 0);
-            c.read_exact(&mut body[start..])
-                .map_err(|e| other(what, e))?;
-            read_line(c, what)?;
+    Err(format!(
+        "no trust store for https in {} (looked for {}; or pin a CA with [update] ca-file)",
+        root.host().display(),
+        TRUST_STORES.join(", ")
+    ))
+}
+
+/// Says what an error of the client means, naming the URL.
+fn describe_error(what: &str, e: &ureq::Error) -> FetchError {
+    match e {
+        ureq::Error::Timeout(t) => other(what, format!("timed out ({t} deadline)")),
+        ureq::Error::Io(io) => describe_io(what, io),
+        e => other(what, e),
+    }
+}
+
+fn describe_io(what: &str, e: &io::Error) -> FetchError {
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>()) {
+        return describe_error(what, inner);
+    }
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            other(what, "timed out (per read deadline)")
         }
-    } else if let Some(n) = length {
-        if n > body_limit {
-            return Err(FetchError::TooLarge(what.into()));
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => other(what, format!("{e} {RETRYABLE}")),
+        _ => other(what, e),
+    }
+}
+
+impl Http {
+    fn get(&mut self, rel: &str, limit: u64, what: &str) -> Result<Vec<u8>, FetchError> {
+        let url = format!("{}{rel}", self.base);
+        let mut resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| describe_error(what, &e))?;
+        let code = resp.status().as_u16();
+        // Error bodies are read (bounded) only to keep the connection usable.
+        let body_limit = if code == 200 { limit } else { 64 * 1024 };
+        if resp.body().content_length().is_some_and(|n| n > body_limit) {
+            return Err(if code == 200 {
+                FetchError::TooLarge(what.into())
+            } else {
+                other(what, format!("HTTP status {code}"))
+            });
         }
-        body.resize(n as usize, 0);
-        c.read_exact(&mut body).map_err(|e| other(what, e))?;
-    } else {
-        c.by_ref()
-            .take(body_limit + 1)
+        let mut body = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(body_limit.saturating_add(1))
             .read_to_end(&mut body)
-            .map_err(|e| other(what, e))?;
-        if body.len() as u64 > body_limit {
-            return Err(FetchError::TooLarge(what.into()));
+            .map_err(|e| describe_io(what, &e))?;
+        match code {
+            200 if body.len() as u64 > limit => Err(FetchError::TooLarge(what.into())),
+            200 => Ok(body),
+            404 | 410 => Err(FetchError::NotFound(what.into())),
+            _ => Err(other(what, format!("HTTP status {code}"))),
         }
-        keep = false;
-    }
-    match code {
-        200 => Ok((body, keep)),
-        404 | 410 => Err(FetchError::NotFound(what.into())),
-        _ => Err(other(what, format!("HTTP status {code}"))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead as _, BufReader, Write as _};
 
-    #[test]
-    fn parse_sources() {
-        match Source::parse("http://127.0.0.1:8080/upd").unwrap() {
-            Source::Http(h) => {
-                assert_eq!(h.host, "127.0.0.1");
-                assert_eq!(h.port, 8080);
-                assert_eq!(h.prefix, "/upd/");
-            }
-            Source::Dir(_) => panic!(),
-        }
-        assert!(matches!(Source::parse("/srv/x").unwrap(), Source::Dir(_)));
-        assert!(Source::parse("https://x/").is_err());
-        assert!(Source::parse("http://:80/").is_err());
-        for (url, host, port) in [
-            ("http://[::1]:81/x", "[::1]", 81),
-            ("http://[::1]/x", "[::1]", 80),
-            ("http://example.org/", "example.org", 80),
-        ] {
-            match Source::parse(url).unwrap() {
-                Source::Http(h) => assert_eq!((h.host.as_str(), h.port), (host, port), "{url}"),
-                Source::Dir(_) => panic!(),
-            }
+    fn base(s: &str) -> String {
+        match Source::parse(s).unwrap() {
+            Source::Http(h) => h.base,
+            Source::Dir(d) => format!("dir {}", d.display()),
         }
     }
 
-    /// A one-shot server answering each request with the next canned response.
+    #[test]
+    fn parse_sources() {
+        assert_eq!(
+            base("http://127.0.0.1:8080/upd"),
+            "http://127.0.0.1:8080/upd/"
+        );
+        assert_eq!(base("http://[::1]:81/x/"), "http://[::1]:81/x/");
+        assert_eq!(base("http://example.org"), "http://example.org/");
+        assert_eq!(base("/srv/x"), "dir /srv/x");
+        assert_eq!(base("file:///srv/x"), "dir /srv/x");
+        assert!(Source::parse("file://srv/x").is_err());
+        assert!(Source::parse("ftp://x/").is_err());
+        assert!(Source::parse("http://:80/").is_err());
+        assert!(Source::parse("http://u@h/").is_err());
+        assert!(Source::parse("http://h/?q").is_err());
+        // https needs the root's trust store.
+        let e = Source::parse("https://x/").err().unwrap();
+        assert!(e.contains("trust store"), "{e}");
+    }
+
+    /// A one-connection server answering each request with the next canned response.
     fn serve(responses: Vec<&'static str>) -> u16 {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
@@ -307,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn http_bodies_and_errors_on_one_connection() {
+    fn http_bodies_and_errors() {
         let port = serve(vec![
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
@@ -322,5 +394,18 @@ mod tests {
         ]);
         let mut src = Source::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
         assert!(matches!(src.get("x", 10), Err(FetchError::NotFound(_))));
+    }
+
+    #[test]
+    fn hostile_chunk_sizes_are_errors() {
+        for resp in [
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nfffffffffffffffd\r\nab",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nab",
+        ] {
+            let port = serve(vec![resp]);
+            let mut src = Source::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+            assert!(src.get("x", 10).is_err(), "{resp}");
+        }
     }
 }
