@@ -7,20 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{pristine, Rng, TempDir};
+use common::{pristine, run_ok as ok, Rng, TempDir};
 
 const MIB: usize = 1024 * 1024;
-
-fn ok(c: &mut Command) -> std::process::Output {
-    let o = c.output().unwrap();
-    assert!(
-        o.status.success(),
-        "{c:?} failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    o
-}
 
 fn casync() -> Command {
     let c = Command::new("casync");

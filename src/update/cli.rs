@@ -16,7 +16,7 @@ use crate::report::{Outcome, EXIT_FATAL, EXIT_OK, EXIT_OP_FAILED};
 pub const USAGE: &str = "\
 Usage: pristine update VERB [OPTIONS]
   make --key=SECRET.key --version=V [--digest=sha512-256|sha256]
-       [--compression=zstd|xz|none] [--chunk-size=MIN:AVG:MAX|AVG] IMAGE OUTDIR
+       [--compression=zstd|xz|none] [--chunk-size=MIN:AVG:MAX|AVG] [--verity] IMAGE OUTDIR
   sign --key=SECRET.key --version=V --store=STORE [--store-name=NAME] INDEX.caibx OUTDIR
   fetch [--seed=PATH]... [--allow-downgrade] [--dry-run] [--json] SOURCE
   status [--json]
@@ -111,6 +111,7 @@ fn cmd_make(mut p: lexopt::Parser) -> Result<u8, Usage> {
         digest: Digest::Sha512_256,
         compression: Compression::Zstd,
         params: ChunkParams::default(),
+        verity: false,
     };
     while let Some(a) = p.next()? {
         match a {
@@ -129,6 +130,7 @@ fn cmd_make(mut p: lexopt::Parser) -> Result<u8, Usage> {
             Long("chunk-size") => {
                 o.params = parse_chunk_size(&string(p.value()?)?).map_err(Usage)?
             }
+            Long("verity") => o.verity = true,
             Value(v) => pos.push(PathBuf::from(v)),
             _ => return Err(a.unexpected().into()),
         }

@@ -27,6 +27,8 @@ pub struct MakeOptions {
     pub digest: Digest,
     pub compression: Compression,
     pub params: ChunkParams,
+    /// Append a dm-verity hash tree to the image (see `update::verity`).
+    pub verity: bool,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -62,17 +64,19 @@ fn store_chunk(
     Ok(())
 }
 
-/// Chunks `image` into `outdir/image.castr` and writes `image.caibx`; returns the index and the
-/// whole-image digest.
+/// Chunks `image` (followed by `tail`) into `outdir/image.castr` and writes `image.caibx`;
+/// returns the index and the whole-image digest.
 pub fn make_store(
     image: &Path,
+    tail: &[u8],
     outdir: &Path,
     o: &MakeOptions,
     rep: &mut MakeReport,
 ) -> Result<(Index, String), String> {
     o.params.check()?;
     let store = outdir.join(STORE_NAME);
-    let mut f = File::open(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let f = File::open(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let mut f = f.chain(tail);
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -125,7 +129,7 @@ type Job = ([u8; 32], Vec<u8>);
 
 /// Cuts the image into chunks and hands each new chunk to the store writers.
 fn cut_and_hash(
-    f: &mut File,
+    f: &mut dyn std::io::Read,
     image: &Path,
     o: &MakeOptions,
     tx: &std::sync::mpsc::SyncSender<Job>,
@@ -210,7 +214,16 @@ pub fn make(
 ) -> Result<MakeReport, String> {
     std::fs::create_dir_all(outdir).map_err(|e| format!("{}: {e}", outdir.display()))?;
     let mut rep = MakeReport::default();
-    let (idx, whole) = make_store(image, outdir, o, &mut rep)?;
+    let verity = if o.verity {
+        Some(super::verity::build_for_file(image)?)
+    } else {
+        None
+    };
+    let tail = verity
+        .as_ref()
+        .map(|t| t.appended.as_slice())
+        .unwrap_or(&[]);
+    let (idx, whole) = make_store(image, tail, outdir, o, &mut rep)?;
     let ib = idx.to_bytes();
     let m = Manifest {
         format: 1,
@@ -225,6 +238,7 @@ pub fn make(
         chunk_size_avg: o.params.avg,
         chunk_size_max: o.params.max,
         store: STORE_NAME.into(),
+        verity: verity.map(|t| t.info()),
     };
     write_signed(outdir, Some(&ib), &m, sk)?;
     Ok(rep)
@@ -276,6 +290,7 @@ pub fn sign_existing(
         chunk_size_avg: idx.params.avg,
         chunk_size_max: idx.params.max,
         store: store_name.into(),
+        verity: None,
     };
     Manifest::parse(&m.to_toml())?;
     write_signed(outdir, Some(&ib), &m, sk)?;

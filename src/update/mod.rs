@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod progress;
 pub mod source;
 pub mod state;
+pub mod verity;
 
 pub use fetch::{fetch, FetchFailure, FetchOptions, FetchReport};
 pub use state::{boot_select, BootDecision};

@@ -138,3 +138,15 @@ pub fn assert_exit(out: &Output, code: i32) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `c`, asserts it succeeded (showing its stderr and stdout if not), returns its output.
+pub fn run_ok(c: &mut Command) -> Output {
+    let o = c.output().expect("run command");
+    assert!(
+        o.status.success(),
+        "{c:?} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    o
+}
