@@ -34,9 +34,9 @@ fn manifest_value(out: &Path, key: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn veritysetup_verify_accepts_pristine_tree_and_refuses_a_flipped_byte() {
-    let dir = TempDir::new("upd-verity");
+/// A scratch directory with a minisign key pair `k.key`/`k.pub`, and `blocks` blocks of data.
+fn setup(tag: &str, blocks: u64, seed: u64) -> (TempDir, Vec<u8>) {
+    let dir = TempDir::new(tag);
     let d = dir.path();
     ok(Command::new("minisign")
         .args(["-G", "-W", "-p"])
@@ -44,10 +44,17 @@ fn veritysetup_verify_accepts_pristine_tree_and_refuses_a_flipped_byte() {
         .arg("-s")
         .arg(d.join("k.key"))
         .stdin(Stdio::null()));
+    let mut r = Rng::new(seed);
+    let data = (0..blocks * 4096).map(|_| r.next() as u8).collect();
+    (dir, data)
+}
+
+#[test]
+fn veritysetup_verify_accepts_pristine_tree_and_refuses_a_flipped_byte() {
     // 129 data blocks: two level-0 hash blocks, so the tree has two levels.
     let blocks = 129u64;
-    let mut r = Rng::new(7);
-    let data: Vec<u8> = (0..blocks * 4096).map(|_| r.next() as u8).collect();
+    let (dir, data) = setup("upd-verity", blocks, 7);
+    let d = dir.path();
     std::fs::write(d.join("img"), &data).unwrap();
     ok(pristine()
         .args(["update", "make", "--verity", "--version=2"])
@@ -101,4 +108,63 @@ fn veritysetup_verify_accepts_pristine_tree_and_refuses_a_flipped_byte() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[test]
+fn sign_verity_takes_the_root_hash_of_a_veritysetup_tree_in_a_casync_store() {
+    let blocks = 300u64;
+    let (dir, data) = setup("upd-verity-sign", blocks, 11);
+    let d = dir.path();
+    let img = d.join("img");
+    std::fs::write(&img, &data).unwrap();
+    let o = ok(veritysetup()
+        .arg("format")
+        .arg(format!("--hash-offset={}", data.len()))
+        .arg(&img)
+        .arg(&img));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let root = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Root hash:"))
+        .unwrap_or_else(|| panic!("no root hash in: {text}"))
+        .trim()
+        .to_string();
+    ok(Command::new("casync")
+        .args(["make", "--store"])
+        .arg(d.join("store"))
+        .arg(d.join("img.caibx"))
+        .arg(&img));
+    let sign = |outdir: &str| {
+        pristine()
+            .args(["update", "sign", "--verity", "--version=2"])
+            .arg(format!("--key={}", d.join("k.key").display()))
+            .arg(format!("--store={}", d.join("store").display()))
+            .arg(d.join("img.caibx"))
+            .arg(d.join(outdir))
+            .output()
+            .unwrap()
+    };
+    let o = sign("out");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(manifest_value(&d.join("out"), "root-hash"), root);
+    assert_eq!(
+        manifest_value(&d.join("out"), "data-size"),
+        data.len().to_string()
+    );
+    // Without a tree in the image: refused, nothing signed.
+    std::fs::write(&img, &data).unwrap();
+    std::fs::remove_dir_all(d.join("store")).unwrap();
+    ok(Command::new("casync")
+        .args(["make", "--store"])
+        .arg(d.join("store"))
+        .arg(d.join("img.caibx"))
+        .arg(&img));
+    let o = sign("out2");
+    assert_eq!(o.status.code(), Some(73));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no verity superblock"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!d.join("out2/manifest.toml.minisig").exists());
 }

@@ -7,22 +7,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn static_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("PRISTINE_STATIC_BIN") {
-        return PathBuf::from(p);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-static");
-    let out = Command::new(script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "build-static failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
@@ -32,7 +18,7 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 /// Runs tests/vm/run.sh with `initrd` ("busybox" or "dracut") for `boots` boots and returns
 /// the serial-console log of each.
 fn boot(initrd: &str, boots: u32) -> Vec<String> {
-    let bin = static_binary();
+    let bin = common::static_binary();
     let out_dir = common::TempDir::new(&format!("vm-{initrd}"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/run.sh");
     let st = Command::new(script)

@@ -253,16 +253,16 @@ pub fn sign_existing(
     outdir: &Path,
     version: &str,
     sk: &minisign::SecretKey,
+    verity: bool,
 ) -> Result<MakeReport, String> {
     let ib = std::fs::read(index_path).map_err(|e| format!("{}: {e}", index_path.display()))?;
     let idx = Index::parse(&ib).map_err(|e| format!("{}: {e}", index_path.display()))?;
     let mut whole = sha2::Sha256::new();
     let mut compression = None;
     let mut rep = MakeReport::default();
-    for c in &idx.chunks {
+    let read_chunk = |c: &Chunk| {
         let p = store.join(chunk_path(&c.id));
         let z = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        compression = compression.or(Compression::detect(&z));
         let d = compress::decompress(&z, c.len as usize, false)
             .map_err(|e| format!("{}: {e}", p.display()))?;
         if d.len() as u64 != c.len || idx.digest().id(&d) != c.id {
@@ -271,10 +271,30 @@ pub fn sign_existing(
                 p.display()
             ));
         }
+        Ok::<_, String>((z, d))
+    };
+    let mut scan = verity.then(super::verity::StreamCheck::default);
+    for c in &idx.chunks {
+        let (z, d) = read_chunk(c)?;
+        compression = compression.or(Compression::detect(&z));
         whole.update(&d);
+        if let Some(s) = scan.as_mut() {
+            s.find(&d);
+        }
         rep.chunks += 1;
         rep.stored_bytes += z.len() as u64;
     }
+    // The tree is checked against the data in a second pass (the salt is known only now).
+    let verity = match scan {
+        Some(mut s) => {
+            s.second_pass()?;
+            for c in &idx.chunks {
+                s.hash(&read_chunk(c)?.1);
+            }
+            Some(s.finish()?)
+        }
+        None => None,
+    };
     rep.image_size = idx.size();
     std::fs::create_dir_all(outdir).map_err(|e| format!("{}: {e}", outdir.display()))?;
     let m = Manifest {
@@ -290,7 +310,7 @@ pub fn sign_existing(
         chunk_size_avg: idx.params.avg,
         chunk_size_max: idx.params.max,
         store: store_name.into(),
-        verity: None,
+        verity,
     };
     Manifest::parse(&m.to_toml())?;
     write_signed(outdir, Some(&ib), &m, sk)?;

@@ -249,6 +249,110 @@ pub fn verify(f: &File, data_size: u64, root_hash: &[u8; 32]) -> Result<Superblo
     Ok(sb)
 }
 
+/// Finds and checks a verity tree in an image that arrives as a stream of bytes, in two passes
+/// (for `update sign --verity`, where the image exists only as chunks): the first pass finds
+/// the superblock (the first 4096-aligned block holding one whose data size equals its
+/// offset) and keeps the tree after it; the second hashes the data with the superblock's salt,
+/// and [`StreamCheck::finish`] compares the tree and returns its root hash.
+pub struct StreamCheck {
+    off: u64,
+    block: Vec<u8>,
+    found: Option<(Superblock, [u8; 16])>,
+    tree: Vec<u8>,
+    level0: Vec<[u8; DIGEST]>,
+}
+
+impl Default for StreamCheck {
+    fn default() -> Self {
+        StreamCheck {
+            off: 0,
+            block: Vec::with_capacity(BLOCK as usize),
+            found: None,
+            tree: Vec::new(),
+            level0: Vec::new(),
+        }
+    }
+}
+
+impl StreamCheck {
+    /// Whole 4096-byte blocks of `data` with their offsets, continuing earlier calls.
+    fn blocks(&mut self, mut data: &[u8], mut f: impl FnMut(&mut Self, u64, &[u8])) {
+        while !data.is_empty() {
+            let n = (BLOCK as usize - self.block.len()).min(data.len());
+            self.block.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.block.len() == BLOCK as usize {
+                let b = std::mem::take(&mut self.block);
+                let off = self.off;
+                self.off += BLOCK;
+                f(self, off, &b);
+                self.block = b;
+                self.block.clear();
+            }
+        }
+    }
+
+    /// First pass.
+    pub fn find(&mut self, data: &[u8]) {
+        self.blocks(data, |s, off, b| match &s.found {
+            None => {
+                if let Ok(sb) = Superblock::parse(b) {
+                    if sb.data_size() == off {
+                        let mut uuid = [0u8; 16];
+                        uuid.copy_from_slice(&b[16..32]);
+                        s.found = Some((sb, uuid));
+                    }
+                }
+            }
+            Some((sb, _)) => {
+                if (s.tree.len() as u64) < sb.tree_size() - BLOCK {
+                    s.tree.extend_from_slice(b);
+                }
+            }
+        });
+    }
+
+    /// Between the passes: whether a superblock was found.
+    pub fn second_pass(&mut self) -> Result<(), String> {
+        let Some((sb, _)) = &self.found else {
+            return Err("no verity superblock after the data (veritysetup format \
+                        --hash-offset=DATA-SIZE appends one)"
+                .into());
+        };
+        if (self.tree.len() as u64) != sb.tree_size() - BLOCK {
+            return Err("the verity hash tree is truncated".into());
+        }
+        self.off = 0;
+        self.block.clear();
+        Ok(())
+    }
+
+    /// Second pass.
+    pub fn hash(&mut self, data: &[u8]) {
+        self.blocks(data, |s, off, b| {
+            if let Some((sb, _)) = &s.found {
+                if off < sb.data_size() {
+                    let d = salted(&sb.salt, b);
+                    s.level0.push(d);
+                }
+            }
+        });
+    }
+
+    /// The checked tree's description for the manifest.
+    pub fn finish(self) -> Result<VerityInfo, String> {
+        let (sb, uuid) = self.found.ok_or("no verity superblock")?;
+        let (expect, root) = assemble(&sb, &uuid, &self.level0);
+        if expect[BLOCK as usize..] != self.tree[..] {
+            return Err("the verity hash tree does not match the data".into());
+        }
+        Ok(VerityInfo {
+            root_hash: crate::util::hex(&root),
+            data_size: sb.data_size(),
+        })
+    }
+}
+
 struct AtReader<'a> {
     f: &'a File,
     off: u64,
@@ -359,6 +463,31 @@ mod tests {
         }
         assert!(build(&mut [0u8; 4097].as_slice(), 4097).is_err());
         assert!(build(&mut [0u8; 4096].as_slice(), 4096).is_err());
+    }
+
+    #[test]
+    fn stream_check_matches_build() {
+        let data: Vec<u8> = (0..130 * BLOCK).map(|i| (i * 13 % 241) as u8).collect();
+        let t = build(&mut data.as_slice(), data.len() as u64).unwrap();
+        let mut img = data.clone();
+        img.extend_from_slice(&t.appended);
+        let run = |img: &[u8]| {
+            let mut s = StreamCheck::default();
+            for piece in img.chunks(1000) {
+                s.find(piece);
+            }
+            s.second_pass()?;
+            for piece in img.chunks(777) {
+                s.hash(piece);
+            }
+            s.finish()
+        };
+        assert_eq!(run(&img).unwrap(), t.info());
+        let mut bad = img.clone();
+        bad[5] ^= 1;
+        assert!(run(&bad).is_err());
+        assert!(run(&data).is_err());
+        assert!(run(&img[..img.len() - 1]).is_err());
     }
 
     #[test]

@@ -150,3 +150,19 @@ pub fn run_ok(c: &mut Command) -> Output {
     );
     o
 }
+
+/// The static release binary for VM tests: `$PRISTINE_STATIC_BIN` (scripts/test sets it), else
+/// built by scripts/build-static.
+pub fn static_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("PRISTINE_STATIC_BIN") {
+        return PathBuf::from(p);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-static");
+    let out = Command::new(script).output().expect("run build-static");
+    assert!(
+        out.status.success(),
+        "build-static failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
