@@ -52,7 +52,7 @@ fn the_fetched_slot_boots_through_pristines_dm_verity_mapping() {
     );
     let corrupted = said(&log, "corrupted");
     assert!(
-        corrupted.starts_with("read failed") && corrupted.contains("I/O error"),
+        corrupted.starts_with("read failed") && corrupted.contains("Input/output error"),
         "{corrupted}"
     );
     assert!(log.contains("PRISTINE-VM: done"));
