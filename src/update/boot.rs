@@ -4,7 +4,8 @@
 //! manifest carried a root hash).
 //!
 //! Crash safety: the only writes are atomic replacements of the state file, in this order:
-//! (1) the decision with the try spent, (2) either "checked" or "bad" after verification. A
+//! (1) the decision with the try spent, (2) either "checked", or "bad" after a failed
+//! verification followed by the new decision. A
 //! power cut after (1) counts as a failed try; one before (1) did not spend it. When the state
 //! cannot be written, a pending slot is never booted (its try could not be counted): the last
 //! good slot is. Must never write to a slot, and never mount one writable.
@@ -98,6 +99,9 @@ pub fn choose(settings: &UpdateSettings) -> Result<(BootDecision, String), Strin
                     );
                     log::error!("Slot {}: {why}", d.slot);
                     state::mark_bad(&mut st, d.slot, why);
+                    if let Err(e) = sd.save(&st) {
+                        log::warn!("{e} (slot {} will be checked again)", d.slot);
+                    }
                     continue;
                 }
             }
