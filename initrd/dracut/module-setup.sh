@@ -25,4 +25,18 @@ install() {
     inst_simple "$bin" /usr/bin/pristine
     inst_simple "$moddir/pristine-provision.service" "$systemdsystemunitdir/pristine-provision.service"
     $SYSTEMCTL -q --root "$initdir" add-wants initrd.target pristine-provision.service
+    # A/B /usr updates (only when this system configures [update] slots): the slot is chosen
+    # and mounted at /sysroot/usr by `pristine update boot --mount`, which reads its [update]
+    # settings from the initrd's own copy (/sysroot/usr is not mounted yet).
+    if grep -qs '^slots' /usr/lib/pristine/*.toml /etc/pristine/*.toml; then
+        inst_simple "$moddir/pristine-update-boot.service" \
+            "$systemdsystemunitdir/pristine-update-boot.service"
+        $SYSTEMCTL -q --root "$initdir" add-requires initrd-usr-fs.target pristine-update-boot.service
+        inst_multiple -o /usr/lib/pristine/*.toml /etc/pristine/*.toml
+    fi
+}
+
+installkernel() {
+    # dm-verity mappings for /usr, made by pristine itself (no veritysetup in the initrd).
+    hostonly='' instmods dm_mod dm_verity
 }

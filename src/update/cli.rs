@@ -12,18 +12,18 @@ use super::state::{self, SlotStatus, StateDir};
 use super::{fetch, FetchFailure, FetchOptions};
 use crate::host::Common;
 use crate::report::usage_error;
-use crate::report::{Outcome, EXIT_FATAL, EXIT_OK, EXIT_OP_FAILED};
+use crate::report::{Outcome, EXIT_BAD_CONFIG, EXIT_FATAL, EXIT_OK, EXIT_OP_FAILED};
 
 pub const USAGE: &str = "\
 Usage: pristine update VERB [OPTIONS]
   make --key=SECRET.key --version=V [--digest=sha512-256|sha256]
-       [--compression=zstd|xz|none] [--chunk-size=MIN:AVG:MAX|AVG] IMAGE OUTDIR
-  sign --key=SECRET.key --version=V --store=STORE [--store-name=NAME] INDEX.caibx OUTDIR
+       [--compression=zstd|xz|none] [--chunk-size=MIN:AVG:MAX|AVG] [--verity] IMAGE OUTDIR
+  sign --key=SECRET.key --version=V --store=STORE [--store-name=NAME] [--verity] INDEX.caibx OUTDIR
   fetch [--seed=PATH]... [--allow-downgrade] [--allow-unknown-installed] [--dry-run] [--json] SOURCE
   status [--json]
   confirm
   rollback
-  boot [--json]
+  boot [--json] [--mount[=DIR]] [--fstype=TYPE]
   adopt --slot=N --version=V [--index=FILE]
 ";
 
@@ -87,7 +87,8 @@ pub fn main(common: &Common, rest: Vec<OsString>) -> u8 {
         "sign" => cmd_sign(p),
         "fetch" => cmd_fetch(common, p),
         "status" => cmd_status(common, p),
-        "confirm" | "rollback" | "boot" => cmd_state(common, &verb, p),
+        "confirm" | "rollback" => cmd_state(common, &verb, p),
+        "boot" => cmd_boot(common, p),
         "adopt" => cmd_adopt(common, p),
         other => Err(Usage(format!("unknown update verb '{other}'"))),
     };
@@ -117,6 +118,7 @@ fn cmd_make(mut p: lexopt::Parser) -> Result<u8, Usage> {
         digest: Digest::Sha512_256,
         compression: Compression::Zstd,
         params: ChunkParams::default(),
+        verity: false,
     };
     while let Some(a) = p.next()? {
         match a {
@@ -135,6 +137,7 @@ fn cmd_make(mut p: lexopt::Parser) -> Result<u8, Usage> {
             Long("chunk-size") => {
                 o.params = parse_chunk_size(&string(p.value()?)?).map_err(Usage)?
             }
+            Long("verity") => o.verity = true,
             Value(v) => pos.push(PathBuf::from(v)),
             _ => return Err(a.unexpected().into()),
         }
@@ -176,12 +179,14 @@ fn cmd_make(mut p: lexopt::Parser) -> Result<u8, Usage> {
 fn cmd_sign(mut p: lexopt::Parser) -> Result<u8, Usage> {
     let (mut key, mut version, mut store, mut pos) = (None, None, None, Vec::new());
     let mut store_name = make::STORE_NAME.to_string();
+    let mut verity = false;
     while let Some(a) = p.next()? {
         match a {
             Long("key") => key = Some(PathBuf::from(p.value()?)),
             Long("version") => version = Some(string(p.value()?)?),
             Long("store") => store = Some(PathBuf::from(p.value()?)),
             Long("store-name") => store_name = string(p.value()?)?,
+            Long("verity") => verity = true,
             Value(v) => pos.push(PathBuf::from(v)),
             _ => return Err(a.unexpected().into()),
         }
@@ -200,7 +205,7 @@ fn cmd_sign(mut p: lexopt::Parser) -> Result<u8, Usage> {
             return Ok(EXIT_FATAL);
         }
     };
-    match make::sign_existing(index, &store, &store_name, outdir, &version, &sk) {
+    match make::sign_existing(index, &store, &store_name, outdir, &version, &sk, verity) {
         Ok(r) => {
             log::info!(
                 "Signed version {version}: {} bytes in {} chunks, all verified.",
@@ -238,6 +243,10 @@ fn cmd_fetch(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
     };
     let mut out = Outcome::default();
     let settings = super::settings(&root, &mut out);
+    let settings = match resolved(common, &root, &settings, !o.dry_run) {
+        Ok(s) => s,
+        Err(c) => return Ok(c),
+    };
     match fetch(&root, &settings, &o) {
         Ok(r) if o.dry_run => {
             let c = &r.counters;
@@ -288,6 +297,20 @@ fn cmd_fetch(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
     }
 }
 
+/// `[update]` settings with state directory and slots resolved for the root (see
+/// [`super::place`]); slots under `/dev/` are the host's unless `--root` was given.
+fn resolved(
+    common: &Common,
+    root: &crate::fs::Root,
+    settings: &crate::config::UpdateSettings,
+    create: bool,
+) -> Result<crate::config::UpdateSettings, u8> {
+    super::place::resolve(root, settings, common.root.is_none(), create).map_err(|e| {
+        log::error!("{e}");
+        EXIT_BAD_CONFIG
+    })
+}
+
 fn open_state(
     common: &Common,
     create: bool,
@@ -307,6 +330,7 @@ fn open_state(
         log::error!("[update] slots needs at least two slots");
         return Err(EXIT_FATAL);
     }
+    let settings = resolved(common, &root, &settings, create)?;
     let sd = StateDir::open(Path::new(&settings.state_dir), create).map_err(|e| {
         log::error!("{}: {e}", settings.state_dir);
         EXIT_OP_FAILED
@@ -337,6 +361,10 @@ fn cmd_status(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
         println!("No update slots configured ([update] slots in pristine.toml).");
         return Ok(out.exit_code());
     }
+    let settings = match resolved(common, &root, &settings, false) {
+        Ok(s) => s,
+        Err(c) => return Ok(c),
+    };
     let st = StateDir::open(Path::new(&settings.state_dir), false)
         .ok()
         .map(|d| d.load())
@@ -389,36 +417,70 @@ fn cmd_status(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
     Ok(out.exit_code())
 }
 
-fn cmd_state(common: &Common, verb: &str, mut p: lexopt::Parser) -> Result<u8, Usage> {
-    let mut json = false;
+fn cmd_boot(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
+    let (mut json, mut mount, mut fstype) = (false, None, None);
     while let Some(a) = p.next()? {
         match a {
-            Long("json") if verb == "boot" => json = true,
+            Long("json") => json = true,
+            Long("mount") => mount = Some(p.optional_value().map(PathBuf::from)),
+            Long("fstype") => fstype = Some(string(p.value()?)?),
             _ => return Err(a.unexpected().into()),
         }
     }
-    if verb == "boot" {
-        let root = match common.open_root() {
-            Ok(r) => r,
-            Err(c) => return Ok(c),
-        };
-        let mut out = Outcome::default();
-        let settings = super::settings(&root, &mut out);
-        return Ok(match super::boot(&settings) {
-            Ok((d, path)) => {
-                if json {
-                    let v = serde_json::json!({"slot": d.slot, "path": path, "reason": d.reason});
-                    println!("{v}");
-                } else {
-                    println!("{path}");
-                }
-                out.exit_code()
+    let root = match common.open_root() {
+        Ok(r) => r,
+        Err(c) => return Ok(c),
+    };
+    let mut out = Outcome::default();
+    let mut settings = super::settings(&root, &mut out);
+    if settings.slots.is_empty() && common.root.is_none() && crate::logging::in_initrd() {
+        // /sysroot/usr is what is about to be chosen: the initrd carries its own copy of the
+        // [update] settings (the dracut module installs them).
+        if let Ok(initrd) = crate::fs::Root::open("/") {
+            settings = super::settings(&initrd, &mut out);
+        }
+    }
+    let settings = match resolved(common, &root, &settings, false) {
+        Ok(s) => s,
+        Err(c) => return Ok(c),
+    };
+    let (d, path) = match super::boot(&settings) {
+        Ok(x) => x,
+        Err(e) => {
+            log::error!("update boot: {e}");
+            return Ok(EXIT_OP_FAILED);
+        }
+    };
+    let mut mounted = None;
+    if let Some(target) = mount {
+        let target = target.unwrap_or_else(|| root.host().join("usr"));
+        let rec = StateDir::open(Path::new(&settings.state_dir), false)
+            .map_err(|e| e.to_string())
+            .and_then(|sd| sd.load())
+            .map(|st| st.slot(d.slot));
+        match rec.and_then(|r| super::boot::mount(&path, &r, &target, fstype.as_deref())) {
+            Ok(what) => {
+                log::info!("Mounted {what} read-only at {}.", target.display());
+                mounted = Some(what);
             }
             Err(e) => {
                 log::error!("update boot: {e}");
-                EXIT_OP_FAILED
+                return Ok(EXIT_OP_FAILED);
             }
-        });
+        }
+    }
+    if json {
+        let v = serde_json::json!({"slot": d.slot, "path": path, "reason": d.reason, "mounted": mounted});
+        println!("{v}");
+    } else {
+        println!("{path}");
+    }
+    Ok(out.exit_code())
+}
+
+fn cmd_state(common: &Common, verb: &str, mut p: lexopt::Parser) -> Result<u8, Usage> {
+    if let Some(a) = p.next()? {
+        return Err(a.unexpected().into());
     }
     let (_settings, sd, mut st, out) = match open_state(common, false) {
         Ok(x) => x,

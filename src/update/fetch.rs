@@ -597,6 +597,8 @@ pub fn fetch(
     r.image_digest = Some(m.image_digest.clone());
     r.index_digest = Some(m.index_digest.clone());
     r.reason = Some(format!("fetched from {}", opts.source));
+    r.verity = m.verity.clone();
+    r.checked = false;
     sd.save(&st).map_err(Failed)?;
     Ok(FetchReport {
         version: m.version.clone(),

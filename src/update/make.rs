@@ -27,6 +27,8 @@ pub struct MakeOptions {
     pub digest: Digest,
     pub compression: Compression,
     pub params: ChunkParams,
+    /// Append a dm-verity hash tree to the image (see `update::verity`).
+    pub verity: bool,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -64,17 +66,19 @@ fn store_chunk(
     Ok(())
 }
 
-/// Chunks `image` into `outdir/image.castr` and writes `image.caibx`; returns the index and the
-/// whole-image digest.
+/// Chunks `image` (followed by `tail`) into `outdir/image.castr` and writes `image.caibx`;
+/// returns the index and the whole-image digest.
 pub fn make_store(
     image: &Path,
+    tail: &[u8],
     outdir: &Path,
     o: &MakeOptions,
     rep: &mut MakeReport,
 ) -> Result<(Index, String), String> {
     o.params.check()?;
     let store = outdir.join(STORE_NAME);
-    let mut f = File::open(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let f = File::open(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let mut f = f.chain(tail);
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -131,7 +135,7 @@ type Job = ([u8; 32], Vec<u8>);
 
 /// Cuts the image into chunks and hands each new chunk to the store writers.
 fn cut_and_hash(
-    f: &mut File,
+    f: &mut dyn std::io::Read,
     image: &Path,
     o: &MakeOptions,
     tx: &std::sync::mpsc::SyncSender<Job>,
@@ -216,7 +220,16 @@ pub fn make(
 ) -> Result<MakeReport, String> {
     std::fs::create_dir_all(outdir).map_err(|e| format!("{}: {e}", outdir.display()))?;
     let mut rep = MakeReport::default();
-    let (idx, whole) = make_store(image, outdir, o, &mut rep)?;
+    let verity = if o.verity {
+        Some(super::verity::build_for_file(image)?)
+    } else {
+        None
+    };
+    let tail = verity
+        .as_ref()
+        .map(|t| t.appended.as_slice())
+        .unwrap_or(&[]);
+    let (idx, whole) = make_store(image, tail, outdir, o, &mut rep)?;
     let ib = idx.to_bytes();
     let m = Manifest {
         format: 1,
@@ -231,6 +244,7 @@ pub fn make(
         chunk_size_avg: o.params.avg,
         chunk_size_max: o.params.max,
         store: STORE_NAME.into(),
+        verity: verity.map(|t| t.info()),
     };
     write_signed(outdir, Some(&ib), &m, sk)?;
     Ok(rep)
@@ -245,16 +259,16 @@ pub fn sign_existing(
     outdir: &Path,
     version: &str,
     sk: &minisign::SecretKey,
+    verity: bool,
 ) -> Result<MakeReport, String> {
     let ib = std::fs::read(index_path).map_err(|e| format!("{}: {e}", index_path.display()))?;
     let idx = Index::parse(&ib).map_err(|e| format!("{}: {e}", index_path.display()))?;
     let mut whole = sha2::Sha256::new();
     let mut compression = None;
     let mut rep = MakeReport::default();
-    for c in &idx.chunks {
+    let read_chunk = |c: &Chunk| {
         let p = store.join(chunk_path(&c.id));
         let z = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        compression = compression.or(Compression::detect(&z));
         let d = compress::decompress(&z, c.len as usize, false)
             .map_err(|e| format!("{}: {e}", p.display()))?;
         if d.len() as u64 != c.len || idx.digest().id(&d) != c.id {
@@ -263,10 +277,30 @@ pub fn sign_existing(
                 p.display()
             ));
         }
+        Ok::<_, String>((z, d))
+    };
+    let mut scan = verity.then(super::verity::StreamCheck::default);
+    for c in &idx.chunks {
+        let (z, d) = read_chunk(c)?;
+        compression = compression.or(Compression::detect(&z));
         whole.update(&d);
+        if let Some(s) = scan.as_mut() {
+            s.find(&d);
+        }
         rep.chunks += 1;
         rep.stored_bytes += z.len() as u64;
     }
+    // The tree is checked against the data in a second pass (the salt is known only now).
+    let verity = match scan {
+        Some(mut s) => {
+            s.second_pass()?;
+            for c in &idx.chunks {
+                s.hash(&read_chunk(c)?.1);
+            }
+            Some(s.finish()?)
+        }
+        None => None,
+    };
     rep.image_size = idx.size();
     std::fs::create_dir_all(outdir).map_err(|e| format!("{}: {e}", outdir.display()))?;
     let m = Manifest {
@@ -282,6 +316,7 @@ pub fn sign_existing(
         chunk_size_avg: idx.params.avg,
         chunk_size_max: idx.params.max,
         store: store_name.into(),
+        verity,
     };
     Manifest::parse(&m.to_toml())?;
     write_signed(outdir, Some(&ib), &m, sk)?;

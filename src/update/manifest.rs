@@ -40,6 +40,9 @@ pub struct Manifest {
     pub chunk_size_max: u64,
     /// Store directory, relative to the source.
     pub store: String,
+    /// The image carries a dm-verity hash tree (`[verity]` table; see `update::verity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verity: Option<super::verity::VerityInfo>,
 }
 
 fn safe_rel(s: &str) -> bool {
@@ -67,6 +70,9 @@ impl Manifest {
         m.params().check()?;
         if m.compression != "auto" && Compression::parse(&m.compression).is_none() {
             return Err(format!("unknown compression '{}'", m.compression));
+        }
+        if let Some(v) = &m.verity {
+            v.check(m.image_size)?;
         }
         for d in [&m.image_digest, &m.index_digest] {
             if parse_sha256(d).is_none() {
@@ -106,7 +112,11 @@ impl Manifest {
             self.chunk_size_avg,
             self.chunk_size_max,
             q(&self.store),
-        )
+        ) + &self
+            .verity
+            .as_ref()
+            .map(|v| v.to_toml())
+            .unwrap_or_default()
     }
 
     pub fn digest(&self) -> Result<Digest, String> {
@@ -305,6 +315,7 @@ mod tests {
             index_digest: sha256_tag(b"y"),
             chunk_digest: "sha512-256".into(),
             compression: "zstd".into(),
+            verity: None,
             chunk_size_min: 16384,
             chunk_size_avg: 65536,
             chunk_size_max: 262144,

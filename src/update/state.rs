@@ -54,6 +54,12 @@ pub struct SlotRecord {
     pub index_digest: Option<String>,
     /// Why the status last changed, for `status`.
     pub reason: Option<String>,
+    /// The image carries a dm-verity tree with this root hash (from the signed manifest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verity: Option<super::verity::VerityInfo>,
+    /// The slot's content was checked against the manifest's digest (or verity root hash)
+    /// at boot, before its first use.
+    pub checked: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +157,19 @@ pub fn boot_select(st: &mut State) -> Option<BootDecision> {
         reason = format!("{}; reverted: {reason}", notes.join("; "));
     }
     Some(BootDecision { slot: good, reason })
+}
+
+/// Gives up on slot `i` (its content failed verification before it was used): it becomes bad
+/// with `why`, and is never chosen again.
+pub fn mark_bad(st: &mut State, i: usize, why: String) {
+    if let Some(r) = st.slots.get_mut(i) {
+        r.status = SlotStatus::Bad;
+        r.tries = 0;
+        r.reason = Some(why);
+    }
+    if st.booted == Some(i) {
+        st.booted = None;
+    }
 }
 
 /// Marks the booted slot good.

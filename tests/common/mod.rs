@@ -159,8 +159,20 @@ pub fn stderr_text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// The static pristine binary the VM tests put in their initramfs: `$PRISTINE_STATIC_BIN`
-/// (scripts/test sets it) or built by scripts/build-static.
+/// Runs `c`, asserts it succeeded (showing its stderr and stdout if not), returns its output.
+pub fn run_ok(c: &mut Command) -> Output {
+    let o = c.output().expect("run command");
+    assert!(
+        o.status.success(),
+        "{c:?} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    o
+}
+
+/// The static release binary for VM tests: `$PRISTINE_STATIC_BIN` (scripts/test sets it), else
+/// built by scripts/build-static.
 pub fn static_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("PRISTINE_STATIC_BIN") {
         return PathBuf::from(p);
