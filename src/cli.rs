@@ -74,6 +74,8 @@ Verbs:
                          Enable/disable all units per preset policy (like systemctl preset-all)
   preset [--preset-mode=MODE] [--dry-run] UNIT...
                          Enable/disable the named units per preset policy
+  state save|diff|policy|restore
+                         State operators: keep the admin's changes to /etc across boots
 
 Options (for every verb):
   --root=DIR             Operate on DIR (default: / , or /sysroot inside an initrd)
@@ -183,6 +185,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
         "update" => crate::update::cli::main(&common, rest),
         "preset-all" => crate::presets::cli::preset_all(&common, rest),
         "preset" => crate::presets::cli::preset(&common, rest),
+        "state" => crate::operators::cli::main(&common, rest),
         "help" => {
             print!("{USAGE}");
             EXIT_OK

@@ -16,6 +16,7 @@ pub mod config;
 pub mod detect;
 pub mod fs;
 pub mod logging;
+pub mod operators;
 pub mod presets;
 pub mod provision;
 pub mod report;

@@ -87,6 +87,26 @@ pub struct Settings {
     pub firstboot: FirstbootSettings,
     pub reset: ResetSettings,
     pub update: UpdateSettings,
+    pub state: StateSettings,
+}
+
+/// `[state]`: the state operators' registry (see `docs/state.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StateSettings {
+    /// In-root directory of the registry, on a file system that persists (not under /etc).
+    pub registry: String,
+    /// Upper bound in bytes on what the registry holds (objects plus manifest).
+    pub max_size: u64,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            registry: "/var/lib/pristine/state".to_string(),
+            max_size: 256 << 20,
+        }
+    }
 }
 
 /// `[update]`: A/B `/usr` image updates (see `pristine update`).
@@ -130,7 +150,7 @@ struct Leaf {
     line: usize,
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+pub fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')

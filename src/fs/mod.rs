@@ -459,6 +459,79 @@ impl Root {
         )?)
     }
 
+    /// Swaps `a` and `b` atomically (`renameat2(RENAME_EXCHANGE)`): both must exist; after the
+    /// call each name holds what the other held. Neither last component is followed.
+    pub fn exchange(&self, a: &Path, b: &Path) -> io::Result<()> {
+        let (adir, aname) = self.parent(a)?;
+        let (bdir, bname) = self.parent(b)?;
+        mutating("exchange", a)?;
+        Ok(rustix::fs::renameat_with(
+            &adir,
+            aname.as_os_str(),
+            &bdir,
+            bname.as_os_str(),
+            rustix::fs::RenameFlags::EXCHANGE,
+        )?)
+    }
+
+    /// Sets owner and permission bits of the directory or regular file `p` (a symlink at `p`
+    /// is refused, never followed).
+    pub fn set_owner_mode(&self, p: &Path, owner: (u32, u32), mode: u32) -> io::Result<()> {
+        let fd = self.open_path(
+            p,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+            Mode::empty(),
+        )?;
+        mutating("chown", p)?;
+        rustix::fs::fchown(
+            &fd,
+            Some(rustix::fs::Uid::from_raw(owner.0)),
+            Some(rustix::fs::Gid::from_raw(owner.1)),
+        )?;
+        Ok(rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?)
+    }
+
+    /// The extended attributes of the regular file or directory `p` (not following a final
+    /// symlink), name → value, at most `limit` bytes of names and of each value.
+    pub fn xattrs(&self, p: &Path, limit: usize) -> io::Result<Vec<(OsString, Vec<u8>)>> {
+        let fd = self.open_path(
+            p,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+            Mode::empty(),
+        )?;
+        let mut names = vec![0u8; limit];
+        let n = match rustix::fs::flistxattr(&fd, &mut names[..]) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::NOTSUP) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+            let name = OsStr::from_bytes(name);
+            let mut val = vec![0u8; limit];
+            let len = rustix::fs::fgetxattr(&fd, name, &mut val[..])?;
+            val.truncate(len);
+            out.push((name.to_os_string(), val));
+        }
+        Ok(out)
+    }
+
+    /// Sets extended attribute `name` of the regular file or directory `p` (no symlink followed).
+    pub fn set_xattr(&self, p: &Path, name: &OsStr, value: &[u8]) -> io::Result<()> {
+        let fd = self.open_path(
+            p,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+            Mode::empty(),
+        )?;
+        mutating("setxattr", p)?;
+        Ok(rustix::fs::fsetxattr(
+            &fd,
+            name,
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )?)
+    }
+
     /// Sets access and modification times of `p` (not following a final symlink).
     pub fn set_times(&self, p: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
         let (dir, name) = self.parent(p)?;
