@@ -97,6 +97,15 @@ pub fn save(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> SaveResult {
     let unchanged = prev.as_ref().is_some_and(|p| {
         p.entries == next.entries && next.objects().iter().all(|h| ctx.store.has_object(h))
     });
+    if unchanged && !dry_run {
+        // A save interrupted after its switch may have left unreferenced objects.
+        if let Err(e) = ctx.store.tidy(&next) {
+            out.push(Diagnostic::failed(
+                Some(&ctx.store.dir),
+                format!("cannot remove unreferenced objects: {e}"),
+            ));
+        }
+    }
     if unchanged || (prev.is_none() && next.entries.is_empty()) || dry_run {
         return res;
     }

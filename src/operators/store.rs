@@ -275,8 +275,20 @@ impl Store<'_> {
         self.gc(&needed)
     }
 
+    /// Removes objects no longer referenced by `g` (left by a save interrupted after its
+    /// switch); writes nothing when there are none.
+    pub fn tidy(&self, g: &Generation) -> io::Result<()> {
+        self.gc(&g.objects())
+    }
+
     /// Removes objects (and stray temporary files) not in `keep`.
     fn gc(&self, keep: &BTreeSet<&str>) -> io::Result<()> {
+        // Temporary files of a write cut short by a crash.
+        for e in self.root.read_dir(&self.dir).unwrap_or_default() {
+            if e.name.as_encoded_bytes().starts_with(b".#") {
+                self.root.unlink(&self.dir.join(&e.name))?;
+            }
+        }
         let objects = self.dir.join("objects");
         let Ok(dirs) = self.root.read_dir(&objects) else {
             return Ok(());
