@@ -10,7 +10,7 @@
 //! Saved state only fills paths missing from `/etc`: a path that exists is at least as new as
 //! the last save and is never overwritten by it. Reference paths always follow the vendor.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -633,8 +633,10 @@ pub fn apply(root: &Root, store: &Store<'_>, plan: &Plan, out: &mut Outcome) -> 
         }
     }
     let mut written = 0;
+    // Directories known to exist: one mkdir_all per directory, not per file.
+    let mut ready: HashSet<PathBuf> = HashSet::new();
     for a in &plan.actions {
-        match write_one(root, store, a, stage) {
+        match write_one(root, store, a, stage, &mut ready) {
             Ok(()) => written += 1,
             Err(e) => out.push(Diagnostic::failed(Some(Path::new(&a.path)), e)),
         }
@@ -668,17 +670,28 @@ pub fn apply(root: &Root, store: &Store<'_>, plan: &Plan, out: &mut Outcome) -> 
     written
 }
 
-fn write_one(root: &Root, store: &Store<'_>, a: &Action, stage: bool) -> Result<(), String> {
+fn write_one(
+    root: &Root,
+    store: &Store<'_>,
+    a: &Action,
+    stage: bool,
+    ready: &mut HashSet<PathBuf>,
+) -> Result<(), String> {
     let p = staged(&a.path, stage);
     if let Some(parent) = p.parent() {
-        root.mkdir_all(parent, 0o755)
-            .map_err(|e| format!("cannot create the parent directory: {e}"))?;
+        if !ready.contains(parent) {
+            root.mkdir_all(parent, 0o755)
+                .map_err(|e| format!("cannot create the parent directory: {e}"))?;
+            ready.extend(parent.ancestors().map(Path::to_path_buf));
+        }
     }
     match &a.want {
         Want::Dir { mode, owner } => {
             root.mkdir(&p, *mode).map_err(|e| e.to_string())?;
             root.set_owner_mode(&p, *owner, *mode)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            ready.insert(p);
+            Ok(())
         }
         Want::Link { target } => root
             .symlink_atomic(Path::new(target), &p)

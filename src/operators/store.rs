@@ -212,15 +212,24 @@ impl Store<'_> {
     /// Reads an object and verifies it against its hash.
     pub fn object(&self, h: &str) -> Result<Vec<u8>, ObjectError> {
         let p = self.object_path(h).ok_or(ObjectError::Corrupt)?;
-        match self.root.stat(&p, false) {
-            Ok(st) if u64::try_from(st.st_size).unwrap_or(u64::MAX) > self.max_size => {
-                return Err(ObjectError::TooLarge)
-            }
-            Ok(_) => {}
+        let flags = rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::NONBLOCK;
+        let fd = match self.root.open_path(&p, flags, rustix::fs::Mode::empty()) {
+            Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ObjectError::Missing),
             Err(e) => return Err(ObjectError::Io(e)),
+        };
+        let size = rustix::fs::fstat(&fd)
+            .map_err(|e| ObjectError::Io(e.into()))?
+            .st_size;
+        if u64::try_from(size).unwrap_or(u64::MAX) > self.max_size {
+            return Err(ObjectError::TooLarge);
         }
-        let data = self.root.read(&p).map_err(ObjectError::Io)?;
+        let data = crate::fs::read_regular(&fd).map_err(|e| match e {
+            crate::fs::ReadError::NotRegular => ObjectError::Corrupt,
+            crate::fs::ReadError::Io(e) => ObjectError::Io(e.into()),
+        })?;
         if hash(&data) != h {
             return Err(ObjectError::Corrupt);
         }
