@@ -640,6 +640,42 @@ pub fn temp_name(name: &OsStr) -> OsString {
     s
 }
 
+/// Creates `name` in the open directory `dir` as a new regular file holding `data`, with `mode`
+/// (umask not applied) and `owner`. `O_EXCL | O_NOFOLLOW`: an existing entry is an error, never
+/// followed or overwritten. Not atomic and not fsynced: for trees that become visible as a
+/// whole later (a staging directory swapped in after a `syncfs`) or that a crash discards
+/// anyway (a tmpfs). `what` names the path in errors and fault injection.
+pub fn create_new_at(
+    dir: impl AsFd,
+    name: &OsStr,
+    data: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    what: &Path,
+) -> io::Result<()> {
+    mutating("create", what)?;
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    // A new file already belongs to the caller: no chown for that owner.
+    let me = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
+    if let Some((uid, gid)) = owner.filter(|o| *o != me) {
+        rustix::fs::fchown(
+            &fd,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )?;
+    }
+    std::fs::File::from(fd).write_all(data)
+}
+
 /// [`Root::write_atomic`] on an already open directory. `what` names the path in errors and
 /// fault injection; `durable` fsyncs the file and the directory.
 pub fn write_atomic_at(

@@ -10,9 +10,10 @@
 //! Saved state only fills paths missing from `/etc`: a path that exists is at least as new as
 //! the last save and is never overwritten by it. Reference paths always follow the vendor.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fmt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FileType;
@@ -82,6 +83,8 @@ pub struct Action {
     pub path: String,
     pub operator: Kind,
     pub want: Want,
+    /// Something is at the path now (a reference file that differs): replaced atomically.
+    pub replace: bool,
 }
 
 impl fmt::Display for Action {
@@ -266,9 +269,23 @@ pub fn observe(root: &Root, policy: &Policy, generation: Option<&Generation>) ->
     }
     observe_reference(root, policy, &mut o, &claimed);
     observe_generated(root, policy, generation, &mut o, &db);
-    let paths: Vec<String> = o.wanted.iter().map(|(p, _, _)| p.clone()).collect();
+    let mut paths: Vec<String> = o.wanted.iter().map(|(p, _, _)| p.clone()).collect();
+    paths.sort();
+    // Below a missing directory everything is missing: no look-up (an empty /etc costs none).
+    let mut missing: BTreeSet<PathBuf> = BTreeSet::new();
     for p in paths {
-        let c = current(root, &p);
+        let below_missing = Path::new(&p)
+            .ancestors()
+            .skip(1)
+            .any(|a| missing.contains(a));
+        let c = if below_missing {
+            Current::Missing
+        } else {
+            current(root, &p)
+        };
+        if c == Current::Missing {
+            missing.insert(PathBuf::from(&p));
+        }
         o.current.insert(p, c);
     }
     o
@@ -555,6 +572,7 @@ pub fn plan(o: Observed) -> Plan {
                 path,
                 operator: op,
                 want,
+                replace: cur != Current::Missing,
             });
         }
     }
@@ -570,15 +588,33 @@ fn staged(p: &str, stage: bool) -> PathBuf {
     Path::new(STAGE).join(rest)
 }
 
-/// Whether `/etc` is a mount point of its own (then it is rendered in place).
-fn etc_is_mount(root: &Root) -> bool {
+/// How `/etc` is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    /// A directory on the root file system: a staged copy swapped in.
+    Staged,
+    /// A tmpfs mount (a stateless boot): new files created in place, nothing survives a crash.
+    Tmpfs,
+    /// Another mount (a separate /etc partition, where no swap can reach): each file replaced
+    /// atomically in place.
+    Mounted,
+}
+
+fn target(root: &Root) -> Target {
+    if crate::provision::mounts::is_tmpfs_mount(root, Path::new("/etc")).unwrap_or(false) {
+        return Target::Tmpfs;
+    }
     let (Ok(etc), Ok(top)) = (
         root.open_dir(Path::new("/etc")),
         root.open_dir(Path::new("/")),
     ) else {
-        return false;
+        return Target::Staged;
     };
-    crate::fs::is_mount_point(&etc, &top, OsStr::new("etc")).unwrap_or(false)
+    if crate::fs::is_mount_point(&etc, &top, OsStr::new("etc")).unwrap_or(false) {
+        Target::Mounted
+    } else {
+        Target::Staged
+    }
 }
 
 /// Removes a staging directory a crash left behind (it holds either an unfinished new `/etc` or
@@ -613,7 +649,8 @@ pub fn apply(root: &Root, store: &Store<'_>, plan: &Plan, out: &mut Outcome) -> 
         ));
         return 0;
     }
-    let stage = !etc_is_mount(root);
+    let how = target(root);
+    let stage = how == Target::Staged;
     if stage {
         let r = crate::fs::copy::copy_tree_at(
             root.fd(),
@@ -633,10 +670,10 @@ pub fn apply(root: &Root, store: &Store<'_>, plan: &Plan, out: &mut Outcome) -> 
         }
     }
     let mut written = 0;
-    // Directories known to exist: one mkdir_all per directory, not per file.
-    let mut ready: HashSet<PathBuf> = HashSet::new();
+    // Open directories: each is created and opened once, not once per file.
+    let mut dirs: HashMap<PathBuf, OwnedFd> = HashMap::new();
     for a in &plan.actions {
-        match write_one(root, store, a, stage, &mut ready) {
+        match write_one(root, store, a, how, &mut dirs) {
             Ok(()) => written += 1,
             Err(e) => out.push(Diagnostic::failed(Some(Path::new(&a.path)), e)),
         }
@@ -670,32 +707,60 @@ pub fn apply(root: &Root, store: &Store<'_>, plan: &Plan, out: &mut Outcome) -> 
     written
 }
 
+/// Most directories an apply keeps open at once.
+const OPEN_DIRS: usize = 64;
+
+/// The open directory `dir`, created (with missing parents) when needed.
+fn open_dir<'a>(
+    root: &Root,
+    dir: &Path,
+    dirs: &'a mut HashMap<PathBuf, OwnedFd>,
+) -> Result<&'a OwnedFd, String> {
+    if !dirs.contains_key(dir) {
+        if dirs.len() >= OPEN_DIRS {
+            dirs.clear();
+        }
+        let fd = match root.open_dir(dir) {
+            Ok(fd) => fd,
+            Err(_) => {
+                root.mkdir_all(dir, 0o755)
+                    .map_err(|e| format!("cannot create the parent directory: {e}"))?;
+                root.open_dir(dir)
+                    .map_err(|e| format!("cannot open the parent directory: {e}"))?
+            }
+        };
+        dirs.insert(dir.to_path_buf(), fd);
+    }
+    dirs.get(dir).ok_or_else(|| "directory cache".to_string())
+}
+
 fn write_one(
     root: &Root,
     store: &Store<'_>,
     a: &Action,
-    stage: bool,
-    ready: &mut HashSet<PathBuf>,
+    how: Target,
+    dirs: &mut HashMap<PathBuf, OwnedFd>,
 ) -> Result<(), String> {
-    let p = staged(&a.path, stage);
-    if let Some(parent) = p.parent() {
-        if !ready.contains(parent) {
-            root.mkdir_all(parent, 0o755)
-                .map_err(|e| format!("cannot create the parent directory: {e}"))?;
-            ready.extend(parent.ancestors().map(Path::to_path_buf));
-        }
-    }
+    let p = staged(&a.path, how == Target::Staged);
+    let atomic = a.replace || how == Target::Mounted;
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+        return Err("not a path below /etc".into());
+    };
     match &a.want {
         Want::Dir { mode, owner } => {
+            open_dir(root, parent, dirs)?;
             root.mkdir(&p, *mode).map_err(|e| e.to_string())?;
             root.set_owner_mode(&p, *owner, *mode)
-                .map_err(|e| e.to_string())?;
-            ready.insert(p);
-            Ok(())
+                .map_err(|e| e.to_string())
         }
-        Want::Link { target } => root
+        Want::Link { target } if atomic => root
             .symlink_atomic(Path::new(target), &p)
             .map_err(|e| e.to_string()),
+        Want::Link { target } => {
+            open_dir(root, parent, dirs)?;
+            root.symlink(Path::new(target), &p)
+                .map_err(|e| e.to_string())
+        }
         Want::File {
             source,
             mode,
@@ -710,13 +775,21 @@ fn write_one(
                 Source::Bytes(b) => b.clone(),
                 Source::Factory(f) => root.read(f).map_err(|e| format!("{}: {e}", f.display()))?,
             };
-            let opts = WriteOptions {
-                mode: Some(*mode),
-                owner: Some(*owner),
-                ..Default::default()
-            };
-            root.write_atomic(&p, &bytes, &opts)
-                .map_err(|e| e.to_string())?;
+            if atomic {
+                let opts = WriteOptions {
+                    mode: Some(*mode),
+                    owner: Some(*owner),
+                    ..Default::default()
+                };
+                root.write_atomic(&p, &bytes, &opts)
+                    .map_err(|e| e.to_string())?;
+            } else {
+                // A new file in a staging directory or a tmpfs /etc: nobody sees it before
+                // the whole tree is complete (swap) or it is gone after a crash (tmpfs).
+                let dir = open_dir(root, parent, dirs)?;
+                crate::fs::create_new_at(dir, name, &bytes, *mode, Some(*owner), &p)
+                    .map_err(|e| e.to_string())?;
+            }
             for (k, v) in xattrs {
                 if let Err(e) = root.set_xattr(&p, OsStr::new(k), v) {
                     log::warn!("{}: cannot set xattr {k}: {e}", a.path);
