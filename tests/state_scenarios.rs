@@ -184,7 +184,7 @@ fn scenarios_empty_etc_usr_update_factory_reset() {
     assert!(!diff.contains("/etc/app/current ") || diff.contains("added"));
     ok(run(&t, &["state", "save"]));
     let manifest = read(&t, "persist/state/generation.json");
-    assert!(manifest.contains("\"version\": 1"), "{manifest}");
+    assert!(manifest.contains("\"version\":1"), "{manifest}");
     empty_etc(&t);
     ok(run(&t, &["provision"]));
     assert_admin_state(&t);

@@ -225,9 +225,19 @@ pub fn diff(ctx: &Context<'_>, out: &mut Outcome) -> Vec<DiffLine> {
 /// (paths written, entries added to the registry).
 pub fn restore(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> (usize, usize) {
     let root = ctx.store.root;
+    let t = std::time::Instant::now();
     let generation = ctx.generation(out);
+    let t_read = t.elapsed();
     let observed = restore::observe(root, &ctx.policy, generation.as_ref());
+    let t_observe = t.elapsed();
     let plan = restore::plan(observed);
+    log::debug!(
+        "state restore: registry read {:?}, observed {:?}, planned {:?}, {} action(s)",
+        t_read,
+        t_observe - t_read,
+        t.elapsed() - t_observe,
+        plan.actions.len()
+    );
     out.extend(plan.diagnostics.iter().cloned());
     if dry_run {
         print!("{plan}");

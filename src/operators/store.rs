@@ -239,7 +239,8 @@ impl Store<'_> {
     /// Writes `g` as the new current generation with the `objects` it needs (hash → bytes;
     /// objects already present are not rewritten), then drops objects nothing references.
     pub fn commit(&self, g: &Generation, objects: &BTreeMap<String, Vec<u8>>) -> io::Result<()> {
-        let json = serde_json::to_vec_pretty(g).map_err(io::Error::other)?;
+        let mut json = serde_json::to_vec(g).map_err(io::Error::other)?;
+        json.push(b'\n');
         let needed = g.objects();
         let total: u64 = g
             .entries
