@@ -4,8 +4,9 @@
 //! before anything is written; its `Display` is what `--dry-run` prints; [`apply`] carries them
 //! out through `src/fs`: when `/etc` is a directory on the root file system, into a copy of
 //! `/etc` in a staging directory beside it that is then swapped in with one
-//! `renameat2(RENAME_EXCHANGE)`, so a crash leaves the old or the new `/etc` whole; on a
-//! mounted (tmpfs) `/etc`, directly.
+//! `renameat2(RENAME_EXCHANGE)`, so a crash leaves the old or the new `/etc` whole; on a tmpfs
+//! `/etc` (a stateless boot) directly; on an `/etc` that is another mount (no swap reaches
+//! across mounts) in place, each file replaced atomically.
 //!
 //! Saved state only fills paths missing from `/etc`: a path that exists is at least as new as
 //! the last save and is never overwritten by it. Reference paths always follow the vendor.

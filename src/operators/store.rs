@@ -366,3 +366,100 @@ pub fn registry_dir(setting: &str) -> Result<PathBuf, String> {
     }
     Ok(p.to_path_buf())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, data: &[u8]) -> (Entry, String, Vec<u8>) {
+        let h = hash(data);
+        (
+            Entry {
+                path: path.into(),
+                operator: Kind::Stash,
+                data: Data::File {
+                    mode: 0o644,
+                    owner: Ownership {
+                        user: None,
+                        group: None,
+                        uid: 0,
+                        gid: 0,
+                    },
+                    object: h.clone(),
+                    size: data.len() as u64,
+                    xattrs: BTreeMap::new(),
+                },
+            },
+            h,
+            data.to_vec(),
+        )
+    }
+
+    #[test]
+    fn commit_read_verify_gc_clear_and_bound() {
+        let d = crate::util::test_dir("store");
+        let root = Root::open(&d).expect("root");
+        let store = Store {
+            root: &root,
+            dir: PathBuf::from("/reg"),
+            max_size: 4096,
+        };
+        assert_eq!(store.read(), Ok(None));
+        let (a, ha, da) = file("/etc/a", b"one");
+        let (b, hb, db) = file("/etc/b", b"two");
+        let objects: BTreeMap<_, _> = [(ha.clone(), da), (hb.clone(), db)].into();
+        let g1 = Generation::new(1, vec![b.clone(), a.clone()]);
+        store.commit(&g1, &objects).expect("commit");
+        assert_eq!(store.read(), Ok(Some(g1.clone())));
+        assert_eq!(store.object(&ha).expect("object"), b"one");
+        // Corruption is detected, a missing object reported as such.
+        std::fs::write(d.join("reg/objects").join(&hb[..2]).join(&hb), "bad").expect("write");
+        assert!(matches!(store.object(&hb), Err(ObjectError::Corrupt)));
+        assert!(matches!(
+            store.object(&hash(b"none")),
+            Err(ObjectError::Missing)
+        ));
+        // A new generation without b drops its object.
+        let g2 = Generation::new(2, vec![a.clone()]);
+        store.commit(&g2, &BTreeMap::new()).expect("commit 2");
+        assert!(!store.has_object(&hb));
+        assert!(store.has_object(&ha));
+        // Too large: nothing written.
+        let (big, hbig, dbig) = file("/etc/big", &[7u8; 5000]);
+        let g3 = Generation::new(3, vec![a.clone(), big]);
+        let err = store
+            .commit(&g3, &[(hbig.clone(), dbig)].into())
+            .expect_err("bounded");
+        assert!(err.to_string().contains("max-size"), "{err}");
+        assert_eq!(store.read(), Ok(Some(g2)));
+        assert!(!store.has_object(&hbig));
+        // Clear keeps what the keep-list names.
+        assert_eq!(store.clear(|p| p == "/etc/x"), Ok(1));
+        assert_eq!(store.read(), Ok(None));
+        assert!(!store.has_object(&ha));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn unknown_versions_and_bad_names_are_refused() {
+        let d = crate::util::test_dir("store-version");
+        let root = Root::open(&d).expect("root");
+        let store = Store {
+            root: &root,
+            dir: PathBuf::from("/reg"),
+            max_size: 1 << 20,
+        };
+        std::fs::create_dir_all(d.join("reg")).expect("mkdir");
+        std::fs::write(
+            d.join("reg").join(MANIFEST),
+            r#"{"format":"pristine-state","version":2,"generation":1,"entries":[]}"#,
+        )
+        .expect("write");
+        assert!(store.read().expect_err("version").contains("version 2"));
+        assert_eq!(store.object_path("../../etc/shadow"), None);
+        assert!(registry_dir("/etc/state").is_err());
+        assert!(registry_dir("relative").is_err());
+        assert!(registry_dir("/var/lib/../x").is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
