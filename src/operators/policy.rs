@@ -469,7 +469,11 @@ mod tests {
             msg.contains("a.toml:1") && msg.contains("a.toml:5"),
             "{msg}"
         );
-        // A literal rule outranks both globs.
+        // A path only one of the globs matches has that owner; one neither matches, the default.
+        assert_eq!(
+            p.owner("/etc/ssh/ssh_config").rule().map(|r| r.kind),
+            Some(Kind::Reference)
+        );
         assert_eq!(
             p.owner("/etc/ssh/sshd_config"),
             Owner::Default(Default::Discard)
