@@ -244,6 +244,9 @@ fn scenarios_empty_etc_usr_update_factory_reset() {
 #[test]
 fn ambiguous_rules_exit_65_naming_both() {
     let (_tmp, t) = image("state-ambig");
+    // Saved while only the vendor's rule (stash /etc/app) claims the file.
+    write(&t, "etc/app/app.conf", "x\n");
+    ok(run(&t, &["state", "save"]));
     write(
         &t,
         "etc/pristine/state.d/local.toml",
@@ -260,6 +263,21 @@ fn ambiguous_rules_exit_65_naming_both() {
     }
     let out = run(&t, &["state", "save"]);
     common::assert_exit(&out, 65);
+    // A boot with the saved entry now claimed twice: reported, not restored, exit 65.
+    empty_etc(&t);
+    write(
+        &t,
+        "etc/pristine/state.d/local.toml",
+        "[[rule]]\npath = \"/etc/app/*.conf\"\nkind = \"stash\"\n\n[[rule]]\npath = \"/etc/app/app.*\"\nkind = \"reference\"\n",
+    );
+    let out = run(&t, &["state", "restore"]);
+    common::assert_exit(&out, 65);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("local.toml:1") && stderr.contains("local.toml:5"),
+        "{stderr}"
+    );
+    assert!(!t.join("etc/app/app.conf").exists());
     // Unambiguous paths still have their owner.
     let out = ok(run(&t, &["state", "policy", "/etc/hostname"]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("parsed"));

@@ -22,6 +22,9 @@ pub struct Captured {
     /// hash → contents of every stashed file.
     pub objects: BTreeMap<String, Vec<u8>>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Paths two rules claim at the same precedence: not captured, so a save keeps what the
+    /// registry held for them.
+    pub ambiguous: Vec<String>,
 }
 
 /// Longest xattr name list or value kept.
@@ -54,6 +57,7 @@ pub fn capture(root: &Root, policy: &Policy, max_size: u64) -> Captured {
             let mut descend = ft == FileType::Directory;
             match owner {
                 Owner::Ambiguous(a, b, d) => {
+                    out.ambiguous.push(path.clone());
                     if reported.insert((a.origin(), b.origin())) {
                         out.diagnostics.push(Policy::ambiguity(a, b, &path, d));
                     }

@@ -89,7 +89,14 @@ pub fn save(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> SaveResult {
     out.extend(cap.diagnostics);
     let prev = ctx.generation(out);
     let next_no = prev.as_ref().map_or(1, |g| g.generation + 1);
-    let next = Generation::new(next_no, cap.entries);
+    let mut entries = cap.entries;
+    // Bad configuration loses nothing: what was saved for an ambiguous path is kept.
+    for e in prev.iter().flat_map(|g| &g.entries) {
+        if cap.ambiguous.contains(&e.path) && !entries.iter().any(|n| n.path == e.path) {
+            entries.push(e.clone());
+        }
+    }
+    let next = Generation::new(next_no, entries);
     let mut res = SaveResult {
         entries: next.entries.len(),
         written: false,

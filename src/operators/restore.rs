@@ -181,7 +181,11 @@ pub fn observe(root: &Root, policy: &Policy, generation: Option<&Generation>) ->
     for e in generation.map(|g| g.entries.as_slice()).unwrap_or_default() {
         let kind = match policy.owner(&e.path) {
             Owner::Rule(r) => r.kind,
-            _ => {
+            Owner::Ambiguous(a, b, d) => {
+                o.diagnostics.push(Policy::ambiguity(a, b, &e.path, d));
+                continue;
+            }
+            Owner::Default(_) => {
                 o.diagnostics.push(Diagnostic::notice(
                     Some(Path::new(&e.path)),
                     0,
