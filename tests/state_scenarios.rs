@@ -182,6 +182,25 @@ fn scenarios_empty_etc_usr_update_factory_reset() {
         assert!(diff.contains(want), "diff lacks {want}:\n{diff}");
     }
     assert!(!diff.contains("/etc/app/current ") || diff.contains("added"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&ok(run(&t, &["state", "diff", "--json"])).stdout).unwrap();
+    let lines = json.as_array().unwrap();
+    let conf = lines
+        .iter()
+        .find(|l| l["path"] == "/etc/app/app.conf")
+        .expect("app.conf in the JSON diff");
+    assert_eq!(
+        (&conf["operator"], &conf["change"]),
+        (&"stash".into(), &"modified".into())
+    );
+    let units = lines
+        .iter()
+        .find(|l| l["path"] == "/etc/systemd/system")
+        .expect("unit states in the JSON diff");
+    assert_eq!(
+        units["values"],
+        serde_json::json!(["a.service=disabled", "b.service=enabled"])
+    );
     ok(run(&t, &["state", "save"]));
     let manifest = read(&t, "persist/state/generation.json");
     assert!(manifest.contains("\"version\":1"), "{manifest}");
