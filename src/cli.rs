@@ -64,6 +64,11 @@ pub const VERBS: &[Verb] = &[
         about: "Enable/disable the named units per preset policy",
     },
     Verb {
+        name: "state",
+        synopsis: "save|diff|policy|restore [--dry-run] [--json] [PATH…]",
+        about: "State operators: keep the admin's changes to /etc across boots",
+    },
+    Verb {
         name: "help",
         synopsis: "",
         about: "Show this help",
@@ -254,6 +259,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
         "update" => crate::update::cli::main(&common, rest),
         "preset-all" => crate::presets::cli::preset_all(&common, rest),
         "preset" => crate::presets::cli::preset(&common, rest),
+        "state" => crate::operators::cli::main(&common, &host, rest),
         "help" => {
             print!("{}", usage());
             EXIT_OK

@@ -18,6 +18,7 @@ pub mod detect;
 pub mod fs;
 pub mod host;
 pub mod logging;
+pub mod operators;
 pub mod presets;
 pub mod provision;
 pub mod report;

@@ -1,7 +1,8 @@
 //! The boot test: a debootstrapped Debian 12 whose /etc and /var are empty boots under qemu
 //! (TCG) with pristine in a busybox initramfs (tests/vm/run.sh). The first boot must reach
 //! multi-user with no failed units, with the test's unit enabled only through presets and the
-//! hostname from pristine.toml; the second boot must find nothing to do.
+//! hostname from pristine.toml; the system is stateless, and the admin's changes saved at the
+//! first shutdown must be back in the second boot (state operators).
 //!
 //! Uses the static binary from `$PRISTINE_STATIC_BIN` (scripts/test sets it) or builds it.
 
@@ -49,6 +50,11 @@ fn tail(log: &str) -> String {
 /// enabled only through presets, the hostname from pristine.toml, and pristine's summary line
 /// in the kernel log. Returns the report.
 fn check_boot(n: usize, log: &str, want_etc: &str) -> serde_json::Value {
+    check_boot_as(n, log, want_etc, "pristine-vm")
+}
+
+/// [`check_boot`] with the hostname the system must have.
+fn check_boot_as(n: usize, log: &str, want_etc: &str, hostname: &str) -> serde_json::Value {
     let tail = tail(log);
     let result = log
         .lines()
@@ -75,7 +81,7 @@ fn check_boot(n: usize, log: &str, want_etc: &str) -> serde_json::Value {
     );
     assert_eq!(
         field(result, "hostname"),
-        Some("pristine-vm"),
+        Some(hostname),
         "boot {n}: {result}"
     );
     let kmsg = log
@@ -93,20 +99,35 @@ fn check_boot(n: usize, log: &str, want_etc: &str) -> serde_json::Value {
     report
 }
 
-/// The busybox initramfs: its /init runs pristine before switch_root. Two boots: the second
-/// finds nothing to do.
+/// The busybox initramfs: its /init runs pristine before switch_root, on a stateless system
+/// (/etc and /var tmpfs on every boot). In boot 1 the check unit acts as the admin: a new
+/// hostname, a unit enabled against its preset, a file in a stashed directory; the shutdown
+/// unit saves them. Boot 2 starts from an empty /etc again and must have all three back.
 #[test]
 fn debian_boots_with_empty_etc_and_var() {
     let logs = boot("busybox", 2);
-    for (i, want_etc) in ["fresh", "up-to-date"].into_iter().enumerate() {
-        let n = i + 1;
+    for (i, log) in logs.iter().enumerate() {
         assert!(
-            logs[i].contains("PRISTINE-VM: pristine exit code 0"),
-            "boot {n}: pristine failed\n{}",
-            tail(&logs[i])
+            log.contains("PRISTINE-VM: pristine exit code 0"),
+            "boot {}: pristine failed\n{}",
+            i + 1,
+            tail(log)
         );
-        check_boot(n, &logs[i], want_etc);
     }
+    check_boot_as(1, &logs[0], "fresh", "pristine-vm");
+    assert!(
+        logs[0].contains("PRISTINE-VM-CHANGED"),
+        "boot 1: the admin's changes were not made\n{}",
+        tail(&logs[0])
+    );
+    let report = check_boot_as(2, &logs[1], "fresh", "pristine-vm-saved");
+    common::assert_steps_ran(&report, &["state", "state-units"]);
+    let result = logs[1]
+        .lines()
+        .find(|l| l.contains("PRISTINE-VM-RESULT"))
+        .unwrap_or_default();
+    assert_eq!(field(result, "extra"), Some("enabled"), "boot 2: {result}");
+    assert_eq!(field(result, "stash"), Some("kept"), "boot 2: {result}");
 }
 
 /// A systemd-based initrd built by dracut with initrd/dracut: pristine-provision.service

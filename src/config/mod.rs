@@ -99,6 +99,7 @@ pub struct Settings {
     pub reset: ResetSettings,
     pub update: UpdateSettings,
     pub accounts: AccountsSettings,
+    pub state: StateSettings,
 }
 
 /// `[accounts]`: the UID/GID ledger's policy (see `docs/sysusers.md`).
@@ -108,6 +109,25 @@ pub struct AccountsSettings {
     /// When a name's ID differs from the ledger's, give the files under /var owned by the old
     /// ID to the new one (otherwise they are only reported).
     pub repair_ownership: bool,
+}
+
+/// `[state]`: the state operators' registry (see `docs/state.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StateSettings {
+    /// In-root directory of the registry, on a file system that persists (not under /etc).
+    pub registry: String,
+    /// Upper bound in bytes on what the registry holds (objects plus manifest).
+    pub max_size: u64,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            registry: "/var/lib/pristine/state".to_string(),
+            max_size: 256 << 20,
+        }
+    }
 }
 
 /// `[update]`: A/B `/usr` image updates (see `pristine update`).
@@ -232,7 +252,7 @@ fn check_value(leaf: &Leaf, diags: &mut Vec<Diagnostic>) -> Option<toml::Value> 
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+pub fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')

@@ -547,6 +547,79 @@ impl Root {
         )?)
     }
 
+    /// Swaps `a` and `b` atomically (`renameat2(RENAME_EXCHANGE)`): both must exist; after the
+    /// call each name holds what the other held. Neither last component is followed.
+    pub fn exchange(&self, a: &Path, b: &Path) -> io::Result<()> {
+        let (adir, aname) = self.parent(a)?;
+        let (bdir, bname) = self.parent(b)?;
+        mutating("exchange", a)?;
+        Ok(rustix::fs::renameat_with(
+            &adir,
+            aname.as_os_str(),
+            &bdir,
+            bname.as_os_str(),
+            rustix::fs::RenameFlags::EXCHANGE,
+        )?)
+    }
+
+    /// Sets owner and permission bits of the directory or regular file `p` (a symlink at `p`
+    /// is refused, never followed).
+    pub fn set_owner_mode(&self, p: &Path, owner: (u32, u32), mode: u32) -> io::Result<()> {
+        let fd = self.open_path(
+            p,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+            Mode::empty(),
+        )?;
+        mutating("chown", p)?;
+        rustix::fs::fchown(
+            &fd,
+            Some(rustix::fs::Uid::from_raw(owner.0)),
+            Some(rustix::fs::Gid::from_raw(owner.1)),
+        )?;
+        Ok(rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?)
+    }
+
+    /// The extended attributes of the regular file or directory `p` (not following a final
+    /// symlink), name → value, at most `limit` bytes of names and of each value.
+    pub fn xattrs(&self, p: &Path, limit: usize) -> io::Result<Vec<(OsString, Vec<u8>)>> {
+        let fd = self.open_path(
+            p,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+            Mode::empty(),
+        )?;
+        let mut names = vec![0u8; limit];
+        let n = match rustix::fs::flistxattr(&fd, &mut names[..]) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::NOTSUP) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+            let name = OsStr::from_bytes(name);
+            let mut val = vec![0u8; limit];
+            let len = rustix::fs::fgetxattr(&fd, name, &mut val[..])?;
+            val.truncate(len);
+            out.push((name.to_os_string(), val));
+        }
+        Ok(out)
+    }
+
+    /// Sets extended attribute `name` of the regular file or directory `p` (no symlink followed).
+    pub fn set_xattr(&self, p: &Path, name: &OsStr, value: &[u8]) -> io::Result<()> {
+        let fd = self.open_path(
+            p,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+            Mode::empty(),
+        )?;
+        mutating("setxattr", p)?;
+        Ok(rustix::fs::fsetxattr(
+            &fd,
+            name,
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )?)
+    }
+
     /// Sets access and modification times of `p` (not following a final symlink).
     pub fn set_times(&self, p: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
         let (dir, name) = self.parent(p)?;
@@ -670,6 +743,42 @@ pub fn temp_name(name: &OsStr) -> OsString {
     s.push(name);
     s.push(crate::util::hex(&rnd));
     s
+}
+
+/// Creates `name` in the open directory `dir` as a new regular file holding `data`, with `mode`
+/// (umask not applied) and `owner`. `O_EXCL | O_NOFOLLOW`: an existing entry is an error, never
+/// followed or overwritten. Not atomic and not fsynced: for trees that become visible as a
+/// whole later (a staging directory swapped in after a `syncfs`) or that a crash discards
+/// anyway (a tmpfs). `what` names the path in errors and fault injection.
+pub fn create_new_at(
+    dir: impl AsFd,
+    name: &OsStr,
+    data: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    what: &Path,
+) -> io::Result<()> {
+    mutating("create", what)?;
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    // A new file already belongs to the caller: no chown for that owner.
+    let me = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
+    if let Some((uid, gid)) = owner.filter(|o| *o != me) {
+        rustix::fs::fchown(
+            &fd,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )?;
+    }
+    std::fs::File::from(fd).write_all(data)
 }
 
 /// [`Root::write_atomic`] on an already open directory. `what` names the path in errors and

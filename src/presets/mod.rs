@@ -441,6 +441,84 @@ pub fn adopt(root: &Root, dry_run: bool) -> Result<usize, std::io::Error> {
     Ok(n)
 }
 
+/// The admin's deviations from the preset policy, for the state operators: units whose
+/// enablement differs from what `preset-all` would make of them, `true` for enabled against
+/// a `disable` preset, `false` for disabled against an `enable` preset. Read-only.
+pub fn drift(root: &Root) -> BTreeMap<String, bool> {
+    let rules = PresetRules::load(root);
+    let lp = LookupPaths::for_root(root);
+    let mut vfs = Vfs::new(root);
+    let mut engine = Engine::new(&mut vfs, lp, rules);
+    let units = engine.enumerate();
+    engine.prepare_all(&units);
+    engine.execute(PresetMode::Full);
+    let mut out = BTreeMap::new();
+    for c in &engine.changes {
+        match (&c.kind, &c.unit) {
+            // Presets would create a link: the admin disabled the unit.
+            (ChangeKind::Symlink, Some(u)) => {
+                out.insert(u.clone(), false);
+            }
+            // Presets would remove a link: the admin enabled the unit (the link's target
+            // names it; the engine does not attribute removals).
+            (ChangeKind::Unlink, _) => {
+                let unit = root
+                    .read_link(Path::new(&c.path))
+                    .ok()
+                    .and_then(|t| t.file_name().and_then(|n| n.to_str()).map(str::to_string))
+                    .or_else(|| c.path.rsplit('/').next().map(str::to_string));
+                if let Some(u) = unit {
+                    out.entry(u).or_insert(true);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Applies explicit unit states after presets ran (the state operators' unit enablement):
+/// each unit is enabled or disabled with systemd's preset algorithm as if a preset file named
+/// it, so its current `[Install]` section decides the links. Units that no longer exist are
+/// skipped with a notice.
+pub fn apply_states(root: &Root, states: &BTreeMap<String, bool>, dry_run: bool) -> PresetOutcome {
+    let mut out = PresetOutcome::default();
+    let mut text = String::new();
+    for (u, enable) in states {
+        text.push_str(if *enable { "enable " } else { "disable " });
+        text.push_str(u);
+        text.push('\n');
+    }
+    let mut rules = PresetRules::default();
+    rules.parse_into("state operators", text.as_bytes());
+    let lp = LookupPaths::for_root(root);
+    let mut vfs = Vfs::new(root);
+    let mut engine = Engine::new(&mut vfs, lp, rules);
+    let mut known = Vec::new();
+    for u in states.keys() {
+        if engine.prepare_one(u).is_ok() {
+            known.push(u.clone());
+        } else {
+            out.outcome.push(Diagnostic::notice(
+                None,
+                0,
+                format!("unit {u}: saved state not applied, the unit is gone"),
+            ));
+        }
+    }
+    if known.is_empty() {
+        return out;
+    }
+    engine.execute(PresetMode::Full);
+    let opts = Options {
+        dry_run,
+        ignored_as_info: true,
+        ..Options::default()
+    };
+    finish(root, engine, &opts, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

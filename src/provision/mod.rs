@@ -287,6 +287,11 @@ pub fn provision(root: &Root, host: &HostFacts, opts: &Options) -> Report {
     };
     let var = classify_dir("/var");
 
+    // State operators: after a reset the registry is emptied (but for the keep-list); then the
+    // saved state, reference files and generated keys are rendered into /etc.
+    let operators = crate::operators::Context::load(root, &settings, state.mode, &mut run.out);
+    step_state_restore(&mut run, &operators, &settings, did_reset);
+
     // The presets step reads every unit file; those on a read-only /usr cannot change
     // meanwhile, so a second thread reads them while the steps before it run.
     let ahead = (etc != Reason::UpToDate)
@@ -305,6 +310,7 @@ pub fn provision(root: &Root, host: &HostFacts, opts: &Options) -> Report {
     step_tmpfiles(&mut run, host, opts, etc, var, would_be_users);
     let ahead = ahead.and_then(|h| h.join().ok()).unwrap_or_default();
     step_presets(&mut run, etc, ahead);
+    step_state_units(&mut run, &operators, etc);
 
     // Durability: everything written above becomes durable with one syncfs before the record
     // is written, so a stamp never outlives the files it vouches for after a crash. The stamps
@@ -730,6 +736,59 @@ fn step_presets(run: &mut Run<'_>, etc: Reason, ahead: crate::presets::Prefetche
             ))
         }),
     }
+}
+
+fn step_state_restore(
+    run: &mut Run<'_>,
+    ctx: &crate::operators::Context<'_>,
+    settings: &Settings,
+    did_reset: bool,
+) {
+    if ctx.policy.rules.is_empty() && !did_reset {
+        run.skip("state", "no state.d rules");
+        return;
+    }
+    let dry_run = run.dry_run;
+    let mut idle = false;
+    run.step("state", |out| {
+        let cleared = if did_reset && !dry_run {
+            crate::operators::clear_after_reset(ctx, &settings.reset.keep, out)
+        } else {
+            0
+        };
+        let (written, recorded) = crate::operators::restore(ctx, dry_run, out);
+        idle = written + recorded + cleared == 0;
+        Ok((
+            format!("{written} path(s) restored, {recorded} recorded, {cleared} cleared"),
+            vec![
+                ("state_restored".into(), written as u64),
+                ("state_recorded".into(), recorded as u64),
+                ("state_cleared".into(), cleared as u64),
+            ],
+        ))
+    });
+    // Nothing written: the step counts as not run, so a quiet boot stays read-only (no sync).
+    if idle {
+        if let Some(s) = run.steps.last_mut() {
+            s.ran = false;
+        }
+    }
+}
+
+/// The saved unit states go over what presets decided.
+fn step_state_units(run: &mut Run<'_>, ctx: &crate::operators::Context<'_>, etc: Reason) {
+    if etc == Reason::UpToDate {
+        run.skip("state-units", "/etc up to date");
+        return;
+    }
+    let dry_run = run.dry_run;
+    run.step("state-units", |out| {
+        let n = crate::operators::restore_units(ctx, dry_run, out);
+        Ok((
+            format!("{n} unit link(s) changed"),
+            vec![("state_unit_links".into(), n as u64)],
+        ))
+    });
 }
 
 fn step_firstboot(run: &mut Run<'_>, host: &HostFacts, settings: &Settings) {

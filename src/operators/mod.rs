@@ -1,0 +1,354 @@
+//! State operators: every path under `/etc` has exactly one owner, and the admin's chosen
+//! changes survive stateless boots, `/usr` updates and empty-`/etc` boots. A declarative policy
+//! ([`policy`], `state.d/*.toml`) gives each path to one of four operators — `parsed` (values,
+//! re-rendered: [`parsed`]), `stash` (bytes, mode, owner, xattrs), `reference` (follows
+//! `/usr/share/factory`) or `generate` (made once, e.g. ssh host keys: [`keys`]) — and a
+//! registry ([`store`]) on persistent storage keeps what they capture as content-addressed
+//! generations switched by one atomic rename.
+//!
+//! Flow per verb: config (`[state]`, `state.d`) → parse ([`policy`]) → observe ([`capture`],
+//! [`restore::observe`], read-only through the root handle) → plan (a [`store::Generation`] to
+//! write, or a [`restore::Plan`]; pure) → apply (through `src/fs` only: registry commit, staged
+//! `/etc` swap) → report. This module never writes outside `/etc`, the staging directory
+//! beside it and the registry directory, and never follows a symlink when writing.
+
+pub mod capture;
+pub mod cli;
+pub mod keys;
+pub mod parsed;
+pub mod policy;
+pub mod restore;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::config::{Mode, Settings};
+use crate::fs::Root;
+use crate::report::{Diagnostic, Outcome};
+use policy::{Default as PolicyDefault, Format, Kind, Policy};
+use store::{Data, Generation, Store};
+
+/// The policy and the registry of a root.
+pub struct Context<'r> {
+    pub policy: Policy,
+    pub store: Store<'r>,
+}
+
+impl<'r> Context<'r> {
+    /// Loads the policy and locates the registry; configuration problems go to `out`.
+    pub fn load(root: &'r Root, settings: &Settings, mode: Mode, out: &mut Outcome) -> Context<'r> {
+        let policy = Policy::load(root, PolicyDefault::for_mode(mode));
+        out.extend(policy.diagnostics.iter().cloned());
+        let dir = match store::registry_dir(&settings.state.registry) {
+            Ok(d) => d,
+            Err(e) => {
+                out.push(Diagnostic::bad_config(
+                    Path::new("/etc/pristine"),
+                    0,
+                    format!("{e}; using the default"),
+                ));
+                store::registry_dir(&crate::config::StateSettings::default().registry)
+                    .unwrap_or_default()
+            }
+        };
+        Context {
+            policy,
+            store: Store {
+                root,
+                dir,
+                max_size: settings.state.max_size,
+            },
+        }
+    }
+
+    /// The current generation; an unreadable registry is reported and treated as empty.
+    pub fn generation(&self, out: &mut Outcome) -> Option<Generation> {
+        match self.store.read() {
+            Ok(g) => g,
+            Err(e) => {
+                out.push(Diagnostic::failed(None, format!("registry: {e}")));
+                None
+            }
+        }
+    }
+}
+
+/// What `state save` did.
+#[derive(Debug, Default)]
+pub struct SaveResult {
+    pub entries: usize,
+    pub written: bool,
+}
+
+/// `state save`: captures the managed space and writes it as a new generation (nothing is
+/// written when it equals the current one).
+pub fn save(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> SaveResult {
+    let root = ctx.store.root;
+    let cap = capture::capture(root, &ctx.policy, ctx.store.max_size);
+    out.extend(cap.diagnostics);
+    let prev = ctx.generation(out);
+    let next_no = prev.as_ref().map_or(1, |g| g.generation + 1);
+    let mut entries = cap.entries;
+    // Bad configuration loses nothing: what was saved for an ambiguous path is kept.
+    for e in prev.iter().flat_map(|g| &g.entries) {
+        if cap.ambiguous.contains(&e.path) && !entries.iter().any(|n| n.path == e.path) {
+            entries.push(e.clone());
+        }
+    }
+    let next = Generation::new(next_no, entries);
+    let mut res = SaveResult {
+        entries: next.entries.len(),
+        written: false,
+    };
+    let unchanged = prev.as_ref().is_some_and(|p| {
+        p.entries == next.entries && next.objects().iter().all(|h| ctx.store.has_object(h))
+    });
+    if unchanged && !dry_run {
+        // A save interrupted after its switch may have left unreferenced objects.
+        if let Err(e) = ctx.store.tidy(&next) {
+            out.push(Diagnostic::failed(
+                Some(&ctx.store.dir),
+                format!("cannot remove unreferenced objects: {e}"),
+            ));
+        }
+    }
+    if unchanged || (prev.is_none() && next.entries.is_empty()) || dry_run {
+        return res;
+    }
+    match ctx.store.commit(&next, &cap.objects) {
+        Ok(()) => res.written = true,
+        Err(e) => out.push(Diagnostic::failed(
+            Some(&ctx.store.dir),
+            format!("cannot save: {e}"),
+        )),
+    }
+    res
+}
+
+/// One line of `state diff`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DiffLine {
+    pub path: String,
+    pub operator: String,
+    /// `added` (no factory copy), `modified` (differs from the factory copy), `values`
+    /// (parsed values), `unit` (enablement against presets), `discarded` (a reference or
+    /// default-discard path that differs from the vendor and will be reverted at boot).
+    pub change: String,
+    /// Parsed values or unit states, `key=value`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+/// `state diff`: what differs from the factory state, per path and operator.
+pub fn diff(ctx: &Context<'_>, out: &mut Outcome) -> Vec<DiffLine> {
+    let root = ctx.store.root;
+    let cap = capture::capture(root, &ctx.policy, ctx.store.max_size);
+    out.extend(cap.diagnostics);
+    let mut lines = Vec::new();
+    for e in &cap.entries {
+        let factory = format!("{}{}", restore::FACTORY, e.path);
+        let change = match &e.data {
+            Data::Values { format, values } => {
+                let vals = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let change = if *format == Format::Units {
+                    "unit"
+                } else {
+                    "values"
+                };
+                lines.push(DiffLine {
+                    path: e.path.clone(),
+                    operator: e.operator.as_str().into(),
+                    change: change.into(),
+                    values: vals,
+                });
+                continue;
+            }
+            Data::Dir { .. } => {
+                if root.exists(Path::new(&factory)) {
+                    continue;
+                }
+                "added"
+            }
+            Data::Symlink { target } => match root.read_link(Path::new(&factory)) {
+                Ok(t) if t == Path::new(target) => continue,
+                Ok(_) => "modified",
+                Err(_) => "added",
+            },
+            Data::File { object, mode, .. } => match root.stat(Path::new(&factory), false) {
+                Ok(st) => {
+                    let same = root
+                        .read(Path::new(&factory))
+                        .is_ok_and(|b| store::hash(&b) == *object)
+                        && st.st_mode & 0o7777 == *mode;
+                    if same {
+                        continue;
+                    }
+                    "modified"
+                }
+                Err(_) => "added",
+            },
+        };
+        lines.push(DiffLine {
+            path: e.path.clone(),
+            operator: e.operator.as_str().into(),
+            change: change.into(),
+            values: Vec::new(),
+        });
+    }
+    // Reference paths that will be reverted.
+    let o = restore::observe(root, &ctx.policy, None);
+    for (path, kind, want) in &o.wanted {
+        if *kind != Kind::Reference {
+            continue;
+        }
+        let cur = o.current.get(path);
+        let differs = match (want, cur) {
+            (restore::Want::File { hash, .. }, Some(restore::Current::File { hash: h, .. })) => {
+                hash != h
+            }
+            (restore::Want::Link { target }, Some(restore::Current::Link { target: t })) => {
+                target != t
+            }
+            (restore::Want::Dir { .. }, Some(restore::Current::Dir)) => false,
+            (_, Some(restore::Current::Missing) | None) => false,
+            _ => true,
+        };
+        if differs {
+            lines.push(DiffLine {
+                path: path.clone(),
+                operator: "reference".into(),
+                change: "discarded".into(),
+                values: Vec::new(),
+            });
+        }
+    }
+    lines.sort_by(|a, b| a.path.cmp(&b.path));
+    lines
+}
+
+/// The restore step of `provision` (before sysusers): renders saved state, reference files and
+/// generated keys into `/etc`, then records generated keys in the registry. Returns
+/// (paths written, entries added to the registry).
+pub fn restore(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> (usize, usize) {
+    let root = ctx.store.root;
+    let t = std::time::Instant::now();
+    let generation = ctx.generation(out);
+    let t_read = t.elapsed();
+    let observed = restore::observe(root, &ctx.policy, generation.as_ref());
+    let t_observe = t.elapsed();
+    let plan = restore::plan(observed);
+    log::debug!(
+        "state restore: registry read {:?}, observed {:?}, planned {:?}, {} action(s)",
+        t_read,
+        t_observe - t_read,
+        t.elapsed() - t_observe,
+        plan.actions.len()
+    );
+    out.extend(plan.diagnostics.iter().cloned());
+    if dry_run {
+        print!("{plan}");
+        return (plan.actions.len(), plan.adopt.len());
+    }
+    let written = restore::apply(root, &ctx.store, &plan, out);
+    let mut adopted = 0;
+    if !plan.adopt.is_empty() {
+        let mut entries = generation
+            .as_ref()
+            .map(|g| g.entries.clone())
+            .unwrap_or_default();
+        entries.retain(|e| !plan.adopt.iter().any(|a| a.path == e.path));
+        entries.extend(plan.adopt.iter().cloned());
+        let next = Generation::new(generation.as_ref().map_or(1, |g| g.generation + 1), entries);
+        match ctx.store.commit(&next, &plan.adopt_objects) {
+            Ok(()) => adopted = plan.adopt.len(),
+            Err(e) => out.push(Diagnostic::failed(
+                Some(&ctx.store.dir),
+                format!("cannot record generated files: {e}"),
+            )),
+        }
+    }
+    (written, adopted)
+}
+
+/// The unit-enablement part of restore, after presets: the saved unit states are applied over
+/// whatever presets decided. Returns the number of links changed.
+pub fn restore_units(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> usize {
+    let root = ctx.store.root;
+    let Some(generation) = ctx.generation(out) else {
+        return 0;
+    };
+    let mut changed = 0;
+    for e in &generation.entries {
+        let Data::Values {
+            format: Format::Units,
+            values,
+        } = &e.data
+        else {
+            continue;
+        };
+        if ctx.policy.owner(&e.path).rule().map(|r| r.kind) != Some(Kind::Parsed) {
+            continue;
+        }
+        let mut states = BTreeMap::new();
+        for (unit, state) in values {
+            match state.as_str() {
+                "enabled" => {
+                    states.insert(unit.clone(), true);
+                }
+                "disabled" => {
+                    states.insert(unit.clone(), false);
+                }
+                "masked" => {
+                    let p = Path::new(&e.path).join(unit);
+                    if root
+                        .read_link(&p)
+                        .is_ok_and(|t| t == Path::new("/dev/null"))
+                    {
+                        continue;
+                    }
+                    if dry_run {
+                        println!("mask {}", p.display());
+                        continue;
+                    }
+                    let r = root
+                        .mkdir_all(Path::new(&e.path), 0o755)
+                        .and_then(|()| root.symlink_atomic(Path::new("/dev/null"), &p));
+                    match r {
+                        Ok(()) => changed += 1,
+                        Err(err) => {
+                            out.push(Diagnostic::failed(Some(&p), format!("cannot mask: {err}")))
+                        }
+                    }
+                }
+                other => out.push(Diagnostic::notice(
+                    Some(Path::new(&e.path)),
+                    0,
+                    format!("unit {unit}: unknown saved state '{other}', ignored"),
+                )),
+            }
+        }
+        if states.is_empty() {
+            continue;
+        }
+        let o = crate::presets::apply_states(root, &states, dry_run);
+        changed += o.ops.len();
+        out.extend(o.outcome.diagnostics);
+    }
+    changed
+}
+
+/// After a factory reset: empties the registry except the entries under a keep-list path.
+pub fn clear_after_reset(ctx: &Context<'_>, keep: &[String], out: &mut Outcome) -> usize {
+    let kept = |p: &str| keep.iter().any(|k| Path::new(p).starts_with(k));
+    match ctx.store.clear(kept) {
+        Ok(n) => n,
+        Err(e) => {
+            out.push(Diagnostic::failed(
+                Some(&ctx.store.dir),
+                format!("cannot clear the registry after the reset: {e}"),
+            ));
+            0
+        }
+    }
+}
