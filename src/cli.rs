@@ -74,6 +74,9 @@ Verbs:
                          Enable/disable all units per preset policy (like systemctl preset-all)
   preset [--preset-mode=MODE] [--dry-run] UNIT...
                          Enable/disable the named units per preset policy
+  factory --root=DIR [--dry-run]
+                         Convert an image tree to boot with an empty /etc and /var
+  lint [--json] [--list] Check a tree for the traps of a stateless image
 
 Options (for every verb):
   --root=DIR             Operate on DIR (default: / , or /sysroot inside an initrd)
@@ -183,6 +186,8 @@ pub fn run(args: Vec<OsString>) -> u8 {
         "update" => crate::update::cli::main(&common, rest),
         "preset-all" => crate::presets::cli::preset_all(&common, rest),
         "preset" => crate::presets::cli::preset(&common, rest),
+        "factory" => crate::factory::cli::main(&common, rest),
+        "lint" => crate::lint::cli::main(&common, rest),
         "help" => {
             print!("{USAGE}");
             EXIT_OK

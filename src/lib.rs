@@ -14,7 +14,9 @@
 pub mod cli;
 pub mod config;
 pub mod detect;
+pub mod factory;
 pub mod fs;
+pub mod lint;
 pub mod logging;
 pub mod presets;
 pub mod provision;
