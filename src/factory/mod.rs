@@ -434,6 +434,38 @@ fn drop_or_keep(
             }
         }
     }
+    // Unit directories emptied of their links go too: presets recreate what they need.
+    if top == "etc" {
+        let emptied: Vec<String> = kept
+            .iter()
+            .filter(|(rel, n)| {
+                n.kind == Kind::Dir
+                    && rel.starts_with("systemd/system/")
+                    && [".wants", ".requires", ".upholds"]
+                        .iter()
+                        .any(|s| rel.ends_with(s))
+            })
+            .map(|(rel, _)| rel.clone())
+            .filter(|rel| !kept.keys().any(|k| k.starts_with(&format!("{rel}/"))))
+            .filter(|rel| dropped.iter().any(|d| d.starts_with(&format!("{rel}/"))))
+            .collect();
+        for rel in emptied {
+            kept.remove(&rel);
+            let live = tree
+                .live_top
+                .iter()
+                .any(|t| rel.starts_with(&format!("{t}/")));
+            let path = if live {
+                format!("/{top}/{rel}")
+            } else {
+                format!("{FACTORY}/{top}/{rel}")
+            };
+            plan.steps.push(Step::Drop {
+                path,
+                why: "unit directory left empty".to_string(),
+            });
+        }
+    }
     kept
 }
 
