@@ -98,6 +98,19 @@ pub struct Tree {
     pub both_top: Vec<String>,
 }
 
+impl Tree {
+    /// Where the node `rel` is now: in the live `/TOP` when its top-level entry is there, else
+    /// in the factory copy.
+    fn located(&self, top: &str, rel: &str) -> String {
+        let first = rel.split('/').next().unwrap_or(rel);
+        if self.live_top.iter().any(|t| t == first) {
+            format!("/{top}/{rel}")
+        } else {
+            format!("{FACTORY}/{top}/{rel}")
+        }
+    }
+}
+
 /// The read-only snapshot `plan` works from.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -414,17 +427,8 @@ fn drop_or_keep(
         };
         match why {
             Some(why) => {
-                let live = tree
-                    .live_top
-                    .iter()
-                    .any(|t| rel == t || rel.starts_with(&format!("{t}/")));
-                let path = if live {
-                    format!("/{top}/{rel}")
-                } else {
-                    format!("{FACTORY}/{top}/{rel}")
-                };
                 plan.steps.push(Step::Drop {
-                    path,
+                    path: tree.located(top, rel),
                     why: why.to_string(),
                 });
                 dropped.push(rel.clone());
@@ -451,17 +455,8 @@ fn drop_or_keep(
             .collect();
         for rel in emptied {
             kept.remove(&rel);
-            let live = tree
-                .live_top
-                .iter()
-                .any(|t| rel.starts_with(&format!("{t}/")));
-            let path = if live {
-                format!("/{top}/{rel}")
-            } else {
-                format!("{FACTORY}/{top}/{rel}")
-            };
             plan.steps.push(Step::Drop {
-                path,
+                path: tree.located(top, &rel),
                 why: "unit directory left empty".to_string(),
             });
         }
