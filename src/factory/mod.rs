@@ -438,7 +438,8 @@ fn drop_or_keep(
             }
         }
     }
-    // Unit directories emptied of their links go too: presets recreate what they need.
+    // Unit directories without links (emptied by the drops, now or in an interrupted run)
+    // go too: presets recreate the ones they need.
     if top == "etc" {
         let emptied: Vec<String> = kept
             .iter()
@@ -451,7 +452,6 @@ fn drop_or_keep(
             })
             .map(|(rel, _)| rel.clone())
             .filter(|rel| !kept.keys().any(|k| k.starts_with(&format!("{rel}/"))))
-            .filter(|rel| dropped.iter().any(|d| d.starts_with(&format!("{rel}/"))))
             .collect();
         for rel in emptied {
             kept.remove(&rel);
@@ -567,9 +567,19 @@ pub fn plan(s: &Snapshot, policy: &str) -> Plan {
     plan
 }
 
-/// Carries the plan out through the root handle; failures are diagnostics, the rest goes on.
+/// Carries the plan out through the root handle; failures are diagnostics, the rest goes on —
+/// except the moves: after a failed write or drop nothing is moved, so `/etc` and `/var` never
+/// empty into a factory copy that the tmpfiles lines do not describe, and a rerun converts
+/// the same tree.
 pub fn apply(root: &Root, plan: &Plan, out: &mut Outcome) {
     for step in &plan.steps {
+        if matches!(step, Step::Move { .. }) && out.failed() {
+            out.push(Diagnostic::failed(
+                None,
+                "an earlier step failed: /etc and /var are left in place (run factory again)",
+            ));
+            return;
+        }
         let r = match step {
             Step::Write { path, text, .. } => {
                 let p = Path::new(path);
