@@ -71,6 +71,11 @@ fn check(name: &str, log: &str, before: &str) {
         serde_json::from_str(report.trim()).unwrap_or_else(|e| panic!("{name}: bad report ({e})"));
     assert_eq!(report["etc"], "fresh", "{name}: {report}");
     assert_eq!(report["exit_code"], 0, "{name}: {report}");
+    // The initramfs-tools boot script ran without a shell error (its lines say "script: N: …").
+    assert!(
+        !log.contains("/scripts/init-bottom/pristine: "),
+        "{name}: boot script error\n{tail}"
+    );
     // No prompt: nothing asked on the console for a locale, timezone or root password.
     assert!(
         !log.contains("Please enter") && !log.contains("Please create your first user"),

@@ -94,8 +94,6 @@ pub struct Tree {
     pub live_top: Vec<String>,
     /// Every node, from the factory copy overlaid by the live tree (the live one wins).
     pub nodes: BTreeMap<String, Node>,
-    /// Files `/TOP/…` already in the factory copy that the live tree also has.
-    pub both_top: Vec<String>,
 }
 
 impl Tree {
@@ -269,7 +267,6 @@ fn observe_tree(root: &Root, top: &str, out: &mut Outcome) -> Tree {
                     // The live entry replaces the older copy wholesale.
                     let prefix = format!("{}/", n.rel);
                     t.nodes.retain(|k, _| !k.starts_with(&prefix));
-                    t.both_top.push(n.rel.clone());
                 }
                 t.live_top.push(n.rel.clone());
             }

@@ -9,7 +9,7 @@
 # Leaves OUTDIR/before-links (the enablement links before the conversion) and
 # OUTDIR/boot-initramfs-tools.log, OUTDIR/boot-dracut.log (serial consoles). The image gets no
 # hand-written fix-up: only what scripts/install ships and what `pristine factory` writes. The
-# test's own scaffolding is the host's kernel and its modules (the image has no kernel
+# test's own scaffolding is the host's kernel, its modules and config (the image has no kernel
 # package) and tests/vm/factory-check.service, which reports the result and powers off.
 # The debootstrapped tree is cached (flock'd) in $PRISTINE_VM_CACHE (default
 # ~/.cache/pristine-vm).
@@ -47,6 +47,7 @@ tar -C "$root" -xf "$cache/rootfs.tar"
 "$repo/scripts/install" --root="$root" --binary="$bin" > "$work/install.log"
 mkdir -p "$root/usr/lib/modules"
 cp -a "/lib/modules/$kver" "$root/usr/lib/modules/"
+cp "/boot/config-$kver" "$root/boot/"
 install -m 0644 "$here/factory-check.service" "$root/usr/lib/systemd/system/"
 mkdir -p "$root/usr/lib/systemd/system/multi-user.target.wants"
 ln -sfn ../factory-check.service "$root/usr/lib/systemd/system/multi-user.target.wants/factory-check.service"
@@ -63,7 +64,7 @@ grep -q 'usr/bin/pristine$' "$work/initramfs.list" && grep -q 'scripts/init-bott
   || { echo "update-initramfs did not pick pristine up" >&2; exit 1; }
 cp "$root/boot/initrd.img-$kver" "$out/initrd-initramfs-tools.img"
 # The kernel modules were test scaffolding for update-initramfs: not part of the image.
-rm -rf "$root/usr/lib/modules/$kver" "$root/boot/initrd.img-$kver"
+rm -rf "$root/usr/lib/modules/$kver" "$root/boot/initrd.img-$kver" "$root/boot/config-$kver"
 
 # 3. The conversion.
 "$bin" --root="$root" factory > "$work/factory.log" 2>&1 \
