@@ -544,3 +544,58 @@ fn factory_interrupted_anywhere_converts_the_same_on_rerun() {
     }
     assert!(n > 10, "only {n} mutating operations");
 }
+
+/// Hostile trees: a FIFO, a name that is not UTF-8, a symlink out of the root, a symlink loop
+/// and a tree deeper than the walk goes. Nothing is followed, nothing outside is touched, the
+/// odd entries are reported, and a tree that cannot be read whole is not emptied.
+#[test]
+fn factory_on_hostile_trees() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let t = TempDir::new("factory-hostile");
+    let (r, outside) = (t.path().join("root"), t.path().join("outside"));
+    write(&outside, "f", "outside\n");
+    write(&r, "etc/ok.conf", "ok\n");
+    link(&r, &outside.join("f").display().to_string(), "etc/escape");
+    link(&r, "/etc/loop2", "etc/loop1");
+    link(&r, "/etc/loop1", "etc/loop2");
+    let fifo = Command::new("mkfifo")
+        .arg(r.join("etc/fifo"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
+    std::fs::create_dir_all(r.join("etc/odd")).unwrap();
+    std::fs::write(
+        r.join("etc/odd")
+            .join(std::ffi::OsStr::from_bytes(b"n\xffme")),
+        "x",
+    )
+    .unwrap();
+    let out = run(&r, &["factory"]);
+    assert_exit(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/etc/fifo"), "{err}");
+    assert!(err.contains("not UTF-8"), "{err}");
+    assert_eq!(read(&outside, "f"), "outside\n");
+    let tmp = read(&r, "usr/lib/tmpfiles.d/pristine-factory-etc.conf");
+    assert!(
+        tmp.contains(&format!("L /etc/escape - - - - {}/f\n", outside.display())),
+        "{tmp}"
+    );
+    assert!(tmp.contains("L /etc/loop1 - - - - /etc/loop2\n"), "{tmp}");
+    assert!(!tmp.contains("/etc/fifo"), "{tmp}");
+
+    // Deeper than the walk goes: reported, and /etc stays where it is.
+    let t2 = TempDir::new("factory-deep");
+    let mut deep = t2.path().join("etc");
+    for _ in 0..300 {
+        deep.push("d");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let out = run(t2.path(), &["factory"]);
+    assert_exit(&out, 73);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("levels"));
+    assert!(
+        t2.path().join("etc/d").is_dir(),
+        "an unreadable /etc must not be moved away"
+    );
+}

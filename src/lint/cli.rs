@@ -64,6 +64,7 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
         }
     }
     if findings.is_empty() {
+        log::info!("{}: no findings.", root.host().display());
         EXIT_OK
     } else {
         EXIT_BAD_CONFIG
