@@ -93,6 +93,8 @@ boot() { # NAME IMAGE INITRD EXTRA_APPEND
     -append "console=ttyS0 panic=-1 loglevel=4 root=/dev/vda rw $4" > "$out/boot-$1.log" 2>&1 || true
   grep -a -E "FACTORY-VM|pristine\[|pristine:" "$out/boot-$1.log" || true
 }
-boot initramfs-tools "$out/root.img" "$out/initrd-initramfs-tools.img" ""
-boot dracut "$out/root-dracut.img" "$out/initrd-dracut.img" "rootfstype=ext4 rd.emergency=poweroff rd.shell=0"
+# The two boots are independent (each its own disk): run them side by side.
+boot initramfs-tools "$out/root.img" "$out/initrd-initramfs-tools.img" "" &
+boot dracut "$out/root-dracut.img" "$out/initrd-dracut.img" "rootfstype=ext4 rd.emergency=poweroff rd.shell=0" &
+wait
 rm -f "$out/root.img" "$out/root-dracut.img"
