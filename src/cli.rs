@@ -69,6 +69,16 @@ pub const VERBS: &[Verb] = &[
         about: "State operators: keep the admin's changes to /etc across boots",
     },
     Verb {
+        name: "factory",
+        synopsis: "--root=DIR [--dry-run]",
+        about: "Convert an image tree to boot with an empty /etc and /var",
+    },
+    Verb {
+        name: "lint",
+        synopsis: "[--json] [--list]",
+        about: "Check a tree for the traps of a stateless image",
+    },
+    Verb {
         name: "help",
         synopsis: "",
         about: "Show this help",
@@ -260,6 +270,8 @@ pub fn run(args: Vec<OsString>) -> u8 {
         "preset-all" => crate::presets::cli::preset_all(&common, rest),
         "preset" => crate::presets::cli::preset(&common, rest),
         "state" => crate::operators::cli::main(&common, &host, rest),
+        "factory" => crate::factory::cli::main(&common, rest),
+        "lint" => crate::lint::cli::main(&common, rest),
         "help" => {
             print!("{}", usage());
             EXIT_OK

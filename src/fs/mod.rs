@@ -18,6 +18,7 @@ pub mod copy;
 mod fault;
 pub mod limits;
 pub mod safe;
+pub mod scan;
 pub mod walk;
 
 use std::ffi::{OsStr, OsString};

@@ -223,7 +223,8 @@ pub fn capture_node(
                     rustix::fs::Mode::empty(),
                 )
                 .map_err(|e| e.to_string())?;
-            let bytes = crate::fs::read_regular(&fd, size).map_err(|_| "cannot read".to_string())?;
+            let bytes =
+                crate::fs::read_regular(&fd, size).map_err(|_| "cannot read".to_string())?;
             if bytes.len() as u64 != size {
                 return Err("changed while being read".into());
             }

@@ -519,6 +519,44 @@ pub fn apply_states(root: &Root, states: &BTreeMap<String, bool>, dry_run: bool)
     out
 }
 
+/// The links (`path → target`) a full `preset-all` would create on this root under the one
+/// preset file `text` (named `file` in messages), once the links at the in-root paths
+/// `without` are gone. Planned in memory: nothing is written. `pristine factory` checks the
+/// preset policy it writes with this.
+pub fn simulate(
+    root: &Root,
+    file: &str,
+    text: &[u8],
+    without: &[String],
+) -> BTreeMap<String, String> {
+    let mut rules = PresetRules::default();
+    rules.parse_into(file, text);
+    let lp = LookupPaths::for_root(root);
+    let mut vfs = Vfs::new(root);
+    for p in without {
+        // A path that is not there (or not a link) simply stays out of the picture.
+        let _ = vfs.unlink(p);
+    }
+    let start = vfs.ops.len();
+    let mut engine = Engine::new(&mut vfs, lp, rules);
+    let units = engine.enumerate();
+    engine.prepare_all(&units);
+    engine.execute(PresetMode::Full);
+    let mut links = BTreeMap::new();
+    for op in engine.vfs.ops.get(start..).unwrap_or_default() {
+        match op {
+            Op::Symlink { target, path } | Op::ReplaceSymlink { target, path } => {
+                links.insert(path.clone(), target.clone());
+            }
+            Op::Unlink(path) => {
+                links.remove(path);
+            }
+            Op::Mkdir(_) | Op::Rmdir(_) => {}
+        }
+    }
+    links
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -192,6 +192,14 @@ pub fn for_each_config_line<R: BufRead>(
     }
 }
 
+/// The meaningful lines of an in-memory config text (`#` comments), as
+/// [`for_each_config_line`] hands them out: `(number, line)`.
+pub fn config_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let _ = for_each_config_line(text.as_bytes(), b"#", |n, l| out.push((n, l.to_string())));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
