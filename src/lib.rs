@@ -11,6 +11,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod detect;

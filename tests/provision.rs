@@ -518,6 +518,8 @@ fn usr_update_adds_only_what_is_new_and_keeps_admin_choices() {
         "var/.pristine-stamp",
         "etc/pristine/presets.state",
         "etc/pristine",
+        "var/lib/pristine",
+        "var/lib/pristine/ids.ledger",
         "etc",
         "var",
         "var/lib",

@@ -98,6 +98,16 @@ pub struct Settings {
     pub firstboot: FirstbootSettings,
     pub reset: ResetSettings,
     pub update: UpdateSettings,
+    pub accounts: AccountsSettings,
+}
+
+/// `[accounts]`: the UID/GID ledger's policy (see `docs/sysusers.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AccountsSettings {
+    /// When a name's ID differs from the ledger's, give the files under /var owned by the old
+    /// ID to the new one (otherwise they are only reported).
+    pub repair_ownership: bool,
 }
 
 /// `[update]`: A/B `/usr` image updates (see `pristine update`).

@@ -15,6 +15,7 @@ mod chase;
 pub mod copy;
 mod fault;
 pub mod safe;
+pub mod walk;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Write as _};

@@ -301,7 +301,7 @@ pub fn provision(root: &Root, host: &HostFacts, opts: &Options) -> Report {
 
     step_machine_id(&mut run, host, &settings);
     step_firstboot(&mut run, host, &settings);
-    let would_be_users = step_sysusers(&mut run, host, opts, etc);
+    let would_be_users = step_sysusers(&mut run, host, opts, &settings, etc);
     step_tmpfiles(&mut run, host, opts, etc, var, would_be_users);
     let ahead = ahead.and_then(|h| h.join().ok()).unwrap_or_default();
     step_presets(&mut run, etc, ahead);
@@ -599,6 +599,7 @@ fn step_sysusers(
     run: &mut Run<'_>,
     host: &HostFacts,
     po: &Options,
+    settings: &Settings,
     etc: Reason,
 ) -> Option<crate::userdb::UserDb> {
     if etc == Reason::UpToDate {
@@ -610,16 +611,24 @@ fn step_sysusers(
         dry_run: run.dry_run,
         has_root: po.has_root,
         host: host.clone(),
+        ledger: true,
+        repair_ownership: settings.accounts.repair_ownership,
         ..Default::default()
     };
     let mut would_be = None;
     run.step("sysusers", |out| {
         let o = crate::sysusers::run_planned(root, &opts, &mut would_be);
         let (users, groups) = (o.count("users"), o.count("groups"));
+        let mut counts = vec![("users".into(), users), ("groups".into(), groups)];
+        for k in ["ownership-stale", "ownership-repaired"] {
+            if o.counts.contains_key(k) {
+                counts.push((k.into(), o.count(k)));
+            }
+        }
         out.extend(o.diagnostics);
         Ok((
             format!("{users} user(s), {groups} group(s) created"),
-            vec![("users".into(), users), ("groups".into(), groups)],
+            counts,
         ))
     });
     would_be
@@ -650,14 +659,20 @@ fn step_tmpfiles(
     if host.in_initrd {
         opts.leave_runtime_to_real_system();
     }
+    let dry_run = run.dry_run;
     run.step("tmpfiles", |out| {
-        let o = crate::tmpfiles::run(root, &opts, &[])?;
+        let (mut o, copies) = crate::tmpfiles::run_with_copies(root, &opts, &[])?;
+        // Factory copies follow the vendor when the admin did not change them.
+        crate::tmpfiles::refresh::run(root, &copies, dry_run, &mut o);
         let paths = o.count("paths");
+        let mut counts = vec![("paths".into(), paths)];
+        for k in ["copies-refreshed", "copies-removed", "copies-conflicts"] {
+            if o.count(k) > 0 {
+                counts.push((k.into(), o.count(k)));
+            }
+        }
         out.extend(o.diagnostics);
-        Ok((
-            format!("{paths} path(s) created or adjusted"),
-            vec![("paths".into(), paths)],
-        ))
+        Ok((format!("{paths} path(s) created or adjusted"), counts))
     });
 }
 

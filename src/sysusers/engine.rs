@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use super::db::{self, GShadow, Group, Passwd, Shadow};
 use super::parse::{Item, Kind, Line};
+use crate::accounts::ledger::{Ledger, Space};
 
 /// A name-keyed map that remembers insertion order (systemd's `OrderedHashmap`).
 #[derive(Clone, Debug, Default)]
@@ -206,6 +207,8 @@ pub struct Snapshot<'a> {
     pub gshadow: Option<&'a [u8]>,
     /// `stat` of an in-root path (following symlinks): `(uid, gid)`.
     pub owner: &'a dyn Fn(&str) -> Option<(u32, u32)>,
+    /// IDs given out before (empty: allocation exactly as systemd-sysusers').
+    pub ledger: &'a Ledger,
 }
 
 /// A message from allocation: `Err` lines are errors (bad configuration), `Ok` are info.
@@ -222,7 +225,9 @@ struct Ctx<'c> {
     search_uid: u32,
     ranges: Vec<(u32, u32)>,
     owner: &'c dyn Fn(&str) -> Option<(u32, u32)>,
+    ledger: &'c Ledger,
     log: Log,
+    warnings: Vec<String>,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -239,6 +244,45 @@ impl Ctx<'_> {
 
     fn range_contains(&self, id: u32) -> bool {
         self.ranges.iter().any(|&(a, b)| a <= id && id <= b)
+    }
+
+    /// Whether the ledger lets `name` have `id` in `space`: the ID belongs to no other name,
+    /// and (like systemd's uid/gid pairing) in the other space to no other name either.
+    fn ledger_ok(&self, space: Space, id: u32, name: &str) -> bool {
+        let other = match space {
+            Space::User => Space::Group,
+            Space::Group => Space::User,
+        };
+        self.ledger.free_for(space, id, name) && self.ledger.free_for(other, id, name)
+    }
+
+    /// The ledger's ID for `name` when it is still usable, else `None`. A pinned or
+    /// path-derived ID that differs from the ledger is reported by the caller.
+    fn ledger_id(&self, space: Space, name: &str) -> Option<u32> {
+        let id = self.ledger.id_of(space, name)?;
+        let ok = match space {
+            Space::User => self.uid_is_ok(id, name, false),
+            Space::Group => self.gid_is_ok(id, name, false),
+        };
+        if !ok {
+            return None;
+        }
+        Some(id)
+    }
+
+    /// Reports a chosen ID that differs from the ledger's for the same name.
+    fn check_against_ledger(&mut self, space: Space, name: &str, id: u32) {
+        if let Some(l) = self.ledger.id_of(space, name) {
+            if l != id {
+                let what = match space {
+                    Space::User => "user",
+                    Space::Group => "group",
+                };
+                self.warnings.push(format!(
+                    "{what} {name}: ID {id} differs from the ID {l} recorded in the ledger; files owned by {l} may belong to {name}."
+                ));
+            }
+        }
     }
 
     fn next_lower(&mut self) -> bool {
@@ -355,8 +399,19 @@ impl Ctx<'_> {
                 }
             }
         }
+        if !self.cfg.items[i].uid_set {
+            if let Some(l) = self.ledger_id(Space::User, &name) {
+                let it = &mut self.cfg.items[i];
+                it.uid = l;
+                it.uid_set = true;
+            }
+        }
         let it = &self.cfg.items[i];
-        if !it.uid_set && it.gid_set && self.uid_is_ok(it.gid, &name, true) {
+        if !it.uid_set
+            && it.gid_set
+            && self.uid_is_ok(it.gid, &name, true)
+            && self.ledger_ok(Space::User, it.gid, &name)
+        {
             let it = &mut self.cfg.items[i];
             it.uid = it.gid;
             it.uid_set = true;
@@ -366,7 +421,9 @@ impl Ctx<'_> {
                 if !self.next_lower() {
                     return Err(format!("No free user ID available for {name}."));
                 }
-                if self.uid_is_ok(self.search_uid, &name, true) {
+                if self.uid_is_ok(self.search_uid, &name, true)
+                    && self.ledger_ok(Space::User, self.search_uid, &name)
+                {
                     break;
                 }
             }
@@ -381,6 +438,9 @@ impl Ctx<'_> {
                 it.uid, it.gid
             ));
         }
+        let uid = it.uid;
+        self.check_against_ledger(Space::User, &name, uid);
+        let it = &self.cfg.items[i];
         self.todo_uids.push((it.uid, i));
         self.log.push(Ok(format!(
             "Creating user '{name}' ({}) with UID {} and GID {}.",
@@ -436,11 +496,20 @@ impl Ctx<'_> {
             }
         }
         if !self.cfg.items[i].gid_set {
+            if let Some(l) = self.ledger_id(Space::Group, &name) {
+                let it = &mut self.cfg.items[i];
+                it.gid = l;
+                it.gid_set = true;
+            }
+        }
+        if !self.cfg.items[i].gid_set {
             loop {
                 if !self.next_lower() {
                     return Err(format!("No free group ID available for {name}."));
                 }
-                if self.gid_is_ok(self.search_uid, &name, true) {
+                if self.gid_is_ok(self.search_uid, &name, true)
+                    && self.ledger_ok(Space::Group, self.search_uid, &name)
+                {
                     break;
                 }
             }
@@ -449,6 +518,7 @@ impl Ctx<'_> {
             it.gid = self.search_uid;
         }
         let gid = self.cfg.items[i].gid;
+        self.check_against_ledger(Space::Group, &name, gid);
         if self.todo_gid(gid).is_some() {
             return Err(format!(
                 "Requested group {name} with GID {gid} to be created is duplicated or conflicts with another user."
@@ -514,6 +584,8 @@ pub struct Plan {
     /// Users created (name, uid, gid) and groups created (name, gid), for --dry-run.
     pub created_users: Vec<(String, u32, u32)>,
     pub created_groups: Vec<(String, u32)>,
+    /// Chosen IDs that differ from the ledger's for the same name.
+    pub warnings: Vec<String>,
 }
 
 /// Per-user facts composition needs from outside: credentials and the root shell.
@@ -566,7 +638,9 @@ pub fn plan(cfg: &mut Config, snap: &Snapshot<'_>, ex: &Extras<'_>) -> Plan {
         by_groupname: HashMap::new(),
         search_uid: u32::MAX,
         owner: snap.owner,
+        ledger: snap.ledger,
         log: Vec::new(),
+        warnings: Vec::new(),
     };
     for p in &passwd {
         let n = lossy(&p.name);
@@ -604,6 +678,7 @@ pub fn plan(cfg: &mut Config, snap: &Snapshot<'_>, ex: &Extras<'_>) -> Plan {
     }
     let mut plan = Plan {
         log: std::mem::take(&mut ctx.log),
+        warnings: std::mem::take(&mut ctx.warnings),
         ..Plan::default()
     };
     let todo_uids = ctx.todo_uids.clone();
@@ -917,6 +992,7 @@ mod tests {
             shadow: None,
             gshadow: None,
             owner: &owner,
+            ledger: &Ledger::default(),
         };
         let ex = Extras {
             shell_cred: &|_| None,

@@ -41,6 +41,11 @@ pub struct Options {
     pub has_root: bool,
     /// The host view: credentials (`sysusers.extra`, passwords, shells) and specifier values.
     pub host: crate::host::HostFacts,
+    /// Consult and extend the UID/GID ledger ([`crate::accounts`]): names keep their IDs and
+    /// IDs are never given to another name. Off, allocation is exactly systemd-sysusers'.
+    pub ledger: bool,
+    /// With `ledger`: give files under `/var` owned by a name's old ID to its new ID.
+    pub repair_ownership: bool,
 }
 
 /// Reads configuration into `cfg`, reporting bad lines.
@@ -307,12 +312,18 @@ pub fn run_planned(root: &Root, opts: &Options, would_be: &mut Option<UserDb>) -
             .ok()
             .map(|st| (st.st_uid, st.st_gid))
     };
+    let mut ledger = if opts.ledger {
+        crate::accounts::load(root, &mut out)
+    } else {
+        crate::accounts::ledger::Ledger::default()
+    };
     let snap = Snapshot {
         group: contents[0].as_deref(),
         gshadow: contents[1].as_deref(),
         passwd: contents[2].as_deref(),
         shadow: contents[3].as_deref(),
         owner: &owner,
+        ledger: &ledger,
     };
     let root_shell = if root.stat(Path::new("/bin/bash"), true).is_ok() {
         "/bin/bash"
@@ -344,6 +355,9 @@ pub fn run_planned(root: &Root, opts: &Options, would_be: &mut Option<UserDb>) -
         paths,
     };
     let plan = engine::plan(&mut cfg, &snap, &ex);
+    for w in &plan.warnings {
+        log::warn!("{w}");
+    }
     for l in &plan.log {
         match l {
             Ok(m) => log::info!("{m}"),
@@ -383,7 +397,26 @@ pub fn run_planned(root: &Root, opts: &Options, would_be: &mut Option<UserDb>) -
             out.add_count("users", plan.created_users.len() as u64);
             out.add_count("groups", plan.created_groups.len() as u64);
         }
-        Err(e) => out.push(Diagnostic::failed(None, e)),
+        Err(e) => {
+            out.push(Diagnostic::failed(None, e));
+            return out;
+        }
+    }
+    if opts.ledger {
+        let now = |k: usize| new[k].as_deref().or(contents[k].as_deref()).unwrap_or(b"");
+        let moved = crate::accounts::record(&mut ledger, now(2), now(0));
+        if let Err(e) = crate::accounts::store(root, &ledger) {
+            let p = root.display_path(Path::new(crate::accounts::ledger::PATH));
+            out.push(Diagnostic::failed(
+                Some(&p),
+                format!(
+                    "Failed to write ID ledger {}: {}",
+                    p.display(),
+                    errno_text(&e)
+                ),
+            ));
+        }
+        crate::accounts::repair::run(root, &moved, opts.repair_ownership, &mut out);
     }
     out
 }
@@ -592,4 +625,63 @@ fn apply(
         }
     }
     Ok(())
+}
+
+/// The account databases sysusers makes from the root's sysusers.d alone on empty databases,
+/// with the ledger's IDs (no credentials): the vendor records the account merge compares
+/// against. Also returns the user names sysusers.d declares. Bad lines are skipped quietly
+/// here; the sysusers step reports them.
+pub fn vendor_dbs(
+    root: &Root,
+    ledger: &crate::accounts::ledger::Ledger,
+) -> (
+    crate::accounts::merge::Dbs,
+    std::collections::BTreeSet<String>,
+) {
+    let mut rd = Reader {
+        root,
+        sv: crate::host::RunningSystem::default().system_values(root, true),
+        cfg: Config::default(),
+        out: Outcome::default(),
+    };
+    rd.read_config_files(&Options::default());
+    let mut cfg = rd.cfg;
+    cfg.add_implicit();
+    let declared = cfg.users.keys().iter().cloned().collect();
+    let owner = |p: &str| {
+        root.stat(Path::new(p), true)
+            .ok()
+            .map(|st| (st.st_uid, st.st_gid))
+    };
+    let snap = Snapshot {
+        passwd: None,
+        group: None,
+        shadow: None,
+        gshadow: None,
+        owner: &owner,
+        ledger,
+    };
+    let files = ["/etc/group", "/etc/gshadow", "/etc/passwd", "/etc/shadow"];
+    let ex = Extras {
+        shell_cred: &|_| None,
+        password: &|_| Ok(None),
+        root_shell: if root.stat(Path::new("/bin/bash"), true).is_ok() {
+            "/bin/bash"
+        } else {
+            "/bin/sh"
+        },
+        lstchg: lstchg(),
+        paths: files.map(String::from),
+    };
+    let plan = engine::plan(&mut cfg, &snap, &ex);
+    (
+        crate::accounts::merge::Dbs {
+            passwd: plan.passwd.unwrap_or_default(),
+            group: plan.group.unwrap_or_default(),
+            shadow: plan.shadow.unwrap_or_default(),
+            gshadow: plan.gshadow.unwrap_or_default(),
+            ..Default::default()
+        },
+        declared,
+    )
 }

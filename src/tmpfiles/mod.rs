@@ -18,6 +18,7 @@ pub mod cli;
 mod exec;
 pub mod glob;
 pub mod parse;
+pub mod refresh;
 
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt as _;
@@ -375,6 +376,15 @@ fn link_parents(cfg: &mut Config) {
 /// `Err` is a fatal error before anything was done (an explicitly named configuration that
 /// cannot be read): exit code 1.
 pub fn run(root: &Root, opts: &Options, sources: &[Source]) -> Result<Outcome, String> {
+    run_with_copies(root, opts, sources).map(|(o, _)| o)
+}
+
+/// [`run`], also returning the `C` lines of the configuration (for [`refresh`]).
+pub fn run_with_copies(
+    root: &Root,
+    opts: &Options,
+    sources: &[Source],
+) -> Result<(Outcome, Vec<refresh::Copy>), String> {
     let mut outcome = Outcome::default();
     let values = opts.host.running.system_values(root, opts.has_root);
     let users = match opts.users.clone().map_or_else(|| UserDb::load(root), Ok) {
@@ -385,8 +395,18 @@ pub fn run(root: &Root, opts: &Options, sources: &[Source]) -> Result<Outcome, S
         }
     };
     let mut cfg = load(root, opts, sources, &values, &users, &mut outcome)?;
+    let copies = cfg
+        .items()
+        .filter(|i| i.kind == 'C')
+        .filter_map(|i| {
+            Some(refresh::Copy {
+                target: i.path.clone(),
+                source: parse::bytes_to_path(i.argument.clone()?),
+            })
+        })
+        .collect();
     exec::execute(root, opts, &mut cfg, &mut outcome);
-    Ok(outcome)
+    Ok((outcome, copies))
 }
 
 /// systemd-tmpfiles' exit code: bad configuration (65) takes precedence over failed

@@ -386,7 +386,7 @@ pub fn parse_attributes(arg: &str) -> Result<(u32, u32), String> {
     Ok((value, mask))
 }
 
-fn bytes_to_path(b: Vec<u8>) -> PathBuf {
+pub fn bytes_to_path(b: Vec<u8>) -> PathBuf {
     PathBuf::from(OsString::from_vec(b))
 }
 
