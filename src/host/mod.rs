@@ -11,8 +11,9 @@
 //! specifier values systemd's own tools take from the running system under `--root`
 //! ([`RunningSystem`]), so that the differential tests keep agreeing byte for byte.
 //!
-//! No engine reads `/proc`, `/sys`, `/run` or the environment for these facts itself; this
-//! module must never write anything.
+//! No engine reads `/proc`, `/sys`, `/run` or the environment for these facts itself. This
+//! module only reads; its one mutation, [`efi::clear_reset_request`], is for the reset to call
+//! on the directory `HostFacts::efivars` names, and only when it names one.
 
 pub mod efi;
 pub mod running;
