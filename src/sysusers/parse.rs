@@ -148,27 +148,7 @@ pub fn valid_shell(p: &str) -> bool {
     valid_home(p) && !p.ends_with('/')
 }
 
-/// systemd's `path_simplify`: drops duplicate slashes, `.` components and a trailing slash.
-pub fn path_simplify(p: &str) -> String {
-    if p.is_empty() {
-        return String::new();
-    }
-    let absolute = p.starts_with('/');
-    let parts: Vec<&str> = p
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
-    let mut out = String::new();
-    if absolute {
-        out.push('/');
-    }
-    out.push_str(&parts.join("/"));
-    if out.is_empty() {
-        // A relative path made only of "." components.
-        out.push('.');
-    }
-    out
-}
+pub use crate::text::path::simplify_str as path_simplify;
 
 /// The `strerror` text systemd prints for a failed specifier expansion.
 fn spec_errno(e: &SpecError) -> &'static str {

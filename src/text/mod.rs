@@ -1,10 +1,13 @@
 //! Text shared by every config format: systemd's word splitting and C escapes ([`word`]),
 //! specifier expansion ([`specifier`]), env-style files such as os-release ([`envfile`]) and
-//! the line lexer every config format reads with ([`lines`]) and time spans ([`timespan`]). Everything here is pure: text or a
+//! the line lexer every config format reads with ([`lines`]), time spans ([`timespan`]), path
+//! simplification ([`path`]) and base64 ([`base64`]). Everything here is pure: text or a
 //! reader handed in, values out; nothing here opens a file.
 
+pub mod base64;
 pub mod envfile;
 pub mod lines;
+pub mod path;
 pub mod specifier;
 pub mod timespan;
 pub mod word;

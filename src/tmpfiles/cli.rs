@@ -1,7 +1,6 @@
 //! `pristine tmpfiles`: the command line of `systemd-tmpfiles`, on the pristine root.
 
 use std::ffi::OsString;
-use std::io::Read as _;
 use std::path::PathBuf;
 
 use crate::host::{Common, HostFacts};
@@ -99,26 +98,9 @@ pub fn main(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
     let mut sources = Vec::new();
     for c in configs {
         if c == "-" {
-            let mut text = String::new();
-            if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-                log::error!("Failed to read standard input: {e}");
-                return EXIT_FATAL;
-            }
-            sources.push(Source::Text {
-                name: PathBuf::from("<stdin>"),
-                text,
-            });
+            sources.push(Source::Stdin);
         } else if c.starts_with('/') {
-            match std::fs::read(&c) {
-                Ok(b) => sources.push(Source::Text {
-                    name: PathBuf::from(&c),
-                    text: String::from_utf8_lossy(&b).into_owned(),
-                }),
-                Err(e) => {
-                    log::error!("Failed to open '{c}': {e}");
-                    return EXIT_FATAL;
-                }
-            }
+            sources.push(Source::Host(PathBuf::from(&c)));
         } else {
             sources.push(Source::Name(c));
         }

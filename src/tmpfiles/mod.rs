@@ -80,8 +80,12 @@ impl Options {
 pub enum Source {
     /// A file name searched in the root's tmpfiles.d directories.
     Name(String),
-    /// Text read by the caller (a host file, standard input); `name` is used in messages.
+    /// Text read by the caller; `name` is used in messages.
     Text { name: PathBuf, text: String },
+    /// A host file named on the command line, streamed when the configuration is read.
+    Host(PathBuf),
+    /// Standard input (`-`), streamed when the configuration is read.
+    Stdin,
 }
 
 /// All items of one path (systemd's `ItemArray`).
@@ -215,6 +219,15 @@ pub fn load(
         match src {
             Source::Text { name, text } => {
                 parse_reader(cfg, &env, name, text.as_bytes(), outcome);
+            }
+            Source::Host(p) => {
+                let f = std::fs::File::open(p)
+                    .map_err(|e| format!("Failed to open '{}': {e}", p.display()))?;
+                parse_reader(cfg, &env, p, std::io::BufReader::new(f), outcome);
+            }
+            Source::Stdin => {
+                let name = Path::new("<stdin>");
+                parse_reader(cfg, &env, name, std::io::stdin().lock(), outcome);
             }
             Source::Name(n) => {
                 let found = dirs.iter().map(|d| d.join(n)).find(|p| root.exists(p));

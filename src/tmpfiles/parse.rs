@@ -183,21 +183,7 @@ fn expand_bytes(env: &ParseEnv<'_>, text: &[u8], max: usize) -> Result<Vec<u8>, 
     Ok(out)
 }
 
-/// systemd's `path_simplify`: drops `.` components, duplicate and trailing slashes (keeps `..`).
-pub fn simplify(p: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(p.len());
-    for comp in p.split(|&b| b == b'/') {
-        if comp.is_empty() || comp == b"." {
-            continue;
-        }
-        out.push(b'/');
-        out.extend_from_slice(comp);
-    }
-    if out.is_empty() {
-        out.push(b'/');
-    }
-    out
-}
+pub use crate::text::path::simplify;
 
 pub use crate::text::timespan::parse_sec;
 
@@ -758,50 +744,7 @@ pub fn path_bytes(p: &Path) -> Vec<u8> {
     p.as_os_str().as_bytes().to_vec()
 }
 
-/// Base64 decoding as systemd's `unbase64mem` (whitespace ignored, padding optional).
-pub fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => (c - b'A') as u32,
-            b'a'..=b'z' => (c - b'a' + 26) as u32,
-            b'0'..=b'9' => (c - b'0' + 52) as u32,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        })
-    };
-    let chars: Vec<u8> = input
-        .iter()
-        .copied()
-        .filter(|c| !b" \t\n\r".contains(c))
-        .collect();
-    let mut end = chars.len();
-    while end > 0 && chars[end - 1] == b'=' {
-        end -= 1;
-    }
-    if chars.len() - end > 2 {
-        return None;
-    }
-    let body = &chars[..end];
-    if body.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(body.len() * 3 / 4);
-    for chunk in body.chunks(4) {
-        let mut acc = 0u32;
-        for (k, &c) in chunk.iter().enumerate() {
-            acc |= val(c)? << (18 - 6 * k);
-        }
-        out.push((acc >> 16) as u8);
-        if chunk.len() > 2 {
-            out.push((acc >> 8) as u8);
-        }
-        if chunk.len() > 3 {
-            out.push(acc as u8);
-        }
-    }
-    Some(out)
-}
+pub use crate::text::base64::decode as base64_decode;
 
 #[cfg(test)]
 mod tests {
