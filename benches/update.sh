@@ -115,7 +115,7 @@ cat "$w/old.img" >/dev/null   # both runs start with the seed in the page cache
 
 # casync.
 : >"$w/nginx/access.log"
-/usr/bin/time -f '%e %M' -o "$w/casync.time" \
+/usr/bin/time -f '%e %M %U %S' -o "$w/casync.time" \
   casync extract --seed="$w/old.img" --store="$url/image.castr" "$w/new.caibx" "$w/casync.out" 2>/dev/null
 casync_bytes=$(served)
 cmp "$w/casync.out" "$w/new.img"
@@ -132,13 +132,13 @@ EOF
 "$bin" --root="$w/root" update adopt --slot=0 --version=1 --index="$w/old.caibx"
 cat "$w/slot-a.img" >/dev/null
 : >"$w/nginx/access.log"
-/usr/bin/time -f '%e %M' -o "$w/pristine.time" \
+/usr/bin/time -f '%e %M %U %S' -o "$w/pristine.time" \
   "$bin" --root="$w/root" --log-level=debug update fetch "$url" 2>"$w/pristine.log"
 pristine_bytes=$(served)
 cmp "$w/slot-b.img" "$w/new.img"
 
-read -r ct cr <"$w/casync.time"
-read -r pt pr <"$w/pristine.time"
+read -r ct cr cu cs <"$w/casync.time"
+read -r pt pr pu ps <"$w/pristine.time"
 read -r nchanged ntotal <<<"$changed_chunks"
 store_changed=$(python3 - "$w/old.caibx" "$w/new.caibx" "$w/pub/image.castr" <<'EOF'
 import sys, os
@@ -151,8 +151,9 @@ EOF
 )
 echo
 echo "Seeded update of a $size_mib MiB image, 1% changed in 1024 places ($nchanged of $ntotal chunks new; their compressed size: $store_changed bytes)"
-printf '%-10s %10s %18s %12s\n' tool "wall s" "chunk bytes sent" "peak RSS"
-printf '%-10s %10s %18s %9s MiB\n' casync "$ct" "$casync_bytes" "$((cr / 1024))"
-printf '%-10s %10s %18s %9s MiB\n' pristine "$pt" "$pristine_bytes" "$((pr / 1024))"
+# CPU seconds (user + system) vary less than wall time on a shared machine.
+printf '%-10s %10s %10s %18s %12s\n' tool "wall s" "CPU s" "chunk bytes sent" "peak RSS"
+printf '%-10s %10s %10s %18s %9s MiB\n' casync "$ct" "$(python3 -c "print(round($cu + $cs, 2))")" "$casync_bytes" "$((cr / 1024))"
+printf '%-10s %10s %10s %18s %9s MiB\n' pristine "$pt" "$(python3 -c "print(round($pu + $ps, 2))")" "$pristine_bytes" "$((pr / 1024))"
 python3 -c "print('speed-up: %.1fx' % ($ct / max($pt, 0.01)))"
 grep -E "Assembled|written to slot" "$w/pristine.log" | sed 's/^/pristine: /' 
