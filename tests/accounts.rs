@@ -397,3 +397,114 @@ fn factory_copies_follow_the_vendor_unless_the_admin_changed_them() {
     );
     assert_eq!(std::fs::read_to_string(etc.join("b")).unwrap(), "b-admin");
 }
+
+/// The record-level merge through the state operators: alice (password hash, members of adm and
+/// sudo, a subuid range) and a password the admin set for a vendor user survive `state save`, an
+/// emptied /etc and a /usr update that adds a system user and a group; a name the admin took
+/// that the newer /usr declares is kept and reported.
+#[test]
+fn admin_accounts_survive_a_stateless_boot_and_a_usr_update() {
+    let tmp = TempDir::new("acct-merge");
+    let t = tmp.path().join("root");
+    appliance(&t);
+    write(&t, "usr/lib/sysusers.d/base.conf", "g adm 4\ng sudo 27\n");
+    write(
+        &t,
+        "usr/lib/pristine/state.d/accounts.toml",
+        "[[rule]]\npath = \"/etc/passwd\"\nkind = \"parsed\"\n",
+    );
+    let (out, _) = provision(&t);
+    assert_exit(&out, 0);
+    let appsvc = uids(&t)["appsvc"];
+    // The admin's changes, as useradd/usermod/passwd would make them.
+    let append = |f: &str, line: &str| {
+        let p = t.join(f);
+        let mut s = std::fs::read_to_string(&p).unwrap_or_default();
+        s.push_str(line);
+        std::fs::write(&p, s).unwrap();
+    };
+    append(
+        "etc/passwd",
+        "alice:x:1000:1000:Alice:/home/alice:/bin/bash\n",
+    );
+    append(
+        "etc/passwd",
+        "newsvc:x:1001:1001::/var/lib/newsvc:/bin/sh\n",
+    );
+    append("etc/group", "alice:x:1000:\nnewsvc:x:1001:\n");
+    append("etc/shadow", "alice:$6$salt$alicehash:20000:0:99999:7:::\n");
+    append("etc/gshadow", "alice:!::\n");
+    std::fs::write(t.join("etc/subuid"), "alice:100000:65536\n").unwrap();
+    let edit = |f: &str, from: &str, to: &str| {
+        let p = t.join(f);
+        let s = std::fs::read_to_string(&p).unwrap();
+        assert!(s.contains(from), "{f}: {s}");
+        std::fs::write(&p, s.replacen(from, to, 1)).unwrap();
+    };
+    edit("etc/group", "adm:x:4:", "adm:x:4:alice");
+    edit("etc/group", "sudo:x:27:", "sudo:x:27:alice");
+    edit("etc/gshadow", "sudo:!*::", "sudo:!*::alice");
+    let shadow = std::fs::read_to_string(t.join("etc/shadow")).unwrap();
+    let app_line = shadow.lines().find(|l| l.starts_with("appsvc:")).unwrap();
+    edit("etc/shadow", app_line, "appsvc:$6$s$apphash:20001::::::");
+    let o = pristine()
+        .arg(format!("--root={}", t.display()))
+        .args(["--cmdline=", "state", "save"])
+        .env("SYSTEMD_LOG_TARGET", "console")
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let d = pristine()
+        .arg(format!("--root={}", t.display()))
+        .args(["--cmdline=", "state", "diff"])
+        .output()
+        .unwrap();
+    let diff = String::from_utf8_lossy(&d.stdout);
+    assert!(diff.contains("passwd:alice"), "{diff}");
+    assert!(
+        !diff.contains("alicehash"),
+        "state diff shows a password hash: {diff}"
+    );
+
+    // The /usr update adds a system user, a group, and declares the name the admin took.
+    write(
+        &t,
+        "usr/lib/sysusers.d/new.conf",
+        "u newsys -\ng newgrp -\nu newsvc -\n",
+    );
+    write(&t, "usr/lib/os-release", "ID=test\nVERSION_ID=2\n");
+    empty_etc(&t);
+    let (out, report) = provision(&t);
+    assert_exit(&out, 0);
+    let text = |f: &str| std::fs::read_to_string(t.join(f)).unwrap_or_default();
+    let ids = uids(&t);
+    assert_eq!(ids["alice"], 1000);
+    assert_eq!(ids["appsvc"], appsvc);
+    assert_eq!(ids["newsvc"], 1001, "the admin's record was replaced");
+    assert!(ids["newsys"] < 1000 && ids["newsys"] != appsvc, "{ids:?}");
+    assert!(text("etc/group").contains("newgrp:x:"));
+    assert!(
+        text("etc/group").contains("adm:x:4:alice\n"),
+        "{}",
+        text("etc/group")
+    );
+    assert!(text("etc/group").contains("sudo:x:27:alice\n"));
+    assert!(
+        text("etc/gshadow").contains("sudo:!*::alice\n"),
+        "{}",
+        text("etc/gshadow")
+    );
+    assert!(text("etc/shadow").contains("alice:$6$salt$alicehash:20000:0:99999:7:::\n"));
+    assert!(
+        text("etc/shadow").contains("appsvc:$6$s$apphash:"),
+        "{}",
+        text("etc/shadow")
+    );
+    assert_eq!(text("etc/subuid"), "alice:100000:65536\n");
+    let r = report.to_string();
+    assert!(r.contains("'newsvc' is declared by sysusers.d now"), "{r}");
+    assert!(
+        step_count(&report, "sysusers", "accounts-merged").unwrap_or(0) > 0,
+        "{r}"
+    );
+}

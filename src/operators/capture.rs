@@ -145,6 +145,9 @@ fn capture_parsed(
             }
             Ok((!values.is_empty()).then_some(values))
         }
+        Format::Accounts => crate::accounts::capture(root)
+            .map(|v| (!v.is_empty()).then_some(v))
+            .map_err(|e| e.to_string()),
         Format::Timezone => {
             let target = root.read_link(p).map_err(|e| e.to_string())?;
             let t = target.to_str().ok_or("link target is not UTF-8")?;

@@ -150,7 +150,14 @@ pub fn diff(ctx: &Context<'_>, out: &mut Outcome) -> Vec<DiffLine> {
         let factory = format!("{}{}", restore::FACTORY, e.path);
         let change = match &e.data {
             Data::Values { format, values } => {
-                let vals = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                // Account records carry password hashes: only their keys are shown.
+                let vals = values
+                    .iter()
+                    .map(|(k, v)| match format {
+                        Format::Accounts => k.clone(),
+                        _ => format!("{k}={v}"),
+                    })
+                    .collect();
                 let change = if *format == Format::Units {
                     "unit"
                 } else {
@@ -336,6 +343,23 @@ pub fn restore_units(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> usi
         out.extend(o.outcome.diagnostics);
     }
     changed
+}
+
+/// The saved account values (the `parsed` entry of `/etc/passwd`, format `accounts`), when the
+/// policy still gives that path to the `parsed` operator. Merged around sysusers by
+/// [`crate::accounts`], never rendered as a file.
+pub fn account_values(ctx: &Context<'_>, out: &mut Outcome) -> Option<BTreeMap<String, String>> {
+    if ctx.policy.rules.is_empty() {
+        return None;
+    }
+    let g = ctx.generation(out)?;
+    g.entries.into_iter().find_map(|e| match e.data {
+        Data::Values {
+            format: Format::Accounts,
+            values,
+        } if ctx.policy.owner(&e.path).rule().map(|r| r.kind) == Some(Kind::Parsed) => Some(values),
+        _ => None,
+    })
 }
 
 /// After a factory reset: empties the registry except the entries under a keep-list path.

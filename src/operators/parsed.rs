@@ -38,7 +38,9 @@ pub fn capture(format: Format, text: &str) -> Result<BTreeMap<String, String>, S
                 .ok_or_else(|| format!("link target '{text}' is not a zone under {ZONEINFO}"))?;
             v.insert("zone".into(), zone.into());
         }
-        Format::Units => return Err("unit states are not read from a file".into()),
+        Format::Units | Format::Accounts => {
+            return Err("unit states and accounts are not read from one file".into())
+        }
     }
     Ok(v)
 }
@@ -83,7 +85,9 @@ pub fn render(format: Format, values: &BTreeMap<String, String>) -> Result<Strin
             // systemd (timedatectl, firstboot) writes the link relative to /etc.
             Ok(format!("..{ZONEINFO}{z}"))
         }
-        Format::Units => Err("unit states are not rendered to a file".into()),
+        Format::Units | Format::Accounts => {
+            Err("unit states and accounts are not rendered to one file".into())
+        }
     }
 }
 

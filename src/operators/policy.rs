@@ -59,6 +59,9 @@ pub enum Format {
     Timezone,
     /// `/etc/systemd/system`: unit enablement, stored as unit states.
     Units,
+    /// `/etc/passwd` (with group, shadow, gshadow, subuid, subgid): the admin's accounts and
+    /// fields, merged record by record around sysusers ([`crate::accounts::merge`]).
+    Accounts,
 }
 
 impl Format {
@@ -68,6 +71,7 @@ impl Format {
             "/etc/hostname" => Format::Hostname,
             "/etc/localtime" => Format::Timezone,
             "/etc/systemd/system" => Format::Units,
+            "/etc/passwd" => Format::Accounts,
             _ => Format::Env,
         }
     }

@@ -234,8 +234,11 @@ pub fn observe(root: &Root, policy: &Policy, generation: Option<&Generation>) ->
                 target: target.clone(),
             },
             Data::Values { format, values } => {
-                if *format == super::policy::Format::Units {
-                    continue; // re-applied after presets
+                if matches!(
+                    *format,
+                    super::policy::Format::Units | super::policy::Format::Accounts
+                ) {
+                    continue; // merged around sysusers / re-applied after presets
                 }
                 match parsed::render(*format, values) {
                     Ok(s) if *format == super::policy::Format::Timezone => {

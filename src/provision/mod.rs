@@ -306,7 +306,8 @@ pub fn provision(root: &Root, host: &HostFacts, opts: &Options) -> Report {
 
     step_machine_id(&mut run, host, &settings);
     step_firstboot(&mut run, host, &settings);
-    let would_be_users = step_sysusers(&mut run, host, opts, &settings, etc);
+    let accounts = crate::operators::account_values(&operators, &mut run.out);
+    let would_be_users = step_sysusers(&mut run, host, opts, &settings, accounts.as_ref(), etc);
     step_tmpfiles(&mut run, host, opts, etc, var, would_be_users);
     let ahead = ahead.and_then(|h| h.join().ok()).unwrap_or_default();
     step_presets(&mut run, etc, ahead);
@@ -616,6 +617,7 @@ fn step_sysusers(
     host: &HostFacts,
     po: &Options,
     settings: &Settings,
+    accounts: Option<&crate::accounts::merge::Values>,
     etc: Reason,
 ) -> Option<crate::userdb::UserDb> {
     if etc == Reason::UpToDate {
@@ -632,10 +634,25 @@ fn step_sysusers(
         ..Default::default()
     };
     let mut would_be = None;
+    let dry_run = run.dry_run;
     run.step("sysusers", |out| {
+        // The admin's saved accounts go in first, so sysusers works around them as on an /etc
+        // that was never emptied; the admin's fields go back on the vendor records after.
+        let merged_before = accounts.map_or(0, |v| {
+            crate::accounts::restore_records(root, v, dry_run, out)
+        });
         let o = crate::sysusers::run_planned(root, &opts, &mut would_be);
+        let merged_after = accounts.map_or(0, |v| {
+            crate::accounts::restore_overlay(root, v, dry_run, out)
+        });
         let (users, groups) = (o.count("users"), o.count("groups"));
         let mut counts = vec![("users".into(), users), ("groups".into(), groups)];
+        if accounts.is_some() {
+            counts.push((
+                "accounts-merged".into(),
+                (merged_before + merged_after) as u64,
+            ));
+        }
         for k in ["ownership-stale", "ownership-repaired"] {
             if o.counts.contains_key(k) {
                 counts.push((k.into(), o.count(k)));
