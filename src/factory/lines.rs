@@ -276,6 +276,10 @@ path = "/etc/systemd/system"
 kind = "parsed"
 
 [[rule]]
+path = "/etc/passwd"
+kind = "parsed"
+
+[[rule]]
 path = "/etc/network/interfaces.d/*"
 kind = "stash"
 
