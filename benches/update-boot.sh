@@ -12,13 +12,17 @@
 # Reported: wall and CPU milliseconds (benches/timed.py), peak RSS of pristine's boot.
 # The mapping itself (device-mapper ioctls at boot) is not measured here: it needs dm_mod, and
 # is exercised in tests/vm_update.rs.
-# Usage: benches/update-boot.sh [SIZE_MIB]
+# Usage: benches/update-boot.sh [SIZE_MIB]   ($PRISTINE_BIN: use that binary instead of building)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 size_mib=${1:-1024}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/target}
-(cd "$here" && cargo build --release --quiet)
-bin=$CARGO_TARGET_DIR/release/pristine
+if [[ -n ${PRISTINE_BIN:-} ]]; then
+  bin=$PRISTINE_BIN
+else
+  (cd "$here" && cargo build --release --quiet)
+  bin=$CARGO_TARGET_DIR/release/pristine
+fi
 w=$(mktemp -d /tmp/pristine-bench-update-boot.XXXXXX)
 trap 'rm -rf "$w"' EXIT
 t() { python3 "$here/benches/timed.py" "$@"; }

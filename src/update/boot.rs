@@ -26,6 +26,7 @@ pub const VERITY_NAME: &str = "pristine-usr";
 pub fn check_slot(path: &str, r: &SlotRecord) -> Result<(), String> {
     let f = File::open(path).map_err(|e| format!("{path}: {e}"))?;
     if let Some(v) = &r.verity {
+        v.check(r.image_size)?;
         let root = v.root().ok_or("bad verity root hash in the state")?;
         return verity::verify(&f, v.data_size, &root).map(|_| ());
     }

@@ -152,7 +152,8 @@ fn assemble(sb: &Superblock, uuid: &[u8; 16], level0: &[[u8; DIGEST]]) -> (Vec<u
 
 /// The level-0 digests of `blocks` data blocks read from `r`.
 fn data_digests(r: &mut dyn Read, blocks: u64, salt: &[u8]) -> io::Result<Vec<[u8; DIGEST]>> {
-    let mut out = Vec::with_capacity(usize::try_from(blocks).unwrap_or(0).min(1 << 24));
+    // Grows as blocks are actually read: a wrong block count costs nothing up front.
+    let mut out = Vec::with_capacity(usize::try_from(blocks).unwrap_or(0).min(1 << 16));
     let mut buf = vec![0u8; BLOCK as usize];
     for _ in 0..blocks {
         r.read_exact(&mut buf)?;
