@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use pristine::text::specifier::SystemValues;
+use pristine::text::specifier::{Running, SystemValues};
 use pristine::userdb::UserDb;
 
 /// A fixed description of the system the config is parsed for (nothing read from the host).
@@ -20,12 +20,11 @@ fn system() -> SystemValues {
     SystemValues {
         os_release: Some(os),
         machine_id: Ok("0123456789abcdef0123456789abcdef".into()),
-        boot_id: Err("no boot id".into()),
-        hostname: "fuzz".into(),
-        pretty_hostname: None,
-        kernel_release: "6.1.0".into(),
-        user: ("root".into(), 0),
-        group: ("root".into(), 0),
+        running: Running {
+            hostname: "fuzz".into(),
+            kernel_release: "6.1.0".into(),
+            ..Running::default()
+        },
         has_root: true,
     }
 }
@@ -39,7 +38,6 @@ fn users() -> UserDb {
 
 /// One `tmpfiles.d` file: every line through the line parser, as `systemd-tmpfiles` reads it.
 pub fn tmpfiles(data: &[u8]) {
-    let text = String::from_utf8_lossy(data);
     let values = system();
     let users = users();
     let env = pristine::tmpfiles::parse::ParseEnv {
@@ -53,7 +51,7 @@ pub fn tmpfiles(data: &[u8]) {
         credential: &|n: &str| (n == "cred").then(|| b"secret".to_vec()),
     };
     let file = Path::new("/usr/lib/tmpfiles.d/fuzz.conf");
-    for (n, line) in pristine::text::config_lines(&text, &['#', ';']) {
+    let _ = pristine::text::lines::for_each_config_line(data, b"#", |n, line| {
         let mut notes = Vec::new();
         let r = pristine::tmpfiles::parse::parse_line(&env, file, n, line, &mut notes);
         if let Err(d) = r {
@@ -64,15 +62,15 @@ pub fn tmpfiles(data: &[u8]) {
                 "diagnostic not at {at}: {d}"
             );
         }
-    }
+    });
 }
 
 /// One `sysusers.d` file.
 pub fn sysusers(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let values = system();
-    for (n, line) in pristine::sysusers::parse::config_lines(&text) {
-        let _ = pristine::sysusers::parse::parse_line(&values, line, "fuzz.conf", n);
+    for (n, line) in pristine::text::lines::config_lines(&text) {
+        let _ = pristine::sysusers::parse::parse_line(&values, &line, "fuzz.conf", n);
     }
 }
 
