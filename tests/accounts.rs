@@ -508,3 +508,30 @@ fn admin_accounts_survive_a_stateless_boot_and_a_usr_update() {
         "{r}"
     );
 }
+
+/// A factory reset that keeps the app's data (and, always, the ID ledger), after a /usr update
+/// that adds a user: the kept data stays with the name it belonged to.
+#[test]
+fn a_factory_reset_keeps_the_ledger_so_kept_data_keeps_its_owner() {
+    let tmp = TempDir::new("ledger-reset");
+    let t = tmp.path().join("root");
+    appliance(&t);
+    write(
+        &t,
+        "usr/lib/pristine/10-reset.toml",
+        "[reset]\nkeep = [\"/var/lib/app\"]\n",
+    );
+    let (out, _) = provision(&t);
+    assert_exit(&out, 0);
+    let db = app_writes_data(&t);
+    write(&t, "usr/lib/sysusers.d/00-new.conf", "u newsvc - \"New\"\n");
+    write(&t, "usr/lib/os-release", "ID=test\nVERSION_ID=2\n");
+    write(&t, "var/lib/pristine/factory-reset", "");
+    let (out, report) = provision(&t);
+    assert_exit(&out, 0);
+    assert_eq!(report["reset"], true, "{report}");
+    let ids = uids(&t);
+    assert_eq!(ids["appsvc"], 999, "{ids:?}");
+    assert_ne!(ids["newsvc"], 999, "{ids:?}");
+    assert_eq!(std::fs::metadata(&db).unwrap().uid(), 999);
+}

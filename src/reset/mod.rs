@@ -119,6 +119,12 @@ impl Request {
         if s.machine_id == ResetMachineId::Keep {
             keep.push(PathBuf::from("/etc/machine-id"));
         }
+        // The ID ledger: kept data (and anything restored later) stays owned by the names it
+        // belonged to, so a reset never lets IDs move to other names (docs/sysusers.md).
+        let ledger = Path::new(crate::accounts::ledger::PATH);
+        if !keep.iter().any(|k| ledger.starts_with(k)) {
+            keep.push(ledger.to_path_buf());
+        }
         // The /usr update state (slots, pending version, tries) describes /usr, not local
         // state: it survives a reset.
         let st = Path::new(&settings.update.state_dir);
