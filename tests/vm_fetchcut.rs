@@ -8,7 +8,7 @@
 //! interrupted fetch must finish (exit code 0) with slot B pending with the right bytes.
 //!
 //! `PRISTINE_POWERCUTS` sets the number of cuts that must interrupt a fetch (default 20;
-//! `benches/powercut.sh fetch` runs more), `PRISTINE_POWERCUT_SEED` the seed (printed either way).
+//! `benches/fetchcut.sh` runs more), `PRISTINE_POWERCUT_SEED` the seed (printed either way).
 
 mod common;
 
