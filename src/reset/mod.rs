@@ -799,7 +799,8 @@ mod tests {
             vec![
                 PathBuf::from("/var/lib/machines"),
                 PathBuf::from("/etc/machine-id"),
-                // The update state is kept by default.
+                // The ID ledger and the update state are always kept.
+                PathBuf::from("/var/lib/pristine/ids.ledger"),
                 PathBuf::from("/var/lib/pristine/update"),
             ]
         );
