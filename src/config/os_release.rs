@@ -20,7 +20,18 @@ pub struct OsRelease {
 /// Reads the target's os-release; `None` when neither file can be read.
 pub fn read(root: &Root) -> Option<OsRelease> {
     PATHS.iter().find_map(|p| {
-        let raw = root.read(Path::new(p)).ok()?;
+        let raw = match root.read(Path::new(p)) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                // Bounded like every tree read: a huge or unreadable file counts as missing.
+                log::warn!(
+                    "Ignoring {}: {e}",
+                    root.display_path(Path::new(p)).display()
+                );
+                return None;
+            }
+        };
         let fields = crate::text::envfile::parse(&String::from_utf8_lossy(&raw))
             .into_iter()
             .collect();

@@ -364,6 +364,18 @@ impl Root {
                 format!("{} is not a regular file", self.display_path(p).display()),
             ));
         }
+        // Streamed line by line, but bounded all the same (a huge or sparse file would be read
+        // for ever): the configuration maximum of `limits`.
+        if u64::try_from(st.st_size).unwrap_or(u64::MAX) > limits::DEFAULT {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "{} is larger than {} bytes, refusing to read it",
+                    self.display_path(p).display(),
+                    limits::DEFAULT
+                ),
+            ));
+        }
         Ok(std::fs::File::from(fd))
     }
 

@@ -15,7 +15,7 @@
 //! A target without a record is never touched: files the admin created, and copies made
 //! before this record existed that differ from the factory, stay as they are. Only regular
 //! files are compared; a target that is a symlink, or has a symlink among its parents, is left
-//! alone. Files larger than [`MAX_FILE`] are not refreshed (reported).
+//! alone. Files larger than [`MAX_FILE`] are not compared, so never refreshed.
 //!
 //! The record is `/var/lib/pristine/factory-copies.json`, written atomically when it changed:
 //! `{"format": 1, "copies": {"/etc/x": {"source": "/usr/share/factory/etc/x", "sha256": "…"}},
@@ -113,11 +113,14 @@ fn read_plain(root: &Root, p: &Path) -> io::Result<Option<(Vec<u8>, rustix::fs::
         return Ok(None);
     }
     if st.st_size as u64 > MAX_FILE {
-        return Err(io::Error::other(format!(
-            "larger than {MAX_FILE} bytes, not compared"
-        )));
+        // Not compared, so never refreshed: left as it is.
+        log::debug!(
+            "{}: larger than {MAX_FILE} bytes, not compared",
+            p.display()
+        );
+        return Ok(None);
     }
-    Ok(Some((root.read(p)?, st)))
+    Ok(Some((root.read_max(p, MAX_FILE)?, st)))
 }
 
 fn load(root: &Root, out: &mut Outcome) -> Record {
