@@ -15,6 +15,7 @@ pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod detect;
+pub mod error;
 pub mod factory;
 pub mod fs;
 pub mod host;
