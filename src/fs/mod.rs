@@ -13,6 +13,7 @@
 //! depth. A [`Root::strict`] handle follows no symlink in any component at all: engines that
 //! move or remove what they find (the factory reset) use it.
 
+pub mod at;
 mod chase;
 pub mod copy;
 mod fault;

@@ -1,0 +1,225 @@
+//! The fd-relative mutations, each one a fault-injection point.
+//!
+//! Engines that hold a directory descriptor they opened safely (through [`Root`](super::Root),
+//! [`Root::chase_safe`](super::Root::chase_safe) or a walk) mutate its entries with these
+//! functions and never call the `rustix::fs` mutators themselves: `clippy.toml` refuses those
+//! outside `src/fs`. None of them follows a symlink in `name` (a name is one component); the ones
+//! that act on an inode take a descriptor of it.
+//!
+//! `what` is only for the fault-injection message and is built lazily.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use rustix::fs::{AtFlags, FileType, Mode, RenameFlags};
+
+use super::fault::mutating_lazy;
+
+fn shown(name: &OsStr) -> impl FnOnce() -> PathBuf + '_ {
+    move || PathBuf::from(name)
+}
+
+/// `mkdirat(dir, name, mode)`.
+pub fn mkdir(dir: impl AsFd, name: &OsStr, mode: u32) -> io::Result<()> {
+    mutating_lazy("mkdir", shown(name))?;
+    Ok(rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode))?)
+}
+
+/// `unlinkat(dir, name, 0)`: removes a non-directory (a symlink itself, never its target).
+pub fn unlink(dir: impl AsFd, name: &OsStr) -> io::Result<()> {
+    mutating_lazy("unlink", shown(name))?;
+    Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?)
+}
+
+/// `unlinkat(dir, name, AT_REMOVEDIR)`: removes an empty directory.
+pub fn rmdir(dir: impl AsFd, name: &OsStr) -> io::Result<()> {
+    mutating_lazy("rmdir", shown(name))?;
+    Ok(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
+}
+
+/// Removes a temporary entry after a failed commit; errors are ignored (it may not exist),
+/// and it is not a fault point (it only ever undoes).
+pub fn discard(dir: impl AsFd, name: &OsStr) {
+    let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
+}
+
+/// `symlinkat(target, dir, name)`.
+pub fn symlink(target: impl AsRef<OsStr>, dir: impl AsFd, name: &OsStr) -> io::Result<()> {
+    mutating_lazy("symlink", shown(name))?;
+    Ok(rustix::fs::symlinkat(target.as_ref(), dir, name)?)
+}
+
+/// `renameat(from_dir, from, to_dir, to)`: replaces `to` atomically.
+pub fn rename(from_dir: impl AsFd, from: &OsStr, to_dir: impl AsFd, to: &OsStr) -> io::Result<()> {
+    mutating_lazy("rename", shown(to))?;
+    Ok(rustix::fs::renameat(from_dir, from, to_dir, to)?)
+}
+
+/// `renameat2(…, RENAME_NOREPLACE)`: fails with `EEXIST` instead of replacing.
+pub fn rename_noreplace(
+    from_dir: impl AsFd,
+    from: &OsStr,
+    to_dir: impl AsFd,
+    to: &OsStr,
+) -> io::Result<()> {
+    mutating_lazy("rename", shown(to))?;
+    Ok(rustix::fs::renameat_with(
+        from_dir,
+        from,
+        to_dir,
+        to,
+        RenameFlags::NOREPLACE,
+    )?)
+}
+
+/// `renameat2(…, RENAME_EXCHANGE)`: swaps two entries atomically.
+pub fn exchange(a_dir: impl AsFd, a: &OsStr, b_dir: impl AsFd, b: &OsStr) -> io::Result<()> {
+    mutating_lazy("exchange", shown(b))?;
+    Ok(rustix::fs::renameat_with(
+        a_dir,
+        a,
+        b_dir,
+        b,
+        RenameFlags::EXCHANGE,
+    )?)
+}
+
+/// `mknodat(dir, name, kind, mode, dev)` for FIFOs, sockets and device nodes.
+pub fn mknod(
+    dir: impl AsFd,
+    name: &OsStr,
+    kind: FileType,
+    mode: u32,
+    dev: (u32, u32),
+) -> io::Result<()> {
+    mutating_lazy("mknod", shown(name))?;
+    Ok(rustix::fs::mknodat(
+        dir,
+        name,
+        kind,
+        Mode::from_raw_mode(mode),
+        rustix::fs::makedev(dev.0, dev.1),
+    )?)
+}
+
+/// `fchmod(fd, mode)` of an open (not `O_PATH`) descriptor.
+pub fn fchmod(fd: impl AsFd, mode: u32) -> io::Result<()> {
+    mutating_lazy("chmod", || PathBuf::from("(fd)"))?;
+    Ok(rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?)
+}
+
+/// `fchown(fd, uid, gid)` of an open descriptor; `None` leaves that ID alone.
+pub fn fchown(fd: impl AsFd, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    mutating_lazy("chown", || PathBuf::from("(fd)"))?;
+    Ok(rustix::fs::fchown(
+        fd,
+        uid.map(rustix::fs::Uid::from_raw),
+        gid.map(rustix::fs::Gid::from_raw),
+    )?)
+}
+
+/// `fchownat(dir, name, uid, gid, AT_SYMLINK_NOFOLLOW)`: the entry itself, a symlink included.
+pub fn lchown(dir: impl AsFd, name: &OsStr, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    mutating_lazy("chown", shown(name))?;
+    Ok(rustix::fs::chownat(
+        dir,
+        name,
+        uid.map(rustix::fs::Uid::from_raw),
+        gid.map(rustix::fs::Gid::from_raw),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
+}
+
+/// `ftruncate(fd, len)`.
+pub fn truncate(fd: impl AsFd, len: u64) -> io::Result<()> {
+    mutating_lazy("truncate", || PathBuf::from("(fd)"))?;
+    Ok(rustix::fs::ftruncate(fd, len)?)
+}
+
+/// `fsetxattr(fd, name, value, 0)` of an open descriptor.
+pub fn set_xattr(fd: impl AsFd, name: &OsStr, value: &[u8]) -> io::Result<()> {
+    mutating_lazy("setxattr", shown(name))?;
+    Ok(rustix::fs::fsetxattr(
+        fd,
+        name,
+        value,
+        rustix::fs::XattrFlags::empty(),
+    )?)
+}
+
+/// `setxattr` through `/proc/self/fd/N` of an `O_PATH` descriptor (the only way to set an
+/// xattr or ACL on an inode opened without read access; never a symlink: callers check).
+pub fn set_xattr_opath(fd: impl AsFd, name: &OsStr, value: &[u8]) -> io::Result<()> {
+    mutating_lazy("setxattr", shown(name))?;
+    Ok(rustix::fs::setxattr(
+        super::safe::proc_fd_path(fd).as_str(),
+        name,
+        value,
+        rustix::fs::XattrFlags::empty(),
+    )?)
+}
+
+/// `fsync(fd)` (durability, not a fault point: it changes no content).
+pub fn fsync(fd: impl AsFd) -> io::Result<()> {
+    Ok(rustix::fs::fsync(fd)?)
+}
+
+/// Creates `name` exclusively (`O_CREAT|O_EXCL|O_NOFOLLOW`) for writing.
+pub fn create_new(dir: impl AsFd, name: &OsStr, mode: u32) -> io::Result<OwnedFd> {
+    mutating_lazy("create", shown(name))?;
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        rustix::fs::OFlags::WRONLY
+            | rustix::fs::OFlags::CREATE
+            | rustix::fs::OFlags::EXCL
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt as _;
+
+    #[test]
+    fn mutations_act_on_names_and_never_follow() {
+        let t = std::env::temp_dir().join(format!("pristine-at-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        std::fs::create_dir_all(&t).unwrap();
+        let dir = std::fs::File::open(&t).unwrap();
+        mkdir(&dir, OsStr::new("d"), 0o700).unwrap();
+        assert_eq!(
+            std::fs::metadata(t.join("d")).unwrap().mode() & 0o777,
+            0o700
+        );
+        symlink("/nonexistent", &dir, OsStr::new("l")).unwrap();
+        // A symlink is removed as itself.
+        unlink(&dir, OsStr::new("l")).unwrap();
+        assert!(std::fs::symlink_metadata(t.join("l")).is_err());
+        let f = create_new(&dir, OsStr::new("f"), 0o600).unwrap();
+        assert_eq!(
+            create_new(&dir, OsStr::new("f"), 0o600).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        fchmod(&f, 0o640).unwrap();
+        truncate(&f, 10).unwrap();
+        assert_eq!(std::fs::metadata(t.join("f")).unwrap().len(), 10);
+        exchange(&dir, OsStr::new("f"), &dir, OsStr::new("d")).unwrap();
+        assert!(std::fs::metadata(t.join("f")).unwrap().is_dir());
+        assert_eq!(
+            rename_noreplace(&dir, OsStr::new("f"), &dir, OsStr::new("d"))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        rmdir(&dir, OsStr::new("f")).unwrap();
+        rename(&dir, OsStr::new("d"), &dir, OsStr::new("g")).unwrap();
+        assert_eq!(std::fs::metadata(t.join("g")).unwrap().len(), 10);
+        std::fs::remove_dir_all(&t).unwrap();
+    }
+}
