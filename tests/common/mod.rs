@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod cutloop;
+
 /// The pristine binary under test.
 pub fn pristine() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pristine"))
