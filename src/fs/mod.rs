@@ -16,10 +16,13 @@
 pub mod at;
 mod chase;
 pub mod copy;
+mod dircache;
 mod fault;
+pub mod host_runtime;
 pub mod limits;
 pub mod safe;
 pub mod scan;
+pub mod txn;
 pub mod walk;
 
 use std::ffi::{OsStr, OsString};
@@ -31,8 +34,10 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timestamps};
 
 use copy::open_dir_nofollow;
+pub use dircache::DirCache;
 pub use fault::{count as mutation_count, mutating};
 pub use safe::unsafe_transition;
+pub use txn::{DirId, Txn};
 
 /// How paths are resolved inside the root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -482,17 +487,12 @@ impl Root {
         Ok(rustix::fs::symlinkat(target, &dir, name.as_os_str())?)
     }
 
-    /// Creates or replaces the symlink `p` atomically (temporary link + rename).
+    /// Creates or replaces the symlink `p` atomically (a one-link [`Txn`], not fsynced).
     pub fn symlink_atomic(&self, target: &Path, p: &Path) -> io::Result<()> {
-        let (dir, name) = self.parent(p)?;
-        let tmp = temp_name(&name);
-        mutating("symlink", p)?;
-        rustix::fs::symlinkat(target, &dir, tmp.as_os_str())?;
-        if let Err(e) = rustix::fs::renameat(&dir, tmp.as_os_str(), &dir, name.as_os_str()) {
-            let _ = rustix::fs::unlinkat(&dir, tmp.as_os_str(), AtFlags::empty());
-            return Err(e.into());
-        }
-        Ok(())
+        let mut t = Txn::new(false);
+        let (dir, name) = t.parent(self, p)?;
+        t.symlink(dir, &name, target.as_os_str(), p)?;
+        t.commit_io()
     }
 
     /// Removes a non-directory (or a symlink, never its target).
@@ -795,8 +795,8 @@ pub fn create_new_at(
     std::fs::File::from(fd).write_all(data)
 }
 
-/// [`Root::write_atomic`] on an already open directory. `what` names the path in errors and
-/// fault injection; `durable` fsyncs the file and the directory.
+/// [`Root::write_atomic`] on an already open directory: a one-file [`Txn`]. `what` names the
+/// path in errors and fault injection; `durable` fsyncs the file and the directory.
 pub fn write_atomic_at(
     dir: &OwnedFd,
     name: &OsStr,
@@ -805,44 +805,10 @@ pub fn write_atomic_at(
     what: &Path,
     durable: bool,
 ) -> io::Result<()> {
-    let tmp = temp_name(name);
-    let mode = opts.mode.unwrap_or(0o644);
-    mutating("write", what)?;
-    let fd = rustix::fs::openat(
-        dir,
-        tmp.as_os_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(mode),
-    )?;
-    let result = (|| -> io::Result<()> {
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
-        if let Some((uid, gid)) = opts.owner {
-            rustix::fs::fchown(
-                &fd,
-                Some(rustix::fs::Uid::from_raw(uid)),
-                Some(rustix::fs::Gid::from_raw(gid)),
-            )?;
-        }
-        let mut f = std::fs::File::from(fd.try_clone()?);
-        f.write_all(data)?;
-        if durable {
-            f.sync_all()?;
-        }
-        if let Some((a, m)) = opts.times {
-            let ts = timestamps(a, m);
-            rustix::fs::futimens(&fd, &ts)?;
-        }
-        rustix::fs::renameat(dir, tmp.as_os_str(), dir, name)?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = rustix::fs::unlinkat(dir, tmp.as_os_str(), AtFlags::empty());
-        return Err(e);
-    }
-    if durable {
-        rustix::fs::fsync(dir)?;
-    }
-    Ok(())
+    let mut t = Txn::new(durable);
+    let d = t.dir(dir.as_fd());
+    t.file(d, name, data, opts, what)?;
+    t.commit_io()
 }
 
 fn mount_point_error(what: &Path) -> io::Error {
