@@ -344,14 +344,16 @@ pub fn run_planned(root: &Root, opts: &Options, would_be: &mut Option<UserDb>) -
         read_credential(&format!("passwd.shell.{name}"))
             .map(|b| String::from_utf8_lossy(&b).into_owned())
     };
-    let password = |name: &str| -> Result<Option<String>, String> {
+    let password = |name: &str| -> Result<Option<String>> {
         if let Some(h) = read_credential(&format!("passwd.hashed-password.{name}")) {
             return Ok(Some(String::from_utf8_lossy(&h).into_owned()));
         }
         match read_credential(&format!("passwd.plaintext-password.{name}")) {
-            Some(p) => crypt::hash_password(&p)
-                .map(Some)
-                .map_err(|e| format!("Failed to hash password: {}", errno_text(&e))),
+            Some(p) => crypt::hash_password(&p).map(Some).map_err(|e| Error {
+                op: "hash password".into(),
+                path: None,
+                cause: crate::error::Cause::Io(e),
+            }),
             None => Ok(None),
         }
     };
