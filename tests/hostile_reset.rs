@@ -4,6 +4,9 @@
 //! reset, and that deep trees neither overflow the stack nor run out of descriptors.
 //! Mount tests need root (CI runs as root).
 
+// Fixtures build hostile trees (devices, odd times, races) directly, not through src/fs.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,9 @@
 //! Hostile tmpfiles.d input and hostile trees (issue 12's tmpfiles classes): each test builds
 //! its tree from scratch, runs the real binary and, where systemd-tmpfiles 257 has the same
 //! behaviour, the reference on an identical copy, comparing exit codes, messages and trees.
+
+// Fixtures build hostile trees (devices, odd times, races) directly, not through src/fs.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

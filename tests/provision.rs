@@ -1,6 +1,9 @@
 //! `pristine provision` end to end on small trees: fresh, provisioned (no writes), machine-id
 //! sources and policies, firstboot basics, reset, modes, bad configuration, /usr updates.
 
+// Fixtures build hostile trees (devices, odd times, races) directly, not through src/fs.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,9 @@
 //! `pristine status --json` on the trees the boot meets: empty, populated, stale, first boot,
 //! and a factory-reset request from each source.
 
+// Fixtures build hostile trees (devices, odd times, races) directly, not through src/fs.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::path::Path;

@@ -10,6 +10,8 @@
 //! not generated here: tests/tmpfiles_hostile.rs covers them (systemd follows them out, we
 //! must not).
 
+// Fixtures build hostile trees (devices, odd times, races) directly, not through src/fs.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -1,6 +1,9 @@
 //! Scenario tests of `pristine tmpfiles`, one per area systemd's own TEST-22-TMPFILES covers
 //! (see ../shared/corpus/tmpfiles-scenarios.md), in our own words. Each runs the verb first
 //! with `--dry-run` (the tree must not change at all), then for real, and checks the tree.
+
+// Fixtures build hostile trees (devices, odd times, races) directly, not through src/fs.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

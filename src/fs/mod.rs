@@ -13,13 +13,20 @@
 //! depth. A [`Root::strict`] handle follows no symlink in any component at all: engines that
 //! move or remove what they find (the factory reset) use it.
 
+// The one place the mutating rustix calls are allowed (clippy.toml refuses them elsewhere).
+#![allow(clippy::disallowed_methods)]
+
 pub mod at;
 mod chase;
+mod climb;
 pub mod copy;
+mod dircache;
 mod fault;
+pub mod host_runtime;
 pub mod limits;
 pub mod safe;
 pub mod scan;
+pub mod txn;
 pub mod walk;
 
 use std::ffi::{OsStr, OsString};
@@ -31,8 +38,10 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timestamps};
 
 use copy::open_dir_nofollow;
+pub use dircache::DirCache;
 pub use fault::{count as mutation_count, mutating};
 pub use safe::unsafe_transition;
+pub use txn::{DirId, Txn};
 
 /// How paths are resolved inside the root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -482,17 +491,12 @@ impl Root {
         Ok(rustix::fs::symlinkat(target, &dir, name.as_os_str())?)
     }
 
-    /// Creates or replaces the symlink `p` atomically (temporary link + rename).
+    /// Creates or replaces the symlink `p` atomically (a one-link [`Txn`], not fsynced).
     pub fn symlink_atomic(&self, target: &Path, p: &Path) -> io::Result<()> {
-        let (dir, name) = self.parent(p)?;
-        let tmp = temp_name(&name);
-        mutating("symlink", p)?;
-        rustix::fs::symlinkat(target, &dir, tmp.as_os_str())?;
-        if let Err(e) = rustix::fs::renameat(&dir, tmp.as_os_str(), &dir, name.as_os_str()) {
-            let _ = rustix::fs::unlinkat(&dir, tmp.as_os_str(), AtFlags::empty());
-            return Err(e.into());
-        }
-        Ok(())
+        let mut t = Txn::new(false);
+        let (dir, name) = t.parent(self, p)?;
+        t.symlink(dir, &name, target.as_os_str(), p)?;
+        t.commit_io()
     }
 
     /// Removes a non-directory (or a symlink, never its target).
@@ -795,8 +799,8 @@ pub fn create_new_at(
     std::fs::File::from(fd).write_all(data)
 }
 
-/// [`Root::write_atomic`] on an already open directory. `what` names the path in errors and
-/// fault injection; `durable` fsyncs the file and the directory.
+/// [`Root::write_atomic`] on an already open directory: a one-file [`Txn`]. `what` names the
+/// path in errors and fault injection; `durable` fsyncs the file and the directory.
 pub fn write_atomic_at(
     dir: &OwnedFd,
     name: &OsStr,
@@ -805,44 +809,10 @@ pub fn write_atomic_at(
     what: &Path,
     durable: bool,
 ) -> io::Result<()> {
-    let tmp = temp_name(name);
-    let mode = opts.mode.unwrap_or(0o644);
-    mutating("write", what)?;
-    let fd = rustix::fs::openat(
-        dir,
-        tmp.as_os_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(mode),
-    )?;
-    let result = (|| -> io::Result<()> {
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
-        if let Some((uid, gid)) = opts.owner {
-            rustix::fs::fchown(
-                &fd,
-                Some(rustix::fs::Uid::from_raw(uid)),
-                Some(rustix::fs::Gid::from_raw(gid)),
-            )?;
-        }
-        let mut f = std::fs::File::from(fd.try_clone()?);
-        f.write_all(data)?;
-        if durable {
-            f.sync_all()?;
-        }
-        if let Some((a, m)) = opts.times {
-            let ts = timestamps(a, m);
-            rustix::fs::futimens(&fd, &ts)?;
-        }
-        rustix::fs::renameat(dir, tmp.as_os_str(), dir, name)?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = rustix::fs::unlinkat(dir, tmp.as_os_str(), AtFlags::empty());
-        return Err(e);
-    }
-    if durable {
-        rustix::fs::fsync(dir)?;
-    }
-    Ok(())
+    let mut t = Txn::new(durable);
+    let d = t.dir(dir.as_fd());
+    t.file(d, name, data, opts, what)?;
+    t.commit_io()
 }
 
 fn mount_point_error(what: &Path) -> io::Error {
@@ -871,131 +841,78 @@ fn remove_at(dir: &OwnedFd, name: &OsStr, st: &Stat, dev: u64, what: &Path) -> i
     Ok(())
 }
 
-/// One directory on the way down of [`remove_children`]: its name in its parent, the parent's
-/// inode (checked when climbing back through `..`) and the parent's subdirectories still to do.
-struct Level {
-    name: OsString,
-    parent_ino: u64,
-    pending: Vec<OsString>,
+/// The removal as a [`climb::Climber`]: in each directory it removes every non-directory and
+/// leaves the subdirectories to the walk, removing each once the walk climbs back out of it.
+/// Errors are kept (the first is returned) and the removal goes on.
+struct Remover {
+    first_err: Option<io::Error>,
 }
 
-/// The in-root path of the directory at the bottom of `stack`, below `top` (messages only).
-fn level_path(top: &Path, stack: &[Level]) -> PathBuf {
-    let mut p = top.to_path_buf();
-    p.extend(stack.iter().map(|l| l.name.as_os_str()));
-    p
-}
-
-/// Removes every non-directory in the open directory `fd` and returns the names of its
-/// subdirectories (left for the caller). Errors go to `first_err`.
-fn unlink_files(
-    fd: &OwnedFd,
-    top: &Path,
-    stack: &[Level],
-    first_err: &mut Option<io::Error>,
-) -> io::Result<Vec<OsString>> {
-    let mut names = Vec::new();
-    for_each_entry(fd.as_fd(), |name, ft| {
-        names.push((OsStr::from_bytes(name).to_os_string(), ft));
-    })?;
-    let mut dirs = Vec::new();
-    for (name, ft) in names {
-        let ft = if ft == FileType::Unknown {
-            match rustix::fs::statat(fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => FileType::from_raw_mode(st.st_mode),
-                Err(rustix::io::Errno::NOENT) => continue,
-                Err(e) => {
-                    first_err.get_or_insert(e.into());
-                    continue;
+impl climb::Climber for Remover {
+    fn enter(&mut self, fd: BorrowedFd<'_>, path: &Path) -> io::Result<Vec<climb::Sub>> {
+        let mut names = Vec::new();
+        for_each_entry(fd, |name, ft| {
+            names.push((OsStr::from_bytes(name).to_os_string(), ft));
+        })?;
+        let mut dirs = Vec::new();
+        for (name, ft) in names {
+            let ft = if ft == FileType::Unknown {
+                match rustix::fs::statat(fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => FileType::from_raw_mode(st.st_mode),
+                    Err(rustix::io::Errno::NOENT) => continue,
+                    Err(e) => {
+                        self.first_err.get_or_insert(e.into());
+                        continue;
+                    }
                 }
-            }
-        } else {
-            ft
-        };
-        if ft == FileType::Directory {
-            dirs.push(name);
-            continue;
-        }
-        fault::mutating_lazy("unlink", || level_path(top, stack).join(&name))?;
-        match rustix::fs::unlinkat(fd, name.as_os_str(), AtFlags::empty()) {
-            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-            Err(e) => {
-                first_err.get_or_insert(e.into());
-            }
-        }
-    }
-    // Popped from the end: reversed, so directories go in name order.
-    dirs.sort_by(|a, b| b.cmp(a));
-    Ok(dirs)
-}
-
-/// Removes everything inside the open directory `fd` (`what` in messages), depth first without
-/// recursion and with two descriptors open whatever the depth: it descends by `openat(name,
-/// O_NOFOLLOW)` and climbs back by `..`, checking that `..` is the directory it came from (a
-/// tree moved meanwhile stops the walk with an error instead of removing elsewhere). Symlinks
-/// are removed, never followed; mount points (another device or mount id) are left with
-/// everything on them, reported as the first error after everything else is removed.
-fn remove_children(fd: OwnedFd, dev: u64, what: &Path) -> io::Result<()> {
-    let mut first_err: Option<io::Error> = None;
-    let mut stack: Vec<Level> = Vec::new();
-    let mut cur = fd;
-    let mut pending = unlink_files(&cur, what, &stack, &mut first_err)?;
-    loop {
-        if let Some(name) = pending.pop() {
-            let child = match open_dir_nofollow(&cur, name.as_os_str()) {
-                Ok(c) => c,
-                Err(rustix::io::Errno::NOENT) => continue,
-                Err(e) => {
-                    first_err.get_or_insert(e.into());
-                    continue;
-                }
+            } else {
+                ft
             };
-            let cst = rustix::fs::fstat(&child)?;
-            if cst.st_dev != dev || is_mount_point(&child, &cur, &name)? {
-                let p = level_path(what, &stack).join(&name);
-                first_err.get_or_insert(mount_point_error(&p));
+            if ft == FileType::Directory {
+                dirs.push(climb::Sub { name, ident: None });
                 continue;
             }
-            let parent_ino = rustix::fs::fstat(&cur)?.st_ino;
-            stack.push(Level {
-                name,
-                parent_ino,
-                pending,
-            });
-            cur = child;
-            pending = unlink_files(&cur, what, &stack, &mut first_err)?;
-            continue;
+            fault::mutating_lazy("unlink", || path.join(&name))?;
+            match rustix::fs::unlinkat(fd, name.as_os_str(), AtFlags::empty()) {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => {
+                    self.first_err.get_or_insert(e.into());
+                }
+            }
         }
-        // This level is done: climb back and remove it.
-        let Some(level) = stack.pop() else {
-            break;
-        };
-        let parent = rustix::fs::openat(
-            &cur,
-            "..",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let pst = rustix::fs::fstat(&parent)?;
-        if pst.st_ino != level.parent_ino || pst.st_dev != dev {
-            let p = level_path(what, &stack);
-            return Err(io::Error::other(format!(
-                "{} was moved while it was being removed, stopping",
-                p.display()
-            )));
-        }
-        cur = parent;
-        fault::mutating_lazy("rmdir", || level_path(what, &stack).join(&level.name))?;
-        match rustix::fs::unlinkat(&cur, level.name.as_os_str(), AtFlags::REMOVEDIR) {
+        // Directories in name order.
+        dirs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(dirs)
+    }
+
+    fn leave(&mut self, parent: BorrowedFd<'_>, name: &OsStr, path: &Path) -> io::Result<()> {
+        fault::mutating_lazy("rmdir", || path.to_path_buf())?;
+        match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => {}
             Err(e) => {
                 // Not empty: something below could not be removed, already reported.
-                first_err.get_or_insert(e.into());
+                self.first_err.get_or_insert(e.into());
             }
         }
-        pending = level.pending;
+        Ok(())
     }
-    match first_err {
+
+    fn mount_point(&mut self, path: &Path) {
+        self.first_err.get_or_insert(mount_point_error(path));
+    }
+
+    fn error(&mut self, _path: &Path, e: io::Error) {
+        self.first_err.get_or_insert(e);
+    }
+}
+
+/// Removes everything inside the open directory `fd` (`what` in messages), depth first on the
+/// one walker ([`climb`]): symlinks are removed, never followed; mount points are left with
+/// everything on them, reported as the first error after everything else is removed.
+fn remove_children(fd: OwnedFd, dev: u64, what: &Path) -> io::Result<()> {
+    let mut r = Remover { first_err: None };
+    climb::climb(fd, dev, what, &mut r)?;
+    match r.first_err {
         Some(e) => Err(e),
         None => Ok(()),
     }

@@ -3,121 +3,97 @@
 //! symlink, never crosses into another file system, and holds two descriptors whatever the
 //! depth: it descends with `openat(O_NOFOLLOW|O_DIRECTORY)` and climbs back with `..`, checking
 //! that `..` is the directory it came from (device and inode), so a tree moved or swapped while
-//! it is walked stops the walk with an error instead of leading it elsewhere.
+//! it is walked stops the walk with an error instead of leading it elsewhere. The descending and
+//! climbing is [`super::climb`], shared with the recursive removal.
 
-use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 
+use super::climb::{climb, Climber, Sub};
 use super::{for_each_entry, mutating};
 
-/// One directory level: its identity and the names still to visit, in reverse order.
-struct Level {
-    id: (u64, u64),
-    names: Vec<OsString>,
-    path: PathBuf,
-}
-
+#[cfg(test)]
 fn open_dir_at(dir: BorrowedFd<'_>, name: &std::ffi::OsStr) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
+    Ok(super::copy::open_dir_nofollow(dir, name)?)
 }
 
-fn ident(st: &Stat) -> (u64, u64) {
-    (st.st_dev, st.st_ino)
+/// The visiting walk as a [`Climber`]: each entry of a directory is visited with its `lstat`,
+/// in name order, and its subdirectories on the same device are descended into.
+struct Visitor<V, E> {
+    visit: V,
+    error: E,
+    dev: u64,
 }
 
-fn list(fd: BorrowedFd<'_>, id: (u64, u64), path: PathBuf) -> io::Result<Level> {
-    let mut names = Vec::new();
-    for_each_entry(fd, |n, _| {
-        names.push(std::ffi::OsStr::from_bytes(n).to_os_string())
-    })?;
-    names.sort();
-    names.reverse();
-    Ok(Level { id, names, path })
+impl<V, E> Climber for Visitor<V, E>
+where
+    V: FnMut(BorrowedFd<'_>, &std::ffi::OsStr, &Path, &Stat),
+    E: FnMut(&Path, io::Error),
+{
+    fn enter(&mut self, dir: BorrowedFd<'_>, path: &Path) -> io::Result<Vec<Sub>> {
+        let mut names = Vec::new();
+        for_each_entry(dir, |n, _| {
+            names.push(std::ffi::OsStr::from_bytes(n).to_os_string())
+        })?;
+        names.sort();
+        let mut subs = Vec::new();
+        for name in names {
+            let p = path.join(&name);
+            let st = match rustix::fs::statat(dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => {
+                    (self.error)(&p, e.into());
+                    continue;
+                }
+            };
+            (self.visit)(dir, &name, &p, &st);
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory && st.st_dev == self.dev {
+                subs.push(Sub {
+                    name,
+                    ident: Some((st.st_dev, st.st_ino)),
+                });
+            }
+        }
+        Ok(subs)
+    }
+
+    fn leave(&mut self, _: BorrowedFd<'_>, _: &std::ffi::OsStr, _: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn mount_point(&mut self, _: &Path) {}
+
+    fn error(&mut self, path: &Path, e: io::Error) {
+        (self.error)(path, e);
+    }
 }
 
-/// Visits every entry below the open directory `top` (shown as `shown` in paths), depth
-/// first, calling `visit(parent_fd, name, path, stat)` with the entry's `lstat`. Directories on
-/// `top`'s file system are descended into after their visit; other entries, symlinks and mount
-/// points are not. Errors on one entry are passed to `error` and the walk goes on; an error
-/// that makes the walk lose its place (a directory moved away) ends it.
+/// Visits every entry below the open directory `top` (shown as `shown` in paths), calling
+/// `visit(parent_fd, name, path, stat)` with the entry's `lstat`: the entries of a directory
+/// in name order, then its subdirectories, each depth first. Directories on `top`'s mount are
+/// descended into after their visit; other entries, symlinks and mount points are not. Errors
+/// on one entry are passed to `error` and the walk goes on; an error that makes the walk lose
+/// its place (a directory moved away) ends it.
 pub fn walk(
     top: BorrowedFd<'_>,
     shown: &Path,
-    mut visit: impl FnMut(BorrowedFd<'_>, &std::ffi::OsStr, &Path, &Stat),
-    mut error: impl FnMut(&Path, io::Error),
+    visit: impl FnMut(BorrowedFd<'_>, &std::ffi::OsStr, &Path, &Stat),
+    error: impl FnMut(&Path, io::Error),
 ) -> io::Result<()> {
-    let top_st = rustix::fs::fstat(top)?;
-    let dev = top_st.st_dev;
-    let mut cur: OwnedFd = rustix::fs::openat(
+    let dev = rustix::fs::fstat(top)?.st_dev;
+    let cur: OwnedFd = rustix::fs::openat(
         top,
         ".",
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let mut stack = vec![list(cur.as_fd(), ident(&top_st), shown.to_path_buf())?];
-    loop {
-        let Some(level) = stack.last_mut() else {
-            return Ok(());
-        };
-        let Some(name) = level.names.pop() else {
-            stack.pop();
-            let Some(parent) = stack.last() else {
-                return Ok(());
-            };
-            let up = open_dir_at(cur.as_fd(), std::ffi::OsStr::new(".."))?;
-            let st = rustix::fs::fstat(&up)?;
-            if ident(&st) != parent.id {
-                return Err(io::Error::other(format!(
-                    "{} was moved while it was walked",
-                    parent.path.display()
-                )));
-            }
-            cur = up;
-            continue;
-        };
-        let path = level.path.join(&name);
-        let st = match rustix::fs::statat(&cur, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(rustix::io::Errno::NOENT) => continue,
-            Err(e) => {
-                error(&path, e.into());
-                continue;
-            }
-        };
-        visit(cur.as_fd(), &name, &path, &st);
-        if FileType::from_raw_mode(st.st_mode) != FileType::Directory || st.st_dev != dev {
-            continue;
-        }
-        let child = match open_dir_at(cur.as_fd(), &name) {
-            Ok(c) => c,
-            Err(e) => {
-                error(&path, e);
-                continue;
-            }
-        };
-        let cst = rustix::fs::fstat(&child)?;
-        if ident(&cst) != ident(&st) {
-            error(&path, io::Error::other("replaced while it was walked"));
-            continue;
-        }
-        match list(child.as_fd(), ident(&cst), path.clone()) {
-            Ok(l) => {
-                stack.push(l);
-                cur = child;
-            }
-            Err(e) => error(&path, e),
-        }
-    }
+    let mut v = Visitor { visit, error, dev };
+    climb(cur, dev, shown, &mut v)
 }
 
 /// `fchownat(AT_SYMLINK_NOFOLLOW)` of `name` in `dir` (a symlink's own owner is changed), then
@@ -154,6 +130,7 @@ pub fn chown_nofollow(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd as _;
 
     #[test]
     fn deep_tree_with_two_descriptors_and_no_symlink_following() {

@@ -30,21 +30,7 @@ pub fn read_var(efivars: &Path, name: &str) -> Option<Vec<u8>> {
 /// Removes the EFI variables that request a factory reset (efivarfs marks them immutable).
 pub fn clear_reset_request(efivars: &Path) -> io::Result<()> {
     for name in ["FactoryReset", "FactoryResetRequest"] {
-        let p = var_path(efivars, name);
-        match std::fs::File::open(&p) {
-            Ok(f) => {
-                if let Ok(flags) = rustix::fs::ioctl_getflags(&f) {
-                    if flags.contains(rustix::fs::IFlags::IMMUTABLE) {
-                        let _ =
-                            rustix::fs::ioctl_setflags(&f, flags - rustix::fs::IFlags::IMMUTABLE);
-                    }
-                }
-                drop(f);
-                std::fs::remove_file(&p)?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        crate::fs::host_runtime::remove_file(&var_path(efivars, name))?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 
-use crate::host::Common;
+use crate::host::{Common, HostFacts};
 use crate::report::usage_error;
 use crate::report::EXIT_FATAL;
 
@@ -26,8 +26,11 @@ fn preset_mode_value(p: &mut lexopt::Parser, verb: &str) -> Result<PresetMode, u
 }
 
 /// `pristine preset-all [--preset-mode=full|enable-only|disable-only] [--new-only] [--dry-run]`.
-pub fn preset_all(common: &Common, args: Vec<OsString>) -> u8 {
-    let mut opts = Options::default();
+pub fn preset_all(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
+    let mut opts = Options {
+        running: host.running.clone(),
+        ..Options::default()
+    };
     let mut p = lexopt::Parser::from_args(args);
     loop {
         match p.next() {
@@ -65,7 +68,7 @@ fn mangle(n: &str) -> String {
 }
 
 /// `pristine preset [--preset-mode=…] [--dry-run] UNIT…`.
-pub fn preset(common: &Common, args: Vec<OsString>) -> u8 {
+pub fn preset(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
     let mut mode = PresetMode::Full;
     let mut dry_run = false;
     let mut units = Vec::new();
@@ -92,7 +95,7 @@ pub fn preset(common: &Common, args: Vec<OsString>) -> u8 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match super::preset(&root, &units, mode, dry_run) {
+    match super::preset(&root, &units, mode, dry_run, &host.running) {
         Ok(o) => o.exit_code(),
         Err(_) => EXIT_FATAL,
     }

@@ -226,6 +226,10 @@ pub struct Engine<'v, 'r> {
     /// then exits 1; `preset-all` ignores it).
     pub exec_failed: bool,
     sys: Option<SystemValues>,
+    /// The running system's specifier values, passed in by the caller; `None` only for the
+    /// entry points whose callers hold no [`crate::host::HostFacts`] yet (drift, saved
+    /// states, simulation), which then observe it when a specifier needs it.
+    running: Option<crate::host::RunningSystem>,
     search_path: std::rc::Rc<Vec<String>>,
     /// The search directories resolved at `sp_generation` of the planning view.
     sp_dirs: std::rc::Rc<Vec<DirState>>,
@@ -248,12 +252,18 @@ impl<'v, 'r> Engine<'v, 'r> {
             warnings: Vec::new(),
             exec_failed: false,
             sys: None,
+            running: None,
             search_path,
             sp_dirs: std::rc::Rc::new(Vec::new()),
             sp_generation: None,
             plus: Ctx::default(),
             minus: Ctx::default(),
         }
+    }
+
+    /// The running system's specifier values (see [`crate::presets::Options::running`]).
+    pub fn set_running(&mut self, running: crate::host::RunningSystem) {
+        self.running = Some(running);
     }
 
     fn change(&mut self, kind: ChangeKind, path: &str, source: Option<&str>) {
@@ -293,7 +303,10 @@ impl<'v, 'r> Engine<'v, 'r> {
         if self.sys.is_none() {
             // systemctl takes these from the running system even with --root; observed
             // only when a unit file needs a specifier.
-            let running = crate::host::RunningSystem::observe();
+            let running = self
+                .running
+                .take()
+                .unwrap_or_else(crate::host::RunningSystem::observe);
             self.sys = Some(running.system_values(self.vfs.root(), true));
         }
         let sys = self.sys.as_ref();

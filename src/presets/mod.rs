@@ -46,7 +46,7 @@ fn recorded_link_in_unit_dir(p: &str) -> bool {
 }
 
 /// Options of a preset run.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     pub mode: PresetMode,
     /// Apply presets only to units not recorded in [`STATE_FILE`] (all units on the first run).
@@ -57,6 +57,10 @@ pub struct Options {
     /// info level instead of as errors: `pristine provision` meets the same masked vendor units
     /// on every first boot, and they are expected there, not alarms on the console.
     pub ignored_as_info: bool,
+    /// The running system's specifier values (`%H %b %l %v %a`…), which systemctl takes from
+    /// the running system even with `--root`: observed once by the caller
+    /// ([`crate::host::HostFacts::running`]) and passed in.
+    pub running: crate::host::RunningSystem,
 }
 
 /// What a run did (or, with `dry_run`, would do).
@@ -229,6 +233,7 @@ pub fn preset_all_prefetched(root: &Root, opts: &Options, ahead: Prefetched) -> 
     let mut vfs = Vfs::new(root);
     vfs.preload(ahead.0);
     let mut engine = Engine::new(&mut vfs, lp, rules);
+    engine.set_running(opts.running.clone());
     let units = engine.enumerate();
     if !opts.new_only {
         engine.prepare_all(&units);
@@ -354,12 +359,14 @@ pub fn preset(
     units: &[String],
     mode: PresetMode,
     dry_run: bool,
+    running: &crate::host::RunningSystem,
 ) -> Result<PresetOutcome, PresetOutcome> {
     let mut out = PresetOutcome::default();
     let rules = PresetRules::load(root);
     let lp = LookupPaths::for_root(root);
     let mut vfs = Vfs::new(root);
     let mut engine = Engine::new(&mut vfs, lp, rules);
+    engine.set_running(running.clone());
     for u in units {
         if engine.prepare_one(u).is_err() {
             out.changes = engine.changes.clone();

@@ -11,7 +11,7 @@ use std::path::Path;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::fs::Root;
+use crate::fs::{at, DirCache, Root, Txn};
 use crate::units::lookup::{components, file_name, join, parent_of};
 
 /// The type of a directory entry.
@@ -640,22 +640,22 @@ impl<'r> Vfs<'r> {
     }
 
     /// Performs the planned operations in order through the root handle. Each parent
-    /// directory is opened (inside the root) once and the operations on its entries are done
-    /// relative to it, as [`Root`]'s own primitives do them.
+    /// directory is opened (inside the root) once, in a [`DirCache`], and the operations on
+    /// its entries are done relative to it with [`crate::fs::at`] and [`Txn`].
     pub fn apply(root: &Root, ops: &[Op]) -> Result<(), (Op, std::io::Error)> {
-        let mut dirs: FxMap<String, OwnedFd> = FxMap::default();
+        let mut dirs = DirCache::new();
         for op in ops {
             Self::apply_one(root, &mut dirs, op).map_err(|e| (op.clone(), e))?;
         }
         Ok(())
     }
 
-    fn apply_one(root: &Root, dirs: &mut FxMap<String, OwnedFd>, op: &Op) -> std::io::Result<()> {
+    fn apply_one(root: &Root, dirs: &mut DirCache, op: &Op) -> std::io::Result<()> {
         let p = match op {
             Op::Mkdir(p) | Op::Unlink(p) | Op::Rmdir(p) => p,
             Op::Symlink { path, .. } | Op::ReplaceSymlink { path, .. } => path,
         };
-        let (parent, name) = (parent_of(p), file_name(p));
+        let name = file_name(p);
         if !p.starts_with('/') || name.is_empty() || name == "." || name == ".." {
             // Not a canonical path (the planner makes none): leave it to the root handle.
             return match op {
@@ -668,57 +668,32 @@ impl<'r> Vfs<'r> {
                 Op::Rmdir(p) => root.rmdir(Path::new(p)),
             };
         }
-        if !dirs.contains_key(parent) {
-            let fd = root.open_path(
-                Path::new(parent),
-                OFlags::RDONLY | OFlags::DIRECTORY,
-                Mode::empty(),
-            )?;
-            dirs.insert(parent.to_string(), fd);
-        }
-        let Some(dir) = dirs.get(parent) else {
-            return Err(Errno::NOENT.into());
-        };
         let path = Path::new(p);
+        let (dir, name) = dirs.parent(root, path)?;
         match op {
-            Op::Mkdir(_) => {
-                crate::fs::mutating("mkdir", path)?;
-                match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
-                    Ok(()) => {}
-                    Err(Errno::EXIST) => {
-                        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-                        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-                            return Err(Errno::EXIST.into());
-                        }
+            Op::Mkdir(_) => match at::mkdir(dir, name, 0o755) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => {
+                    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+                    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                        return Err(e);
                     }
-                    Err(e) => return Err(e.into()),
                 }
-            }
-            Op::Symlink { target, .. } => {
-                crate::fs::mutating("symlink", path)?;
-                rustix::fs::symlinkat(target.as_str(), dir, name)?;
-            }
+                Err(e) => return Err(e),
+            },
+            Op::Symlink { target, .. } => at::symlink(target.as_str(), dir, name)?,
             Op::ReplaceSymlink { target, .. } => {
-                let tmp = crate::fs::temp_name(std::ffi::OsStr::new(name));
-                crate::fs::mutating("symlink", path)?;
-                rustix::fs::symlinkat(target.as_str(), dir, tmp.as_os_str())?;
-                if let Err(e) = rustix::fs::renameat(dir, tmp.as_os_str(), dir, name) {
-                    let _ = rustix::fs::unlinkat(dir, tmp.as_os_str(), AtFlags::empty());
-                    return Err(e.into());
-                }
+                let mut t = Txn::new(false);
+                let d = t.dir(dir);
+                t.symlink(d, name, std::ffi::OsStr::new(target), path)?;
+                t.commit_io()?;
             }
-            Op::Unlink(_) => {
-                crate::fs::mutating("unlink", path)?;
-                rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
-            }
-            Op::Rmdir(_) => {
-                crate::fs::mutating("rmdir", path)?;
-                rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
-            }
+            Op::Unlink(_) => at::unlink(dir, name)?,
+            Op::Rmdir(_) => at::rmdir(dir, name)?,
         }
         // Whatever was at `p` is gone or replaced: forget any directory opened at or below it.
         if !matches!(op, Op::Mkdir(_) | Op::Symlink { .. }) {
-            dirs.retain(|d, _| crate::units::lookup::path_startswith(d, p).is_none());
+            dirs.invalidate(path);
         }
         Ok(())
     }

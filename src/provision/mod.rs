@@ -310,7 +310,7 @@ pub fn provision(root: &Root, host: &HostFacts, opts: &Options) -> Report {
     let would_be_users = step_sysusers(&mut run, host, opts, &settings, accounts.as_ref(), etc);
     step_tmpfiles(&mut run, host, opts, etc, var, would_be_users);
     let ahead = ahead.and_then(|h| h.join().ok()).unwrap_or_default();
-    step_presets(&mut run, etc, ahead);
+    step_presets(&mut run, host, etc, ahead);
     step_state_units(&mut run, &operators, etc);
 
     // Durability: everything written above becomes durable with one syncfs before the record
@@ -709,7 +709,12 @@ fn step_tmpfiles(
     });
 }
 
-fn step_presets(run: &mut Run<'_>, etc: Reason, ahead: crate::presets::Prefetched) {
+fn step_presets(
+    run: &mut Run<'_>,
+    host: &HostFacts,
+    etc: Reason,
+    ahead: crate::presets::Prefetched,
+) {
     let root = run.root;
     let dry_run = run.dry_run;
     let has_record = root.exists(Path::new(crate::presets::STATE_FILE));
@@ -730,6 +735,7 @@ fn step_presets(run: &mut Run<'_>, etc: Reason, ahead: crate::presets::Prefetche
                 new_only: true,
                 dry_run,
                 ignored_as_info: true,
+                running: host.running.clone(),
             };
             let read_ahead = ahead.len() as u64;
             let o = crate::presets::preset_all_prefetched(root, &opts, ahead);

@@ -593,7 +593,7 @@ pub struct Extras<'a> {
     /// `passwd.shell.NAME` credential.
     pub shell_cred: &'a dyn Fn(&str) -> Option<String>,
     /// The password for a new shadow entry (already hashed), or an error message.
-    pub password: &'a dyn Fn(&str) -> Result<Option<String>, String>,
+    pub password: &'a dyn Fn(&str) -> crate::error::Result<Option<String>>,
     pub root_shell: &'a str,
     /// Days since the epoch for the shadow "last changed" field.
     pub lstchg: i64,
@@ -924,7 +924,7 @@ fn compose(
     }
     for &(_, i) in &remaining {
         let it = &cfg.items[i];
-        let pw = match (ex.password)(&it.name)? {
+        let pw = match (ex.password)(&it.name).map_err(|e| e.to_string())? {
             Some(p) => p,
             None if it.name == "root" => "!unprovisioned".to_string(),
             None => "!*".to_string(),

@@ -16,14 +16,15 @@ pub mod db;
 pub mod engine;
 pub mod parse;
 
-use std::io::{self, Write as _};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags, Timestamps};
+use rustix::fs::{Mode, OFlags};
 
 use crate::config::confdirs;
-use crate::fs::Root;
+use crate::error::{Error, IoContext as _, Result};
+use crate::fs::{Root, Txn, WriteOptions};
 use crate::report::{Diagnostic, Outcome, Severity};
 use crate::text::specifier::SystemValues;
 use crate::userdb::UserDb;
@@ -343,14 +344,16 @@ pub fn run_planned(root: &Root, opts: &Options, would_be: &mut Option<UserDb>) -
         read_credential(&format!("passwd.shell.{name}"))
             .map(|b| String::from_utf8_lossy(&b).into_owned())
     };
-    let password = |name: &str| -> Result<Option<String>, String> {
+    let password = |name: &str| -> Result<Option<String>> {
         if let Some(h) = read_credential(&format!("passwd.hashed-password.{name}")) {
             return Ok(Some(String::from_utf8_lossy(&h).into_owned()));
         }
         match read_credential(&format!("passwd.plaintext-password.{name}")) {
-            Some(p) => crypt::hash_password(&p)
-                .map(Some)
-                .map_err(|e| format!("Failed to hash password: {}", errno_text(&e))),
+            Some(p) => crypt::hash_password(&p).map(Some).map_err(|e| Error {
+                op: "hash password".into(),
+                path: None,
+                cause: crate::error::Cause::Io(e),
+            }),
             None => Ok(None),
         }
     };
@@ -406,7 +409,7 @@ pub fn run_planned(root: &Root, opts: &Options, would_be: &mut Option<UserDb>) -
             out.add_count("groups", plan.created_groups.len() as u64);
         }
         Err(e) => {
-            out.push(Diagnostic::failed(None, e));
+            out.push(Diagnostic::failed(None, e.to_string()));
             return out;
         }
     }
@@ -429,210 +432,78 @@ pub fn run_planned(root: &Root, opts: &Options, would_be: &mut Option<UserDb>) -
     out
 }
 
-/// A temporary file written next to its target.
-struct Temp {
-    dir: OwnedFd,
-    name: std::ffi::OsString,
-    target: std::ffi::OsString,
-    path: &'static str,
-}
-
-impl Temp {
-    fn discard(&self) {
-        let _ = rustix::fs::unlinkat(&self.dir, self.name.as_os_str(), AtFlags::empty());
-    }
-}
-
-fn write_temp(
-    root: &Root,
-    path: &'static str,
-    target_name: Option<&str>,
-    data: &[u8],
-    rights: Option<(u32, u32, u32)>,
-    times: Option<(rustix::fs::Timespec, rustix::fs::Timespec)>,
-    default_mode: u32,
-) -> io::Result<Temp> {
-    let (dir, name) = root.parent(Path::new(path))?;
-    let target = match target_name {
-        Some(t) => std::ffi::OsString::from(t),
-        None => name.clone(),
-    };
-    let tmp = crate::fs::temp_name(&name);
-    crate::fs::mutating("write", Path::new(path))?;
-    let fd = rustix::fs::openat(
-        &dir,
-        tmp.as_os_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )?;
-    let t = Temp {
-        dir,
-        name: tmp,
-        target,
-        path,
-    };
-    let r = (|| -> io::Result<()> {
-        match rights {
-            Some((mode, uid, gid)) => {
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))?;
-                rustix::fs::fchown(
-                    &fd,
-                    Some(rustix::fs::Uid::from_raw(uid)),
-                    Some(rustix::fs::Gid::from_raw(gid)),
-                )?;
-            }
-            None => rustix::fs::fchmod(&fd, Mode::from_raw_mode(default_mode))?,
-        }
-        let mut f = std::fs::File::from(fd.try_clone()?);
-        f.write_all(data)?;
-        if let Some((a, m)) = times {
-            rustix::fs::futimens(
-                &fd,
-                &Timestamps {
-                    last_access: a,
-                    last_modification: m,
-                },
-            )?;
-        }
-        if root.durable() {
-            f.sync_all()?;
-        }
-        Ok(())
-    })();
-    match r {
-        Ok(()) => Ok(t),
-        Err(e) => {
-            t.discard();
-            Err(e)
-        }
+/// The rights and times of an account file being replaced, for its replacement and backup.
+fn rights_of(st: &rustix::fs::Stat) -> WriteOptions {
+    WriteOptions {
+        mode: Some(st.st_mode & 0o7777),
+        owner: Some((st.st_uid, st.st_gid)),
+        times: None,
     }
 }
 
 /// Writes the new files as systemd does: all temporaries first (group, gshadow, passwd,
-/// shadow), then a `-` backup of each file being replaced, then the renames.
+/// shadow), then a `-` backup of each file being replaced, then the renames (one
+/// [`Txn`] for the backups, committed first, and one for the files).
 fn apply(
     root: &Root,
     files: &[&'static str; 4],
     old: &[Option<Vec<u8>>; 4],
     new: &[Option<Vec<u8>>; 4],
-) -> Result<(), String> {
-    let mut temps: Vec<Temp> = Vec::new();
-    let fail = |temps: &[Temp], msg: String| {
-        for t in temps {
-            t.discard();
-        }
-        Err(msg)
-    };
+) -> Result<()> {
+    let shown = |k: usize| root.display_path(Path::new(files[k]));
+    let mut txn = Txn::for_root(root);
+    let mut backups = Txn::new(false);
     let mut stats = Vec::new();
     for k in 0..4 {
         let Some(data) = &new[k] else {
             stats.push(None);
             continue;
         };
-        let st = if old[k].is_some() {
-            match root.stat(Path::new(files[k]), true) {
-                Ok(st) => Some(st),
-                Err(e) => {
-                    return fail(
-                        &temps,
-                        format!(
-                            "Failed to copy permissions from {}: {}",
-                            root.display_path(Path::new(files[k])).display(),
-                            errno_text(&e)
-                        ),
-                    )
-                }
-            }
-        } else {
-            None
+        let st = match old[k] {
+            Some(_) => Some(
+                root.stat(Path::new(files[k]), true)
+                    .op("copy permissions from", shown(k))?,
+            ),
+            None => None,
         };
-        let default_mode = if k % 2 == 0 { 0o644 } else { 0o000 };
-        let rights = st.as_ref().map(|s| (s.st_mode, s.st_uid, s.st_gid));
-        match write_temp(root, files[k], None, data, rights, None, default_mode) {
-            Ok(t) => temps.push(t),
-            Err(e) => {
-                return fail(
-                    &temps,
-                    format!(
-                        "Failed to open temporary copy of {}: {}",
-                        root.display_path(Path::new(files[k])).display(),
-                        errno_text(&e)
-                    ),
-                )
-            }
-        }
+        let opts = match &st {
+            Some(st) => rights_of(st),
+            None => WriteOptions {
+                mode: Some(if k % 2 == 0 { 0o644 } else { 0o000 }),
+                ..Default::default()
+            },
+        };
+        let p = Path::new(files[k]);
+        txn.parent(root, p)
+            .and_then(|(dir, name)| txn.file(dir, &name, data, &opts, p))
+            .op("open temporary copy of", shown(k))?;
         stats.push(st);
     }
-    // Backups.
-    let mut backups: Vec<Temp> = Vec::new();
     for k in 0..4 {
         let (Some(_), Some(orig), Some(st)) = (&new[k], &old[k], &stats[k]) else {
             continue;
         };
-        let backup_name = format!("{}-", &files[k][5..]);
-        let times = (
-            rustix::fs::Timespec {
-                tv_sec: st.st_atime,
-                tv_nsec: st.st_atime_nsec as _,
-            },
-            rustix::fs::Timespec {
-                tv_sec: st.st_mtime,
-                tv_nsec: st.st_mtime_nsec as _,
-            },
-        );
-        let r = write_temp(
-            root,
-            files[k],
-            Some(&backup_name),
-            orig,
-            Some((st.st_mode, st.st_uid, st.st_gid)),
-            Some(times),
-            0o600,
-        )
-        .and_then(|t| {
-            crate::fs::mutating("rename", Path::new(files[k]))?;
-            match rustix::fs::renameat(&t.dir, t.name.as_os_str(), &t.dir, t.target.as_os_str()) {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    backups.push(t);
-                    Err(e.into())
-                }
-            }
-        });
-        if let Err(e) = r {
-            for b in &backups {
-                b.discard();
-            }
-            return fail(
-                &temps,
-                format!(
-                    "Failed to backup {}: {}",
-                    root.display_path(Path::new(files[k])).display(),
-                    errno_text(&e)
-                ),
-            );
-        }
+        let opts = WriteOptions {
+            times: Some((
+                (st.st_atime, st.st_atime_nsec as i64),
+                (st.st_mtime, st.st_mtime_nsec as i64),
+            )),
+            ..rights_of(st)
+        };
+        let p = Path::new(files[k]);
+        let backup = std::ffi::OsString::from(format!("{}-", &files[k][5..]));
+        backups
+            .parent(root, p)
+            .and_then(|(dir, _)| backups.file(dir, &backup, orig, &opts, p))
+            .op("backup", shown(k))?;
     }
-    // Renames.
-    for (n, t) in temps.iter().enumerate() {
-        let r = crate::fs::mutating("rename", Path::new(t.path)).and_then(|()| {
-            rustix::fs::renameat(&t.dir, t.name.as_os_str(), &t.dir, t.target.as_os_str())
-                .map_err(io::Error::from)
-        });
-        if let Err(e) = r {
-            let msg = format!(
-                "Failed to rename {} to {}: {}",
-                Path::new(&t.name).display(),
-                root.display_path(Path::new(t.path)).display(),
-                errno_text(&e)
-            );
-            return fail(&temps[n..], msg);
-        }
-        if root.durable() {
-            let _ = rustix::fs::fsync(&t.dir);
-        }
-    }
-    Ok(())
+    // The commit errors name the in-root path: shown as the host path, like the others.
+    let host = |e: Error| {
+        let p = e.path.clone().unwrap_or_default();
+        e.at(root.display_path(&p))
+    };
+    backups.commit().map_err(host)?;
+    txn.commit().map_err(host)
 }
 
 /// The account databases sysusers makes from the root's sysusers.d alone on empty databases,

@@ -151,16 +151,8 @@ pub fn mount(
             let params = verity::table_params(&dev, &sb, &root);
             let (maj, min) = super::dm::create(VERITY_NAME, v.data_size / 512, "verity", &params)?;
             let node = Path::new("/run/pristine").join(VERITY_NAME);
-            std::fs::create_dir_all("/run/pristine").map_err(|e| format!("/run/pristine: {e}"))?;
-            let _ = std::fs::remove_file(&node);
-            rustix::fs::mknodat(
-                rustix::fs::CWD,
-                &node,
-                rustix::fs::FileType::BlockDevice,
-                rustix::fs::Mode::from_raw_mode(0o600),
-                rustix::fs::makedev(maj, min),
-            )
-            .map_err(|e| format!("{}: {e}", node.display()))?;
+            crate::fs::host_runtime::block_node(&node, (maj, min), 0o600)
+                .map_err(|e| format!("{}: {e}", node.display()))?;
             node.to_string_lossy().into_owned()
         }
         None => path.to_string(),
