@@ -6,7 +6,12 @@
 use super::*;
 
 const PROTECTED_HARDLINKS_OFF: &str =
-    "refusing while the fs.protected_hardlinks sysctl is turned off";
+    "a hard link, while the fs.protected_hardlinks sysctl is turned off";
+
+fn fchmod_failed(ctx: &Ctx<'_>, p: &Path, e: io::Error) -> Failure {
+    ctx.io("fchmod", p, e)
+        .worded(|m| format!("fchmod() of {} failed: {m}", ctx.d(p)))
+}
 
 pub(super) fn hardlink_vulnerable(ctx: &Ctx<'_>, st: &Stat) -> bool {
     ft(st) != FileType::Directory && st.st_nlink > 1 && !ctx.protected_hardlinks
@@ -18,18 +23,15 @@ pub(super) fn hardlink_vulnerable(ctx: &Ctx<'_>, st: &Stat) -> bool {
 /// (made by an `L` line or by anyone) must not turn a `w+ /var/…/*` into an edit of it.
 /// systemd-tmpfiles 257 under `--root` resolves such an absolute link on the host instead
 /// (finding nothing, or worse); at boot it would write through it.
-pub(super) fn leads_into_vendor_tree(
-    ctx: &Ctx<'_>,
-    fd: &OwnedFd,
-    p: &Path,
-) -> crate::error::Result<bool> {
+pub(super) fn leads_into_vendor_tree(ctx: &Ctx<'_>, fd: &OwnedFd, p: &Path) -> R<bool> {
     let usr = Path::new("/usr");
     if p.starts_with(usr) {
         return Ok(false);
     }
-    ctx.root
-        .lies_below(fd, usr)
-        .map_err(|e| ctx.io("check where this leads", p, e))
+    ctx.root.lies_below(fd, usr).map_err(|e| {
+        ctx.io("check where this leads", p, e)
+            .worded(|m| format!("Failed to check where \"{}\" leads: {m}", ctx.d(p)))
+    })
 }
 
 /// pristine's rule beyond systemd's (docs/tmpfiles.md): an existing regular file with more
@@ -39,14 +41,12 @@ pub(super) fn leads_into_vendor_tree(
 /// files are created with one link.
 pub(super) fn refuse_hardlinked(ctx: &Ctx<'_>, st: &Stat, p: &Path, creation: Creation) -> R {
     if ft(st) == FileType::RegularFile && st.st_nlink > 1 && creation == Creation::Existing {
-        return Err(ctx.bad(
-            "change",
-            p,
-            format!(
-                "an existing regular file with {} hard links, which could be a link to a file elsewhere, refusing.",
-                st.st_nlink
-            ),
-        ));
+        let why = format!("an existing regular file with {} hard links", st.st_nlink);
+        return Err(ctx.bad("change", p, why).worded(|_| format!(
+            "Refusing to change {}: an existing regular file with {} hard links, which could be a link to a file elsewhere.",
+            ctx.d(p),
+            st.st_nlink
+        )));
     }
     Ok(())
 }
@@ -84,11 +84,10 @@ pub(super) fn fd_set_perms(
         None => rustix::fs::fstat(fd).map_err(|e| ctx.io("fstat", p, e))?,
     };
     if hardlink_vulnerable(ctx, &st) {
-        return Err(ctx.bad(
-            "set permissions on hardlinked file",
-            p,
-            PROTECTED_HARDLINKS_OFF,
-        ));
+        return Err(ctx.bad("set permissions on", p, PROTECTED_HARDLINKS_OFF).worded(|_| format!(
+            "Refusing to set permissions on hardlinked file {} while the fs.protected_hardlinks sysctl is turned off.",
+            ctx.d(p)
+        )));
     }
     let existing = creation == Creation::Existing;
     let new_uid = match i.uid {
@@ -133,7 +132,7 @@ pub(super) fn fd_set_perms(
     if do_chmod && do_chown && !is_link {
         let m = new_mode & st.st_mode;
         if (m ^ st.st_mode) & 0o7777 != 0 {
-            fchmod_opath(fd, m & 0o7777, p).map_err(|e| ctx.io("fchmod", p, e))?;
+            fchmod_opath(fd, m & 0o7777, p).map_err(|e| fchmod_failed(ctx, p, e))?;
         }
     }
     if do_chown {
@@ -145,10 +144,13 @@ pub(super) fn fd_set_perms(
             (new_gid != st.st_gid).then_some(new_gid),
             p,
         )
-        .map_err(|e| ctx.io("fchownat", p, e))?;
+        .map_err(|e| {
+            ctx.io("fchownat", p, e)
+                .worded(|m| format!("fchownat() of {} failed: {m}", ctx.d(p)))
+        })?;
     }
     if (do_chmod || do_chown) && !is_link {
-        fchmod_opath(fd, new_mode, p).map_err(|e| ctx.io("fchmod", p, e))?;
+        fchmod_opath(fd, new_mode, p).map_err(|e| fchmod_failed(ctx, p, e))?;
     }
     if do_chmod || do_chown {
         ctx.touched(p);
@@ -227,7 +229,10 @@ pub(super) fn fd_set_acls(
     st: &Stat,
 ) -> R {
     if hardlink_vulnerable(ctx, st) {
-        return Err(ctx.bad("set ACLs on hardlinked file", p, PROTECTED_HARDLINKS_OFF));
+        return Err(ctx.bad("set ACLs on", p, PROTECTED_HARDLINKS_OFF).worded(|_| format!(
+            "Refusing to set ACLs on hardlinked file {} while the fs.protected_hardlinks sysctl is turned off.",
+            ctx.d(p)
+        )));
     }
     refuse_hardlinked(ctx, st, p, Creation::Existing)?;
     if ft(st) == FileType::Symlink {
@@ -238,8 +243,15 @@ pub(super) fn fd_set_acls(
         let has_exec = if ft(st) == FileType::Directory {
             true
         } else {
-            let old = get_acl(fd, acl::ACCESS_XATTR, st)
-                .map_err(|e| ctx.io("parse conditionalized execute bit for", p, e))?;
+            let old = get_acl(fd, acl::ACCESS_XATTR, st).map_err(|e| {
+                ctx.io("parse conditionalized execute bit for", p, e)
+                    .worded(|m| {
+                        format!(
+                            "Failed to parse conditionalized execute bit for \"{}\": {m}",
+                            ctx.d(p)
+                        )
+                    })
+            })?;
             old.iter()
                 .filter(|e| e.tag != acl::MASK)
                 .filter(|e| append || !matches!(e.tag, acl::USER | acl::GROUP))
@@ -276,7 +288,9 @@ pub(super) fn fd_set_acls(
             log::debug!("ACLs not supported by file system at {}", ctx.d(p));
             Ok(())
         }
-        Err(e) => Err(ctx.io("set ACL on", p, e)),
+        Err(e) => Err(ctx
+            .io("set ACL on", p, e)
+            .worded(|m| format!("ACL operation on \"{}\" failed: {m}", ctx.d(p)))),
     }
 }
 
@@ -292,11 +306,12 @@ pub(super) fn fd_set_attribute(
     }
     let t = ft(st);
     if t != FileType::RegularFile && t != FileType::Directory {
-        return Err(ctx.bad(
-            "set file flags on",
-            p,
-            "only supported on regular files and directories",
-        ));
+        return Err(ctx
+            .bad("set file flags on", p, "only supported on regular files and directories")
+            .worded(|_| format!(
+                "Setting file flags is only supported on regular files and directories, cannot set on '{}'.",
+                ctx.d(p)
+            )));
     }
     let mut f = value & mask;
     if t != FileType::Directory {

@@ -12,10 +12,7 @@ pub(super) struct DirInfo {
 
 /// systemd's `opendir_and_stat`: `Ok(None)` when missing or not a directory. Symlinks are
 /// followed inside the root.
-pub(super) fn opendir_and_stat(
-    ctx: &Ctx<'_>,
-    p: &Path,
-) -> crate::error::Result<Option<(OwnedFd, DirInfo)>> {
+pub(super) fn opendir_and_stat(ctx: &Ctx<'_>, p: &Path) -> R<Option<(OwnedFd, DirInfo)>> {
     // Like systemd's opendir_nomod(): the last component is not followed.
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
     let fd = match ctx
@@ -36,7 +33,11 @@ pub(super) fn opendir_and_stat(
         {
             return Ok(None)
         }
-        Err(e) => return Err(ctx.io("open directory", p, e)),
+        Err(e) => {
+            return Err(ctx
+                .io("open directory", p, e)
+                .worded(|m| format!("Failed to open directory {}: {m}", ctx.d(p))))
+        }
     };
     let sx = rustix::fs::statx(
         &fd,
@@ -341,7 +342,9 @@ pub(super) fn remove_path(ctx: &Ctx<'_>, p: &Path) -> R {
     match r {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ctx.io("remove", p, e)),
+        Err(e) => Err(ctx
+            .io("remove", p, e)
+            .worded(|m| format!("rm {}: {m}", ctx.d(p)))),
     }
 }
 
@@ -362,7 +365,11 @@ pub(super) fn remove_recursive(ctx: &Ctx<'_>, p: &Path, remove_instance: bool) -
         match ctx.root.rmdir(p) {
             Ok(()) => {}
             Err(e) if is(&e, rustix::io::Errno::NOENT) || is(&e, rustix::io::Errno::NOTEMPTY) => {}
-            Err(e) => return Err(ctx.io("remove", p, e)),
+            Err(e) => {
+                return Err(ctx
+                    .io("remove", p, e)
+                    .worded(|m| format!("Failed to remove {}: {m}", ctx.d(p))))
+            }
         }
     }
     Ok(())

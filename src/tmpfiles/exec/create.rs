@@ -192,11 +192,11 @@ pub(super) fn mkdir_parents(ctx: &Ctx<'_>, dir: &Path) {
 pub(super) enum Wrong {
     /// Missing, or removed (systemd's -ENOENT): the caller creates it.
     Gone,
-    Failed(Error),
+    Failed(Failure),
 }
 
-impl From<Error> for Wrong {
-    fn from(e: Error) -> Wrong {
+impl From<Failure> for Wrong {
+    fn from(e: Failure) -> Wrong {
         Wrong::Failed(e)
     }
 }
@@ -221,11 +221,23 @@ pub(super) fn rm_if_wrong_type(
     let st = match st {
         Ok(s) => s,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Wrong::Gone),
-        Err(e) => return Err(ctx.io("stat", path, e).into()),
+        Err(e) => {
+            let e = ctx.io("stat", path, e);
+            return Err(e
+                .worded(|m| format!("Failed to stat \"{}\": {m}", ctx.d(path)))
+                .into());
+        }
     };
     if follow && crate::fs::unsafe_transition(dir_st, &st) {
-        return Err(ctx
-            .bad("resolve", path, "Detected unsafe path transition")
+        let parent = ctx.d(path.parent().unwrap_or(Path::new("/")));
+        let e = ctx.bad("resolve", path, "unsafe path transition");
+        return Err(e
+            .worded(|_| {
+                format!(
+                    "Unsafe transition from \"{parent}\" to \"{}\".",
+                    name.to_string_lossy()
+                )
+            })
             .into());
     }
     if ft(&st) == want {
@@ -247,7 +259,15 @@ pub(super) fn rm_if_wrong_type(
         )
         .map_err(|e| ctx.io("open", path, e))?;
         if crate::fs::is_mount_point(&child, dir, name).unwrap_or(false) {
-            return Err(ctx.bad("remove", path, "it is a mount point").into());
+            let e = ctx.bad("remove", path, "it is a mount point");
+            return Err(e
+                .worded(|_| {
+                    format!(
+                        "Not removing  \"{}\" because it is a mount point.",
+                        ctx.d(path)
+                    )
+                })
+                .into());
         }
     }
     if ctx.opts.dry_run {
@@ -255,9 +275,10 @@ pub(super) fn rm_if_wrong_type(
         return Err(Wrong::Gone);
     }
     ctx.forget_dirs();
-    ctx.root
-        .remove_tree(path)
-        .map_err(|e| ctx.io("remove", path, e))?;
+    ctx.root.remove_tree(path).map_err(|e| {
+        ctx.io("remove", path, e)
+            .worded(|m| format!("Failed to remove \"{}\": {m}", ctx.d(path)))
+    })?;
     Err(Wrong::Gone)
 }
 
@@ -309,7 +330,9 @@ pub(super) fn mkdir_parents_rm_if_wrong_type(
         }
         dir = ctx.root.open_dir(&next).map_err(|e| {
             let enoent = e.kind() == io::ErrorKind::NotFound;
-            let e = ctx.io("open", &next, e);
+            let e = ctx
+                .io("open", &next, e)
+                .worded(|m| format!("Failed to open \"{}\": {m}", ctx.d(&next)));
             // systemd's caller ignores -ENOENT from this walk (after logging it).
             if enoent {
                 log::error!("{e}");
@@ -382,8 +405,9 @@ pub(super) fn create_file(ctx: &Ctx<'_>, i: &Item) -> R {
     }
 }
 
-fn not_regular(ctx: &Ctx<'_>, p: &Path) -> Error {
+fn not_regular(ctx: &Ctx<'_>, p: &Path) -> Failure {
     ctx.bad("create file", p, "exists and is not a regular file")
+        .worded(|_| format!("{} exists and is not a regular file.", ctx.d(p)))
 }
 
 pub(super) fn truncate_file(ctx: &Ctx<'_>, i: &Item) -> R {
@@ -462,7 +486,9 @@ pub(super) fn write_one_file(
                 log::debug!("Failed to open file \"{}\", ignoring: {}", ctx.d(p), em(&e));
                 return Ok(());
             }
-            return Err(ctx.io("open file", p, e));
+            return Err(ctx
+                .io("open file", p, e)
+                .worded(|m| format!("Failed to open file \"{}\": {m}", ctx.d(p))));
         }
     };
     if i.argument.as_deref().is_some_and(|a| !a.is_empty()) {
@@ -521,7 +547,9 @@ pub(super) fn copy_files(ctx: &Ctx<'_>, i: &Item, merge: bool) -> R {
         Ok(fd) => fd,
         Err(e) => {
             return Err(match copied {
-                Err(ce) => ctx.io("copy files to", &i.path, ce),
+                Err(ce) => ctx
+                    .io("copy files to", &i.path, ce)
+                    .worded(|m| format!("Failed to copy files to {}: {m}", ctx.d(&i.path))),
                 Ok(()) => ctx.io("openat", &i.path, e),
             })
         }
@@ -538,10 +566,10 @@ pub(super) fn copy_files(ctx: &Ctx<'_>, i: &Item, merge: bool) -> R {
         Err(_) => {}
     }
     let st = rustix::fs::fstat(&fd).map_err(|e| ctx.io("fstat", &i.path, e))?;
-    let a = ctx
-        .root
-        .stat(&src, true)
-        .map_err(|e| ctx.io("stat", &src, e))?;
+    let a = ctx.root.stat(&src, true).map_err(|e| {
+        ctx.io("stat", &src, e)
+            .worded(|m| format!("Failed to stat({}): {m}", ctx.d(&src)))
+    })?;
     if ft(&st) != ft(&a) {
         log::debug!(
             "Can't copy to {}, file exists already and is of different type",
@@ -591,7 +619,8 @@ pub(super) fn empty_directory(ctx: &Ctx<'_>, i: &Item, p: &Path, creation: Creat
     let (fd, st) = match ctx.root.chase_safe(p, false) {
         Ok(x) => x,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(chase_error(ctx, "open directory", p, e)),
+        Err(e) if is_unsafe_transition(&e) => return Err(unsafe_path(ctx, p, "")),
+        Err(e) => return Err(ctx.io("open directory", p, e)),
     };
     if ft(&st) != FileType::Directory {
         log::warn!("'{}' already exists and is not a directory.", ctx.d(p));
@@ -610,10 +639,10 @@ pub(super) fn make_node(dir: &OwnedFd, name: &OsStr, t: FileType, i: &Item) -> i
 
 pub(super) fn rm_rf_child(ctx: &Ctx<'_>, p: &Path) -> R {
     ctx.forget_dirs();
-    ctx.root
-        .remove_tree(p)
-        .map(|_| ())
-        .map_err(|e| ctx.io("remove", p, e))
+    ctx.root.remove_tree(p).map(|_| ()).map_err(|e| {
+        ctx.io("remove", p, e)
+            .worded(|m| format!("rm -rf {} failed: {m}", ctx.d(p)))
+    })
 }
 
 /// The [`Creation`] of an item whose create call returned `created`: a new node counts as
@@ -645,7 +674,7 @@ pub(super) fn reopen_created(
     name: &OsStr,
     p: &Path,
     what: &'static str,
-) -> crate::error::Result<(OwnedFd, Stat)> {
+) -> R<(OwnedFd, Stat)> {
     let fd = open_child_path(dir, name).map_err(|e| ctx.io(what, p, e))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| ctx.io("fstat", p, e))?;
     Ok((fd, st))
@@ -661,7 +690,7 @@ pub(super) fn replace_node(
     name: &OsStr,
     p: &Path,
     make: impl Fn(&OsStr) -> io::Result<()>,
-) -> crate::error::Result<io::Result<()>> {
+) -> R<io::Result<()>> {
     ctx.forget_dirs();
     let tmp = crate::fs::temp_name(name);
     let mut res = make(tmp.as_os_str());
@@ -737,7 +766,9 @@ pub(super) fn create_special(ctx: &Ctx<'_>, i: &Item, t: FileType) -> R {
         }
         (fd, st) = reopen_created(ctx, &dir, &name, &i.path, opened_what)?;
         if ft(&st) != t {
-            return Err(ctx.bad(opened_what, &i.path, "not of that type, refusing"));
+            return Err(ctx
+                .bad(opened_what, &i.path, "not of that type, refusing")
+                .worded(|_| format!("{what} we just created is not a {what}, refusing.")));
         }
         creation = Creation::Force;
         ctx.touched(&i.path);
@@ -758,7 +789,14 @@ pub(super) fn create_symlink(ctx: &Ctx<'_>, i: &Item, if_target_exists: bool) ->
                 return Ok(());
             }
             Err(e) => {
-                return Err(ctx.io("check if symlink source path exists", &target, e));
+                return Err(ctx
+                    .io("check if symlink source path exists", &target, e)
+                    .worded(|m| {
+                        format!(
+                            "Failed to check if symlink source path '{}' exists: {m}",
+                            ctx.d(&target)
+                        )
+                    }));
             }
         }
     }
@@ -803,11 +841,13 @@ pub(super) fn create_symlink(ctx: &Ctx<'_>, i: &Item, if_target_exists: bool) ->
         }
         (fd, st) = reopen_created(ctx, &dir, &name, &i.path, "open symlink we just created")?;
         if ft(&st) != FileType::Symlink {
-            return Err(ctx.bad(
-                "open symlink we just created",
-                &i.path,
-                "not a symlink, refusing",
-            ));
+            return Err(ctx
+                .bad(
+                    "open symlink we just created",
+                    &i.path,
+                    "not a symlink, refusing",
+                )
+                .worded(|_| "Symlink we just created is not a symlink, refusing.".into()));
         }
         creation = Creation::Force;
         ctx.touched(&i.path);

@@ -51,7 +51,42 @@ enum Creation {
     Invalid,
 }
 
-type R = crate::error::Result<()>;
+type R<T = ()> = Result<T, Failure>;
+
+/// A step's failure: the typed [`Error`] (operation, path, errno or the rule that refused),
+/// printed in systemd-tmpfiles' own words where they differ from `Failed to <op> '<path>':
+/// <reason>` (the differential tests compare the messages).
+#[derive(Debug)]
+struct Failure {
+    error: Error,
+    worded: Option<String>,
+}
+
+impl Failure {
+    /// systemd's wording, given the reason (`%m`).
+    fn worded(mut self, f: impl FnOnce(&str) -> String) -> Failure {
+        self.worded = Some(f(&self.error.reason()));
+        self
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure {
+            error,
+            worded: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.worded {
+            Some(w) => f.write_str(w),
+            None => self.error.fmt(f),
+        }
+    }
+}
 
 struct Ctx<'a> {
     root: &'a Root,
@@ -117,13 +152,13 @@ impl Ctx<'_> {
     }
 
     /// The system refused `op` on `p` (shown as the user knows it).
-    fn io(&self, op: &'static str, p: &Path, e: impl Into<io::Error>) -> Error {
-        Error::io(op, self.root.display_path(p), e.into())
+    fn io(&self, op: &'static str, p: &Path, e: impl Into<io::Error>) -> Failure {
+        Error::io(op, self.root.display_path(p), e.into()).into()
     }
 
     /// `op` on `p` was refused by a rule (a wrong type, an unsafe path, a hard link).
-    fn bad(&self, op: &'static str, p: &Path, why: impl Into<Cow<'static, str>>) -> Error {
-        Error::invalid(op, self.root.display_path(p), why)
+    fn bad(&self, op: &'static str, p: &Path, why: impl Into<Cow<'static, str>>) -> Failure {
+        Error::invalid(op, self.root.display_path(p), why).into()
     }
 
     /// Drops the resolved-directory cache (after anything that may remove, replace or re-own
@@ -342,8 +377,10 @@ fn item_do(ctx: &Ctx<'_>, i: &Item, fd: OwnedFd, p: &Path, f: &FdAction<'_>, dep
     let st = rustix::fs::fstat(&fd).map_err(|e| ctx.io("fstat", p, e))?;
     let mut first = f(ctx, i, fd.as_fd(), p, &st, Creation::Existing);
     if ft(&st) == FileType::Directory && depth < MAX_DEPTH {
-        let dir =
-            reopen(&fd, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| ctx.io("opendir", p, e))?;
+        let dir = reopen(&fd, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| {
+            ctx.io("opendir", p, e)
+                .worded(|m| format!("Failed to opendir() '{}': {m}", ctx.d(p)))
+        })?;
         let entries = crate::fs::read_dir_fd(&dir).map_err(|e| ctx.io("read", p, e))?;
         for ent in entries {
             let child = match rustix::fs::openat(
@@ -389,29 +426,33 @@ fn not_normalized(p: &Path) -> bool {
     p.components().any(|c| c == Component::ParentDir)
 }
 
-/// The error of a chase-safe resolution of `p` (`op` names the step).
-fn chase_error(ctx: &Ctx<'_>, op: &'static str, p: &Path, e: io::Error) -> Error {
-    if is_unsafe_transition(&e) {
-        ctx.bad("resolve", p, "Detected unsafe path transition")
-    } else {
-        ctx.io(op, p, e)
-    }
+/// An unsafe ownership transition met while resolving `p`.
+fn unsafe_path(ctx: &Ctx<'_>, p: &Path, what: &str) -> Failure {
+    ctx.bad("resolve", p, "unsafe path transition").worded(|_| {
+        format!(
+            "Detected unsafe path transition while resolving {what}'{}'.",
+            ctx.d(p)
+        )
+    })
 }
 
-fn open_safe(ctx: &Ctx<'_>, p: &Path) -> crate::error::Result<(OwnedFd, Stat)> {
+fn open_safe(ctx: &Ctx<'_>, p: &Path) -> R<(OwnedFd, Stat)> {
     if not_normalized(p) {
-        return Err(ctx.bad("open", p, "invalid path"));
+        return Err(ctx
+            .bad("open", p, "invalid path")
+            .worded(|_| format!("Failed to open invalid path '{}'.", ctx.d(p))));
     }
-    ctx.root
-        .chase_safe(p, true)
-        .map_err(|e| chase_error(ctx, "open path", p, e))
+    ctx.root.chase_safe(p, true).map_err(|e| {
+        if is_unsafe_transition(&e) {
+            unsafe_path(ctx, p, "")
+        } else {
+            ctx.io("open path", p, e)
+                .worded(|m| format!("Failed to open path {}: {m}", ctx.d(p)))
+        }
+    })
 }
 
-fn open_parent_safe(
-    ctx: &Ctx<'_>,
-    i: &Item,
-    p: &Path,
-) -> crate::error::Result<(Rc<OwnedFd>, OsString)> {
+fn open_parent_safe(ctx: &Ctx<'_>, i: &Item, p: &Path) -> R<(Rc<OwnedFd>, OsString)> {
     if not_normalized(p) {
         let why = if i.allow_failure {
             "path not normalized, ignoring."
@@ -437,5 +478,13 @@ fn open_parent_safe(
     ctx.root
         .parent_safe(p)
         .map(|(fd, n)| (Rc::new(fd), n))
-        .map_err(|e| chase_error(ctx, "open path", p.parent().unwrap_or(Path::new("/")), e))
+        .map_err(|e| {
+            if is_unsafe_transition(&e) {
+                return unsafe_path(ctx, p, "the parent of ");
+            }
+            let parent = p.parent().unwrap_or(Path::new("/"));
+            let ignoring = if i.allow_failure { ", ignoring" } else { "" };
+            ctx.io("open path", parent, e)
+                .worded(|m| format!("Failed to open path '{}'{ignoring}: {m}", ctx.d(parent)))
+        })
 }
