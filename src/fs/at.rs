@@ -181,6 +181,32 @@ pub fn create_new(dir: impl AsFd, name: &OsStr, mode: u32) -> io::Result<OwnedFd
     )?)
 }
 
+/// `ioctl(fd, FS_IOC_SETFLAGS, flags)`: the inode flags `chattr` sets, on a descriptor opened
+/// for reading.
+pub fn set_flags(fd: impl AsFd, flags: u32) -> io::Result<()> {
+    mutating_lazy("chattr", || PathBuf::from("(fd)"))?;
+    Ok(rustix::fs::ioctl_setflags(
+        fd,
+        rustix::fs::IFlags::from_bits_retain(flags),
+    )?)
+}
+
+/// `futimens(fd, {atime, mtime})`, both in nanoseconds since the epoch.
+pub fn set_times(fd: impl AsFd, atime_ns: u64, mtime_ns: u64) -> io::Result<()> {
+    mutating_lazy("utimens", || PathBuf::from("(fd)"))?;
+    let ts = |ns: u64| rustix::fs::Timespec {
+        tv_sec: (ns / 1_000_000_000) as _,
+        tv_nsec: (ns % 1_000_000_000) as _,
+    };
+    Ok(rustix::fs::futimens(
+        fd,
+        &rustix::fs::Timestamps {
+            last_access: ts(atime_ns),
+            last_modification: ts(mtime_ns),
+        },
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

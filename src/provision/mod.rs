@@ -694,7 +694,8 @@ fn step_tmpfiles(
     }
     let dry_run = run.dry_run;
     run.step("tmpfiles", |out| {
-        let (mut o, copies) = crate::tmpfiles::run_with_copies(root, &opts, &[])?;
+        let (mut o, copies) =
+            crate::tmpfiles::run_with_copies(root, &opts, &[]).map_err(|e| e.to_string())?;
         // Factory copies follow the vendor when the admin did not change them.
         crate::tmpfiles::refresh::run(root, &copies, dry_run, &mut o);
         let paths = o.count("paths");

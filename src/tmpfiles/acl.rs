@@ -6,6 +6,7 @@
 
 use std::io;
 
+use crate::error::Error;
 use crate::userdb::UserDb;
 
 pub const USER_OBJ: u16 = 0x01;
@@ -54,30 +55,31 @@ fn parse_perm(s: &str) -> Option<u16> {
 }
 
 /// libacl's `acl_from_text` for one comma-separated list (short entries `tag:qualifier:perm`).
-fn from_text(text: &[String], db: &UserDb) -> Result<Vec<Entry>, String> {
+fn from_text(text: &[String], db: &UserDb) -> crate::error::Result<Vec<Entry>> {
     let mut out = Vec::new();
     for e in text {
         let f: Vec<&str> = e.split(':').collect();
         if f.len() != 3 {
-            return Err(format!("invalid ACL entry '{e}'"));
+            return Err(Error::msg("parse ACL", format!("invalid ACL entry '{e}'")));
         }
-        let perm = parse_perm(f[2]).ok_or_else(|| format!("invalid permissions in '{e}'"))?;
+        let perm = parse_perm(f[2])
+            .ok_or_else(|| Error::msg("parse ACL", format!("invalid permissions in '{e}'")))?;
         let (tag, id) = match f[0] {
             "u" | "user" if f[1].is_empty() => (USER_OBJ, UNDEFINED_ID),
             "u" | "user" => (
                 USER,
                 super::parse::resolve_user(db, f[1])
-                    .ok_or_else(|| format!("unknown user '{}'", f[1]))?,
+                    .ok_or_else(|| Error::msg("parse ACL", format!("unknown user '{}'", f[1])))?,
             ),
             "g" | "group" if f[1].is_empty() => (GROUP_OBJ, UNDEFINED_ID),
             "g" | "group" => (
                 GROUP,
                 super::parse::resolve_group(db, f[1])
-                    .ok_or_else(|| format!("unknown group '{}'", f[1]))?,
+                    .ok_or_else(|| Error::msg("parse ACL", format!("unknown group '{}'", f[1])))?,
             ),
             "m" | "mask" if f[1].is_empty() => (MASK, UNDEFINED_ID),
             "o" | "other" if f[1].is_empty() => (OTHER, UNDEFINED_ID),
-            _ => return Err(format!("invalid ACL entry '{e}'")),
+            _ => return Err(Error::msg("parse ACL", format!("invalid ACL entry '{e}'"))),
         };
         out.push(Entry { tag, id, perm });
     }
@@ -105,18 +107,18 @@ pub fn calc_mask_if_needed(acl: &mut Vec<Entry>) {
 }
 
 /// systemd's `parse_acl`.
-pub fn parse(text: &str, want_mask: bool, db: &UserDb) -> Result<Acl, String> {
+pub fn parse(text: &str, want_mask: bool, db: &UserDb) -> crate::error::Result<Acl> {
     let (mut a, mut e, mut d) = (Vec::new(), Vec::new(), Vec::new());
     for entry in text.split(',') {
         let mut parts: Vec<String> = entry.split(':').map(str::to_string).collect();
         let n = parts.len();
         if !(3..=4).contains(&n) {
-            return Err("Invalid argument".into());
+            return Err(Error::msg("parse ACL", "Invalid argument"));
         }
         parts[n - 1] = parts[n - 1].replace('X', "x");
         if n == 4 {
             if parts[0] != "default" && parts[0] != "d" {
-                return Err("Invalid argument".into());
+                return Err(Error::msg("parse ACL", "Invalid argument"));
             }
             d.push(parts[1..].join(":"));
         } else {

@@ -17,7 +17,9 @@ pub mod acl;
 pub mod cli;
 mod exec;
 pub mod glob;
+pub mod kind;
 pub mod parse;
+pub mod plan;
 pub mod refresh;
 
 use std::collections::HashMap;
@@ -25,11 +27,13 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::config::confdirs;
+use crate::error::{Error, IoContext as _};
 use crate::fs::Root;
 use crate::report::{Diagnostic, Outcome};
 use crate::text::specifier::SystemValues;
 use crate::userdb::UserDb;
 
+pub use kind::Kind;
 pub use parse::Item;
 
 /// What to do, as the command-line switches of `systemd-tmpfiles`.
@@ -94,7 +98,6 @@ pub(crate) struct Array {
     pub path: PathBuf,
     pub glob: bool,
     pub items: Vec<Item>,
-    pub done: Vec<u8>,
     pub parent: Option<usize>,
     pub children: Vec<usize>,
 }
@@ -116,7 +119,7 @@ impl Config {
     }
 
     fn add(&mut self, it: Item, notes: &mut Outcome) {
-        let glob = parse::needs_glob(it.kind);
+        let glob = it.kind.needs_glob();
         let key = (glob, it.path.clone());
         if let Some(&idx) = self.by_path.get(&key) {
             let arr = &mut self.arrays[idx];
@@ -132,7 +135,6 @@ impl Config {
                 return;
             }
             arr.items.push(it);
-            arr.done.push(0);
             arr.items.sort_by_key(item_order);
         } else {
             self.by_path.insert(key, self.arrays.len());
@@ -140,7 +142,6 @@ impl Config {
                 path: it.path.clone(),
                 glob,
                 items: vec![it],
-                done: vec![0],
                 parent: None,
                 children: Vec::new(),
             });
@@ -148,12 +149,9 @@ impl Config {
     }
 }
 
-fn type_code(c: char) -> u8 {
-    c as u8
-}
-
-fn item_order(i: &Item) -> (u8, u8) {
-    (u8::from(!parse::takes_ownership(i.kind)), type_code(i.kind))
+/// systemd's order of the lines of one path: the ones that own it first, then by type letter.
+fn item_order(i: &Item) -> (bool, char) {
+    (!i.kind.takes_ownership(), i.letter)
 }
 
 fn binary_arg(i: &Item) -> &[u8] {
@@ -161,7 +159,7 @@ fn binary_arg(i: &Item) -> &[u8] {
 }
 
 fn compatible(a: &Item, b: &Item) -> bool {
-    if !(parse::takes_ownership(a.kind) && parse::takes_ownership(b.kind)) {
+    if !(a.kind.takes_ownership() && b.kind.takes_ownership()) {
         return true;
     }
     binary_arg(a) == binary_arg(b)
@@ -177,14 +175,15 @@ fn compatible(a: &Item, b: &Item) -> bool {
         && a.age_by_dir == b.age_by_dir
         && a.mask_perms == b.mask_perms
         && a.keep_first_level == b.keep_first_level
-        && a.major_minor == b.major_minor
+        && a.kind.device() == b.kind.device()
 }
 
 fn duplicated(existing: &Item, new: &Item) -> bool {
     if compatible(existing, new) {
         return false;
     }
-    !(existing.kind == 'w' && existing.append_or_force && new.kind == 'w' && new.append_or_force)
+    let append = |i: &Item| i.kind == Kind::Write { append: true };
+    !(append(existing) && append(new))
 }
 
 /// Reads and parses the configuration.
@@ -195,7 +194,7 @@ pub fn load(
     values: &SystemValues,
     users: &UserDb,
     outcome: &mut Outcome,
-) -> Result<Config, String> {
+) -> crate::error::Result<Config> {
     let include = |p: &Path| opts.include(p);
     let exists = |p: &Path| !matches!(root.stat(p, false), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
     let credential = |name: &str| opts.host.credentials.get_bytes(name);
@@ -215,14 +214,13 @@ pub fn load(
     let read_source = |cfg: &mut Config,
                        src: &Source,
                        outcome: &mut Outcome|
-     -> Result<(), String> {
+     -> crate::error::Result<()> {
         match src {
             Source::Text { name, text } => {
                 parse_reader(cfg, &env, name, text.as_bytes(), outcome);
             }
             Source::Host(p) => {
-                let f = std::fs::File::open(p)
-                    .map_err(|e| format!("Failed to open '{}': {e}", p.display()))?;
+                let f = std::fs::File::open(p).op("open", p)?;
                 parse_reader(cfg, &env, p, std::io::BufReader::new(f), outcome);
             }
             Source::Stdin => {
@@ -241,13 +239,11 @@ pub fn load(
                         let reader = std::io::BufReader::new(f);
                         parse_reader(cfg, &env, &root.display_path(&p), reader, outcome);
                     }
-                    Some((Err(e), p)) => {
-                        return Err(format!(
-                            "Failed to read '{}': {e}",
-                            root.display_path(&p).display()
-                        ))
+                    Some((Err(e), p)) => return Err(Error::io("read", root.display_path(&p), e)),
+                    None => {
+                        let enoent = std::io::Error::from(std::io::ErrorKind::NotFound);
+                        return Err(Error::io("read", n, enoent));
                     }
-                    None => return Err(format!("Failed to read '{n}': No such file or directory")),
                 }
             }
         }
@@ -341,11 +337,15 @@ fn inherit_x_ages(cfg: &mut Config) {
         .iter()
         .filter(|a| !a.glob)
         .flat_map(|a| a.items.iter())
-        .filter(|j| matches!(j.kind, 'd' | 'D' | 'v' | 'q' | 'Q'))
+        .filter(|j| matches!(j.kind, Kind::Dir { .. }))
         .map(|j| (j.path.clone(), j.age))
         .collect();
     for arr in cfg.arrays.iter_mut().filter(|a| a.glob) {
-        for i in arr.items.iter_mut().filter(|i| i.kind == 'X') {
+        for i in arr
+            .items
+            .iter_mut()
+            .filter(|i| i.kind == Kind::Ignore { recursive: true })
+        {
             let ib = i.path.as_os_str().as_bytes();
             let mut cand: Option<&(PathBuf, Option<u64>)> = None;
             for j in &dirs {
@@ -403,7 +403,7 @@ fn link_parents(cfg: &mut Config) {
 /// Runs tmpfiles on `root`: observes the root, parses the configuration, executes the phases.
 /// `Err` is a fatal error before anything was done (an explicitly named configuration that
 /// cannot be read): exit code 1.
-pub fn run(root: &Root, opts: &Options, sources: &[Source]) -> Result<Outcome, String> {
+pub fn run(root: &Root, opts: &Options, sources: &[Source]) -> crate::error::Result<Outcome> {
     run_with_copies(root, opts, sources).map(|(o, _)| o)
 }
 
@@ -412,7 +412,35 @@ pub fn run_with_copies(
     root: &Root,
     opts: &Options,
     sources: &[Source],
-) -> Result<(Outcome, Vec<refresh::Copy>), String> {
+) -> crate::error::Result<(Outcome, Vec<refresh::Copy>)> {
+    let (cfg, mut outcome) = configure(root, opts, sources)?;
+    let copies = cfg
+        .items()
+        .filter(|i| matches!(i.kind, Kind::Copy { .. }))
+        .filter_map(|i| {
+            Some(refresh::Copy {
+                target: i.path.clone(),
+                source: parse::bytes_to_path(i.argument.clone()?),
+            })
+        })
+        .collect();
+    let mut plan = plan::plan(&cfg, opts);
+    apply(root, opts, &cfg, &mut plan, &mut outcome);
+    if opts.dry_run {
+        for line in plan.to_string().lines() {
+            log::info!("{line}");
+        }
+    }
+    Ok((outcome, copies))
+}
+
+/// Observes what parsing needs from the root (specifier values, its user database) and
+/// reads the configuration: the first half of [`run`]; the diagnostics so far come with it.
+pub fn configure(
+    root: &Root,
+    opts: &Options,
+    sources: &[Source],
+) -> crate::error::Result<(Config, Outcome)> {
     let mut outcome = Outcome::default();
     let values = opts.host.running.system_values(root, opts.has_root);
     let users = match opts.users.clone().map_or_else(|| UserDb::load(root), Ok) {
@@ -422,19 +450,20 @@ pub fn run_with_copies(
             UserDb::default()
         }
     };
-    let mut cfg = load(root, opts, sources, &values, &users, &mut outcome)?;
-    let copies = cfg
-        .items()
-        .filter(|i| i.kind == 'C')
-        .filter_map(|i| {
-            Some(refresh::Copy {
-                target: i.path.clone(),
-                source: parse::bytes_to_path(i.argument.clone()?),
-            })
-        })
-        .collect();
-    exec::execute(root, opts, &mut cfg, &mut outcome);
-    Ok((outcome, copies))
+    let cfg = load(root, opts, sources, &values, &users, &mut outcome)?;
+    Ok((cfg, outcome))
+}
+
+/// Applies `plan` (made by [`plan::plan`] from `cfg`) to the root: the second half of
+/// [`run`]. With `opts.dry_run` nothing changes and the steps record what they would do.
+pub fn apply(
+    root: &Root,
+    opts: &Options,
+    cfg: &Config,
+    plan: &mut plan::Plan<'_>,
+    outcome: &mut Outcome,
+) {
+    exec::apply(root, opts, cfg, plan, outcome);
 }
 
 /// systemd-tmpfiles' exit code: bad configuration (65) takes precedence over failed

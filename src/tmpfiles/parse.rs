@@ -8,12 +8,14 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt as _;
 use std::path::{Path, PathBuf};
 
+use crate::error::Error;
 use crate::report::Diagnostic;
 use crate::text::specifier::{SpecError, SystemValues};
 use crate::text::word::{self, Flags};
 use crate::userdb::UserDb;
 
-use super::acl::{self, Acl};
+use super::acl;
+use super::kind::Kind;
 
 /// Age selectors (systemd's `AgeBy`).
 pub const AGE_ATIME: u8 = 1;
@@ -26,17 +28,21 @@ pub const AGE_DEFAULT_DIR: u8 = AGE_ATIME | AGE_BTIME | AGE_MTIME;
 /// One configuration line.
 #[derive(Clone, Debug, Default)]
 pub struct Item {
-    /// The type character (`F` and `m` are kept as written; they behave as `f+` and `z`).
-    pub kind: char,
+    /// What the line does.
+    pub kind: Kind,
+    /// The type letter as written (`F` and `m` included): only for systemd's order of the
+    /// lines of one path and for messages.
+    pub letter: char,
     /// In-root absolute path (a glob for the glob types).
     pub path: PathBuf,
     /// The argument after unescaping and specifier expansion (for the types that use it).
     pub argument: Option<Vec<u8>>,
-    pub append_or_force: bool,
+    /// `-`: a failure to create is only a notice.
     pub allow_failure: bool,
+    /// `=`: what is in the way of the path or its parents is removed.
     pub try_replace: bool,
+    /// `$`: removed by `--purge`.
     pub purge: bool,
-    pub ignore_if_target_missing: bool,
     pub uid: Option<u32>,
     pub uid_only_create: bool,
     pub gid: Option<u32>,
@@ -50,53 +56,60 @@ pub struct Item {
     pub age_by_file: u8,
     pub age_by_dir: u8,
     pub keep_first_level: bool,
-    pub major_minor: Option<(u32, u32)>,
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-    pub acl: Option<Acl>,
-    pub attribute: Option<(u32, u32)>,
     /// Where the line came from.
     pub file: PathBuf,
     pub line: usize,
 }
 
-/// Types whose path is a glob.
-pub fn needs_glob(t: char) -> bool {
-    matches!(
-        t,
-        'w' | 'e' | 't' | 'T' | 'a' | 'A' | 'h' | 'H' | 'x' | 'X' | 'r' | 'R' | 'z' | 'Z' | 'm'
-    )
-}
-
-/// Types that create (and so own) their path.
-pub fn takes_ownership(t: char) -> bool {
-    matches!(
-        t,
-        'f' | 'F'
-            | 'd'
-            | 'D'
-            | 'v'
-            | 'q'
-            | 'Q'
-            | 'p'
-            | 'L'
-            | 'c'
-            | 'b'
-            | 'C'
-            | 'w'
-            | 'e'
-            | 'x'
-            | 'X'
-            | 'r'
-            | 'R'
-    )
-}
-
-/// Types that `$` may purge.
-pub fn needs_purge(t: char) -> bool {
-    matches!(
-        t,
-        'f' | 'F' | 'd' | 'D' | 'v' | 'q' | 'Q' | 'p' | 'L' | 'c' | 'b' | 'C' | 'w' | 'e'
-    )
+/// The kind of a known type letter with its modifiers; the payload of `c`/`b`, `t`/`T`,
+/// `a`/`A` and `h`/`H` is filled in by the caller.
+fn kind_of(letter: char, plus: bool, if_target_exists: bool) -> Option<Kind> {
+    Some(match letter {
+        'f' => Kind::CreateFile { truncate: plus },
+        'F' => Kind::CreateFile { truncate: true },
+        'w' => Kind::Write { append: plus },
+        'd' | 'v' | 'q' | 'Q' => Kind::Dir {
+            remove_contents: false,
+        },
+        'D' => Kind::Dir {
+            remove_contents: true,
+        },
+        'e' => Kind::EmptyDir,
+        'p' => Kind::Fifo { force: plus },
+        'L' => Kind::Symlink {
+            force: plus,
+            if_target_exists,
+        },
+        'c' | 'b' => Kind::Device {
+            block: letter == 'b',
+            force: plus,
+            dev: (0, 0),
+        },
+        'C' => Kind::Copy { merge: plus },
+        'x' | 'X' => Kind::Ignore {
+            recursive: letter == 'X',
+        },
+        'r' | 'R' => Kind::Remove {
+            recursive: letter == 'R',
+        },
+        'z' | 'm' => Kind::Adjust { recursive: false },
+        'Z' => Kind::Adjust { recursive: true },
+        't' | 'T' => Kind::Xattr {
+            recursive: letter == 'T',
+            xattrs: Vec::new(),
+        },
+        'a' | 'A' => Kind::Acl {
+            recursive: letter == 'A',
+            append: plus,
+            acl: None,
+        },
+        'h' | 'H' => Kind::Attr {
+            recursive: letter == 'H',
+            value: 0,
+            mask: 0,
+        },
+        _ => return None,
+    })
 }
 
 /// What parsing needs from the outside world (observed once).
@@ -216,7 +229,7 @@ fn parse_devnum(s: &str) -> Option<(u32, u32)> {
 }
 
 /// Parses `chattr`-style attributes (`[+-=]letters`). Returns (value, mask).
-pub fn parse_attributes(arg: &str) -> Result<(u32, u32), String> {
+pub fn parse_attributes(arg: &str) -> crate::error::Result<(u32, u32)> {
     const ATTRS: &[(char, u32)] = &[
         ('A', 0x80),
         ('S', 0x8),
@@ -256,12 +269,18 @@ pub fn parse_attributes(arg: &str) -> Result<(u32, u32), String> {
         _ => (0, arg),
     };
     if rest.is_empty() && mode != 2 {
-        return Err("needs an attribute specification".into());
+        return Err(Error::msg(
+            "parse attributes",
+            "needs an attribute specification",
+        ));
     }
     let (mut value, mut mask) = (0, 0);
     for c in rest.chars() {
         let Some(&(_, v)) = ATTRS.iter().find(|(a, _)| *a == c) else {
-            return Err(format!("unknown file attribute '{c}'"));
+            return Err(Error::msg(
+                "parse attributes",
+                format!("unknown file attribute '{c}'"),
+            ));
         };
         if mode != 1 {
             value |= v;
@@ -309,11 +328,11 @@ pub fn parse_line(
         .filter(|r| !r.is_empty() && *r != b"-")
         .map(|r| r.to_vec());
     let mut chars = action.chars();
-    let Some(kind) = chars.next() else {
+    let Some(letter) = chars.next() else {
         return Err(bad(format!("Command too short '{action}'.")));
     };
     let mut it = Item {
-        kind,
+        letter,
         age_by_file: AGE_DEFAULT_FILE,
         age_by_dir: AGE_DEFAULT_DIR,
         file: file.to_path_buf(),
@@ -321,16 +340,17 @@ pub fn parse_line(
         ..Default::default()
     };
     let (mut boot, mut unbase64, mut from_cred) = (false, false, false);
+    let (mut plus, mut if_target_exists) = (false, false);
     for m in chars {
         let flag = match m {
             '!' => &mut boot,
-            '+' => &mut it.append_or_force,
+            '+' => &mut plus,
             '-' => &mut it.allow_failure,
             '=' => &mut it.try_replace,
             '~' => &mut unbase64,
             '^' => &mut from_cred,
             '$' => &mut it.purge,
-            '?' => &mut it.ignore_if_target_missing,
+            '?' => &mut if_target_exists,
             _ => return Err(bad(format!("Unknown modifiers in command: {action}"))),
         };
         if *flag {
@@ -380,13 +400,17 @@ pub fn parse_line(
         .as_ref()
         .map(|a| String::from_utf8_lossy(a).into_owned());
     let no_b64 = |what: &str| Err(bad(format!("base64 decoding not supported for {what}.")));
-    match kind {
+    let unknown = || bad(format!("Unknown command type '{letter}'."));
+    let Some(mut kind) = kind_of(letter, plus, if_target_exists) else {
+        return Err(unknown());
+    };
+    match letter {
         'd' | 'D' | 'v' | 'q' | 'Q' | 'e' | 'p' | 'x' | 'X' | 'r' | 'R' | 'm' | 'z' | 'Z' => {
             if raw_arg.is_some() {
                 notes.push(Diagnostic::notice(
                     Some(file),
                     line,
-                    format!("{kind} lines don't take argument fields, ignoring."),
+                    format!("{letter} lines don't take argument fields, ignoring."),
                 ));
             }
         }
@@ -413,10 +437,11 @@ pub fn parse_line(
             let Some(a) = &arg_str else {
                 return Err(bad("Device file requires argument.".into()));
             };
-            it.major_minor = Some(
-                parse_devnum(a)
-                    .ok_or_else(|| bad(format!("Can't parse device file major/minor '{a}'.")))?,
-            );
+            let n = parse_devnum(a)
+                .ok_or_else(|| bad(format!("Can't parse device file major/minor '{a}'.")))?;
+            if let Kind::Device { dev, .. } = &mut kind {
+                *dev = n;
+            }
         }
         't' | 'T' => {
             if unbase64 {
@@ -426,6 +451,7 @@ pub fn parse_line(
                 return Err(bad("Set extended attribute requires argument.".into()));
             };
             let mut rest = Some(a.as_slice());
+            let mut xattrs = Vec::new();
             loop {
                 match word::extract_first_word(
                     rest,
@@ -436,7 +462,7 @@ pub fn parse_line(
                         rest = r;
                         match w.iter().position(|&b| b == b'=') {
                             Some(p) if p > 0 && p + 1 < w.len() => {
-                                it.xattrs.push((w[..p].to_vec(), w[p + 1..].to_vec()))
+                                xattrs.push((w[..p].to_vec(), w[p + 1..].to_vec()))
                             }
                             _ => notes.push(Diagnostic::notice(
                                 Some(file),
@@ -459,6 +485,9 @@ pub fn parse_line(
                     }
                 }
             }
+            if let Kind::Xattr { xattrs: x, .. } = &mut kind {
+                *x = xattrs;
+            }
         }
         'a' | 'A' => {
             if unbase64 {
@@ -467,12 +496,16 @@ pub fn parse_line(
             let Some(a) = &arg_str else {
                 return Err(bad("Set ACLs requires argument.".into()));
             };
-            match acl::parse(a, !it.append_or_force, env.users) {
-                Ok(acl) => it.acl = Some(acl),
+            match acl::parse(a, !plus, env.users) {
+                Ok(parsed) => {
+                    if let Kind::Acl { acl, .. } = &mut kind {
+                        *acl = Some(parsed);
+                    }
+                }
                 Err(e) => notes.push(Diagnostic::notice(
                     Some(file),
                     line,
-                    format!("Failed to parse ACL \"{a}\", ignoring: {e}"),
+                    format!("Failed to parse ACL \"{a}\", ignoring: {}", e.reason()),
                 )),
             }
         }
@@ -483,23 +516,28 @@ pub fn parse_line(
             let Some(a) = &arg_str else {
                 return Err(bad("Set file attribute requires argument.".into()));
             };
-            it.attribute = Some(parse_attributes(a).map_err(|e| {
+            let (v, m) = parse_attributes(a).map_err(|e| {
                 bad(format!(
-                    "Setting file attribute on '{}': {e}",
-                    it.path.display()
+                    "Setting file attribute on '{}': {}",
+                    it.path.display(),
+                    e.reason()
                 ))
-            })?);
+            })?;
+            if let Kind::Attr { value, mask, .. } = &mut kind {
+                (*value, *mask) = (v, m);
+            }
         }
-        _ => return Err(bad(format!("Unknown command type '{kind}'."))),
+        _ => return Err(unknown()),
     }
-    if it.purge && !needs_purge(kind) {
+    it.kind = kind;
+    if it.purge && !it.kind.purgeable() {
         return Err(bad(format!(
-            "Purge flag '$' combined with line type '{kind}' which does not support purging."
+            "Purge flag '$' combined with line type '{letter}' which does not support purging."
         )));
     }
-    if it.ignore_if_target_missing && kind != 'L' {
+    if if_target_exists && letter != 'L' {
         return Err(bad(format!(
-            "Modifier '?' combined with line type '{kind}' which does not support this modifier."
+            "Modifier '?' combined with line type '{letter}' which does not support this modifier."
         )));
     }
     if !(env.include)(&it.path) {
@@ -508,7 +546,7 @@ pub fn parse_line(
     let mut argument = raw_arg.clone();
     if !unbase64 {
         if let Some(a) = &raw_arg {
-            match kind {
+            match letter {
                 'C' | 'L' | 'f' | 'F' | 'w' => {
                     let un = word::cunescape(a, false).map_err(|e| {
                         bad(format!("Failed to substitute specifiers in argument: {e}"))
@@ -524,7 +562,11 @@ pub fn parse_line(
                     }
                 }
                 't' | 'T' => {
-                    for (_, v) in it.xattrs.iter_mut() {
+                    let xattrs = match &mut it.kind {
+                        Kind::Xattr { xattrs, .. } => &mut xattrs[..],
+                        _ => &mut [],
+                    };
+                    for (_, v) in xattrs.iter_mut() {
                         match expand_bytes(env, v, usize::MAX) {
                             Ok(x) => *v = x,
                             Err(SpecError::Unresolvable(..)) => return Ok(Parsed::Skip),
@@ -540,7 +582,7 @@ pub fn parse_line(
             }
         }
     }
-    match kind {
+    match letter {
         'L' if argument.is_none() => {
             let mut a = b"/usr/share/factory".to_vec();
             a.extend_from_slice(&path_bytes(&it.path));
@@ -657,7 +699,7 @@ pub fn parse_line(
         it.mode = parse_mode(rest).ok_or_else(|| bad(format!("Invalid mode '{m}'.")))?;
         it.mode_set = true;
     } else {
-        it.mode = if matches!(kind, 'd' | 'D' | 'v' | 'q' | 'Q') {
+        it.mode = if matches!(it.kind, Kind::Dir { .. }) {
             0o755
         } else {
             0o644
@@ -768,7 +810,7 @@ mod tests {
         }
     }
 
-    fn one(line: &str) -> Result<Option<Item>, String> {
+    fn one(line: &str) -> Result<Option<Item>, Diagnostic> {
         let v = values();
         let db = UserDb::parse("alice:x:1000:1000::/:/bin/sh\n", "users:x:100:\n");
         let yes = |_: &Path| true;
@@ -787,7 +829,7 @@ mod tests {
         match parse_line(&env, Path::new("/x.conf"), 7, line, &mut notes) {
             Ok(Parsed::Item(i)) => Ok(Some(*i)),
             Ok(Parsed::Skip) => Ok(None),
-            Err(d) => Err(d.to_string()),
+            Err(d) => Err(d),
         }
     }
 
@@ -796,7 +838,10 @@ mod tests {
         let i = one("f+ /var/run/x :0640 alice :users ~m:1d \"a b\"\\n%o")
             .unwrap()
             .unwrap();
-        assert_eq!((i.kind, i.append_or_force), ('f', true));
+        assert_eq!(
+            (i.kind, i.letter),
+            (Kind::CreateFile { truncate: true }, 'f')
+        );
         assert_eq!(i.path, Path::new("/run/x"));
         assert_eq!(
             (i.mode, i.mode_only_create, i.mode_set),
@@ -816,7 +861,10 @@ mod tests {
             one("f /%m").unwrap().is_none(),
             "unresolvable specifier skips"
         );
-        assert!(one("f /%Z").unwrap_err().starts_with("/x.conf:7: "));
+        assert!(one("f /%Z")
+            .unwrap_err()
+            .to_string()
+            .starts_with("/x.conf:7: "));
         assert!(one("f!! /x").is_err());
         assert!(one("Y /x").is_err());
         assert!(one("f x").is_err());
@@ -830,7 +878,7 @@ mod tests {
             Some(&b"/usr/share/factory/etc/x"[..])
         );
         let c = one("c /dev/n - - - - 1:3").unwrap().unwrap();
-        assert_eq!(c.major_minor, Some((1, 3)));
+        assert_eq!(c.kind.device(), Some((1, 3)));
         let b = one("f~ /b - - - - aGk=").unwrap().unwrap();
         assert_eq!(b.argument.as_deref(), Some(&b"hi"[..]));
         let d = one("d /d").unwrap().unwrap();
@@ -857,7 +905,7 @@ mod tests {
         assert_eq!(parse_id("1000"), Some(1000));
         assert_eq!(simplify(b"//a/./b//"), b"/a/b".to_vec());
         assert_eq!(base64_decode(b"aGVsbG8="), Some(b"hello".to_vec()));
-        assert_eq!(parse_attributes("+iA"), Ok((0x90, 0x90)));
+        assert_eq!(parse_attributes("+iA").unwrap(), (0x90, 0x90));
         assert!(parse_attributes("+q").is_err());
         assert_eq!(parse_age_by("aB"), Some((AGE_ATIME, AGE_BTIME)));
         assert_eq!(parse_age_by("x"), None);

@@ -203,8 +203,9 @@ pub fn run(root: &Root, copies: &[Copy], dry_run: bool, out: &mut Outcome) {
     let (mut refreshed, mut removed) = (0u64, 0u64);
     for (target, source) in all {
         let shown = root.display_path(&target);
-        let read = |p: &Path| -> Result<Option<(Vec<u8>, rustix::fs::Stat)>, String> {
-            read_plain(root, p).map_err(|e| format!("{}: {e}", root.display_path(p).display()))
+        let read = |p: &Path| -> crate::error::Result<Option<(Vec<u8>, rustix::fs::Stat)>> {
+            read_plain(root, p)
+                .map_err(|e| crate::error::Error::io("read", root.display_path(p), e))
         };
         let (t, f) = match (read(&target), source.as_deref().map(read).transpose()) {
             (Ok(t), Ok(f)) => (t, f.flatten()),

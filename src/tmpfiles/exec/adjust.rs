@@ -9,6 +9,14 @@
 
 use super::*;
 
+const PROTECTED_HARDLINKS_OFF: &str =
+    "a hard link, while the fs.protected_hardlinks sysctl is turned off";
+
+fn fchmod_failed(ctx: &Ctx<'_>, p: &Path, e: io::Error) -> Failure {
+    ctx.io("fchmod", p, e)
+        .worded(|m| format!("fchmod() of {} failed: {m}", ctx.d(p)))
+}
+
 pub(super) fn hardlink_vulnerable(ctx: &Ctx<'_>, st: &Stat) -> bool {
     ft(st) != FileType::Directory && st.st_nlink > 1 && !ctx.protected_hardlinks
 }
@@ -19,18 +27,15 @@ pub(super) fn hardlink_vulnerable(ctx: &Ctx<'_>, st: &Stat) -> bool {
 /// (made by an `L` line or by anyone) must not turn a `w+ /var/…/*` into an edit of it.
 /// systemd-tmpfiles 257 under `--root` resolves such an absolute link on the host instead
 /// (finding nothing, or worse); at boot it would write through it.
-pub(super) fn leads_into_vendor_tree(
-    ctx: &Ctx<'_>,
-    fd: &OwnedFd,
-    p: &Path,
-) -> Result<bool, String> {
+pub(super) fn leads_into_vendor_tree(ctx: &Ctx<'_>, fd: &OwnedFd, p: &Path) -> R<bool> {
     let usr = Path::new("/usr");
     if p.starts_with(usr) {
         return Ok(false);
     }
-    ctx.root
-        .lies_below(fd, usr)
-        .map_err(|e| format!("Failed to check where \"{}\" leads: {}", ctx.d(p), em(&e)))
+    ctx.root.lies_below(fd, usr).map_err(|e| {
+        ctx.io("check where this leads", p, e)
+            .worded(|m| format!("Failed to check where \"{}\" leads: {m}", ctx.d(p)))
+    })
 }
 
 /// pristine's rule beyond systemd's (docs/tmpfiles.md): an existing regular file with more
@@ -40,11 +45,12 @@ pub(super) fn leads_into_vendor_tree(
 /// files are created with one link.
 pub(super) fn refuse_hardlinked(ctx: &Ctx<'_>, st: &Stat, p: &Path, creation: Creation) -> R {
     if ft(st) == FileType::RegularFile && st.st_nlink > 1 && creation == Creation::Existing {
-        return Err(format!(
+        let why = format!("an existing regular file with {} hard links", st.st_nlink);
+        return Err(ctx.bad("change", p, why).worded(|_| format!(
             "Refusing to change {}: an existing regular file with {} hard links, which could be a link to a file elsewhere.",
             ctx.d(p),
             st.st_nlink
-        ));
+        )));
     }
     Ok(())
 }
@@ -79,13 +85,13 @@ pub(super) fn fd_set_perms(
     }
     let st = match st {
         Some(s) => s,
-        None => rustix::fs::fstat(fd).map_err(|e| format!("fstat({}) failed: {e}", ctx.d(p)))?,
+        None => rustix::fs::fstat(fd).map_err(|e| ctx.io("fstat", p, e))?,
     };
     if hardlink_vulnerable(ctx, &st) {
-        return Err(format!(
+        return Err(ctx.bad("set permissions on", p, PROTECTED_HARDLINKS_OFF).worded(|_| format!(
             "Refusing to set permissions on hardlinked file {} while the fs.protected_hardlinks sysctl is turned off.",
             ctx.d(p)
-        ));
+        )));
     }
     let existing = creation == Creation::Existing;
     let new_uid = match i.uid {
@@ -113,18 +119,24 @@ pub(super) fn fd_set_perms(
     }
     if ctx.opts.dry_run {
         if do_chown {
-            log::info!("Would change \"{}\" to owner {new_uid}:{new_gid}", ctx.d(p));
+            ctx.would(Would::Chown {
+                path: ctx.shown(p),
+                uid: new_uid,
+                gid: new_gid,
+            });
         }
         if (do_chmod || do_chown) && !is_link {
-            log::info!("Would change \"{}\" to mode {new_mode:o}", ctx.d(p));
+            ctx.would(Would::Chmod {
+                path: ctx.shown(p),
+                mode: new_mode,
+            });
         }
         return Ok(());
     }
     if do_chmod && do_chown && !is_link {
         let m = new_mode & st.st_mode;
         if (m ^ st.st_mode) & 0o7777 != 0 {
-            fchmod_opath(fd, m & 0o7777, p)
-                .map_err(|e| format!("fchmod() of {} failed: {}", ctx.d(p), em(&e)))?;
+            fchmod_opath(fd, m & 0o7777, p).map_err(|e| fchmod_failed(ctx, p, e))?;
         }
     }
     if do_chown {
@@ -136,11 +148,13 @@ pub(super) fn fd_set_perms(
             (new_gid != st.st_gid).then_some(new_gid),
             p,
         )
-        .map_err(|e| format!("fchownat() of {} failed: {}", ctx.d(p), em(&e)))?;
+        .map_err(|e| {
+            ctx.io("fchownat", p, e)
+                .worded(|m| format!("fchownat() of {} failed: {m}", ctx.d(p)))
+        })?;
     }
     if (do_chmod || do_chown) && !is_link {
-        fchmod_opath(fd, new_mode, p)
-            .map_err(|e| format!("fchmod() of {} failed: {}", ctx.d(p), em(&e)))?;
+        fchmod_opath(fd, new_mode, p).map_err(|e| fchmod_failed(ctx, p, e))?;
     }
     if do_chmod || do_chown {
         ctx.touched(p);
@@ -148,31 +162,26 @@ pub(super) fn fd_set_perms(
     Ok(())
 }
 
-pub(super) fn fd_set_xattrs(ctx: &Ctx<'_>, i: &Item, fd: BorrowedFd<'_>, p: &Path) -> R {
-    if !i.xattrs.is_empty() {
-        let st = rustix::fs::fstat(fd).map_err(|e| format!("fstat({}) failed: {e}", ctx.d(p)))?;
+pub(super) fn fd_set_xattrs(
+    ctx: &Ctx<'_>,
+    xattrs: &[(Vec<u8>, Vec<u8>)],
+    fd: BorrowedFd<'_>,
+    p: &Path,
+) -> R {
+    if !xattrs.is_empty() {
+        let st = rustix::fs::fstat(fd).map_err(|e| ctx.io("fstat", p, e))?;
         refuse_hardlinked(ctx, &st, p, Creation::Existing)?;
     }
-    for (name, value) in &i.xattrs {
-        let n = String::from_utf8_lossy(name);
+    for (name, value) in xattrs {
         if ctx.opts.dry_run {
-            log::info!("Would set extended attribute '{n}' on {}", ctx.d(p));
+            ctx.would(Would::Xattr {
+                path: ctx.shown(p),
+                name: String::from_utf8_lossy(name).into_owned(),
+            });
             continue;
         }
-        mutating("setxattr", p).map_err(|e| e.to_string())?;
-        rustix::fs::setxattr(
-            proc_fd_path(fd).as_str(),
-            n.as_ref(),
-            value,
-            rustix::fs::XattrFlags::empty(),
-        )
-        .map_err(|e| {
-            format!(
-                "Setting extended attribute {n}={} on {} failed: {e}",
-                String::from_utf8_lossy(value),
-                ctx.d(p)
-            )
-        })?;
+        at::set_xattr_opath(fd, OsStr::from_bytes(name), value)
+            .map_err(|e| ctx.io("set extended attribute on", p, e))?;
     }
     Ok(())
 }
@@ -209,26 +218,25 @@ pub(super) fn path_set_acl(
     };
     acl::add_base_if_needed(&mut dup, st.st_mode);
     if ctx.opts.dry_run {
-        log::info!("Would set ACL on {}", ctx.d(p));
+        ctx.would(Would::Acl(ctx.shown(p)));
         return Ok(());
     }
-    mutating("setxattr", p)?;
-    rustix::fs::setxattr(
-        proc_fd_path(fd).as_str(),
-        xattr,
-        &acl::encode(&dup),
-        rustix::fs::XattrFlags::empty(),
-    )?;
-    Ok(())
+    at::set_xattr_opath(fd, OsStr::new(xattr), &acl::encode(&dup))
 }
 
-pub(super) fn fd_set_acls(ctx: &Ctx<'_>, i: &Item, fd: BorrowedFd<'_>, p: &Path, st: &Stat) -> R {
-    let Some(a) = &i.acl else { return Ok(()) };
+pub(super) fn fd_set_acls(
+    ctx: &Ctx<'_>,
+    a: &acl::Acl,
+    append: bool,
+    fd: BorrowedFd<'_>,
+    p: &Path,
+    st: &Stat,
+) -> R {
     if hardlink_vulnerable(ctx, st) {
-        return Err(format!(
+        return Err(ctx.bad("set ACLs on", p, PROTECTED_HARDLINKS_OFF).worded(|_| format!(
             "Refusing to set ACLs on hardlinked file {} while the fs.protected_hardlinks sysctl is turned off.",
             ctx.d(p)
-        ));
+        )));
     }
     refuse_hardlinked(ctx, st, p, Creation::Existing)?;
     if ft(st) == FileType::Symlink {
@@ -240,15 +248,17 @@ pub(super) fn fd_set_acls(ctx: &Ctx<'_>, i: &Item, fd: BorrowedFd<'_>, p: &Path,
             true
         } else {
             let old = get_acl(fd, acl::ACCESS_XATTR, st).map_err(|e| {
-                format!(
-                    "Failed to parse conditionalized execute bit for \"{}\": {}",
-                    ctx.d(p),
-                    em(&e)
-                )
+                ctx.io("parse conditionalized execute bit for", p, e)
+                    .worded(|m| {
+                        format!(
+                            "Failed to parse conditionalized execute bit for \"{}\": {m}",
+                            ctx.d(p)
+                        )
+                    })
             })?;
             old.iter()
                 .filter(|e| e.tag != acl::MASK)
-                .filter(|e| i.append_or_force || !matches!(e.tag, acl::USER | acl::GROUP))
+                .filter(|e| append || !matches!(e.tag, acl::USER | acl::GROUP))
                 .any(|e| e.perm & 1 != 0)
                 || a.access
                     .as_ref()
@@ -262,25 +272,17 @@ pub(super) fn fd_set_acls(ctx: &Ctx<'_>, i: &Item, fd: BorrowedFd<'_>, p: &Path,
             }
             parsed.push(e);
         }
-        if !i.append_or_force {
+        if !append {
             acl::calc_mask_if_needed(&mut parsed);
         }
-        r = path_set_acl(
-            ctx,
-            fd,
-            p,
-            st,
-            acl::ACCESS_XATTR,
-            &parsed,
-            i.append_or_force,
-        );
+        r = path_set_acl(ctx, fd, p, st, acl::ACCESS_XATTR, &parsed, append);
     } else if let Some(access) = &a.access {
-        r = path_set_acl(ctx, fd, p, st, acl::ACCESS_XATTR, access, i.append_or_force);
+        r = path_set_acl(ctx, fd, p, st, acl::ACCESS_XATTR, access, append);
     }
     if r.is_ok() {
         if let Some(def) = &a.default {
             if ft(st) == FileType::Directory {
-                r = path_set_acl(ctx, fd, p, st, acl::DEFAULT_XATTR, def, i.append_or_force);
+                r = path_set_acl(ctx, fd, p, st, acl::DEFAULT_XATTR, def, append);
             }
         }
     }
@@ -290,44 +292,43 @@ pub(super) fn fd_set_acls(ctx: &Ctx<'_>, i: &Item, fd: BorrowedFd<'_>, p: &Path,
             log::debug!("ACLs not supported by file system at {}", ctx.d(p));
             Ok(())
         }
-        Err(e) => Err(format!(
-            "ACL operation on \"{}\" failed: {}",
-            ctx.d(p),
-            em(&e)
-        )),
+        Err(e) => Err(ctx
+            .io("set ACL on", p, e)
+            .worded(|m| format!("ACL operation on \"{}\" failed: {m}", ctx.d(p)))),
     }
 }
 
 pub(super) fn fd_set_attribute(
     ctx: &Ctx<'_>,
-    i: &Item,
+    (value, mask): (u32, u32),
     fd: BorrowedFd<'_>,
     p: &Path,
     st: &Stat,
 ) -> R {
-    let Some((value, mask)) = i.attribute else {
-        return Ok(());
-    };
     if mask == 0 {
         return Ok(());
     }
     let t = ft(st);
     if t != FileType::RegularFile && t != FileType::Directory {
-        return Err(format!(
-            "Setting file flags is only supported on regular files and directories, cannot set on '{}'.",
-            ctx.d(p)
-        ));
+        return Err(ctx
+            .bad("set file flags on", p, "only supported on regular files and directories")
+            .worded(|_| format!(
+                "Setting file flags is only supported on regular files and directories, cannot set on '{}'.",
+                ctx.d(p)
+            )));
     }
     let mut f = value & mask;
     if t != FileType::Directory {
         f &= !0x10000;
     }
     if ctx.opts.dry_run {
-        log::info!("Would try to set file attributes 0x{f:08x} on {}", ctx.d(p));
+        ctx.would(Would::Attr {
+            path: ctx.shown(p),
+            flags: f,
+        });
         return Ok(());
     }
-    let rfd = reopen(fd, OFlags::RDONLY | OFlags::NOATIME)
-        .map_err(|e| format!("Failed to reopen '{}': {}", ctx.d(p), em(&e)))?;
+    let rfd = reopen(fd, OFlags::RDONLY | OFlags::NOATIME).map_err(|e| ctx.io("reopen", p, e))?;
     let old = match rustix::fs::ioctl_getflags(&rfd) {
         Ok(o) => o.bits(),
         Err(e) => {
@@ -337,9 +338,7 @@ pub(super) fn fd_set_attribute(
     };
     let new = (old & !mask) | (f & mask);
     if new != old {
-        mutating("chattr", p).map_err(|e| e.to_string())?;
-        if let Err(e) = rustix::fs::ioctl_setflags(&rfd, rustix::fs::IFlags::from_bits_retain(new))
-        {
+        if let Err(e) = at::set_flags(&rfd, new) {
             // Bit by bit, as systemd's CHATTR_FALLBACK_BITWISE; failures only warn.
             log::debug!(
                 "Setting all attributes on '{}' failed ({e}), trying one by one",
@@ -348,10 +347,7 @@ pub(super) fn fd_set_attribute(
             let mut cur = old;
             for bit in (0..32).map(|b| 1u32 << b).filter(|b| mask & b != 0) {
                 let want = (cur & !bit) | (f & bit);
-                if want != cur
-                    && rustix::fs::ioctl_setflags(&rfd, rustix::fs::IFlags::from_bits_retain(want))
-                        .is_ok()
-                {
+                if want != cur && at::set_flags(&rfd, want).is_ok() {
                     cur = want;
                 }
             }

@@ -16,10 +16,7 @@ pub(super) struct DirInfo {
 
 /// systemd's `opendir_and_stat`: `Ok(None)` when missing or not a directory. Symlinks are
 /// followed inside the root.
-pub(super) fn opendir_and_stat(
-    ctx: &Ctx<'_>,
-    p: &Path,
-) -> Result<Option<(OwnedFd, DirInfo)>, String> {
+pub(super) fn opendir_and_stat(ctx: &Ctx<'_>, p: &Path) -> R<Option<(OwnedFd, DirInfo)>> {
     // Like systemd's opendir_nomod(): the last component is not followed.
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
     let fd = match ctx
@@ -40,7 +37,11 @@ pub(super) fn opendir_and_stat(
         {
             return Ok(None)
         }
-        Err(e) => return Err(format!("Failed to open directory {}: {}", ctx.d(p), em(&e))),
+        Err(e) => {
+            return Err(ctx
+                .io("open directory", p, e)
+                .worded(|m| format!("Failed to open directory {}: {m}", ctx.d(p))))
+        }
     };
     let sx = rustix::fs::statx(
         &fd,
@@ -48,7 +49,7 @@ pub(super) fn opendir_and_stat(
         AtFlags::EMPTY_PATH,
         StatxFlags::MODE | StatxFlags::INO | StatxFlags::ATIME | StatxFlags::MTIME,
     )
-    .map_err(|e| format!("statx({}) failed: {e}", ctx.d(p)))?;
+    .map_err(|e| ctx.io("statx", p, e))?;
     let mountpoint = if sx.stx_attributes_mask.bits() & STATX_ATTR_MOUNT_ROOT != 0 {
         sx.stx_attributes.bits() & STATX_ATTR_MOUNT_ROOT != 0
     } else {
@@ -100,8 +101,7 @@ pub(super) fn dir_cleanup(
 ) -> R {
     let mut r: R = Ok(());
     let mut deleted = false;
-    let entries =
-        crate::fs::read_dir_fd(dir).map_err(|e| format!("Failed to read {}: {e}", ctx.d(p)))?;
+    let entries = crate::fs::read_dir_fd(dir).map_err(|e| ctx.io("read", p, e))?;
     for ent in entries {
         let sx = match rustix::fs::statx(
             dir,
@@ -197,10 +197,7 @@ pub(super) fn dir_cleanup(
                     Ok(d) => d,
                     Err(rustix::io::Errno::NOENT) => continue,
                     Err(e) => {
-                        r = Err(format!(
-                            "Opening directory \"{}\" failed, ignoring: {e}",
-                            ctx.d(&sub)
-                        ));
+                        r = Err(ctx.io("open directory", &sub, e));
                         continue;
                     }
                 };
@@ -241,21 +238,17 @@ pub(super) fn dir_cleanup(
                 continue;
             }
             if ctx.opts.dry_run {
-                log::info!("Would remove directory \"{}\"", ctx.d(&sub));
+                ctx.would(Would::CleanDir(ctx.shown(&sub)));
                 continue;
             }
-            mutating("rmdir", &sub).map_err(|e| e.to_string())?;
-            match rustix::fs::unlinkat(dir, ent.name.as_os_str(), AtFlags::REMOVEDIR) {
-                Ok(()) | Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTEMPTY) => {}
+            match at::rmdir(dir, &ent.name) {
+                Ok(()) => {}
+                Err(e)
+                    if is(&e, rustix::io::Errno::NOENT) || is(&e, rustix::io::Errno::NOTEMPTY) => {}
                 Err(e) => {
-                    log::warn!(
-                        "Failed to remove directory \"{}\", ignoring: {e}",
-                        ctx.d(&sub)
-                    );
-                    r = Err(format!(
-                        "Failed to remove directory \"{}\": {e}",
-                        ctx.d(&sub)
-                    ));
+                    let e = ctx.io("remove directory", &sub, e);
+                    log::warn!("{e}, ignoring");
+                    r = Err(e);
                 }
             }
         } else {
@@ -290,7 +283,7 @@ pub(super) fn dir_cleanup(
                 continue;
             }
             if ctx.opts.dry_run {
-                log::info!("Would remove \"{}\"", ctx.d(&sub));
+                ctx.would(Would::CleanFile(ctx.shown(&sub)));
                 continue;
             }
             // A file somebody holds a BSD lock on is in use: skip it (the lock is kept until
@@ -317,12 +310,13 @@ pub(super) fn dir_cleanup(
                 }
                 Err(_) => None,
             };
-            mutating("unlink", &sub).map_err(|e| e.to_string())?;
-            match rustix::fs::unlinkat(dir, ent.name.as_os_str(), AtFlags::empty()) {
-                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            match at::unlink(dir, &ent.name) {
+                Ok(()) => {}
+                Err(e) if is(&e, rustix::io::Errno::NOENT) => {}
                 Err(e) => {
-                    log::warn!("Failed to remove \"{}\", ignoring: {e}", ctx.d(&sub));
-                    r = Err(format!("Failed to remove \"{}\": {e}", ctx.d(&sub)));
+                    let e = ctx.io("remove", &sub, e);
+                    log::warn!("{e}, ignoring");
+                    r = Err(e);
                 }
             }
             deleted = true;
@@ -330,17 +324,7 @@ pub(super) fn dir_cleanup(
     }
     if deleted && !ctx.opts.dry_run {
         if let Some((a, m)) = self_times {
-            let ts = rustix::fs::Timestamps {
-                last_access: rustix::fs::Timespec {
-                    tv_sec: (a / 1_000_000_000) as _,
-                    tv_nsec: (a % 1_000_000_000) as _,
-                },
-                last_modification: rustix::fs::Timespec {
-                    tv_sec: (m / 1_000_000_000) as _,
-                    tv_nsec: (m % 1_000_000_000) as _,
-                },
-            };
-            let _ = rustix::fs::futimens(dir, &ts);
+            let _ = at::set_times(dir, a, m);
         }
     }
     r
@@ -349,7 +333,7 @@ pub(super) fn dir_cleanup(
 /// `remove()`: unlink, or rmdir for a directory; a missing path is fine.
 pub(super) fn remove_path(ctx: &Ctx<'_>, p: &Path) -> R {
     if ctx.opts.dry_run {
-        log::info!("Would remove \"{}\".", ctx.d(p));
+        ctx.would(Would::Remove(ctx.shown(p)));
         return Ok(());
     }
     let r = ctx.root.unlink(p).or_else(|e| {
@@ -362,7 +346,9 @@ pub(super) fn remove_path(ctx: &Ctx<'_>, p: &Path) -> R {
     match r {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("rm {}: {}", ctx.d(p), em(&e))),
+        Err(e) => Err(ctx
+            .io("remove", p, e)
+            .worded(|m| format!("rm {}: {m}", ctx.d(p)))),
     }
 }
 
@@ -383,7 +369,11 @@ pub(super) fn remove_recursive(ctx: &Ctx<'_>, p: &Path, remove_instance: bool) -
         match ctx.root.rmdir(p) {
             Ok(()) => {}
             Err(e) if is(&e, rustix::io::Errno::NOENT) || is(&e, rustix::io::Errno::NOTEMPTY) => {}
-            Err(e) => return Err(format!("Failed to remove {}: {}", ctx.d(p), em(&e))),
+            Err(e) => {
+                return Err(ctx
+                    .io("remove", p, e)
+                    .worded(|m| format!("Failed to remove {}: {m}", ctx.d(p))))
+            }
         }
     }
     Ok(())
@@ -391,9 +381,13 @@ pub(super) fn remove_recursive(ctx: &Ctx<'_>, p: &Path, remove_instance: bool) -
 
 pub(super) fn remove_item(ctx: &Ctx<'_>, i: &Item) -> R {
     match i.kind {
-        'D' => remove_recursive(ctx, &i.path, false),
-        'r' => glob_each(ctx, i, |c, _, p, _| remove_path(c, p)),
-        'R' => glob_each(ctx, i, |c, _, p, _| remove_recursive(c, p, true)),
+        Kind::Dir {
+            remove_contents: true,
+        } => remove_recursive(ctx, &i.path, false),
+        Kind::Remove { recursive: false } => glob_each(ctx, i, |c, _, p, _| remove_path(c, p)),
+        Kind::Remove { recursive: true } => {
+            glob_each(ctx, i, |c, _, p, _| remove_recursive(c, p, true))
+        }
         _ => Ok(()),
     }
 }
@@ -428,22 +422,24 @@ pub(super) fn clean_instance(ctx: &Ctx<'_>, i: &Item, p: &Path) -> R {
 
 pub(super) fn clean_item(ctx: &Ctx<'_>, i: &Item) -> R {
     match i.kind {
-        'd' | 'D' | 'v' | 'q' | 'Q' | 'C' => {
+        Kind::Dir { .. } | Kind::Copy { .. } => {
             if let Err(e) = clean_instance(ctx, i, &i.path) {
                 log::error!("{e}");
             }
             Ok(())
         }
-        'e' | 'x' | 'X' => glob_each(ctx, i, |c, i, p, _| clean_instance(c, i, p)),
+        Kind::EmptyDir | Kind::Ignore { .. } => {
+            glob_each(ctx, i, |c, i, p, _| clean_instance(c, i, p))
+        }
         _ => Ok(()),
     }
 }
 
 pub(super) fn purge_item(ctx: &Ctx<'_>, i: &Item) -> R {
-    if !parse::needs_purge(i.kind) || !i.purge {
+    if !i.kind.purgeable() || !i.purge {
         return Ok(());
     }
-    if parse::needs_glob(i.kind) {
+    if i.kind.needs_glob() {
         glob_each(ctx, i, |c, _, p, _| remove_recursive(c, p, true))
     } else {
         remove_recursive(ctx, &i.path, true)

@@ -10,35 +10,39 @@
 use super::*;
 
 pub(super) fn create_item(ctx: &Ctx<'_>, i: &Item) -> R {
-    match i.kind {
-        'x' | 'X' | 'r' | 'R' => Ok(()),
-        'f' | 'F' => {
+    match &i.kind {
+        Kind::Ignore { .. } | Kind::Remove { .. } => Ok(()),
+        Kind::CreateFile { truncate } => {
             mkdir_parents_item(ctx, i, Some(FileType::RegularFile))?;
-            if i.kind == 'F' || i.append_or_force {
+            if *truncate {
                 truncate_file(ctx, i)
             } else {
                 create_file(ctx, i)
             }
         }
-        'C' => {
+        Kind::Copy { merge } => {
             mkdir_parents_item(ctx, i, None)?;
-            copy_files(ctx, i)
+            copy_files(ctx, i, *merge)
         }
-        'w' => glob_each(ctx, i, write_one_file),
-        'd' | 'D' | 'v' | 'q' | 'Q' => {
+        Kind::Write { append } => {
+            glob_each(ctx, i, |c, i, p, cr| write_one_file(c, i, p, cr, *append))
+        }
+        Kind::Dir { .. } => {
             mkdir_parents_item(ctx, i, Some(FileType::Directory))?;
             create_directory(ctx, i)
         }
-        'e' => glob_each(ctx, i, empty_directory),
-        'p' => {
+        Kind::EmptyDir => glob_each(ctx, i, empty_directory),
+        Kind::Fifo { .. } => {
             mkdir_parents_item(ctx, i, Some(FileType::Fifo))?;
             create_special(ctx, i, FileType::Fifo)
         }
-        'L' => {
+        Kind::Symlink {
+            if_target_exists, ..
+        } => {
             mkdir_parents_item(ctx, i, Some(FileType::Symlink))?;
-            create_symlink(ctx, i)
+            create_symlink(ctx, i, *if_target_exists)
         }
-        'c' | 'b' => {
+        Kind::Device { block, .. } => {
             if !ctx.can_mknod {
                 log::debug!(
                     "We lack CAP_MKNOD, skipping creation of device node {}.",
@@ -46,7 +50,7 @@ pub(super) fn create_item(ctx: &Ctx<'_>, i: &Item) -> R {
                 );
                 return Ok(());
             }
-            let t = if i.kind == 'b' {
+            let t = if *block {
                 FileType::BlockDevice
             } else {
                 FileType::CharacterDevice
@@ -54,40 +58,62 @@ pub(super) fn create_item(ctx: &Ctx<'_>, i: &Item) -> R {
             mkdir_parents_item(ctx, i, Some(t))?;
             create_special(ctx, i, t)
         }
-        'm' | 'z' => glob_each(ctx, i, |c, i, p, cr| {
+        Kind::Adjust { recursive: false } => glob_each(ctx, i, |c, i, p, cr| {
             let (fd, st) = open_safe(c, p)?;
             fd_set_perms(c, i, fd.as_fd(), p, Some(st), cr)
         }),
-        'Z' => glob_recursive(ctx, i, &|c, i, fd, p, st, cr| {
+        Kind::Adjust { recursive: true } => glob_recursive(ctx, i, &|c, i, fd, p, st, cr| {
             fd_set_perms(c, i, fd, p, Some(*st), cr)
         }),
-        't' => glob_each(ctx, i, |c, i, p, _| {
-            let (fd, _) = open_safe(c, p)?;
-            fd_set_xattrs(c, i, fd.as_fd(), p)
+        Kind::Xattr { recursive, xattrs } => adjust_each(ctx, i, *recursive, &|c, fd, p, _| {
+            fd_set_xattrs(c, xattrs, fd, p)
         }),
-        'T' => glob_recursive(ctx, i, &|c, i, fd, p, _, _| fd_set_xattrs(c, i, fd, p)),
-        'a' => glob_each(ctx, i, |c, i, p, _| {
-            let (fd, st) = open_safe(c, p)?;
-            fd_set_acls(c, i, fd.as_fd(), p, &st)
+        Kind::Acl {
+            recursive,
+            append,
+            acl,
+        } => {
+            // An ACL that did not parse still opens its paths (and reports what fails).
+            adjust_each(ctx, i, *recursive, &|c, fd, p, st| match acl {
+                Some(acl) => fd_set_acls(c, acl, *append, fd, p, st),
+                None => Ok(()),
+            })
+        }
+        Kind::Attr {
+            recursive,
+            value,
+            mask,
+        } => adjust_each(ctx, i, *recursive, &|c, fd, p, st| {
+            fd_set_attribute(c, (*value, *mask), fd, p, st)
         }),
-        'A' => glob_recursive(ctx, i, &|c, i, fd, p, st, _| fd_set_acls(c, i, fd, p, st)),
-        'h' => glob_each(ctx, i, |c, i, p, _| {
-            let (fd, st) = open_safe(c, p)?;
-            fd_set_attribute(c, i, fd.as_fd(), p, &st)
-        }),
-        'H' => glob_recursive(ctx, i, &|c, i, fd, p, st, _| {
-            fd_set_attribute(c, i, fd, p, st)
-        }),
-        _ => Ok(()),
     }
 }
 
-pub(super) fn last_name(ctx: &Ctx<'_>, p: &Path) -> Result<(), String> {
+/// Runs `set` on every match of the item's glob (opened chase-safe), or with `recursive` on
+/// every match and everything below it (never following symlinks nor crossing mounts).
+fn adjust_each(
+    ctx: &Ctx<'_>,
+    i: &Item,
+    recursive: bool,
+    set: &dyn Fn(&Ctx<'_>, BorrowedFd<'_>, &Path, &Stat) -> R,
+) -> R {
+    if recursive {
+        glob_recursive(ctx, i, &|c, _, fd, p, st, _| set(c, fd, p, st))
+    } else {
+        glob_each(ctx, i, |c, _, p, _| {
+            let (fd, st) = open_safe(c, p)?;
+            set(c, fd.as_fd(), p, &st)
+        })
+    }
+}
+
+pub(super) fn last_name(ctx: &Ctx<'_>, p: &Path) -> R {
     match p.file_name() {
         Some(_) => Ok(()),
-        None => Err(format!(
-            "Failed to extract filename from path '{}': Invalid argument",
-            ctx.d(p)
+        None => Err(ctx.io(
+            "extract filename from path",
+            p,
+            io::Error::from_raw_os_error(rustix::io::Errno::INVAL.raw_os_error()),
         )),
     }
 }
@@ -100,9 +126,8 @@ pub(super) fn mkdir_parents_item(ctx: &Ctx<'_>, i: &Item, child: Option<FileType
     }
     if i.try_replace {
         match mkdir_parents_rm_if_wrong_type(ctx, &i.path, child) {
-            Ok(()) => Ok(()),
-            Err((true, _)) => Ok(()),
-            Err((false, m)) => Err(m),
+            Ok(()) | Err(Wrong::Gone) => Ok(()),
+            Err(Wrong::Failed(e)) => Err(e),
         }
     } else {
         if let Some(parent) = i.path.parent() {
@@ -167,7 +192,20 @@ pub(super) fn mkdir_parents(ctx: &Ctx<'_>, dir: &Path) {
     }
 }
 
-/// `rm_if_wrong_type_safe`: `Err((true, _))` is systemd's -ENOENT (missing or removed).
+/// Why [`rm_if_wrong_type`] did not leave a node of the right type.
+pub(super) enum Wrong {
+    /// Missing, or removed (systemd's -ENOENT): the caller creates it.
+    Gone,
+    Failed(Failure),
+}
+
+impl From<Failure> for Wrong {
+    fn from(e: Failure) -> Wrong {
+        Wrong::Failed(e)
+    }
+}
+
+/// `rm_if_wrong_type_safe`.
 pub(super) fn rm_if_wrong_type(
     ctx: &Ctx<'_>,
     dir: &OwnedFd,
@@ -176,7 +214,7 @@ pub(super) fn rm_if_wrong_type(
     want: Option<FileType>,
     follow: bool,
     path: &Path,
-) -> Result<(), (bool, String)> {
+) -> Result<(), Wrong> {
     let Some(want) = want else { return Ok(()) };
     let st = if follow {
         // Follow inside the root only.
@@ -186,23 +224,25 @@ pub(super) fn rm_if_wrong_type(
     };
     let st = match st {
         Ok(s) => s,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err((true, String::new())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Wrong::Gone),
         Err(e) => {
-            return Err((
-                false,
-                format!("Failed to stat \"{}\": {}", ctx.d(path), em(&e)),
-            ))
+            let e = ctx.io("stat", path, e);
+            return Err(e
+                .worded(|m| format!("Failed to stat \"{}\": {m}", ctx.d(path)))
+                .into());
         }
     };
     if follow && crate::fs::unsafe_transition(dir_st, &st) {
-        return Err((
-            false,
-            format!(
-                "Unsafe transition from \"{}\" to \"{}\".",
-                ctx.d(path.parent().unwrap_or(Path::new("/"))),
-                name.to_string_lossy()
-            ),
-        ));
+        let parent = ctx.d(path.parent().unwrap_or(Path::new("/")));
+        let e = ctx.bad("resolve", path, "unsafe path transition");
+        return Err(e
+            .worded(|_| {
+                format!(
+                    "Unsafe transition from \"{parent}\" to \"{}\".",
+                    name.to_string_lossy()
+                )
+            })
+            .into());
     }
     if ft(&st) == want {
         return Ok(());
@@ -213,7 +253,7 @@ pub(super) fn rm_if_wrong_type(
         ctx.d(path)
     );
     let lst = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| (false, format!("Failed to stat \"{}\": {e}", ctx.d(path))))?;
+        .map_err(|e| ctx.io("stat", path, e))?;
     if ft(&lst) == FileType::Directory {
         let child = rustix::fs::openat(
             dir,
@@ -221,43 +261,43 @@ pub(super) fn rm_if_wrong_type(
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| (false, format!("Failed to open \"{}\": {e}", ctx.d(path))))?;
+        .map_err(|e| ctx.io("open", path, e))?;
         if crate::fs::is_mount_point(&child, dir, name).unwrap_or(false) {
-            return Err((
-                false,
-                format!(
-                    "Not removing  \"{}\" because it is a mount point.",
-                    ctx.d(path)
-                ),
-            ));
+            let e = ctx.bad("remove", path, "it is a mount point");
+            return Err(e
+                .worded(|_| {
+                    format!(
+                        "Not removing  \"{}\" because it is a mount point.",
+                        ctx.d(path)
+                    )
+                })
+                .into());
         }
     }
     if ctx.opts.dry_run {
-        log::info!("Would remove \"{}\"", ctx.d(path));
-        return Err((true, String::new()));
+        ctx.would(Would::Replace(ctx.shown(path)));
+        return Err(Wrong::Gone);
     }
     ctx.forget_dirs();
     ctx.root.remove_tree(path).map_err(|e| {
-        (
-            false,
-            format!("Failed to remove \"{}\": {}", ctx.d(path), em(&e)),
-        )
+        ctx.io("remove", path, e)
+            .worded(|m| format!("Failed to remove \"{}\": {m}", ctx.d(path)))
     })?;
-    Err((true, String::new()))
+    Err(Wrong::Gone)
 }
 
 pub(super) fn mkdir_parents_rm_if_wrong_type(
     ctx: &Ctx<'_>,
     path: &Path,
     child: Option<FileType>,
-) -> Result<(), (bool, String)> {
+) -> Result<(), Wrong> {
     let comps: Vec<&OsStr> = path.iter().filter(|c| *c != OsStr::new("/")).collect();
     let mut cur = PathBuf::from("/");
     let mut dir = ctx
         .root
         .open_dir(&cur)
-        .map_err(|e| (false, format!("Failed to open root: {e}")))?;
-    let mut dir_st = rustix::fs::fstat(&dir).map_err(|e| (false, e.to_string()))?;
+        .map_err(|e| ctx.io("open", &cur, e))?;
+    let mut dir_st = rustix::fs::fstat(&dir).map_err(|e| ctx.io("fstat", &cur, e))?;
     for (k, c) in comps.iter().enumerate() {
         let next = cur.join(c);
         if k + 1 == comps.len() {
@@ -272,7 +312,7 @@ pub(super) fn mkdir_parents_rm_if_wrong_type(
             true,
             &next,
         );
-        if matches!(r, Err((true, _))) {
+        if matches!(r, Err(Wrong::Gone)) {
             r = rm_if_wrong_type(
                 ctx,
                 &dir,
@@ -284,26 +324,28 @@ pub(super) fn mkdir_parents_rm_if_wrong_type(
             );
         }
         match r {
-            Err((true, _)) if ctx.opts.dry_run => {}
-            Err((true, _)) => {
-                mutating("mkdir", &next).map_err(|e| (false, e.to_string()))?;
-                rustix::fs::mkdirat(&dir, *c, Mode::from_raw_mode(0o755))
-                    .map_err(|e| (false, format!("Failed to mkdir \"{}\": {e}", ctx.d(&next))))?;
+            Err(Wrong::Gone) if ctx.opts.dry_run => {}
+            Err(Wrong::Gone) => {
+                at::mkdir(&dir, c, 0o755).map_err(|e| ctx.io("mkdir", &next, e))?;
                 ctx.touched(&next);
             }
             Err(e) => return Err(e),
             Ok(()) => {}
         }
         dir = ctx.root.open_dir(&next).map_err(|e| {
-            let m = format!("Failed to open \"{}\": {}", ctx.d(&next), em(&e));
-            // systemd's caller ignores -ENOENT from this walk (after logging it).
             let enoent = e.kind() == io::ErrorKind::NotFound;
+            let e = ctx
+                .io("open", &next, e)
+                .worded(|m| format!("Failed to open \"{}\": {m}", ctx.d(&next)));
+            // systemd's caller ignores -ENOENT from this walk (after logging it).
             if enoent {
-                log::error!("{m}");
+                log::error!("{e}");
+                Wrong::Gone
+            } else {
+                Wrong::Failed(e)
             }
-            (enoent, m)
         })?;
-        dir_st = rustix::fs::fstat(&dir).map_err(|e| (false, e.to_string()))?;
+        dir_st = rustix::fs::fstat(&dir).map_err(|e| ctx.io("fstat", &next, e))?;
         cur = next;
     }
     Ok(())
@@ -314,7 +356,7 @@ pub(super) fn write_data(ctx: &Ctx<'_>, i: &Item, fd: &OwnedFd, p: &Path) -> R {
     if data.is_empty() {
         return Ok(());
     }
-    mutating("write", p).map_err(|e| e.to_string())?;
+    crate::fs::mutating("write", p).map_err(|e| ctx.io("write", p, e))?;
     let mut off = 0;
     while off < data.len() {
         match rustix::io::write(fd, &data[off..]) {
@@ -324,9 +366,7 @@ pub(super) fn write_data(ctx: &Ctx<'_>, i: &Item, fd: &OwnedFd, p: &Path) -> R {
                 std::thread::sleep(std::time::Duration::from_millis(1));
                 continue;
             }
-            Err(e) => {
-                return Err(format!("Failed to write file \"{}\": {e}", ctx.d(p)));
-            }
+            Err(e) => return Err(ctx.io("write file", p, e)),
         }
     }
     Ok(())
@@ -335,11 +375,11 @@ pub(super) fn write_data(ctx: &Ctx<'_>, i: &Item, fd: &OwnedFd, p: &Path) -> R {
 pub(super) fn create_file(ctx: &Ctx<'_>, i: &Item) -> R {
     last_name(ctx, &i.path)?;
     if ctx.opts.dry_run {
-        log::info!("Would create file {}", ctx.d(&i.path));
+        ctx.would(Would::CreateFile(ctx.shown(&i.path)));
         return Ok(());
     }
     let (dir, name) = open_parent_safe(ctx, i, &i.path)?;
-    mutating("create", &i.path).map_err(|e| e.to_string())?;
+    crate::fs::mutating("create", &i.path).map_err(|e| ctx.io("create file", &i.path, e))?;
     match rustix::fs::openat(
         &dir,
         name.as_os_str(),
@@ -358,32 +398,33 @@ pub(super) fn create_file(ctx: &Ctx<'_>, i: &Item) -> R {
             fd_set_perms(ctx, i, fd.as_fd(), &i.path, None, Creation::Normal)
         }
         Err(rustix::io::Errno::EXIST) => {
-            let fd = open_child_path(&dir, &name)
-                .map_err(|e| format!("Failed to reopen file {}: {e}", ctx.d(&i.path)))?;
-            let st = rustix::fs::fstat(&fd).map_err(|e| format!("stat failed: {e}"))?;
+            let fd = open_child_path(&dir, &name).map_err(|e| ctx.io("reopen file", &i.path, e))?;
+            let st = rustix::fs::fstat(&fd).map_err(|e| ctx.io("stat", &i.path, e))?;
             if ft(&st) != FileType::RegularFile {
-                return Err(format!(
-                    "{} exists and is not a regular file.",
-                    ctx.d(&i.path)
-                ));
+                return Err(not_regular(ctx, &i.path));
             }
             fd_set_perms(ctx, i, fd.as_fd(), &i.path, Some(st), Creation::Existing)
         }
-        Err(e) => Err(format!("Failed to create file {}: {e}", ctx.d(&i.path))),
+        Err(e) => Err(ctx.io("create file", &i.path, e)),
     }
+}
+
+fn not_regular(ctx: &Ctx<'_>, p: &Path) -> Failure {
+    ctx.bad("create file", p, "exists and is not a regular file")
+        .worded(|_| format!("{} exists and is not a regular file.", ctx.d(p)))
 }
 
 pub(super) fn truncate_file(ctx: &Ctx<'_>, i: &Item) -> R {
     last_name(ctx, &i.path)?;
     let (dir, name) = open_parent_safe(ctx, i, &i.path)?;
     if ctx.opts.dry_run {
-        log::info!("Would truncate {}", ctx.d(&i.path));
+        ctx.would(Would::Truncate(ctx.shown(&i.path)));
         return Ok(());
     }
     let flags =
         OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::WRONLY | OFlags::NOCTTY;
     let mut creation = Creation::Existing;
-    mutating("truncate", &i.path).map_err(|e| e.to_string())?;
+    crate::fs::mutating("truncate", &i.path).map_err(|e| ctx.io("truncate", &i.path, e))?;
     let fd = match rustix::fs::openat(&dir, name.as_os_str(), flags, Mode::from_raw_mode(i.mode)) {
         Err(rustix::io::Errno::NOENT) => {
             creation = Creation::Normal;
@@ -396,13 +437,10 @@ pub(super) fn truncate_file(ctx: &Ctx<'_>, i: &Item) -> R {
         }
         r => r,
     }
-    .map_err(|e| format!("Failed to open/create file {}: {e}", ctx.d(&i.path)))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| format!("stat failed: {e}"))?;
+    .map_err(|e| ctx.io("open/create file", &i.path, e))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| ctx.io("stat", &i.path, e))?;
     if ft(&st) != FileType::RegularFile {
-        return Err(format!(
-            "{} exists and is not a regular file.",
-            ctx.d(&i.path)
-        ));
+        return Err(not_regular(ctx, &i.path));
     }
     if st.st_size > 0 || i.argument.as_deref().is_some_and(|a| !a.is_empty()) {
         refuse_hardlinked(ctx, &st, &i.path, creation)?;
@@ -415,8 +453,7 @@ pub(super) fn truncate_file(ctx: &Ctx<'_>, i: &Item) -> R {
         ctx.touched(&i.path);
     }
     if st.st_size > 0 {
-        rustix::fs::ftruncate(&fd, 0)
-            .map_err(|e| format!("Failed to truncate file {}: {e}", ctx.d(&i.path)))?;
+        at::truncate(&fd, 0).map_err(|e| ctx.io("truncate file", &i.path, e))?;
         known = None;
     }
     if i.argument.is_some() {
@@ -425,11 +462,17 @@ pub(super) fn truncate_file(ctx: &Ctx<'_>, i: &Item) -> R {
     fd_set_perms(ctx, i, fd.as_fd(), &i.path, known, creation)
 }
 
-pub(super) fn write_one_file(ctx: &Ctx<'_>, i: &Item, p: &Path, creation: Creation) -> R {
+pub(super) fn write_one_file(
+    ctx: &Ctx<'_>,
+    i: &Item,
+    p: &Path,
+    creation: Creation,
+    append: bool,
+) -> R {
     last_name(ctx, p)?;
     let (_dir, _name) = open_parent_safe(ctx, i, p)?;
     let mut flags = OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::WRONLY | OFlags::NOCTTY;
-    if i.append_or_force {
+    if append {
         flags |= OFlags::APPEND;
     }
     if ctx.opts.dry_run {
@@ -447,11 +490,13 @@ pub(super) fn write_one_file(ctx: &Ctx<'_>, i: &Item, p: &Path, creation: Creati
                 log::debug!("Failed to open file \"{}\", ignoring: {}", ctx.d(p), em(&e));
                 return Ok(());
             }
-            return Err(format!("Failed to open file \"{}\": {}", ctx.d(p), em(&e)));
+            return Err(ctx
+                .io("open file", p, e)
+                .worded(|m| format!("Failed to open file \"{}\": {m}", ctx.d(p))));
         }
     };
     if i.argument.as_deref().is_some_and(|a| !a.is_empty()) {
-        let st = rustix::fs::fstat(&fd).map_err(|e| format!("fstat({}) failed: {e}", ctx.d(p)))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| ctx.io("fstat", p, e))?;
         refuse_hardlinked(ctx, &st, p, creation)?;
     }
     if leads_into_vendor_tree(ctx, &fd, p)? {
@@ -463,7 +508,7 @@ pub(super) fn write_one_file(ctx: &Ctx<'_>, i: &Item, p: &Path, creation: Creati
         return Ok(());
     }
     if ctx.opts.dry_run {
-        log::info!("Would write to \"{}\"", ctx.d(p));
+        ctx.would(Would::Write(ctx.shown(p)));
     } else {
         write_data(ctx, i, &fd, p)?;
         if i.argument.as_deref().is_some_and(|a| !a.is_empty()) {
@@ -473,14 +518,13 @@ pub(super) fn write_one_file(ctx: &Ctx<'_>, i: &Item, p: &Path, creation: Creati
     fd_set_perms(ctx, i, fd.as_fd(), p, None, creation)
 }
 
-pub(super) fn copy_files(ctx: &Ctx<'_>, i: &Item) -> R {
+pub(super) fn copy_files(ctx: &Ctx<'_>, i: &Item, merge: bool) -> R {
     let src = PathBuf::from(OsStr::from_bytes(i.argument.as_deref().unwrap_or(b"/")));
     if ctx.opts.dry_run {
-        log::info!(
-            "Would copy tree \"{}\" to \"{}\"",
-            ctx.d(&src),
-            ctx.d(&i.path)
-        );
+        ctx.would(Would::Copy {
+            from: ctx.shown(&src),
+            to: ctx.shown(&i.path),
+        });
         return Ok(());
     }
     last_name(ctx, &i.path)?;
@@ -495,8 +539,8 @@ pub(super) fn copy_files(ctx: &Ctx<'_>, i: &Item) -> R {
             &dfd,
             &name,
             CopyOptions {
-                merge: i.append_or_force,
-                merge_empty: !i.append_or_force,
+                merge,
+                merge_empty: !merge,
                 uid: i.uid,
                 gid: i.gid,
             },
@@ -507,8 +551,10 @@ pub(super) fn copy_files(ctx: &Ctx<'_>, i: &Item) -> R {
         Ok(fd) => fd,
         Err(e) => {
             return Err(match copied {
-                Err(ce) => format!("Failed to copy files to {}: {}", ctx.d(&i.path), em(&ce)),
-                Ok(()) => format!("Failed to openat({}): {e}", ctx.d(&i.path)),
+                Err(ce) => ctx
+                    .io("copy files to", &i.path, ce)
+                    .worded(|m| format!("Failed to copy files to {}: {m}", ctx.d(&i.path))),
+                Ok(()) => ctx.io("openat", &i.path, e),
             })
         }
     };
@@ -523,12 +569,11 @@ pub(super) fn copy_files(ctx: &Ctx<'_>, i: &Item) -> R {
         ),
         Err(_) => {}
     }
-    let st =
-        rustix::fs::fstat(&fd).map_err(|e| format!("Failed to fstat({}): {e}", ctx.d(&i.path)))?;
-    let a = ctx
-        .root
-        .stat(&src, true)
-        .map_err(|e| format!("Failed to stat({}): {}", ctx.d(&src), em(&e)))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| ctx.io("fstat", &i.path, e))?;
+    let a = ctx.root.stat(&src, true).map_err(|e| {
+        ctx.io("stat", &src, e)
+            .worded(|m| format!("Failed to stat({}): {m}", ctx.d(&src)))
+    })?;
     if ft(&st) != ft(&a) {
         log::debug!(
             "Can't copy to {}, file exists already and is of different type",
@@ -541,13 +586,12 @@ pub(super) fn copy_files(ctx: &Ctx<'_>, i: &Item) -> R {
 
 pub(super) fn create_directory(ctx: &Ctx<'_>, i: &Item) -> R {
     if ctx.opts.dry_run {
-        log::info!("Would create directory {}", ctx.d(&i.path));
+        ctx.would(Would::CreateDir(ctx.shown(&i.path)));
         return Ok(());
     }
     last_name(ctx, &i.path)?;
     let (dir, name) = open_parent_safe(ctx, i, &i.path)?;
-    mutating("mkdir", &i.path).map_err(|e| e.to_string())?;
-    let r = rustix::fs::mkdirat(&dir, name.as_os_str(), Mode::from_raw_mode(i.mode));
+    let r = at::mkdir(&*dir, &name, i.mode);
     let creation = creation_after(ctx, &r, &i.path);
     let fd = match rustix::fs::openat(
         &dir,
@@ -566,20 +610,12 @@ pub(super) fn create_directory(ctx: &Ctx<'_>, i: &Item) -> R {
         }
         Err(e) => {
             return Err(match r {
-                Err(re) => format!(
-                    "Failed to create directory or subvolume \"{}\"{}: {re}",
-                    ctx.d(&i.path),
-                    if i.allow_failure { ", ignoring" } else { "" }
-                ),
-                Ok(()) => format!(
-                    "Failed to open directory/subvolume we just created '{}': {e}",
-                    ctx.d(&i.path)
-                ),
+                Err(re) => ctx.io("create directory or subvolume", &i.path, re),
+                Ok(()) => ctx.io("open directory/subvolume we just created", &i.path, e),
             })
         }
     };
-    let st =
-        rustix::fs::fstat(&fd).map_err(|e| format!("Failed to fstat({}): {e}", ctx.d(&i.path)))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| ctx.io("fstat", &i.path, e))?;
     fd_set_perms(ctx, i, fd.as_fd(), &i.path, Some(st), creation)
 }
 
@@ -587,19 +623,8 @@ pub(super) fn empty_directory(ctx: &Ctx<'_>, i: &Item, p: &Path, creation: Creat
     let (fd, st) = match ctx.root.chase_safe(p, false) {
         Ok(x) => x,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) if is_unsafe_transition(&e) => {
-            return Err(format!(
-                "Detected unsafe path transition while resolving '{}'.",
-                ctx.d(p)
-            ))
-        }
-        Err(e) => {
-            return Err(format!(
-                "Failed to open directory '{}': {}",
-                ctx.d(p),
-                em(&e)
-            ))
-        }
+        Err(e) if is_unsafe_transition(&e) => return Err(unsafe_path(ctx, p, "")),
+        Err(e) => return Err(ctx.io("open directory", p, e)),
     };
     if ft(&st) != FileType::Directory {
         log::warn!("'{}' already exists and is not a directory.", ctx.d(p));
@@ -608,28 +633,20 @@ pub(super) fn empty_directory(ctx: &Ctx<'_>, i: &Item, p: &Path, creation: Creat
     fd_set_perms(ctx, i, fd.as_fd(), p, Some(st), creation)
 }
 
-pub(super) fn make_node(
-    dir: &OwnedFd,
-    name: &OsStr,
-    t: FileType,
-    i: &Item,
-) -> rustix::io::Result<()> {
-    let mode = Mode::from_raw_mode(i.mode);
-    match t {
-        FileType::Fifo => rustix::fs::mkfifoat(dir, name, mode),
-        _ => {
-            let (ma, mi) = i.major_minor.unwrap_or((0, 0));
-            rustix::fs::mknodat(dir, name, t, mode, rustix::fs::makedev(ma, mi))
-        }
-    }
+pub(super) fn make_node(dir: &OwnedFd, name: &OsStr, t: FileType, i: &Item) -> io::Result<()> {
+    let dev = match t {
+        FileType::Fifo => (0, 0),
+        _ => i.kind.device().unwrap_or((0, 0)),
+    };
+    at::mknod(dir, name, t, i.mode, dev)
 }
 
 pub(super) fn rm_rf_child(ctx: &Ctx<'_>, p: &Path) -> R {
     ctx.forget_dirs();
-    ctx.root
-        .remove_tree(p)
-        .map(|_| ())
-        .map_err(|e| format!("rm -rf {} failed: {}", ctx.d(p), em(&e)))
+    ctx.root.remove_tree(p).map(|_| ()).map_err(|e| {
+        ctx.io("remove", p, e)
+            .worded(|m| format!("rm -rf {} failed: {m}", ctx.d(p)))
+    })
 }
 
 /// The [`Creation`] of an item whose create call returned `created`: a new node counts as
@@ -660,11 +677,10 @@ pub(super) fn reopen_created(
     dir: &OwnedFd,
     name: &OsStr,
     p: &Path,
-    what: &str,
-) -> Result<(OwnedFd, Stat), String> {
-    let fd = open_child_path(dir, name)
-        .map_err(|e| format!("Failed to open {what} we just created '{}': {e}", ctx.d(p)))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| e.to_string())?;
+    what: &'static str,
+) -> R<(OwnedFd, Stat)> {
+    let fd = open_child_path(dir, name).map_err(|e| ctx.io(what, p, e))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| ctx.io("fstat", p, e))?;
     Ok((fd, st))
 }
 
@@ -677,63 +693,69 @@ pub(super) fn replace_node(
     dir: &OwnedFd,
     name: &OsStr,
     p: &Path,
-    make: impl Fn(&OsStr) -> rustix::io::Result<()>,
-) -> Result<rustix::io::Result<()>, String> {
+    make: impl Fn(&OsStr) -> io::Result<()>,
+) -> R<io::Result<()>> {
     ctx.forget_dirs();
     let tmp = crate::fs::temp_name(name);
     let mut res = make(tmp.as_os_str());
     if res.is_ok() {
-        res = rustix::fs::renameat(dir, tmp.as_os_str(), dir, name);
+        res = at::rename(dir, &tmp, dir, name);
         if res.is_err() {
-            let _ = rustix::fs::unlinkat(dir, tmp.as_os_str(), AtFlags::empty());
+            at::discard(dir, &tmp);
         }
     }
-    if let Err(rustix::io::Errno::ISDIR | rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) =
-        res
-    {
+    let in_way = [
+        rustix::io::Errno::ISDIR,
+        rustix::io::Errno::EXIST,
+        rustix::io::Errno::NOTEMPTY,
+    ];
+    if matches!(&res, Err(e) if in_way.iter().any(|x| is(e, *x))) {
         rm_rf_child(ctx, p)?;
         res = make(name);
     }
     Ok(res)
 }
 
+/// A refusal a device node creation tolerates (no `CAP_MKNOD` in a user namespace).
+fn denied(e: &io::Error) -> bool {
+    is(e, rustix::io::Errno::PERM) || is(e, rustix::io::Errno::ACCESS)
+}
+
 /// `p` (FIFO) and `c`/`b` (device nodes).
 pub(super) fn create_special(ctx: &Ctx<'_>, i: &Item, t: FileType) -> R {
     last_name(ctx, &i.path)?;
-    let what = if t == FileType::Fifo {
-        "FIFO"
+    let (what, create_what, opened_what) = if t == FileType::Fifo {
+        ("FIFO", "create FIFO", "open FIFO we just created")
     } else {
-        "device node"
+        (
+            "device node",
+            "create device node",
+            "open device node we just created",
+        )
     };
     if ctx.opts.dry_run {
-        log::info!("Would create {what} {}", ctx.d(&i.path));
+        ctx.would(Would::CreateNode {
+            what,
+            path: ctx.shown(&i.path),
+        });
         return Ok(());
     }
     let (dir, name) = open_parent_safe(ctx, i, &i.path)?;
-    mutating("mknod", &i.path).map_err(|e| e.to_string())?;
     let r = make_node(&dir, &name, t, i);
     let mut creation = creation_after(ctx, &r, &i.path);
     let mut fd = match open_child_path(&dir, &name) {
         Ok(fd) => fd,
         Err(e) => {
-            return Err(match r {
-                Err(rustix::io::Errno::PERM) | Err(rustix::io::Errno::ACCESS)
-                    if t != FileType::Fifo =>
-                {
-                    return Ok(())
-                }
-                Err(re) => format!("Failed to create {what} {}: {re}", ctx.d(&i.path)),
-                Ok(()) => format!(
-                    "Failed to open {what} we just created {}: {e}",
-                    ctx.d(&i.path)
-                ),
-            })
+            return match r {
+                Err(re) if t != FileType::Fifo && denied(&re) => Ok(()),
+                Err(re) => Err(ctx.io(create_what, &i.path, re)),
+                Ok(()) => Err(ctx.io(opened_what, &i.path, e)),
+            };
         }
     };
-    let mut st =
-        rustix::fs::fstat(&fd).map_err(|e| format!("Failed to fstat({}): {e}", ctx.d(&i.path)))?;
+    let mut st = rustix::fs::fstat(&fd).map_err(|e| ctx.io("fstat", &i.path, e))?;
     if ft(&st) != t {
-        if !i.append_or_force {
+        if !i.kind.force() {
             log::warn!("\"{}\" already exists and is not a {what}.", ctx.d(&i.path));
             return Ok(());
         }
@@ -741,16 +763,16 @@ pub(super) fn create_special(ctx: &Ctx<'_>, i: &Item, t: FileType) -> R {
         // way is removed first.
         let res = replace_node(ctx, &dir, &name, &i.path, |n| make_node(&dir, n, t, i))?;
         if let Err(e) = res {
-            if t != FileType::Fifo
-                && matches!(e, rustix::io::Errno::PERM | rustix::io::Errno::ACCESS)
-            {
+            if t != FileType::Fifo && denied(&e) {
                 return Ok(());
             }
-            return Err(format!("Failed to create {what} {}: {e}", ctx.d(&i.path)));
+            return Err(ctx.io(create_what, &i.path, e));
         }
-        (fd, st) = reopen_created(ctx, &dir, &name, &i.path, what)?;
+        (fd, st) = reopen_created(ctx, &dir, &name, &i.path, opened_what)?;
         if ft(&st) != t {
-            return Err(format!("{what} we just created is not a {what}, refusing."));
+            return Err(ctx
+                .bad(opened_what, &i.path, "not of that type, refusing")
+                .worded(|_| format!("{what} we just created is not a {what}, refusing.")));
         }
         creation = Creation::Force;
         ctx.touched(&i.path);
@@ -758,9 +780,9 @@ pub(super) fn create_special(ctx: &Ctx<'_>, i: &Item, t: FileType) -> R {
     fd_set_perms(ctx, i, fd.as_fd(), &i.path, Some(st), creation)
 }
 
-pub(super) fn create_symlink(ctx: &Ctx<'_>, i: &Item) -> R {
+pub(super) fn create_symlink(ctx: &Ctx<'_>, i: &Item, if_target_exists: bool) -> R {
     let target = PathBuf::from(OsStr::from_bytes(i.argument.as_deref().unwrap_or(b"")));
-    if i.ignore_if_target_missing {
+    if if_target_exists {
         match ctx.root.chase_safe(&target, true) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -771,46 +793,44 @@ pub(super) fn create_symlink(ctx: &Ctx<'_>, i: &Item) -> R {
                 return Ok(());
             }
             Err(e) => {
-                return Err(format!(
-                    "Failed to check if symlink source path '{}' exists: {}",
-                    ctx.d(&target),
-                    em(&e)
-                ))
+                return Err(ctx
+                    .io("check if symlink source path exists", &target, e)
+                    .worded(|m| {
+                        format!(
+                            "Failed to check if symlink source path '{}' exists: {m}",
+                            ctx.d(&target)
+                        )
+                    }));
             }
         }
     }
     last_name(ctx, &i.path)?;
     if ctx.opts.dry_run {
-        log::info!(
-            "Would create symlink {} -> {}",
-            ctx.d(&i.path),
-            target.display()
-        );
+        ctx.would(Would::Symlink {
+            path: ctx.shown(&i.path),
+            target: target.clone(),
+        });
         return Ok(());
     }
     let (dir, name) = open_parent_safe(ctx, i, &i.path)?;
-    mutating("symlink", &i.path).map_err(|e| e.to_string())?;
-    let r = rustix::fs::symlinkat(&target, &dir, name.as_os_str());
+    let r = at::symlink(&target, &*dir, &name);
     let mut creation = creation_after(ctx, &r, &i.path);
     let mut fd = match open_child_path(&dir, &name) {
         Ok(fd) => fd,
         Err(e) => {
             return Err(match r {
-                Err(re) => format!("Failed to create symlink '{}': {re}", ctx.d(&i.path)),
-                Ok(()) => format!(
-                    "Failed to open symlink we just created '{}': {e}",
-                    ctx.d(&i.path)
-                ),
+                Err(re) => ctx.io("create symlink", &i.path, re),
+                Ok(()) => ctx.io("open symlink we just created", &i.path, e),
             })
         }
     };
-    let mut st = rustix::fs::fstat(&fd).map_err(|e| e.to_string())?;
+    let mut st = rustix::fs::fstat(&fd).map_err(|e| ctx.io("fstat", &i.path, e))?;
     let good = ft(&st) == FileType::Symlink
         && rustix::fs::readlinkat(&dir, name.as_os_str(), Vec::new())
             .map(|t| t.as_bytes() == target.as_os_str().as_bytes())
             .unwrap_or(false);
     if !good {
-        if !i.append_or_force {
+        if !i.kind.force() {
             log::debug!(
                 "\"{}\" is not a symlink or does not point to the correct path.",
                 ctx.d(&i.path)
@@ -818,18 +838,20 @@ pub(super) fn create_symlink(ctx: &Ctx<'_>, i: &Item) -> R {
             return Ok(());
         }
         let res = replace_node(ctx, &dir, &name, &i.path, |n| {
-            rustix::fs::symlinkat(&target, &dir, n)
+            at::symlink(&target, &*dir, n)
         })?;
         if let Err(e) = res {
-            return Err(format!(
-                "symlink({}, {}) failed: {e}",
-                target.display(),
-                ctx.d(&i.path)
-            ));
+            return Err(ctx.io("create symlink", &i.path, e));
         }
-        (fd, st) = reopen_created(ctx, &dir, &name, &i.path, "symlink")?;
+        (fd, st) = reopen_created(ctx, &dir, &name, &i.path, "open symlink we just created")?;
         if ft(&st) != FileType::Symlink {
-            return Err("Symlink we just created is not a symlink, refusing.".into());
+            return Err(ctx
+                .bad(
+                    "open symlink we just created",
+                    &i.path,
+                    "not a symlink, refusing",
+                )
+                .worded(|_| "Symlink we just created is not a symlink, refusing.".into()));
         }
         creation = Creation::Force;
         ctx.touched(&i.path);

@@ -1,11 +1,15 @@
-//! Execution of parsed items on the root (systemd's `process_item` and the per-type actions).
-//! Every open goes through the root handle: parents with the chase-safe walk, last components
-//! `O_NOFOLLOW` where systemd does not follow them, recursion without following symlinks.
+//! The apply phase: executes a [`Plan`]'s steps on the root (systemd's `process_item` and the
+//! per-type actions); in a dry run, records in each step what it would do ([`Would`]) and
+//! changes nothing. Every open goes through the root handle: parents with the chase-safe walk,
+//! last components `O_NOFOLLOW` where systemd does not follow them, recursion without
+//! following symlinks. Every mutation goes through `crate::fs` (`fs::at`, `Root` methods),
+//! never a raw `*at` call; errors are [`Error`]s.
 //!
-//! This module holds the run's context, the phase loop and the shared openers (globs,
+//! This module holds the run's context, the step loop and the shared openers (globs,
 //! recursion, `open_safe`, `open_parent_safe`); the phases are [`create`] and [`clean`]
 //! (remove, clean, purge), adjustments of existing inodes and their guards are [`adjust`].
 
+use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -17,12 +21,15 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, StatxFlags};
 
 use super::acl;
 use super::glob;
+use super::kind::Kind;
 use super::parse::{self, Item};
+use super::plan::{Ops, Plan, Would};
 use super::{Config, Options};
+use crate::error::Error;
 use crate::fs::copy::{copy_tree_at, CopyOptions};
 use crate::fs::safe::{fchmod_opath, fchown_opath, is_unsafe_transition, proc_fd_path, reopen};
-use crate::fs::{mutating, Root};
-use crate::report::{Diagnostic, Outcome};
+use crate::fs::{at, Root};
+use crate::report::{errno_text as em, Diagnostic, Outcome};
 
 mod adjust;
 mod clean;
@@ -32,10 +39,6 @@ use adjust::*;
 use clean::*;
 use create::*;
 
-const CREATE: u8 = 1;
-const REMOVE: u8 = 2;
-const CLEAN: u8 = 4;
-const PURGE: u8 = 8;
 const MAX_DEPTH: u32 = 256;
 const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
 
@@ -48,7 +51,42 @@ enum Creation {
     Invalid,
 }
 
-type R = Result<(), String>;
+type R<T = ()> = Result<T, Failure>;
+
+/// A step's failure: the typed [`Error`] (operation, path, errno or the rule that refused),
+/// printed in systemd-tmpfiles' own words where they differ from `Failed to <op> '<path>':
+/// <reason>` (the differential tests compare the messages).
+#[derive(Debug)]
+struct Failure {
+    error: Error,
+    worded: Option<String>,
+}
+
+impl Failure {
+    /// systemd's wording, given the reason (`%m`).
+    fn worded(mut self, f: impl FnOnce(&str) -> String) -> Failure {
+        self.worded = Some(f(&self.error.reason()));
+        self
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure {
+            error,
+            worded: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.worded {
+            Some(w) => f.write_str(w),
+            None => self.error.fmt(f),
+        }
+    }
+}
 
 struct Ctx<'a> {
     root: &'a Root,
@@ -69,6 +107,8 @@ struct Ctx<'a> {
     /// checked for unsafe transitions. Creating new names cannot change such a resolution;
     /// every other change (removal, replacement, copy, chown) clears it ([`Ctx::forget_dirs`]).
     dirs: std::cell::RefCell<std::collections::HashMap<OsString, (Rc<OwnedFd>, Stat)>>,
+    /// What the current step would do (dry runs), moved into its plan step when it ends.
+    would: std::cell::RefCell<Vec<Would>>,
 }
 
 /// The socket paths listed in `/proc/net/unix` (systemd's `load_unix_sockets`).
@@ -82,19 +122,6 @@ fn load_unix_sockets() -> Option<std::collections::HashSet<PathBuf>> {
             .map(PathBuf::from)
             .collect(),
     )
-}
-
-/// The message of an I/O error as `%m` prints it.
-fn em(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => rustix::io::Errno::from_raw_os_error(n)
-            .to_string()
-            .split(" (os error")
-            .next()
-            .unwrap_or("")
-            .to_string(),
-        None => e.to_string(),
-    }
 }
 
 fn errno(e: &io::Error) -> i32 {
@@ -112,6 +139,26 @@ fn ft(st: &Stat) -> FileType {
 impl Ctx<'_> {
     fn d(&self, p: &Path) -> String {
         self.root.display_path(p).display().to_string()
+    }
+
+    /// `p` as messages show it.
+    fn shown(&self, p: &Path) -> PathBuf {
+        self.root.display_path(p)
+    }
+
+    /// Records a change a dry run does not make.
+    fn would(&self, w: Would) {
+        self.would.borrow_mut().push(w);
+    }
+
+    /// The system refused `op` on `p` (shown as the user knows it).
+    fn io(&self, op: &'static str, p: &Path, e: impl Into<io::Error>) -> Failure {
+        Error::io(op, self.root.display_path(p), e.into()).into()
+    }
+
+    /// `op` on `p` was refused by a rule (a wrong type, an unsafe path, a hard link).
+    fn bad(&self, op: &'static str, p: &Path, why: impl Into<Cow<'static, str>>) -> Failure {
+        Error::invalid(op, self.root.display_path(p), why).into()
     }
 
     /// Drops the resolved-directory cache (after anything that may remove, replace or re-own
@@ -196,8 +243,15 @@ impl Ctx<'_> {
     }
 }
 
-/// Runs the phases over the configuration.
-pub(super) fn execute(root: &Root, opts: &Options, cfg: &mut Config, outcome: &mut Outcome) {
+/// Applies `plan` (made from `cfg`) to the root; in a dry run, records in each step what it
+/// would do instead.
+pub(super) fn apply(
+    root: &Root,
+    opts: &Options,
+    cfg: &Config,
+    plan: &mut Plan<'_>,
+    outcome: &mut Outcome,
+) {
     let old_umask = rustix::process::umask(Mode::empty());
     let ctx = Ctx {
         root,
@@ -229,23 +283,11 @@ pub(super) fn execute(root: &Root, opts: &Options, cfg: &mut Config, outcome: &m
         },
         changed: Default::default(),
         dirs: Default::default(),
+        would: Default::default(),
     };
-    let mut order: Vec<usize> = (0..cfg.arrays.len())
-        .filter(|&i| !cfg.arrays[i].glob)
-        .collect();
-    order.extend((0..cfg.arrays.len()).filter(|&i| cfg.arrays[i].glob));
-    let mut ops = opts.purge.then_some(PURGE).into_iter().collect::<Vec<_>>();
-    let rc = (if opts.remove { REMOVE } else { 0 }) | (if opts.clean { CLEAN } else { 0 });
-    if rc != 0 {
-        ops.push(rc);
-    }
-    if opts.create {
-        ops.push(CREATE);
-    }
-    for op in ops {
-        for &idx in &order {
-            process_array(&ctx, cfg, idx, op, outcome);
-        }
+    for step in &mut plan.steps {
+        process_item(&ctx, step.item, step.ops, outcome);
+        step.would.append(&mut ctx.would.borrow_mut());
     }
     rustix::process::umask(old_umask);
     outcome.add_count("paths", ctx.changed.borrow().len() as u64);
@@ -261,29 +303,7 @@ fn has_cap_mknod() -> bool {
         .is_some_and(|v| v & (1 << 27) != 0)
 }
 
-fn process_array(ctx: &Ctx<'_>, cfg: &mut Config, idx: usize, op: u8, out: &mut Outcome) {
-    if op & CREATE != 0 {
-        if let Some(p) = cfg.arrays[idx].parent {
-            process_array(ctx, cfg, p, op & CREATE, out);
-        }
-    }
-    if op & (REMOVE | CLEAN | PURGE) != 0 {
-        let children = cfg.arrays[idx].children.clone();
-        for c in children {
-            process_array(ctx, cfg, c, op & (REMOVE | CLEAN | PURGE), out);
-        }
-    }
-    for k in 0..cfg.arrays[idx].items.len() {
-        let todo = op & !cfg.arrays[idx].done[k];
-        if todo == 0 {
-            continue;
-        }
-        cfg.arrays[idx].done[k] |= op;
-        process_item(ctx, &cfg.arrays[idx].items[k], op, out);
-    }
-}
-
-fn process_item(ctx: &Ctx<'_>, i: &Item, op: u8, out: &mut Outcome) {
+fn process_item(ctx: &Ctx<'_>, i: &Item, op: Ops, out: &mut Outcome) {
     let file = i.file.clone();
     let mut report = |r: R, tolerated: bool| {
         if let Err(m) = r {
@@ -295,21 +315,21 @@ fn process_item(ctx: &Ctx<'_>, i: &Item, op: u8, out: &mut Outcome) {
             }
         }
     };
-    if op & CREATE != 0 {
+    if op.has(Ops::CREATE) {
         log::debug!(
             "Running create action for entry {} {}",
-            i.kind,
+            i.letter,
             ctx.d(&i.path)
         );
         report(create_item(ctx, i), i.allow_failure);
     }
-    if op & REMOVE != 0 {
+    if op.has(Ops::REMOVE) {
         report(remove_item(ctx, i), false);
     }
-    if op & CLEAN != 0 {
+    if op.has(Ops::CLEAN) {
         report(clean_item(ctx, i), false);
     }
-    if op & PURGE != 0 {
+    if op.has(Ops::PURGE) {
         report(purge_item(ctx, i), false);
     }
 }
@@ -328,9 +348,9 @@ fn glob_each(ctx: &Ctx<'_>, i: &Item, f: impl Fn(&Ctx<'_>, &Item, &Path, Creatio
     first
 }
 
-type FdAction = dyn Fn(&Ctx<'_>, &Item, BorrowedFd<'_>, &Path, &Stat, Creation) -> R;
+type FdAction<'f> = dyn Fn(&Ctx<'_>, &Item, BorrowedFd<'_>, &Path, &Stat, Creation) -> R + 'f;
 
-fn glob_recursive(ctx: &Ctx<'_>, i: &Item, f: &FdAction) -> R {
+fn glob_recursive(ctx: &Ctx<'_>, i: &Item, f: &FdAction<'_>) -> R {
     let mut first: R = Ok(());
     let mut gather = |r: R| {
         if let Err(e) = r {
@@ -347,20 +367,21 @@ fn glob_recursive(ctx: &Ctx<'_>, i: &Item, f: &FdAction) -> R {
             .open_path(&p, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())
         {
             Ok(fd) => gather(item_do(ctx, i, fd, &p, f, 0)),
-            Err(e) => gather(Err(format!("Failed to open '{}': {}", ctx.d(&p), em(&e)))),
+            Err(e) => gather(Err(ctx.io("open", &p, e))),
         }
     }
     first
 }
 
-fn item_do(ctx: &Ctx<'_>, i: &Item, fd: OwnedFd, p: &Path, f: &FdAction, depth: u32) -> R {
-    let st = rustix::fs::fstat(&fd).map_err(|e| format!("fstat() on file failed: {e}"))?;
+fn item_do(ctx: &Ctx<'_>, i: &Item, fd: OwnedFd, p: &Path, f: &FdAction<'_>, depth: u32) -> R {
+    let st = rustix::fs::fstat(&fd).map_err(|e| ctx.io("fstat", p, e))?;
     let mut first = f(ctx, i, fd.as_fd(), p, &st, Creation::Existing);
     if ft(&st) == FileType::Directory && depth < MAX_DEPTH {
-        let dir = reopen(&fd, OFlags::RDONLY | OFlags::DIRECTORY)
-            .map_err(|e| format!("Failed to opendir() '{}': {}", ctx.d(p), em(&e)))?;
-        let entries = crate::fs::read_dir_fd(&dir)
-            .map_err(|e| format!("Failed to read '{}': {}", ctx.d(p), em(&e)))?;
+        let dir = reopen(&fd, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| {
+            ctx.io("opendir", p, e)
+                .worded(|m| format!("Failed to opendir() '{}': {m}", ctx.d(p)))
+        })?;
+        let entries = crate::fs::read_dir_fd(&dir).map_err(|e| ctx.io("read", p, e))?;
         for ent in entries {
             let child = match rustix::fs::openat(
                 &dir,
@@ -371,9 +392,8 @@ fn item_do(ctx: &Ctx<'_>, i: &Item, fd: OwnedFd, p: &Path, f: &FdAction, depth: 
                 Ok(c) => c,
                 Err(rustix::io::Errno::NOENT) => continue,
                 Err(e) => {
-                    let m = format!("Failed to open file '{}': {e}", ent.name.to_string_lossy());
                     if first.is_ok() {
-                        first = Err(m);
+                        first = Err(ctx.io("open file", &p.join(&ent.name), e));
                     }
                     continue;
                 }
@@ -406,29 +426,40 @@ fn not_normalized(p: &Path) -> bool {
     p.components().any(|c| c == Component::ParentDir)
 }
 
-fn open_safe(ctx: &Ctx<'_>, p: &Path) -> Result<(OwnedFd, Stat), String> {
+/// An unsafe ownership transition met while resolving `p`.
+fn unsafe_path(ctx: &Ctx<'_>, p: &Path, what: &str) -> Failure {
+    ctx.bad("resolve", p, "unsafe path transition").worded(|_| {
+        format!(
+            "Detected unsafe path transition while resolving {what}'{}'.",
+            ctx.d(p)
+        )
+    })
+}
+
+fn open_safe(ctx: &Ctx<'_>, p: &Path) -> R<(OwnedFd, Stat)> {
     if not_normalized(p) {
-        return Err(format!("Failed to open invalid path '{}'.", ctx.d(p)));
+        return Err(ctx
+            .bad("open", p, "invalid path")
+            .worded(|_| format!("Failed to open invalid path '{}'.", ctx.d(p))));
     }
     ctx.root.chase_safe(p, true).map_err(|e| {
         if is_unsafe_transition(&e) {
-            format!(
-                "Detected unsafe path transition while resolving '{}'.",
-                ctx.d(p)
-            )
+            unsafe_path(ctx, p, "")
         } else {
-            format!("Failed to open path {}: {}", ctx.d(p), em(&e))
+            ctx.io("open path", p, e)
+                .worded(|m| format!("Failed to open path {}: {m}", ctx.d(p)))
         }
     })
 }
 
-fn open_parent_safe(ctx: &Ctx<'_>, i: &Item, p: &Path) -> Result<(Rc<OwnedFd>, OsString), String> {
+fn open_parent_safe(ctx: &Ctx<'_>, i: &Item, p: &Path) -> R<(Rc<OwnedFd>, OsString)> {
     if not_normalized(p) {
-        return Err(format!(
-            "Failed to open parent of '{}': path not normalized{}.",
-            ctx.d(p),
-            if i.allow_failure { ", ignoring" } else { "" }
-        ));
+        let why = if i.allow_failure {
+            "path not normalized, ignoring."
+        } else {
+            "path not normalized."
+        };
+        return Err(ctx.bad("open parent of", p, why));
     }
     if ctx.use_dirs() {
         if let (Some(Component::Normal(name)), Some(parent)) =
@@ -449,17 +480,11 @@ fn open_parent_safe(ctx: &Ctx<'_>, i: &Item, p: &Path) -> Result<(Rc<OwnedFd>, O
         .map(|(fd, n)| (Rc::new(fd), n))
         .map_err(|e| {
             if is_unsafe_transition(&e) {
-                format!(
-                    "Detected unsafe path transition while resolving the parent of '{}'.",
-                    ctx.d(p)
-                )
-            } else {
-                format!(
-                    "Failed to open path '{}'{}: {}",
-                    ctx.d(p.parent().unwrap_or(Path::new("/"))),
-                    if i.allow_failure { ", ignoring" } else { "" },
-                    em(&e)
-                )
+                return unsafe_path(ctx, p, "the parent of ");
             }
+            let parent = p.parent().unwrap_or(Path::new("/"));
+            let ignoring = if i.allow_failure { ", ignoring" } else { "" };
+            ctx.io("open path", parent, e)
+                .worded(|m| format!("Failed to open path '{}'{ignoring}: {m}", ctx.d(parent)))
         })
 }
