@@ -441,17 +441,17 @@ fn step_reset(run: &mut Run<'_>, host: &HostFacts, settings: &Settings, state: &
         &mut out,
     );
     run.out.extend(out.diagnostics);
+    let plan = crate::reset::plan(run.root, &req, resumed, requested);
     if run.dry_run {
-        let plan = crate::reset::plan(&req, &resumed);
-        for s in &plan {
-            println!("reset: {}: {:?}: {}", s.dir.display(), s.phase, s.what);
+        for l in plan.to_string().lines() {
+            println!("reset: {l}");
         }
         run.skip("reset", "dry run");
         return true;
     }
     let root = run.root;
     run.step("reset", |out| {
-        crate::reset::apply(root, &req, requested, out);
+        crate::reset::apply(root, &plan, out);
         if let Some(dir) = host.runtime_dir.as_ref().filter(|_| host.in_initrd) {
             let _ = std::fs::create_dir_all(dir)
                 .and_then(|()| std::fs::write(dir.join(RESET_DONE_MARKER), ""));

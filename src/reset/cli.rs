@@ -125,13 +125,12 @@ pub fn main(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
                 sources.push("forced".into());
             }
             let req = Request::from_settings(&settings, sources, host.efivars.clone(), &mut out);
+            let plan = plan(&root, &req, resumed, r.requested || force);
             if dry_run {
-                for s in plan(&req, &resumed) {
-                    println!("{}: {:?}: {}", s.dir.display(), s.phase, s.what);
-                }
+                print!("{plan}");
                 return out.exit_code();
             }
-            apply(&root, &req, r.requested || force, &mut out);
+            apply(&root, &plan, &mut out);
         }
         other => return usage_error("reset", format!("unknown command '{other}'")),
     }
