@@ -190,25 +190,24 @@ fn write_report(path: &Path, report: &Report) {
     let Ok(json) = serde_json::to_vec_pretty(report) else {
         return;
     };
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let r = std::fs::create_dir_all(dir).and_then(|()| {
-        let host = Root::open(dir)?;
-        let name = path
-            .file_name()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("report.json"));
-        host.write_atomic(
-            &name,
-            &json,
-            &WriteOptions {
-                mode: Some(0o644),
-                ..Default::default()
-            },
-        )
-    });
-    if let Err(e) = r {
-        log::warn!("Cannot write report {}: {e}", path.display());
+    if let Err(e) = write_host_file(path, &json) {
+        log::warn!("Cannot write report: {e}");
     }
+}
+
+/// Writes a file of the host's (the report, the runtime marker) atomically through
+/// [`crate::fs`], creating its directory.
+fn write_host_file(path: &Path, data: &[u8]) -> crate::error::Result<()> {
+    use crate::error::IoContext as _;
+    let path = &std::path::absolute(path).op("resolve", path)?;
+    let host = Root::open("/").op("open", "/")?;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    host.mkdir_all(dir, 0o755).op("create directory", dir)?;
+    let opts = WriteOptions {
+        mode: Some(0o644),
+        ..Default::default()
+    };
+    host.write_atomic(path, data, &opts).op("write", path)
 }
 
 /// Directories whose file systems the pipeline writes (flushed once each at the end).
@@ -453,8 +452,9 @@ fn step_reset(run: &mut Run<'_>, host: &HostFacts, settings: &Settings, state: &
     run.step("reset", |out| {
         crate::reset::apply(root, &plan, out);
         if let Some(dir) = host.runtime_dir.as_ref().filter(|_| host.in_initrd) {
-            let _ = std::fs::create_dir_all(dir)
-                .and_then(|()| std::fs::write(dir.join(RESET_DONE_MARKER), ""));
+            if let Err(e) = write_host_file(&dir.join(RESET_DONE_MARKER), b"") {
+                log::warn!("{e}");
+            }
         }
         Ok((
             format!(
