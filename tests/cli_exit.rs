@@ -186,6 +186,16 @@ fn failed_operations_exit_73() {
     );
 }
 
+/// A pinned case: what, setup, pristine's arguments, systemd's tool and its arguments, the code.
+type Pinned<'a> = (
+    &'a str,
+    &'a dyn Fn(&Path),
+    &'a [&'a str],
+    &'a str,
+    &'a [&'a str],
+    i32,
+);
+
 /// Where systemd's tool pins another code, pristine gives that code and so does the tool.
 #[test]
 fn codes_pinned_by_systemd_tools() {
@@ -214,7 +224,7 @@ fn codes_pinned_by_systemd_tools() {
         write(t, "usr/lib/tmpfiles.d/a.conf", "d /var/x/y 0755 - - -\n");
         write(t, "var/x", "a file where a directory is wanted\n");
     };
-    let pinned: [(&str, &dyn Fn(&Path), &[&str], &str, &[&str], i32); 4] = [
+    let pinned: [Pinned; 4] = [
         // systemctl preset-all reports a bad preset line and a unit it cannot link, exits 0.
         (
             "preset-all",

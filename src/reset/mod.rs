@@ -16,6 +16,12 @@
 //! Every phase is idempotent, so a crash anywhere followed by a new run finishes the reset with
 //! the same result, and a kept path is at every moment either in place or in `work/keep`.
 //!
+//! [`plan`] observes the tree (interrupted resets from their intent records, mount points, the
+//! kept paths, the entries the flush moves) and returns a [`Plan`]: every action in order, its
+//! `Display` being what `reset run --dry-run` prints. [`apply`] executes exactly those actions;
+//! it looks at the tree again only where safety needs it at the moment of a move (see
+//! [`apply`]). A run that crashed is planned anew from its intent records and the tree.
+//!
 //! Rules that hold whatever the tree contains:
 //! - Everything is done through a [`Root::strict`] handle: no symlink is followed in any
 //!   component of any path the reset moves or removes. A flushed directory that is itself a
