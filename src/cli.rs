@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::error::{Error, Result};
 use crate::host::{Common, HostFacts};
 use crate::report::{EXIT_FATAL, EXIT_OK};
 
@@ -160,7 +161,7 @@ fn take_value(
     i: &mut usize,
     name: &str,
     inline: Option<&str>,
-) -> Result<String, String> {
+) -> Result<String> {
     if let Some(v) = inline {
         return Ok(v.to_string());
     }
@@ -168,11 +169,16 @@ fn take_value(
     args.get(*i)
         .and_then(|a| a.to_str())
         .map(str::to_string)
-        .ok_or_else(|| format!("option {name} needs a value"))
+        .ok_or_else(|| {
+            Error::msg(
+                "parse the command line",
+                format!("option {name} needs a value"),
+            )
+        })
 }
 
 /// Splits argv (without argv[0]) into common options, the verb and the verb's own arguments.
-pub fn split_args(args: Vec<OsString>) -> Result<(Common, Option<String>, Vec<OsString>), String> {
+pub fn split_args(args: Vec<OsString>) -> Result<(Common, Option<String>, Vec<OsString>)> {
     let mut common = Common::default();
     let mut verb = None;
     let mut rest = Vec::new();
@@ -202,16 +208,18 @@ pub fn split_args(args: Vec<OsString>) -> Result<(Common, Option<String>, Vec<Os
             "--smbios-uuid" => {
                 let v = take_value(&args, &mut i, name, inline)?;
                 if crate::host::normalize_uuid(&v).is_none() {
-                    return Err(format!("--smbios-uuid: '{v}' is not a valid UUID"));
+                    return Err(Error::msg(
+                        "parse the command line",
+                        format!("--smbios-uuid: '{v}' is not a valid UUID"),
+                    ));
                 }
                 common.smbios_uuid = Some(v);
             }
             "--log-level" => {
                 let v = take_value(&args, &mut i, name, inline)?;
-                common.log_level = Some(
-                    crate::logging::parse_level(&v)
-                        .ok_or_else(|| format!("unknown log level '{v}'"))?,
-                );
+                common.log_level = Some(crate::logging::parse_level(&v).ok_or_else(|| {
+                    Error::msg("parse the command line", format!("unknown log level '{v}'"))
+                })?);
             }
             "--" => {
                 after_dashdash = true;

@@ -101,6 +101,12 @@ impl Outcome {
         self.diagnostics.push(d);
     }
 
+    /// Records a diagnostic the verb has already shown (a finding printed on stdout): it
+    /// counts for the exit code and the report, and is not logged again.
+    pub fn record(&mut self, d: Diagnostic) {
+        self.diagnostics.push(d);
+    }
+
     pub fn extend(&mut self, ds: impl IntoIterator<Item = Diagnostic>) {
         for d in ds {
             self.push(d);

@@ -43,6 +43,13 @@ impl Space {
     }
 }
 
+/// An ID that belongs to another name already: never given to a second one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Taken {
+    /// The name the ID was recorded for first.
+    pub owner: String,
+}
+
 #[derive(Clone, Debug, Default)]
 struct Table {
     /// Records in order: (name, id).
@@ -55,10 +62,10 @@ struct Table {
 
 impl Table {
     /// Adds a record; `Err` names the earlier owner when the ID belongs to another name.
-    fn add(&mut self, name: &str, id: u32) -> Result<bool, String> {
+    fn add(&mut self, name: &str, id: u32) -> Result<bool, Taken> {
         if let Some(o) = self.owner.get(&id) {
             if o != name {
-                return Err(o.clone());
+                return Err(Taken { owner: o.clone() });
             }
             if self.current.get(name) == Some(&id) {
                 return Ok(false);
@@ -139,7 +146,7 @@ impl Ledger {
                     continue;
                 }
             };
-            if let Err(o) = l.table_mut(space).add(name, id) {
+            if let Err(Taken { owner: o }) = l.table_mut(space).add(name, id) {
                 bad.push(BadLine {
                     line: n + 1,
                     message: format!(
@@ -169,7 +176,7 @@ impl Ledger {
 
     /// Records that `name` has `id`. `Err` names the other name the ID belongs to (nothing is
     /// recorded then).
-    pub fn record(&mut self, s: Space, name: &str, id: u32) -> Result<(), String> {
+    pub fn record(&mut self, s: Space, name: &str, id: u32) -> Result<(), Taken> {
         let added = self.table_mut(s).add(name, id)?;
         self.changed |= added;
         Ok(())
@@ -222,7 +229,12 @@ mod tests {
         let (mut l, bad) = Ledger::parse("user a 10\nuser b 10\n");
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].line, 2);
-        assert_eq!(l.record(Space::User, "c", 10), Err("a".to_string()));
+        assert_eq!(
+            l.record(Space::User, "c", 10),
+            Err(Taken {
+                owner: "a".to_string()
+            })
+        );
         assert!(!l.changed());
         assert_eq!(l.record(Space::User, "a", 10), Ok(()));
         assert!(!l.changed());

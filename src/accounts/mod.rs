@@ -12,6 +12,7 @@ pub mod repair;
 use std::io;
 use std::path::Path;
 
+use crate::error::{Error, IoContext, Result};
 use crate::fs::{Root, WriteOptions};
 use crate::report::{Diagnostic, Outcome};
 use ledger::{Ledger, Space};
@@ -22,17 +23,10 @@ use ledger::{Ledger, Space};
 pub fn load(root: &Root, out: &mut Outcome) -> Ledger {
     let p = Path::new(ledger::PATH);
     let shown = root.display_path(p);
-    let text = match root.stat(p, false) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ledger::default(),
+    let text = match read_regular(root, p, ledger::MAX_SIZE) {
+        Ok(None) => return Ledger::default(),
+        Ok(Some(b)) => Ok(b),
         Err(e) => Err(e),
-        Ok(st) if (st.st_mode & 0o170000) != 0o100000 => {
-            Err(io::Error::other("not a regular file"))
-        }
-        Ok(st) if st.st_size as u64 > ledger::MAX_SIZE => Err(io::Error::other(format!(
-            "larger than {} bytes",
-            ledger::MAX_SIZE
-        ))),
-        Ok(_) => root.read(p),
     };
     match text {
         Ok(b) => {
@@ -48,7 +42,7 @@ pub fn load(root: &Root, out: &mut Outcome) -> Ledger {
                 format!(
                     "Failed to read ID ledger {}: {}",
                     shown.display(),
-                    crate::sysusers::errno_text(&e)
+                    e.reason()
                 ),
             ));
             Ledger::default()
@@ -93,7 +87,7 @@ pub fn record(ledger: &mut Ledger, passwd: &[u8], group: &[u8]) -> Vec<Moved> {
                     });
                 }
             }
-            Err(other) => log::warn!(
+            Err(ledger::Taken { owner: other }) => log::warn!(
                 "{} '{name}' has ID {id}, which the ID ledger gave to '{other}' before; not recorded.",
                 if space == Space::User { "User" } else { "Group" }
             ),
@@ -146,30 +140,36 @@ fn fields(d: &mut merge::Dbs) -> [&mut Vec<u8>; 6] {
 }
 
 /// Reads the root's account databases (missing files are empty).
-pub fn read_dbs(root: &Root) -> io::Result<merge::Dbs> {
+pub fn read_dbs(root: &Root) -> Result<merge::Dbs> {
     let mut d = merge::Dbs::default();
     for (slot, (path, _)) in fields(&mut d).into_iter().zip(DB_FILES) {
-        let p = Path::new(path);
-        match root.stat(p, false) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-            Ok(st) if (st.st_mode & 0o170000) != 0o100000 => {
-                return Err(io::Error::other(format!("{path} is not a regular file")))
-            }
-            Ok(st) if st.st_size as u64 > MAX_DB => {
-                return Err(io::Error::other(format!(
-                    "{path} is larger than {MAX_DB} bytes"
-                )))
-            }
-            Ok(_) => *slot = root.read(p)?,
+        if let Some(b) = read_regular(root, Path::new(path), MAX_DB)? {
+            *slot = b;
         }
     }
     Ok(d)
 }
 
+/// Reads the regular file `p` of at most `max` bytes; `None` if it does not exist.
+fn read_regular(root: &Root, p: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    match root.stat(p, false) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", p, e)),
+        Ok(st) if (st.st_mode & 0o170000) != 0o100000 => {
+            Err(Error::invalid("read", p, "not a regular file"))
+        }
+        Ok(st) if st.st_size as u64 > max => Err(Error::invalid(
+            "read",
+            p,
+            format!("larger than {max} bytes"),
+        )),
+        Ok(_) => root.read(p).op("read", p).map(Some),
+    }
+}
+
 /// Writes the databases that differ from `old`, each atomically, keeping an existing file's
 /// mode and owner.
-fn write_dbs(root: &Root, old: &merge::Dbs, new: &mut merge::Dbs) -> io::Result<usize> {
+fn write_dbs(root: &Root, old: &merge::Dbs, new: &mut merge::Dbs) -> Result<usize> {
     let mut old = old.clone();
     let mut n = 0;
     for ((o, w), (path, mode)) in fields(&mut old).into_iter().zip(fields(new)).zip(DB_FILES) {
@@ -188,15 +188,16 @@ fn write_dbs(root: &Root, old: &merge::Dbs, new: &mut merge::Dbs) -> io::Result<
                 ..WriteOptions::default()
             },
         };
-        root.mkdir_all(Path::new("/etc"), 0o755)?;
-        root.write_atomic(p, w, &opts)?;
+        let etc = Path::new("/etc");
+        root.mkdir_all(etc, 0o755).op("create directory", etc)?;
+        root.write_atomic(p, w, &opts).op("write", p)?;
         n += 1;
     }
     Ok(n)
 }
 
 /// What the admin changed in the account databases (the `parsed` operator's capture).
-pub fn capture(root: &Root) -> io::Result<merge::Values> {
+pub fn capture(root: &Root) -> Result<merge::Values> {
     let current = read_dbs(root)?;
     let mut scratch = Outcome::default();
     let ledger = load(root, &mut scratch);

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use crate::host::{Common, HostFacts};
-use crate::report::{usage_error, Diagnostic, Outcome, EXIT_OK};
+use crate::report::{usage_error, Diagnostic, Outcome};
 
 use super::detect;
 use super::stamp::{write_updated, StampResult};
@@ -33,7 +33,10 @@ pub fn status(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
     if json {
         let mut v = match serde_json::to_value(&state) {
             Ok(v) => v,
-            Err(e) => return usage_error("status", e),
+            Err(e) => {
+                log::error!("Failed to encode the status: {e}");
+                return crate::report::EXIT_FATAL;
+            }
         };
         if let Some(o) = v.as_object_mut() {
             o.insert(
@@ -45,12 +48,7 @@ pub fn status(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
     } else {
         print!("{}", super::render_text(&state));
     }
-    // Status reports; only bad pristine configuration changes its exit code.
-    if outcome.bad_config() {
-        crate::report::EXIT_BAD_CONFIG
-    } else {
-        EXIT_OK
-    }
+    outcome.exit_code()
 }
 
 /// `pristine stamp`: write `.updated` in /etc and /var, byte-identical to systemd-update-done.

@@ -59,10 +59,9 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
     if findings.is_empty() {
         log::info!("lint: the converted image is clean.");
     }
-    match out.exit_code() {
-        0 if !findings.is_empty() => crate::report::EXIT_BAD_CONFIG,
-        c => c,
-    }
+    out.diagnostics
+        .extend(crate::lint::outcome(&findings).diagnostics);
+    out.exit_code()
 }
 
 const HELP: &str = "\

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use crate::error::{Error, Result};
 use crate::userdb::UserDb;
 
 use super::{Kind, Node};
@@ -70,9 +71,10 @@ impl Names {
 /// One tmpfiles line for `node`, recreating `/<top>/<rel>`: `d` for a directory, `C` (from
 /// `/usr/share/factory`) for a file, `L` for a symlink with its target as it is. `Err` says
 /// why the node cannot be carried (a name no line can hold, a device, a socket).
-pub fn tmpfiles_line(top: &str, node: &Node, names: &Names) -> Result<String, String> {
+pub fn tmpfiles_line(top: &str, node: &Node, names: &Names) -> Result<String> {
     let path = format!("/{top}/{}", node.rel);
-    let p = field(&path).ok_or("the name holds control characters")?;
+    let refuse = |why: &'static str| Error::invalid("carry over", &path, why);
+    let p = field(&path).ok_or_else(|| refuse("the name holds control characters"))?;
     let (u, g) = (names.user(node.uid), names.group(node.gid));
     let mode = node.mode & 0o7777;
     match &node.kind {
@@ -81,12 +83,16 @@ pub fn tmpfiles_line(top: &str, node: &Node, names: &Names) -> Result<String, St
         Kind::Link(t) => {
             // The argument is the raw rest of the line: not unquoted, only specifiers expanded.
             if t.is_empty() || t.chars().any(char::is_control) || t.trim() != t {
-                return Err("the symlink target cannot be written as a tmpfiles argument".into());
+                return Err(refuse(
+                    "the symlink target cannot be written as a tmpfiles argument",
+                ));
             }
             let t = t.replace('%', "%%");
             Ok(format!("L {p} - - - - {t}"))
         }
-        Kind::Other => Err("not a file, directory or symlink (sockets, FIFOs and device nodes are not carried over)".into()),
+        Kind::Other => Err(refuse(
+            "not a file, directory or symlink (sockets, FIFOs and device nodes are not carried over)",
+        )),
     }
 }
 
@@ -105,7 +111,7 @@ pub fn tmpfiles_file(
                 text.push_str(&l);
                 text.push('\n');
             }
-            Err(why) => left_out.push((format!("/{top}/{}", node.rel), why)),
+            Err(e) => left_out.push((format!("/{top}/{}", node.rel), e.reason())),
         }
     }
     (text, left_out)

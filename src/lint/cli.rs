@@ -6,7 +6,7 @@ use std::io::Write as _;
 
 use crate::host::Common;
 use crate::report::usage_error;
-use crate::report::{EXIT_BAD_CONFIG, EXIT_OK};
+use crate::report::EXIT_OK;
 
 /// Findings printed per lint before "...and N more" (JSON lists them all).
 const SAMPLES: usize = 10;
@@ -66,8 +66,6 @@ pub fn main(common: &Common, args: Vec<OsString>) -> u8 {
     }
     if findings.is_empty() {
         log::info!("{}: no findings.", root.host().display());
-        EXIT_OK
-    } else {
-        EXIT_BAD_CONFIG
     }
+    super::outcome(&findings).exit_code()
 }

@@ -537,6 +537,20 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
     out
 }
 
+/// The findings as an outcome (each one bad configuration seen, exit 65), for verbs that have
+/// already printed them.
+pub fn outcome(findings: &[Finding]) -> crate::report::Outcome {
+    let mut out = crate::report::Outcome::default();
+    for f in findings {
+        out.record(crate::report::Diagnostic::bad_config(
+            std::path::Path::new(&f.path),
+            0,
+            format!("{}: {}", f.id, f.message),
+        ));
+    }
+    out
+}
+
 /// Observes and checks `root`.
 pub fn run(root: &Root) -> Vec<Finding> {
     check(&observe(root))

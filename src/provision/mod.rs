@@ -26,6 +26,7 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::detect::stamp::{self, OsStamp, StampResult};
 use crate::detect::{self, BootState, DirState};
+use crate::error::IoContext as _;
 use crate::fs::{Root, WriteOptions};
 use crate::host::{Common, HostFacts};
 use crate::report::usage_error;
@@ -95,7 +96,7 @@ impl Run<'_> {
     fn step(
         &mut self,
         name: &'static str,
-        f: impl FnOnce(&mut Outcome) -> Result<(String, Vec<(String, u64)>), String>,
+        f: impl FnOnce(&mut Outcome) -> crate::error::Result<(String, Vec<(String, u64)>)>,
     ) {
         let t = Instant::now();
         let before = self.out.diagnostics.len();
@@ -107,9 +108,12 @@ impl Run<'_> {
         let (detail, counts, failed) = match r {
             Ok((d, c)) => (d, c, failed_diag),
             Err(e) => {
-                self.out
-                    .push(Diagnostic::failed(None, format!("{name}: {e}")));
-                (e, Vec::new(), true)
+                let detail = e.to_string();
+                self.out.push(Diagnostic::failed(
+                    e.path.as_deref(),
+                    format!("{name}: {detail}"),
+                ));
+                (detail, Vec::new(), true)
             }
         };
         log::info!("{name}: {detail} ({:.1} ms)", duration_us as f64 / 1000.0);
@@ -190,25 +194,23 @@ fn write_report(path: &Path, report: &Report) {
     let Ok(json) = serde_json::to_vec_pretty(report) else {
         return;
     };
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let r = std::fs::create_dir_all(dir).and_then(|()| {
-        let host = Root::open(dir)?;
-        let name = path
-            .file_name()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("report.json"));
-        host.write_atomic(
-            &name,
-            &json,
-            &WriteOptions {
-                mode: Some(0o644),
-                ..Default::default()
-            },
-        )
-    });
-    if let Err(e) = r {
-        log::warn!("Cannot write report {}: {e}", path.display());
+    if let Err(e) = write_host_file(path, &json) {
+        log::warn!("Cannot write report: {e}");
     }
+}
+
+/// Writes a file of the host's (the report, the runtime marker) atomically through
+/// [`crate::fs`], creating its directory.
+fn write_host_file(path: &Path, data: &[u8]) -> crate::error::Result<()> {
+    let path = &std::path::absolute(path).op("resolve", path)?;
+    let host = Root::open("/").op("open", "/")?;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    host.mkdir_all(dir, 0o755).op("create directory", dir)?;
+    let opts = WriteOptions {
+        mode: Some(0o644),
+        ..Default::default()
+    };
+    host.write_atomic(path, data, &opts).op("write", path)
 }
 
 /// Directories whose file systems the pipeline writes (flushed once each at the end).
@@ -327,7 +329,7 @@ pub fn provision(root: &Root, host: &HostFacts, opts: &Options) -> Report {
         run.step("sync", |_| {
             root.sync(SYNCED)
                 .map(|()| ("file systems synced".into(), Vec::new()))
-                .map_err(|e| format!("syncfs failed: {e}"))
+                .op("sync the file systems of", "/etc and /var")
         });
     }
 
@@ -441,20 +443,21 @@ fn step_reset(run: &mut Run<'_>, host: &HostFacts, settings: &Settings, state: &
         &mut out,
     );
     run.out.extend(out.diagnostics);
+    let plan = crate::reset::plan(run.root, &req, resumed, requested);
     if run.dry_run {
-        let plan = crate::reset::plan(&req, &resumed);
-        for s in &plan {
-            println!("reset: {}: {:?}: {}", s.dir.display(), s.phase, s.what);
+        for l in plan.to_string().lines() {
+            println!("reset: {l}");
         }
         run.skip("reset", "dry run");
         return true;
     }
     let root = run.root;
     run.step("reset", |out| {
-        crate::reset::apply(root, &req, requested, out);
+        crate::reset::apply(root, &plan, out);
         if let Some(dir) = host.runtime_dir.as_ref().filter(|_| host.in_initrd) {
-            let _ = std::fs::create_dir_all(dir)
-                .and_then(|()| std::fs::write(dir.join(RESET_DONE_MARKER), ""));
+            if let Err(e) = write_host_file(&dir.join(RESET_DONE_MARKER), b"") {
+                log::warn!("{e}");
+            }
         }
         Ok((
             format!(
@@ -578,18 +581,18 @@ fn step_machine_id(run: &mut Run<'_>, host: &HostFacts, settings: &Settings) {
             mode: Some(0o444),
             ..Default::default()
         };
-        let io = |e: std::io::Error| format!("cannot write /etc/machine-id: {e}");
+        let etc = Path::new("/etc");
         match policy {
             Policy::Persist => {
-                root.mkdir_all(Path::new("/etc"), 0o755).map_err(io)?;
+                root.mkdir_all(etc, 0o755).op("create directory", etc)?;
                 root.write_atomic(path, format!("{id}\n").as_bytes(), &opts)
-                    .map_err(io)?;
+                    .op("write", path)?;
                 Ok((format!("{id} from {source:?}").to_lowercase(), Vec::new()))
             }
             Policy::Uninitialized => {
-                root.mkdir_all(Path::new("/etc"), 0o755).map_err(io)?;
+                root.mkdir_all(etc, 0o755).op("create directory", etc)?;
                 root.write_atomic(path, b"uninitialized\n", &opts)
-                    .map_err(io)?;
+                    .op("write", path)?;
                 Ok((
                     "uninitialized (PID 1 sets it on first boot)".into(),
                     Vec::new(),
@@ -601,10 +604,7 @@ fn step_machine_id(run: &mut Run<'_>, host: &HostFacts, settings: &Settings) {
                 let Some(p) = host.transient_machine_id_path() else {
                     return Ok(("transient: nothing to write offline".into(), Vec::new()));
                 };
-                p.parent()
-                    .map_or(Ok(()), std::fs::create_dir_all)
-                    .and_then(|()| std::fs::write(&p, format!("{id}\n")))
-                    .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+                write_host_file(&p, format!("{id}\n").as_bytes())?;
                 Ok((format!("{id} in {} only", p.display()), Vec::new()))
             }
         }
@@ -694,8 +694,7 @@ fn step_tmpfiles(
     }
     let dry_run = run.dry_run;
     run.step("tmpfiles", |out| {
-        let (mut o, copies) =
-            crate::tmpfiles::run_with_copies(root, &opts, &[]).map_err(|e| e.to_string())?;
+        let (mut o, copies) = crate::tmpfiles::run_with_copies(root, &opts, &[])?;
         // Factory copies follow the vendor when the admin did not change them.
         crate::tmpfiles::refresh::run(root, &copies, dry_run, &mut o);
         let paths = o.count("paths");
@@ -724,7 +723,7 @@ fn step_presets(
         Reason::Updated if !has_record => run.step("presets", |_| {
             // Never preset before: keep the admin's enablement, remember what exists now.
             let n = crate::presets::adopt(root, dry_run)
-                .map_err(|e| format!("cannot record units: {e}"))?;
+                .op("record the units of", crate::presets::STATE_FILE)?;
             Ok((
                 format!("adopted: {n} existing unit(s) recorded, no link changed"),
                 Vec::new(),
@@ -846,8 +845,7 @@ fn step_firstboot(run: &mut Run<'_>, host: &HostFacts, settings: &Settings) {
         return;
     }
     run.step("firstboot", |_| {
-        let n = firstboot::apply(root, &ops)
-            .map_err(|e| format!("cannot write firstboot files: {e}"))?;
+        let n = firstboot::apply(root, &ops).op("write the firstboot files in", "/etc")?;
         Ok((
             format!("{n} file(s) written"),
             vec![("files".into(), n as u64)],

@@ -7,7 +7,7 @@ use crate::detect::{self, RESET_REQUEST_FILE};
 use crate::fs::WriteOptions;
 use crate::host::{Common, HostFacts};
 use crate::report::usage_error;
-use crate::report::{Diagnostic, Outcome, EXIT_OK};
+use crate::report::{Diagnostic, Outcome};
 
 use super::{apply, pending, plan, Request};
 
@@ -45,7 +45,7 @@ pub fn main(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
         "request" => {
             if dry_run {
                 println!("would create {}", req_file.display());
-                return EXIT_OK;
+                return out.exit_code();
             }
             let r = req_file.parent().map_or(Ok(()), |d| root.mkdir_all(d, 0o755)).and_then(|()| {
                 root.write_atomic(req_file, b"# Factory reset requested: pristine flushes /etc and /var on the next boot.\n", &WriteOptions::default())
@@ -70,7 +70,7 @@ pub fn main(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
                     ),
                     None => println!("would remove {}", req_file.display()),
                 }
-                return EXIT_OK;
+                return out.exit_code();
             }
             if let Err(e) = root.remove_tree(req_file) {
                 out.push(Diagnostic::failed(
@@ -125,13 +125,12 @@ pub fn main(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
                 sources.push("forced".into());
             }
             let req = Request::from_settings(&settings, sources, host.efivars.clone(), &mut out);
+            let plan = plan(&root, &req, resumed, r.requested || force);
             if dry_run {
-                for s in plan(&req, &resumed) {
-                    println!("{}: {:?}: {}", s.dir.display(), s.phase, s.what);
-                }
+                print!("{plan}");
                 return out.exit_code();
             }
-            apply(&root, &req, r.requested || force, &mut out);
+            apply(&root, &plan, &mut out);
         }
         other => return usage_error("reset", format!("unknown command '{other}'")),
     }

@@ -16,6 +16,12 @@
 //! Every phase is idempotent, so a crash anywhere followed by a new run finishes the reset with
 //! the same result, and a kept path is at every moment either in place or in `work/keep`.
 //!
+//! [`plan`] observes the tree (interrupted resets from their intent records, mount points, the
+//! kept paths, the entries the flush moves) and returns a [`Plan`]: every action in order, its
+//! `Display` being what `reset run --dry-run` prints. [`apply`] executes exactly those actions;
+//! it looks at the tree again only where safety needs it at the moment of a move (see
+//! [`apply`]). A run that crashed is planned anew from its intent records and the tree.
+//!
 //! Rules that hold whatever the tree contains:
 //! - Everything is done through a [`Root::strict`] handle: no symlink is followed in any
 //!   component of any path the reset moves or removes. A flushed directory that is itself a
@@ -38,16 +44,19 @@
 
 pub mod cli;
 
+use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ResetLevel, ResetMachineId, Settings};
+use crate::error::{Error, IoContext, Result};
 use crate::fs::{Root, WriteOptions};
 use crate::report::{Diagnostic, Outcome};
 
@@ -278,55 +287,423 @@ fn rel_to(dir: &Path, p: &Path) -> PathBuf {
         .unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// One planned step, for `--dry-run` and the report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Step {
-    pub dir: PathBuf,
-    pub phase: Phase,
-    pub what: String,
+/// One action of a reset, in the order [`apply`] executes it.
+#[derive(Debug)]
+pub enum Action {
+    /// An interrupted reset of the directory is taken up at `phase` (only logged).
+    Resume { phase: Phase },
+    /// The directory (created if missing) and its work area are made real directories — a work
+    /// area that is anything else is removed as the entry it is, never followed — and the intent
+    /// is recorded at phase `aside` with the keep-list.
+    Start,
+    /// The directory cannot be reset (not a directory, or it cannot be looked at): reported and
+    /// left alone. Before the reset started this does not hold up the other directories; after,
+    /// it stops the reset before the triggers are cleared, so the next run resumes it.
+    Refuse { started: bool, why: Error },
+    /// A state file covered by a kept path that describes what the flush removes (see
+    /// [`NOT_KEPT`]): moved into the trash before the kept paths are set aside.
+    Drop { path: PathBuf },
+    /// A kept path is moved into the keep area.
+    SetAside { path: PathBuf },
+    /// A kept path is already in the keep area (an earlier attempt set it aside).
+    AlreadyAside { path: PathBuf },
+    /// A kept path that does not exist: nothing to keep.
+    Absent { path: PathBuf },
+    /// A kept path that stays where it is, protected from the flush: it is (or lies on, or
+    /// holds) a mount point, or it cannot be looked at (`why`, reported).
+    InPlace { path: PathBuf, why: Option<Error> },
+    /// The intent record of the directory is rewritten at `phase`.
+    Record { phase: Phase },
+    /// An entry of the directory is moved into the trash.
+    Trash { path: PathBuf },
+    /// A mount point (or a protected kept path) met by the flush: left in place.
+    Leave { path: PathBuf },
+    /// A directory the flush could not list: reported, left in place.
+    Unreadable { path: PathBuf, why: Error },
+    /// A kept path is moved back from the keep area (its parents recreated).
+    Restore { path: PathBuf },
+    /// The request file is removed (a trigger; once, after every directory is restored).
+    ClearRequest { path: PathBuf },
+    /// The `FactoryReset*` EFI variables in this efivarfs directory are deleted.
+    ClearEfi { efivars: PathBuf },
+    /// The trash, the keep area, the intent and the work area are deleted.
+    Purge,
 }
 
-/// The plan: which directories go through which phases, starting where a previous run stopped.
-pub fn plan(req: &Request, resumed: &[(PathBuf, Intent)]) -> Vec<Step> {
-    let mut steps = Vec::new();
-    for d in req.dirs() {
-        let start = resumed
-            .iter()
-            .find(|(p, _)| p == Path::new(d))
-            .map(|(_, i)| i.phase)
-            .unwrap_or(Phase::Aside);
-        for phase in [
-            Phase::Aside,
-            Phase::Flush,
-            Phase::Restore,
-            Phase::Clear,
-            Phase::Purge,
-        ] {
-            if phase < start {
-                continue;
+/// One step of the plan: an action on a flushed directory (`dir`), or on the triggers.
+#[derive(Debug)]
+pub struct Step {
+    pub dir: Option<PathBuf>,
+    pub action: Action,
+}
+
+/// A flushed directory as the plan found it.
+#[derive(Clone, Debug)]
+pub struct DirPlan {
+    pub dir: PathBuf,
+    /// The intent the reset starts from (a new one, or the recorded one of a resumed reset).
+    pub intent: Intent,
+    /// Mount points below the directory, never moved.
+    pub mounts: Vec<PathBuf>,
+}
+
+/// The reset as a value: every directory and every action in order. Its `Display` is what
+/// `reset run --dry-run` prints; [`apply`] executes exactly these steps.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub dirs: Vec<DirPlan>,
+    pub steps: Vec<Step>,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Aside => "aside",
+            Phase::Flush => "flush",
+            Phase::Restore => "restore",
+            Phase::Clear => "clear",
+            Phase::Purge => "purge",
+        })
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Resume { phase } => write!(f, "resume the interrupted reset at phase {phase}"),
+            Action::Start => write!(f, "create the work area {WORK} and record phase aside"),
+            Action::Refuse { why, .. } => write!(f, "refuse: {why}"),
+            Action::Drop { path } => write!(
+                f,
+                "remove {} (it lists links the reset removes)",
+                path.display()
+            ),
+            Action::SetAside { path } => write!(f, "keep {} (set aside)", path.display()),
+            Action::AlreadyAside { path } => {
+                write!(f, "keep {} (already set aside)", path.display())
             }
-            let what = match phase {
-                Phase::Aside => format!(
-                    "move {} kept path(s) aside",
-                    req.keep.iter().filter(|k| k.starts_with(d)).count()
-                ),
-                Phase::Flush => format!("move the contents of {d} into the trash"),
-                Phase::Restore => "move kept paths back".to_string(),
-                Phase::Clear => "clear the reset triggers".to_string(),
-                Phase::Purge => "delete the trash".to_string(),
-            };
-            steps.push(Step {
-                dir: PathBuf::from(d),
-                phase,
-                what,
+            Action::Absent { path } => {
+                write!(f, "keep {} (absent, nothing to keep)", path.display())
+            }
+            Action::InPlace { path, why: None } => {
+                write!(f, "keep {} in place (a mount point)", path.display())
+            }
+            Action::InPlace { path, why: Some(e) } => {
+                write!(f, "keep {} in place: {e}", path.display())
+            }
+            Action::Record { phase } => write!(f, "record phase {phase}"),
+            Action::Trash { path } => write!(f, "remove {}", path.display()),
+            Action::Leave { path } => write!(f, "leave {} (protected)", path.display()),
+            Action::Unreadable { why, .. } => write!(f, "leave: {why}"),
+            Action::Restore { path } => write!(f, "restore {}", path.display()),
+            Action::ClearRequest { path } => write!(f, "remove the request {}", path.display()),
+            Action::ClearEfi { efivars } => write!(
+                f,
+                "delete the FactoryReset EFI variables in {}",
+                efivars.display()
+            ),
+            Action::Purge => write!(f, "delete the trash and the work area {WORK}"),
+        }
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.steps {
+            match &s.dir {
+                Some(d) => writeln!(f, "{}: {}", d.display(), s.action)?,
+                None => writeln!(f, "{}", s.action)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Observes the root and plans the reset (or its resumption). `resumed` is what [`pending`]
+/// found; with `start_new` false only those interrupted directories are finished.
+///
+/// Every directory's intent is written before any is flushed, and the triggers are cleared
+/// only once every directory has its kept paths back, so a crash at any point leaves a complete
+/// set of intents for the next run, whatever the triggers then say. A resumed reset is planned
+/// again from its intent record and the tree as it is, so planning after a crash continues the
+/// same reset.
+pub fn plan(root: &Root, req: &Request, resumed: Vec<(PathBuf, Intent)>, start_new: bool) -> Plan {
+    let mut plan = Plan::default();
+    let root = match root.strict() {
+        Ok(r) => r,
+        Err(e) => {
+            plan.steps.push(Step {
+                dir: None,
+                action: Action::Refuse {
+                    started: true,
+                    why: Error::io("open the root strictly", "/", e),
+                },
+            });
+            return plan;
+        }
+    };
+    let root = &root;
+    // A work area without an intent is either a crash before the intent was first written
+    // (the trigger is still there: start afresh) or after it was removed (finish the purge).
+    let mut dirs: Vec<(PathBuf, Intent, bool)> = resumed
+        .into_iter()
+        .filter(|(_, i)| !(start_new && i.orphan))
+        .map(|(d, i)| (d, i, true))
+        .collect();
+    if start_new {
+        for d in req.dirs() {
+            if !dirs.iter().any(|(p, _, _)| p == Path::new(d)) {
+                let intent = Intent {
+                    phase: Phase::Aside,
+                    keep: Vec::new(),
+                    sources: req.sources.clone(),
+                    in_place: Vec::new(),
+                    orphan: false,
+                };
+                dirs.push((PathBuf::from(d), intent, false));
+            }
+        }
+    }
+    let mut clear = false;
+    let mut purged = Vec::new();
+    for (d, mut intent, was_resumed) in dirs {
+        let mut steps = Vec::new();
+        if was_resumed {
+            steps.push(Action::Resume {
+                phase: intent.phase,
+            });
+        }
+        let mounts = mount_points_below(root, &d);
+        match observe_dir(root, &d, req, &mut intent, &mounts, &mut steps) {
+            Ok(()) => {
+                clear |= intent.phase <= Phase::Clear;
+                purged.push(d.clone());
+            }
+            // Refused before it started: left out of the clear and the purge; refused after:
+            // the reset stops there (see `apply`).
+            Err(why) => steps.push(Action::Refuse {
+                started: intent.phase > Phase::Aside,
+                why,
+            }),
+        }
+        plan.steps.extend(steps.into_iter().map(|action| Step {
+            dir: Some(d.clone()),
+            action,
+        }));
+        plan.dirs.push(DirPlan {
+            dir: d,
+            intent,
+            mounts,
+        });
+    }
+    // Clear the triggers once, then purge.
+    if clear {
+        plan.steps.push(Step {
+            dir: None,
+            action: Action::ClearRequest {
+                path: PathBuf::from(crate::detect::RESET_REQUEST_FILE),
+            },
+        });
+        if let Some(efivars) = &req.efivars {
+            plan.steps.push(Step {
+                dir: None,
+                action: Action::ClearEfi {
+                    efivars: efivars.clone(),
+                },
             });
         }
     }
-    steps
+    for d in plan.dirs.iter().filter(|d| purged.contains(&d.dir)) {
+        let mut actions = Vec::new();
+        if d.intent.phase <= Phase::Clear {
+            actions.push(Action::Record {
+                phase: Phase::Purge,
+            });
+        }
+        actions.push(Action::Purge);
+        plan.steps.extend(actions.into_iter().map(|action| Step {
+            dir: Some(d.dir.clone()),
+            action,
+        }));
+    }
+    plan
 }
 
-/// A failure on one path that does not stop the reset: reported, the path left in place.
-type PathError = (PathBuf, io::Error);
+/// Plans the phases of one directory up to the clear phase; `intent` becomes the intent the
+/// reset starts from. An error refuses the directory.
+fn observe_dir(
+    root: &Root,
+    d: &Path,
+    req: &Request,
+    intent: &mut Intent,
+    mounts: &[PathBuf],
+    steps: &mut Vec<Action>,
+) -> Result<()> {
+    match root.file_type(d).op("look at", d)? {
+        Some(FileType::Directory) => {}
+        None if intent.phase == Phase::Aside => {}
+        _ => return Err(not_a_directory(d)),
+    }
+    let keep_area = d.join(WORK).join("keep");
+    let aside_path = |k: &Path| keep_area.join(rel_to(d, k));
+    let is_aside = |k: &Path| matches!(root.file_type(&aside_path(k)), Ok(Some(_)));
+    if intent.phase == Phase::Aside {
+        // Not started yet: the keep-list is the configuration's (fixing the configuration
+        // helps a reset that could not start), plus whatever an earlier attempt recorded.
+        for k in req.keep.iter().filter(|k| lies_below(k, d)) {
+            if !intent.keep.contains(k) {
+                intent.keep.push(k.clone());
+            }
+        }
+        intent.in_place.clear();
+        steps.push(Action::Start);
+        for (state, unless) in NOT_KEPT {
+            let state = Path::new(state);
+            let covered = |q: &Path| intent.keep.iter().any(|k| q.starts_with(k));
+            if state.starts_with(d)
+                && covered(state)
+                && !covered(Path::new(unless))
+                && !matches!(root.file_type(state), Ok(None))
+            {
+                steps.push(Action::Drop {
+                    path: state.to_path_buf(),
+                });
+            }
+        }
+        for k in &intent.keep {
+            if mounts.iter().any(|m| m.starts_with(k) || k.starts_with(m)) {
+                steps.push(Action::InPlace {
+                    path: k.clone(),
+                    why: None,
+                });
+                continue;
+            }
+            steps.push(match root.file_type(k) {
+                Ok(Some(_)) => Action::SetAside { path: k.clone() },
+                // Never existed (a parent that is not a directory included), or already aside.
+                Ok(None) => match is_aside(k) {
+                    true => Action::AlreadyAside { path: k.clone() },
+                    false => Action::Absent { path: k.clone() },
+                },
+                Err(e) if e.raw_os_error() == Some(Errno::NOTDIR.raw_os_error()) => {
+                    Action::Absent { path: k.clone() }
+                }
+                Err(e) if e.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => Action::InPlace {
+                    path: k.clone(),
+                    why: Some(Error::invalid(
+                        "keep",
+                        k,
+                        "it is reached through a symbolic link, which the reset never \
+                             follows; what the link points to is left untouched",
+                    )),
+                },
+                Err(e) => Action::InPlace {
+                    path: k.clone(),
+                    why: Some(Error::io("look at", k, e)),
+                },
+            });
+        }
+        steps.push(Action::Record {
+            phase: Phase::Flush,
+        });
+    }
+    if intent.phase <= Phase::Flush {
+        // What stays in place: mount points and kept paths that could not be set aside; kept
+        // paths still in place at this point are set aside before the flush.
+        let mut protected: Vec<PathBuf> = mounts.to_vec();
+        protected.extend(intent.in_place.iter().cloned());
+        for s in steps.iter() {
+            if let Action::InPlace { path, .. } = s {
+                protected.push(path.clone());
+            }
+        }
+        let set_aside: Vec<PathBuf> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Action::SetAside { path } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        flush_list(root, d, d, &protected, &set_aside, steps);
+        steps.push(Action::Record {
+            phase: Phase::Restore,
+        });
+    }
+    if intent.phase <= Phase::Restore {
+        let planned_in_place: Vec<PathBuf> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Action::InPlace { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        for k in &intent.keep {
+            if intent.in_place.contains(k) || planned_in_place.contains(k) {
+                continue;
+            }
+            let aside_now = steps
+                .iter()
+                .any(|s| matches!(s, Action::SetAside { path } if path == k));
+            if aside_now || is_aside(k) {
+                steps.push(Action::Restore { path: k.clone() });
+            }
+        }
+        steps.push(Action::Record {
+            phase: Phase::Clear,
+        });
+    }
+    Ok(())
+}
+
+/// The flush below `at` (in the flushed directory `d`): every entry but the work area, the
+/// `protected` paths and the kept paths about to be set aside goes to the trash; a directory
+/// holding a protected path is descended into (iteratively), a mount point is left.
+fn flush_list(
+    root: &Root,
+    d: &Path,
+    at: &Path,
+    protected: &[PathBuf],
+    set_aside: &[PathBuf],
+    steps: &mut Vec<Action>,
+) {
+    let work = d.join(WORK);
+    let mut todo = vec![at.to_path_buf()];
+    while let Some(at) = todo.pop() {
+        let entries = match root.read_dir(&at) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                steps.push(Action::Unreadable {
+                    why: Error::io("list", &at, e),
+                    path: at,
+                });
+                continue;
+            }
+        };
+        for e in entries {
+            let p = at.join(&e.name);
+            if p == work || set_aside.contains(&p) {
+                continue;
+            }
+            if protected.contains(&p) {
+                steps.push(Action::Leave { path: p });
+                continue;
+            }
+            if e.file_type == FileType::Directory && protected.iter().any(|x| x.starts_with(&p)) {
+                todo.push(p);
+                continue;
+            }
+            steps.push(match is_mount_point(root, &p) {
+                Ok(true) => Action::Leave { path: p },
+                Ok(false) => Action::Trash { path: p },
+                Err(e) => Action::Unreadable {
+                    why: Error::io("look at", &p, e),
+                    path: p,
+                },
+            });
+        }
+    }
+}
 
 /// Whether the directory entry `p` is a mount point, judged on descriptors: another device or
 /// another mount id than its parent. A non-directory (or a link) never is.
@@ -339,18 +716,29 @@ fn is_mount_point(root: &Root, p: &Path) -> io::Result<bool> {
         Mode::empty(),
     ) {
         Ok(c) => c,
-        Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP | rustix::io::Errno::NOENT) => {
-            return Ok(false)
-        }
+        Err(Errno::NOTDIR | Errno::LOOP | Errno::NOENT) => return Ok(false),
         Err(e) => return Err(e.into()),
     };
     crate::fs::is_mount_point(&child, &parent, &name)
 }
 
+/// A flushed directory while the reset runs.
 struct Dir<'a> {
     root: &'a Root,
     dir: PathBuf,
     work: PathBuf,
+    intent: Intent,
+    mounts: Vec<PathBuf>,
+    state: State,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Running,
+    /// Could not start: left alone, the other directories go on and the triggers are cleared.
+    Abandoned,
+    /// Stopped in a phase: its intent stays, the next run resumes it; the triggers stay.
+    Stuck,
 }
 
 impl Dir<'_> {
@@ -361,172 +749,138 @@ impl Dir<'_> {
         self.work.join("trash")
     }
 
-    fn write_intent(&self, intent: &Intent) -> io::Result<()> {
-        let data = serde_json::to_vec_pretty(intent).map_err(io::Error::other)?;
-        self.root.write_atomic(
-            &self.work.join("intent.json"),
-            &data,
-            &WriteOptions {
-                mode: Some(0o600),
-                ..Default::default()
-            },
-        )
+    fn write_intent(&self) -> Result<()> {
+        let path = self.work.join("intent.json");
+        let data = serde_json::to_vec_pretty(&self.intent)
+            .map_err(|e| Error::invalid("encode", &path, e.to_string()))?;
+        self.root
+            .write_atomic(
+                &path,
+                &data,
+                &WriteOptions {
+                    mode: Some(0o600),
+                    ..Default::default()
+                },
+            )
+            .op("write", &path)
+    }
+
+    /// Renames `from` to `to`, creating the parents of `to` with `mode`.
+    fn move_to(&self, from: &Path, to: &Path, mode: u32) -> Result<()> {
+        if let Some(parent) = to.parent() {
+            self.root
+                .mkdir_all(parent, mode)
+                .op("create directory", parent)?;
+        }
+        self.root.rename(from, to).op("move", from)
     }
 
     /// Moves `p` (an entry of the flushed directory) into the trash at the same relative path.
-    fn to_trash(&self, p: &Path) -> io::Result<()> {
-        let dest = self.trash().join(rel_to(&self.dir, p));
-        if let Some(parent) = dest.parent() {
-            self.root.mkdir_all(parent, 0o700)?;
-        }
-        self.root.rename(p, &dest)
+    fn to_trash(&self, p: &Path) -> Result<()> {
+        self.move_to(p, &self.trash().join(rel_to(&self.dir, p)), 0o700)
     }
 
-    /// Phase 1: every kept path is moved into the keep area. A path that cannot be moved is
-    /// returned with its error and stays in place (the caller protects it from the flush).
-    /// State files that describe the flushed tree (see [`NOT_KEPT`]) go to the trash first.
-    fn aside(&self, keep: &[PathBuf], mounts: &[PathBuf]) -> (Vec<PathBuf>, Vec<PathError>) {
-        let mut in_place = Vec::new();
-        let mut errors = Vec::new();
-        for (state, unless) in NOT_KEPT {
-            let state = Path::new(state);
-            let covered = |q: &Path| keep.iter().any(|k| q.starts_with(k));
-            if !state.starts_with(&self.dir) || !covered(state) || covered(Path::new(unless)) {
-                continue;
-            }
-            match self.root.file_type(state) {
-                Ok(Some(_)) => {
-                    if let Err(e) = self.to_trash(state) {
-                        errors.push((state.to_path_buf(), e));
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => errors.push((state.to_path_buf(), e)),
-            }
-        }
-        for k in keep {
-            if mounts.iter().any(|m| m.starts_with(k) || k.starts_with(m)) {
-                in_place.push(k.clone());
-                continue;
-            }
-            if let Err(e) = self.aside_one(k) {
-                in_place.push(k.clone());
-                errors.push((k.clone(), e));
-            }
-        }
-        (in_place, errors)
-    }
-
-    fn aside_one(&self, k: &Path) -> io::Result<()> {
+    /// Moves a kept path into the keep area. Re-checked at this moment: whether it is still
+    /// there (an earlier attempt may have moved it), and whether the keep area already holds a
+    /// copy — then the one in place is kept and the old one goes to the trash, so nothing is
+    /// lost.
+    fn aside_one(&self, k: &Path) -> Result<()> {
         let dest = self.keep_area().join(rel_to(&self.dir, k));
-        match self.root.file_type(k) {
-            Ok(Some(_)) => {}
-            // Already aside, or never existed (a parent that is not a directory included).
-            Ok(None) => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
-                return Ok(())
-            }
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-                return Err(io::Error::other(
-                    "it is reached through a symbolic link, which the reset never follows; \
-                     what the link points to is left untouched",
-                ))
-            }
-            Err(e) => return Err(e),
+        if self.root.file_type(k).op("look at", k)?.is_none() {
+            return Ok(());
         }
-        if let Some(parent) = dest.parent() {
-            self.root.mkdir_all(parent, 0o700)?;
-        }
-        if self.root.file_type(&dest)?.is_some() {
-            // Both exist: a previous run restored it and crashed before recording the next
-            // phase cannot happen (restore is recorded first); keep the in-place copy and
-            // never lose data: move the old one into the trash.
+        if self.root.file_type(&dest).op("look at", &dest)?.is_some() {
             let t = self.trash().join(".stale-keep").join(rel_to(&self.dir, k));
-            if let Some(parent) = t.parent() {
-                self.root.mkdir_all(parent, 0o700)?;
-            }
-            self.root.rename(&dest, &t)?;
+            self.move_to(&dest, &t, 0o700)?;
         }
-        self.root.rename(k, &dest)
+        self.move_to(k, &dest, 0o700)
     }
 
-    /// Phase 2: moves everything except the work area, mount points and in-place kept paths
-    /// into the trash, descending (iteratively) into directories that contain a protected
-    /// path. Mount points are also recognised on descriptors as they are met. An entry that
-    /// cannot be moved is returned with its error and stays where it is.
-    fn flush(&self, protected: &[PathBuf]) -> Vec<PathError> {
-        let mut errors = Vec::new();
-        let mut todo = vec![self.dir.clone()];
-        while let Some(at) = todo.pop() {
-            let entries = match self.root.read_dir(&at) {
-                Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    errors.push((at, e));
-                    continue;
+    /// Moves one planned entry into the trash. Re-checked at this moment, for safety: a kept
+    /// path that could not be set aside after the plan was made is not moved (a directory
+    /// holding one is descended into), and a mount point is never moved.
+    fn trash_entry(&self, p: &Path, out: &mut Outcome) {
+        let protected: Vec<PathBuf> = self
+            .mounts
+            .iter()
+            .chain(&self.intent.in_place)
+            .cloned()
+            .collect();
+        if protected.iter().any(|x| x == p) {
+            return;
+        }
+        if protected.iter().any(|x| x.starts_with(p)) {
+            if let Ok(Some(FileType::Directory)) = self.root.file_type(p) {
+                let mut steps = Vec::new();
+                flush_list(self.root, &self.dir, p, &protected, &[], &mut steps);
+                for s in steps {
+                    self.execute_flush(&s, out);
                 }
-            };
-            for e in entries {
-                let p = at.join(&e.name);
-                if p == self.work || protected.contains(&p) {
-                    continue;
-                }
-                let is_dir = e.file_type == FileType::Directory;
-                if is_dir && protected.iter().any(|x| x.starts_with(&p)) {
-                    todo.push(p);
-                    continue;
-                }
-                let moved = match is_mount_point(self.root, &p) {
-                    Ok(true) => continue,
-                    Ok(false) => self.to_trash(&p),
-                    Err(e) => Err(e),
-                };
-                if let Err(err) = moved {
-                    errors.push((p, err));
-                }
+                return;
             }
         }
-        errors
+        let r = match is_mount_point(self.root, p) {
+            Ok(true) => return,
+            Ok(false) => self.to_trash(p),
+            Err(e) => Err(Error::io("look at", p, e)),
+        };
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => report(out, p, "cannot flush this path, it stays in place", &e),
+            Ok(()) => {}
+        }
     }
 
-    /// Phase 3. Stops at the first path it cannot put back (that path stays in the keep area,
-    /// and the reset stays in this phase so the keep area is never purged with it).
-    fn restore(&self, keep: &[PathBuf], in_place: &[PathBuf]) -> Result<(), PathError> {
-        for k in keep.iter().filter(|k| !in_place.contains(k)) {
-            let src = self.keep_area().join(rel_to(&self.dir, k));
-            let r = (|| {
-                if self.root.file_type(&src)?.is_none() {
-                    return Ok(());
-                }
-                if let Some(parent) = k.parent() {
-                    self.root.mkdir_all(parent, 0o755)?;
-                }
-                self.root.rename(&src, k)
-            })();
-            r.map_err(|e| (k.clone(), e))?;
+    fn execute_flush(&self, action: &Action, out: &mut Outcome) {
+        match action {
+            Action::Trash { path } => self.trash_entry(path, out),
+            Action::Unreadable { path, why } => {
+                report(out, path, "cannot flush this path, it stays in place", why)
+            }
+            _ => {}
         }
-        Ok(())
+    }
+
+    /// Moves a kept path back. Re-checked at this moment: a path that could not be set aside
+    /// (it stayed in place) or that is not in the keep area has nothing to restore.
+    fn restore(&self, k: &Path) -> Result<()> {
+        if self.intent.in_place.iter().any(|p| p == k) {
+            return Ok(());
+        }
+        let src = self.keep_area().join(rel_to(&self.dir, k));
+        if self.root.file_type(&src).op("look at", &src)?.is_none() {
+            return Ok(());
+        }
+        self.move_to(&src, k, 0o755)
     }
 
     /// Phase 5.
-    fn purge(&self) -> io::Result<()> {
-        self.root.remove_tree(&self.trash())?;
-        self.root.remove_tree(&self.keep_area())?;
-        self.root.remove_tree(&self.work.join("intent.json"))?;
-        self.root.remove_tree(&self.work)?;
+    fn purge(&self) -> Result<()> {
+        for p in [
+            self.trash(),
+            self.keep_area(),
+            self.work.join("intent.json"),
+            self.work.clone(),
+        ] {
+            self.root.remove_tree(&p).op("remove", &p)?;
+        }
         Ok(())
     }
 
     /// Makes sure the flushed directory is a real directory (created if missing) and its work
     /// area one too: a work area that is anything else (a symlink planted there) is removed as
-    /// the entry it is, never followed.
-    fn prepare(&self, out: &mut Outcome) -> io::Result<()> {
-        match self.root.file_type(&self.dir)? {
-            None => self.root.mkdir_all(&self.dir, 0o755)?,
+    /// the entry it is, never followed. Re-checked at this moment: it is what the reset moves
+    /// everything into.
+    fn prepare(&self, out: &mut Outcome) -> Result<()> {
+        match self.root.file_type(&self.dir).op("look at", &self.dir)? {
+            None => self
+                .root
+                .mkdir_all(&self.dir, 0o755)
+                .op("create directory", &self.dir)?,
             Some(FileType::Directory) => {}
-            Some(_) => return Err(not_a_directory()),
+            Some(_) => return Err(not_a_directory(&self.dir)),
         }
-        match self.root.file_type(&self.work)? {
+        match self.root.file_type(&self.work).op("look at", &self.work)? {
             Some(FileType::Directory) | None => {}
             Some(_) => {
                 out.push(Diagnostic::notice(
@@ -534,15 +888,136 @@ impl Dir<'_> {
                     0,
                     "factory reset: work area is not a directory; removed (not followed)",
                 ));
-                self.root.unlink(&self.work)?;
+                self.root.unlink(&self.work).op("remove", &self.work)?;
             }
         }
-        self.root.mkdir_all(&self.work, 0o700)
+        self.root
+            .mkdir_all(&self.work, 0o700)
+            .op("create directory", &self.work)
+    }
+
+    /// Executes one action of this directory. An error stops the directory (see [`State`]).
+    fn execute(&mut self, action: &Action, out: &mut Outcome) {
+        let r = match action {
+            Action::Resume { phase } => {
+                log::info!(
+                    "Resuming interrupted factory reset of {} at phase {phase}.",
+                    self.dir.display()
+                );
+                Ok(())
+            }
+            Action::Start => match self.prepare(out).and_then(|()| self.write_intent()) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    self.state = State::Abandoned;
+                    report(out, &self.dir, "cannot start", &e);
+                    return;
+                }
+            },
+            Action::Refuse { started, why } => {
+                if *started {
+                    self.state = State::Stuck;
+                    let what = format!("failed in phase {}", self.intent.phase);
+                    report(out, &self.dir, &what, why);
+                } else {
+                    self.state = State::Abandoned;
+                    report(out, &self.dir, "cannot start", why);
+                }
+                return;
+            }
+            Action::Drop { path } => {
+                if let Err(e) = self.to_trash(path) {
+                    report(
+                        out,
+                        path,
+                        "cannot keep this path aside, it stays in place",
+                        &e,
+                    );
+                }
+                Ok(())
+            }
+            Action::SetAside { path } => {
+                if let Err(e) = self.aside_one(path) {
+                    self.intent.in_place.push(path.clone());
+                    report(
+                        out,
+                        path,
+                        "cannot keep this path aside, it stays in place",
+                        &e,
+                    );
+                }
+                Ok(())
+            }
+            Action::InPlace { path, why } => {
+                self.intent.in_place.push(path.clone());
+                if let Some(e) = why {
+                    report(
+                        out,
+                        path,
+                        "cannot keep this path aside, it stays in place",
+                        e,
+                    );
+                }
+                Ok(())
+            }
+            Action::AlreadyAside { .. } | Action::Absent { .. } | Action::Leave { .. } => Ok(()),
+            Action::Trash { .. } | Action::Unreadable { .. } => {
+                self.execute_flush(action, out);
+                Ok(())
+            }
+            Action::Record { phase } => {
+                let before = self.intent.phase;
+                self.intent.phase = *phase;
+                let r = self.write_intent();
+                if r.is_err() {
+                    self.intent.phase = before;
+                }
+                r
+            }
+            Action::Restore { path } => {
+                if let Err(e) = self.restore(path) {
+                    // The reset stays in this phase so the keep area is never purged with it.
+                    self.state = State::Stuck;
+                    let what = format!(
+                        "failed in phase restore, it is safe in {}",
+                        self.keep_area().display()
+                    );
+                    report(out, path, &what, &e);
+                }
+                return;
+            }
+            Action::Purge => self
+                .purge()
+                .map(|()| log::info!("Factory reset of {} complete.", self.dir.display())),
+            Action::ClearRequest { .. } | Action::ClearEfi { .. } => Ok(()),
+        };
+        if let Err(e) = r {
+            self.state = State::Stuck;
+            let what = format!("failed in phase {}", self.intent.phase);
+            report(out, &self.dir, &what, &e);
+        }
     }
 }
 
-fn not_a_directory() -> io::Error {
-    io::Error::other("not a directory (a symbolic link is never followed), not reset")
+/// Reports `e` about `path` under `what`: the reason alone when the error is about that very
+/// path, the whole message otherwise.
+fn report(out: &mut Outcome, path: &Path, what: &str, e: &Error) {
+    let why = match &e.path {
+        Some(p) if p == path => e.reason(),
+        _ => e.to_string(),
+    };
+    out.push(Diagnostic::failed(
+        Some(path),
+        format!("factory reset: {what}: {why}"),
+    ));
+}
+
+fn not_a_directory(d: &Path) -> Error {
+    Error::invalid(
+        "reset",
+        d,
+        "not a directory (a symbolic link is never followed), not reset",
+    )
 }
 
 /// State files a reset does not keep even when a kept path covers them, unless the second path
@@ -553,16 +1028,17 @@ const NOT_KEPT: [(&str, &str); 1] = [(
     crate::units::lookup::PERSISTENT_CONFIG,
 )];
 
-/// Runs (or resumes) the reset. With `start_new` false only interrupted directories are
-/// finished. Errors are recorded in `out`. A path that cannot be kept or flushed is reported
-/// by name and left in place, and the reset goes on; a directory stops at its phase (its
-/// intent stays, so the next run resumes it) only when the mechanism itself fails (its intent
-/// cannot be written, a kept path cannot be put back).
+/// Executes a [`Plan`], step by step. Errors are recorded in `out`. A path that cannot be kept
+/// or flushed is reported by name and left in place, and the reset goes on; a directory stops
+/// at its phase (its intent stays, so the next run resumes it) only when the mechanism itself
+/// fails (its intent cannot be written, a kept path cannot be put back) — then the triggers
+/// are not cleared and nothing is purged.
 ///
-/// Every directory's intent is written before any is flushed, and the triggers are cleared
-/// only once every directory has its kept paths back, so a crash at any point leaves a complete
-/// set of intents for the next run, whatever the triggers then say.
-pub fn apply(root: &Root, req: &Request, start_new: bool, out: &mut Outcome) {
+/// Apart from the plan, apply looks at the tree only where safety needs it at the moment of a
+/// move: whether a work area, a flushed directory, a kept path or its copy in the keep area is
+/// (still) what the plan saw, whether an entry about to go to the trash is a mount point or
+/// now holds a kept path that could not be set aside, and what such a directory contains.
+pub fn apply(root: &Root, plan: &Plan, out: &mut Outcome) {
     let root = match root.strict() {
         Ok(r) => r,
         Err(e) => {
@@ -573,171 +1049,56 @@ pub fn apply(root: &Root, req: &Request, start_new: bool, out: &mut Outcome) {
             return;
         }
     };
-    let root = &root;
-    let resumed = pending(root);
-    for (d, i) in &resumed {
-        log::info!(
-            "Resuming interrupted factory reset of {} at phase {:?}.",
-            d.display(),
-            i.phase
-        );
-    }
-    // A work area without an intent is either a crash before the intent was first written
-    // (the trigger is still there: start afresh) or after it was removed (finish the purge).
-    let mut dirs: Vec<(PathBuf, Intent)> = resumed
-        .into_iter()
-        .filter(|(_, i)| !(start_new && i.orphan))
+    let mut dirs: Vec<Dir<'_>> = plan
+        .dirs
+        .iter()
+        .map(|d| Dir {
+            root: &root,
+            work: d.dir.join(WORK),
+            dir: d.dir.clone(),
+            intent: d.intent.clone(),
+            mounts: d.mounts.clone(),
+            state: State::Running,
+        })
         .collect();
-    if start_new {
-        for d in req.dirs() {
-            if !dirs.iter().any(|(p, _)| p == Path::new(d)) {
-                let intent = Intent {
-                    phase: Phase::Aside,
-                    keep: Vec::new(),
-                    sources: req.sources.clone(),
-                    in_place: Vec::new(),
-                    orphan: false,
-                };
-                dirs.push((PathBuf::from(d), intent));
-            }
-        }
-    }
-    let mut work: Vec<(Dir<'_>, Intent)> = Vec::new();
-    for (d, mut intent) in dirs {
-        let dir = Dir {
-            root,
-            work: d.join(WORK),
-            dir: d.clone(),
-        };
-        if intent.phase == Phase::Aside {
-            // Not started yet: the keep-list is the configuration's (fixing the configuration
-            // helps a reset that could not start), plus whatever an earlier attempt recorded.
-            for k in req.keep.iter().filter(|k| lies_below(k, &d)) {
-                if !intent.keep.contains(k) {
-                    intent.keep.push(k.clone());
+    for step in &plan.steps {
+        match step.dir.as_ref() {
+            Some(d) => {
+                if let Some(dir) = dirs
+                    .iter_mut()
+                    .find(|x| &x.dir == d && x.state == State::Running)
+                {
+                    dir.execute(&step.action, out);
                 }
             }
-            let r = dir.prepare(out).and_then(|()| dir.write_intent(&intent));
-            if let Err(e) = r {
-                out.push(Diagnostic::failed(
-                    Some(&d),
-                    format!("factory reset: cannot start: {e}"),
-                ));
-                continue;
-            }
-        }
-        work.push((dir, intent));
-    }
-    // Phases up to and including restore, directory by directory.
-    let mut ok = true;
-    for (dir, intent) in &mut work {
-        if let Err(e) = run_phases(dir, intent, Phase::Clear, out) {
-            ok = false;
-            out.push(Diagnostic::failed(
-                Some(&dir.dir),
-                format!("factory reset failed in phase {:?}: {e}", intent.phase),
-            ));
-        }
-    }
-    if !ok {
-        return;
-    }
-    // Clear the triggers once, then purge.
-    if work.iter().any(|(_, i)| i.phase == Phase::Clear) {
-        if let Err(e) = clear_triggers(root, req) {
-            out.push(Diagnostic::failed(
-                None,
-                format!("factory reset: cannot clear the request: {e}"),
-            ));
-            return;
-        }
-    }
-    for (dir, intent) in &mut work {
-        if intent.phase == Phase::Clear {
-            intent.phase = Phase::Purge;
-            if let Err(e) = dir.write_intent(intent) {
-                out.push(Diagnostic::failed(
-                    Some(&dir.dir),
-                    format!("factory reset: cannot record intent: {e}"),
-                ));
-                continue;
-            }
-        }
-        match dir.purge() {
-            Ok(()) => log::info!("Factory reset of {} complete.", dir.dir.display()),
-            Err(e) => out.push(Diagnostic::failed(
-                Some(&dir.dir),
-                format!("factory reset failed in phase purge: {e}"),
-            )),
-        }
-    }
-}
-
-fn clear_triggers(root: &Root, req: &Request) -> io::Result<()> {
-    root.remove_tree(Path::new(crate::detect::RESET_REQUEST_FILE))?;
-    if let Some(efi) = &req.efivars {
-        crate::host::efi::clear_reset_request(efi)?;
-    }
-    Ok(())
-}
-
-/// Reports the paths one phase could not act on, by name.
-fn report_paths(out: &mut Outcome, what: &str, errors: Vec<PathError>) {
-    for (p, e) in errors {
-        out.push(Diagnostic::failed(
-            Some(&p),
-            format!("factory reset: {what}: {e}"),
-        ));
-    }
-}
-
-/// Runs the phases of one directory until `stop` is reached (recorded).
-fn run_phases(
-    dir: &mut Dir<'_>,
-    intent: &mut Intent,
-    stop: Phase,
-    out: &mut Outcome,
-) -> io::Result<()> {
-    let root = dir.root;
-    if root.file_type(&dir.dir)? != Some(FileType::Directory) {
-        return Err(not_a_directory());
-    }
-    let mounts = mount_points_below(root, &dir.dir);
-    while intent.phase < stop {
-        match intent.phase {
-            Phase::Aside => {
-                let (in_place, errors) = dir.aside(&intent.keep, &mounts);
-                report_paths(
-                    out,
-                    "cannot keep this path aside, it stays in place",
-                    errors,
-                );
-                intent.in_place = in_place;
-                intent.phase = Phase::Flush;
-            }
-            Phase::Flush => {
-                let mut protected: Vec<PathBuf> = mounts.clone();
-                protected.extend(intent.in_place.iter().cloned());
-                let errors = dir.flush(&protected);
-                report_paths(out, "cannot flush this path, it stays in place", errors);
-                intent.phase = Phase::Restore;
-            }
-            Phase::Restore => {
-                if let Err((p, e)) = dir.restore(&intent.keep, &intent.in_place) {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!(
-                            "cannot put {} back ({e}); it is safe in {}",
-                            p.display(),
-                            dir.keep_area().display()
-                        ),
+            // The triggers wait for every directory to have its kept paths back.
+            None if dirs.iter().any(|d| d.state == State::Stuck) => return,
+            None => {
+                if let Err(e) = execute_global(&root, &step.action, out) {
+                    out.push(Diagnostic::failed(
+                        None,
+                        format!("factory reset: cannot clear the request: {e}"),
                     ));
+                    return;
                 }
-                intent.phase = Phase::Clear;
             }
-            Phase::Clear | Phase::Purge => return Ok(()),
         }
-        dir.write_intent(intent)?;
+    }
+}
+
+fn execute_global(root: &Root, action: &Action, out: &mut Outcome) -> Result<()> {
+    match action {
+        Action::ClearRequest { path } => {
+            root.remove_tree(path).op("remove", path)?;
+        }
+        Action::ClearEfi { efivars } => {
+            crate::host::efi::clear_reset_request(efivars)
+                .op("clear the EFI variables in", efivars)?;
+        }
+        Action::Refuse { why, .. } => {
+            out.push(Diagnostic::failed(None, format!("factory reset: {why}")))
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -746,32 +1107,110 @@ fn run_phases(
 mod tests {
     use super::*;
 
+    fn write(t: &Path, rel: &str) {
+        let p = t.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, rel).unwrap();
+    }
+
+    fn lines(plan: &Plan) -> Vec<String> {
+        plan.to_string().lines().map(str::to_string).collect()
+    }
+
     #[test]
-    fn plan_resumes() {
+    fn plan_lists_every_action_and_resumes() {
+        let t = crate::util::test_dir("reset-plan");
+        for f in [
+            "etc/hostname",
+            "var/lib/keep/data",
+            "var/lib/apt/x",
+            "var/log/syslog",
+        ] {
+            write(&t, f);
+        }
+        let root = Root::open(&t).unwrap();
         let req = Request {
             level: ResetLevel::Full,
-            keep: vec![],
-            sources: vec![],
+            keep: vec![PathBuf::from("/var/lib/keep"), PathBuf::from("/var/gone")],
+            sources: vec!["file".into()],
             efivars: None,
         };
-        assert_eq!(plan(&req, &[]).len(), 10);
-        let resumed = vec![(
-            PathBuf::from("/var"),
-            Intent {
-                phase: Phase::Clear,
-                keep: vec![],
-                sources: vec![],
-                in_place: vec![],
-                orphan: false,
-            },
-        )];
-        let p = plan(&req, &resumed);
-        assert_eq!(p.iter().filter(|s| s.dir == Path::new("/var")).count(), 2);
-        let req = Request {
+        let p = plan(&root, &req, Vec::new(), true);
+        assert_eq!(
+            lines(&p),
+            [
+                "/etc: create the work area .pristine-reset and record phase aside",
+                "/etc: record phase flush",
+                "/etc: remove /etc/hostname",
+                "/etc: record phase restore",
+                "/etc: record phase clear",
+                "/var: create the work area .pristine-reset and record phase aside",
+                "/var: keep /var/lib/keep (set aside)",
+                "/var: keep /var/gone (absent, nothing to keep)",
+                "/var: record phase flush",
+                "/var: remove /var/lib",
+                "/var: remove /var/log",
+                "/var: record phase restore",
+                "/var: restore /var/lib/keep",
+                "/var: record phase clear",
+                "remove the request /var/lib/pristine/factory-reset",
+                "/etc: record phase purge",
+                "/etc: delete the trash and the work area .pristine-reset",
+                "/var: record phase purge",
+                "/var: delete the trash and the work area .pristine-reset",
+            ]
+        );
+        // Executing it does what it says; nothing is left to resume.
+        let mut out = Outcome::default();
+        apply(&root, &p, &mut out);
+        assert!(out.diagnostics.is_empty(), "{:?}", out.diagnostics);
+        assert!(t.join("var/lib/keep/data").exists());
+        assert!(!t.join("var/log").exists() && !t.join("etc/hostname").exists());
+        assert!(pending(&root).is_empty());
+
+        // A reset interrupted after the flush of /var is planned from its record only.
+        write(&t, "var/.pristine-reset/keep/lib/keep/data");
+        std::fs::remove_dir_all(t.join("var/lib/keep")).unwrap();
+        let intent = Intent {
+            phase: Phase::Restore,
+            keep: vec![PathBuf::from("/var/lib/keep")],
+            sources: vec![],
+            in_place: vec![],
+            orphan: false,
+        };
+        std::fs::write(
+            t.join("var/.pristine-reset/intent.json"),
+            serde_json::to_vec(&intent).unwrap(),
+        )
+        .unwrap();
+        let p = plan(&root, &req, pending(&root), false);
+        assert_eq!(
+            lines(&p),
+            [
+                "/var: resume the interrupted reset at phase restore",
+                "/var: restore /var/lib/keep",
+                "/var: record phase clear",
+                "remove the request /var/lib/pristine/factory-reset",
+                "/var: record phase purge",
+                "/var: delete the trash and the work area .pristine-reset",
+            ]
+        );
+        apply(&root, &p, &mut out);
+        assert!(out.diagnostics.is_empty(), "{:?}", out.diagnostics);
+        assert_eq!(
+            std::fs::read_to_string(t.join("var/lib/keep/data")).unwrap(),
+            "var/.pristine-reset/keep/lib/keep/data"
+        );
+        assert!(!t.join("var/.pristine-reset").exists());
+        let var = Request {
             level: ResetLevel::Var,
             ..req
         };
-        assert!(plan(&req, &[]).iter().all(|s| s.dir == Path::new("/var")));
+        assert!(plan(&root, &var, Vec::new(), true)
+            .steps
+            .iter()
+            .all(|s| s.dir.as_deref().is_none_or(|d| d == Path::new("/var"))));
+        let _ = std::fs::remove_dir_all(&t);
     }
 
     #[test]
