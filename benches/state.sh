@@ -18,6 +18,7 @@ cleanup() { umount "$R/etc" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
+minimum() { sort -n | head -1 | awk '{printf "%.2f", $1}'; }
 
 mkdir -p "$R"/{etc,var,persist} "$R/usr/lib/pristine/state.d" "$R/usr/share/zoneinfo/Europe"
 echo "ID=bench" > "$R/usr/lib/os-release"
@@ -51,9 +52,8 @@ for d in $(seq 10); do
   for f in $(seq 20); do head -c 2048 /dev/urandom | base64 > "$R/etc/app/d$d/f$f.conf"; done
 done
 "$OURS" --root="$R" --cmdline= state save
-files=$(find "$R/persist/state/objects" -type f | wc -l)
-values=$(python3 -c 'import json,sys; g=json.load(open(sys.argv[1])); print(sum(len(e.get("values",{})) for e in g["entries"]))' "$R/persist/state/generation.json")
-echo "registry: $files objects, $values parsed values"
+read -r files packed values < <(python3 -c 'import json,sys; g=json.load(open(sys.argv[1])); print(sum(e["type"]=="file" for e in g["entries"]), len((g.get("pack") or {}).get("index",{})), sum(len(e.get("values",{})) for e in g["entries"]))' "$R/persist/state/generation.json")
+echo "registry: $files stashed files ($packed objects in the pack), $values parsed values"
 
 run() { # $1 = with|without, $2 = dir|tmpfs; prints "wall_ms state_step_ms"
   if [[ $1 == with ]]; then cp "$RULES" "$R/usr/lib/pristine/state.d/10.toml"; else rm -f "$R/usr/lib/pristine/state.d/10.toml"; fi
@@ -69,12 +69,13 @@ run() { # $1 = with|without, $2 = dir|tmpfs; prints "wall_ms state_step_ms"
 
 targets=(dir)
 [[ $(id -u) == 0 ]] && targets+=(tmpfs)
-printf '%-6s %-14s %-16s %-12s %s\n' target "without (ms)" "with (ms)" "added (ms)" "state steps (ms)"
+printf '%-6s %-14s %-16s %-12s %s\n' target "without (ms)" "with (ms)" "added (ms)" "state steps (ms), median / min"
 for tgt in "${targets[@]}"; do
   without=$(for _ in $(seq "$N"); do run without "$tgt"; done | cut -d' ' -f1 | median)
   out=$(for _ in $(seq "$N"); do run with "$tgt"; done)
   with=$(cut -d' ' -f1 <<<"$out" | median)
   step=$(cut -d' ' -f2 <<<"$out" | median)
+  stepmin=$(cut -d' ' -f2 <<<"$out" | minimum)
   added=$(awk -v a="$with" -v b="$without" 'BEGIN{printf "%.2f", a-b}')
-  printf '%-6s %-14s %-16s %-12s %s\n' "$tgt" "$without" "$with" "$added" "$step"
+  printf '%-6s %-14s %-16s %-12s %s / %s\n' "$tgt" "$without" "$with" "$added" "$step" "$stepmin"
 done

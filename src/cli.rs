@@ -103,6 +103,8 @@ Options (for every verb, before or after it):
                          none with --root)
   --smbios-uuid=UUID     Use UUID as the firmware's product UUID (default: DMI data,
                          none with --root)
+  --state-device=PATH    Mount the block device PATH as the state registry ([state] device;
+                         with --root only this way)
   --log-level=LEVEL      error, warning, info, debug
   -h, --help             Show this help
   --version              Show the version
@@ -214,6 +216,9 @@ pub fn split_args(args: Vec<OsString>) -> Result<(Common, Option<String>, Vec<Os
                     ));
                 }
                 common.smbios_uuid = Some(v);
+            }
+            "--state-device" => {
+                common.state_device = Some(PathBuf::from(take_value(&args, &mut i, name, inline)?))
             }
             "--log-level" => {
                 let v = take_value(&args, &mut i, name, inline)?;

@@ -203,7 +203,7 @@ fn scenarios_empty_etc_usr_update_factory_reset() {
     );
     ok(run(&t, &["state", "save"]));
     let manifest = read(&t, "persist/state/generation.json");
-    assert!(manifest.contains("\"version\":1"), "{manifest}");
+    assert!(manifest.contains("\"version\":2"), "{manifest}");
     empty_etc(&t);
     ok(run(&t, &["provision"]));
     assert_admin_state(&t);
@@ -320,7 +320,7 @@ fn ssh_host_keys_are_stable_until_a_reset() {
     let (_tmp, t) = image("state-ssh");
     ok(run(&t, &["provision"]));
     let first = keys(&t);
-    assert_eq!(first.len(), 4, "{:?}", first.keys());
+    assert_eq!(first.len(), 6, "{:?}", first.keys());
     for name in first.keys() {
         let out = std::process::Command::new("ssh-keygen")
             .arg("-l")
@@ -332,19 +332,34 @@ fn ssh_host_keys_are_stable_until_a_reset() {
     }
     let m = std::fs::metadata(t.join("etc/ssh/ssh_host_ed25519_key")).unwrap();
     assert_eq!(m.mode() & 0o777, 0o600);
-    // The private key's public half is the .pub file.
-    let derived = std::process::Command::new("ssh-keygen")
-        .arg("-y")
+    // Each private key's public half is its .pub file.
+    for kind in ["ed25519", "ecdsa", "rsa"] {
+        let derived = std::process::Command::new("ssh-keygen")
+            .arg("-y")
+            .arg("-f")
+            .arg(t.join(format!("etc/ssh/ssh_host_{kind}_key")))
+            .output()
+            .unwrap();
+        common::assert_exit(&derived, 0);
+        let pubkey =
+            String::from_utf8_lossy(&first[&format!("ssh_host_{kind}_key.pub")]).into_owned();
+        let derived = String::from_utf8_lossy(&derived.stdout).into_owned();
+        assert_eq!(
+            derived.split_whitespace().nth(1),
+            pubkey.split_whitespace().nth(1),
+            "{kind}"
+        );
+    }
+    let rsa = std::process::Command::new("ssh-keygen")
+        .arg("-l")
         .arg("-f")
-        .arg(t.join("etc/ssh/ssh_host_ecdsa_key"))
+        .arg(t.join("etc/ssh/ssh_host_rsa_key.pub"))
         .output()
         .unwrap();
-    common::assert_exit(&derived, 0);
-    let pubkey = String::from_utf8_lossy(&first["ssh_host_ecdsa_key.pub"]).into_owned();
-    let derived = String::from_utf8_lossy(&derived.stdout).into_owned();
-    assert_eq!(
-        derived.split_whitespace().nth(1),
-        pubkey.split_whitespace().nth(1)
+    assert!(
+        String::from_utf8_lossy(&rsa.stdout).starts_with("3072 "),
+        "{}",
+        String::from_utf8_lossy(&rsa.stdout)
     );
 
     empty_etc(&t);
@@ -354,7 +369,7 @@ fn ssh_host_keys_are_stable_until_a_reset() {
     write(&t, "var/lib/pristine/factory-reset", "");
     ok(run(&t, &["provision"]));
     let after = keys(&t);
-    assert_eq!(after.len(), 4);
+    assert_eq!(after.len(), 6);
     for (k, v) in &after {
         assert_ne!(Some(v), first.get(k), "{k} survived the factory reset");
     }
@@ -377,8 +392,16 @@ fn corrupt_object_is_reported_and_the_rest_restored() {
         .as_str()
         .unwrap()
         .to_string();
-    let p = t.join(format!("persist/state/objects/{}/{obj}", &obj[..2]));
-    std::fs::write(&p, "tampered\n").unwrap();
+    // Small objects live in the generation's pack: flip one byte of this one there.
+    let pack = &g["pack"];
+    let off = pack["index"][&obj][0].as_u64().unwrap() as usize;
+    let p = t.join(format!(
+        "persist/state/packs/{}.pack",
+        pack["name"].as_str().unwrap()
+    ));
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[off] ^= 0x20;
+    std::fs::write(&p, bytes).unwrap();
     empty_etc(&t);
     let out = run(&t, &["state", "restore"]);
     common::assert_exit(&out, 73);

@@ -119,6 +119,12 @@ pub struct StateSettings {
     pub registry: String,
     /// Upper bound in bytes on what the registry holds (objects plus manifest).
     pub max_size: u64,
+    /// A block device that holds the registry, mounted by pristine for the run:
+    /// `PARTLABEL=`, `LABEL=`, `PARTUUID=`, `UUID=` or a `/dev/…` path. Empty: the registry
+    /// is the in-root directory `registry`.
+    pub device: String,
+    /// The device's file system type (`ext4`, `ext3`, `ext2`, `xfs`, `btrfs` or `vfat`).
+    pub fstype: String,
 }
 
 impl Default for StateSettings {
@@ -126,6 +132,8 @@ impl Default for StateSettings {
         StateSettings {
             registry: "/var/lib/pristine/state".to_string(),
             max_size: 256 << 20,
+            device: String::new(),
+            fstype: "ext4".to_string(),
         }
     }
 }

@@ -49,6 +49,9 @@ pub struct Common {
     pub smbios_uuid: Option<String>,
     /// `--log-level=LEVEL`.
     pub log_level: Option<log::LevelFilter>,
+    /// `--state-device=PATH`: the block device of the state registry (`[state] device`); the
+    /// only way an offline run mounts one.
+    pub state_device: Option<PathBuf>,
 }
 
 impl Common {
@@ -157,6 +160,9 @@ pub struct HostFacts {
     /// The host's runtime directory for pristine (`/run/pristine`, `$PRISTINE_RUNTIME_DIR` for
     /// tests) on a boot run; `None` offline.
     pub runtime_dir: Option<PathBuf>,
+    /// The state registry's block device: `--state-device`; `None` leaves a boot run to find
+    /// `[state] device` itself and an offline run without a device registry.
+    pub state_device: Option<PathBuf>,
     /// Values of the specifiers systemd takes from the running system.
     pub running: RunningSystem,
 }
@@ -214,6 +220,7 @@ impl HostFacts {
             efivars,
             smbios,
             runtime_dir,
+            state_device: common.state_device.clone(),
             running: RunningSystem::observe(),
         }
     }

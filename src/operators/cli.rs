@@ -61,7 +61,7 @@ pub fn main(common: &Common, host: &HostFacts, args: Vec<OsString>) -> u8 {
         .mode()
         .or(settings.mode)
         .unwrap_or(crate::config::Mode::Stateful);
-    let ctx = Context::load(&root, &settings, mode, &mut out);
+    let ctx = Context::load(&root, &settings, mode, host, &mut out);
     match sub.as_str() {
         "save" => {
             let r = super::save(&ctx, dry_run, &mut out);

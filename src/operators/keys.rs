@@ -1,13 +1,17 @@
 //! The built-in `ssh-host-keys` generator: OpenSSH host keys made by pristine itself, Ed25519
-//! (`ed25519-dalek`) and ECDSA P-256 (`p256`), in OpenSSH's own formats (`openssh-key-v1`
-//! private keys, one-line public keys) so `sshd` and `ssh-keygen -l` read them unchanged.
+//! (`ed25519-dalek`), ECDSA P-256 (`p256`) and RSA-3072 (`rsa`, on the `crypto-bigint` that
+//! `p256` already brings), in OpenSSH's own formats (`openssh-key-v1` private keys, one-line
+//! public keys) so `sshd` and `ssh-keygen -l` read them unchanged — the three keys `sshd`
+//! loads by default (`ssh-keygen -A` makes the same set).
 //!
-//! Why in-process and not `ssh-keygen -A` run in the target: the initrd runs before the target
-//! is bootable (no chroot into a half-provisioned root, nothing taken from the host for an
-//! offline `--root`), and both curves cost well under 100 KiB of the binary budget. RSA is not
-//! generated: a prime search needs a bignum library and seconds of CPU in the initrd, and
-//! OpenSSH itself has defaulted to Ed25519 since 9.5. This module is pure: it returns bytes and
-//! never touches the file system; the caller writes through `src/fs`.
+//! Why in-process and not `ssh-keygen -A` run in the target (measured, see docs/state.md): the
+//! initrd runs before the target is bootable — running the target's `ssh-keygen` needs a chroot
+//! into a half-provisioned root (its libraries, `/dev`, and root privileges, which an offline
+//! `--root` image build may not have) and makes key generation depend on a package the image
+//! may not ship; the native RSA costs about 120 KiB of the binary budget and 0.3–1 s of CPU
+//! (prime search, opt-level "s"), once per key lifetime (first boot, after a factory reset).
+//! This module is pure: it returns bytes and never touches the file system; the caller writes
+//! through `src/fs`.
 
 use p256::elliptic_curve::sec1::ToSec1Point as _;
 
@@ -24,27 +28,95 @@ pub const FILES: &[&str] = &[
     "ssh_host_ed25519_key.pub",
     "ssh_host_ecdsa_key",
     "ssh_host_ecdsa_key.pub",
+    "ssh_host_rsa_key",
+    "ssh_host_rsa_key.pub",
 ];
 
-/// Generates the Ed25519 and ECDSA host keys from the kernel's random source.
-pub fn generate(comment: &str) -> std::io::Result<Vec<HostKey>> {
-    let mut seed = [0u8; 32];
-    crate::util::random_bytes(&mut seed)?;
+/// Bits of the RSA modulus (`ssh-keygen`'s default).
+pub const RSA_BITS: usize = 3072;
+
+/// Generates the host key `name` (a private key file name of [`FILES`]) from the kernel's
+/// random source.
+pub fn generate(name: &str, comment: &str) -> std::io::Result<HostKey> {
     let mut check = [0u8; 4];
     crate::util::random_bytes(&mut check)?;
-    let ed = ed25519(&seed, check, comment);
-    // A P-256 scalar must be non-zero and below the group order; retry the rare miss.
-    let mut ec = None;
-    for _ in 0..16 {
-        let mut d = [0u8; 32];
-        crate::util::random_bytes(&mut d)?;
-        if let Some(k) = ecdsa(&d, check, comment) {
-            ec = Some(k);
-            break;
+    match name {
+        "ssh_host_ed25519_key" => {
+            let mut seed = [0u8; 32];
+            crate::util::random_bytes(&mut seed)?;
+            Ok(ed25519(&seed, check, comment))
         }
+        "ssh_host_ecdsa_key" => {
+            // A P-256 scalar must be non-zero and below the group order; retry the rare miss.
+            for _ in 0..16 {
+                let mut d = [0u8; 32];
+                crate::util::random_bytes(&mut d)?;
+                if let Some(k) = ecdsa(&d, check, comment) {
+                    return Ok(k);
+                }
+            }
+            Err(std::io::Error::other("no valid P-256 scalar drawn"))
+        }
+        "ssh_host_rsa_key" => {
+            let key = rsa::PrivateKey::new(&mut KernelRng, RSA_BITS)
+                .map_err(|e| std::io::Error::other(format!("RSA key generation: {e}")))?;
+            rsa_key(&key, check, comment)
+        }
+        other => Err(std::io::Error::other(format!("no generator for {other}"))),
     }
-    let ec = ec.ok_or_else(|| std::io::Error::other("no valid P-256 scalar drawn"))?;
-    Ok(vec![ed, ec])
+}
+
+/// The kernel's random source (`getrandom`) as the RNG `rsa` draws primes from.
+struct KernelRng;
+
+impl rsa::rand_core::TryRng for KernelRng {
+    type Error = std::io::Error;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0u8; 4];
+        crate::util::random_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0u8; 8];
+        crate::util::random_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        crate::util::random_bytes(dst)
+    }
+}
+
+impl rsa::rand_core::TryCryptoRng for KernelRng {}
+
+/// An RSA key in OpenSSH's formats: public `e, n`; private `n, e, d, iqmp, p, q`.
+pub fn rsa_key(key: &rsa::PrivateKey, check: [u8; 4], comment: &str) -> std::io::Result<HostKey> {
+    use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+    let be = |n: &rsa::BoxedUint| n.to_be_bytes_trimmed_vartime();
+    let [p, q] = key.primes() else {
+        return Err(std::io::Error::other("RSA key without two primes"));
+    };
+    let iqmp = key
+        .crt_coefficient()
+        .ok_or_else(|| std::io::Error::other("RSA primes without a CRT coefficient"))?;
+    let n = be(key.n().as_ref());
+    let e = be(key.e());
+    let mut blob = Vec::new();
+    string(&mut blob, b"ssh-rsa");
+    mpint(&mut blob, &e);
+    mpint(&mut blob, &n);
+    let mut private = Vec::new();
+    string(&mut private, b"ssh-rsa");
+    mpint(&mut private, &n);
+    mpint(&mut private, &e);
+    mpint(&mut private, &be(key.d()));
+    mpint(&mut private, &be(&iqmp));
+    mpint(&mut private, &be(p.as_ref()));
+    mpint(&mut private, &be(q.as_ref()));
+    Ok(HostKey {
+        name: "ssh_host_rsa_key",
+        private: armor(&blob, &private, check, comment),
+        public: public_line("ssh-rsa", &blob, comment),
+    })
 }
 
 /// An Ed25519 key from its 32-byte seed.

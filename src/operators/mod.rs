@@ -14,6 +14,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod device;
 pub mod keys;
 pub mod parsed;
 pub mod policy;
@@ -21,50 +22,81 @@ pub mod restore;
 pub mod store;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::{Mode, Settings};
+use crate::error::{Error, IoContext, Result};
 use crate::fs::Root;
+use crate::host::HostFacts;
 use crate::report::{Diagnostic, Outcome};
 use policy::{Default as PolicyDefault, Format, Kind, Policy};
-use store::{Data, Generation, Store};
+use store::{Data, Generation, RegistryRoot, Store};
 
 /// The policy and the registry of a root.
 pub struct Context<'r> {
+    /// The target root.
+    pub root: &'r Root,
     pub policy: Policy,
-    pub store: Store<'r>,
+    /// The registry; `None` when it cannot be had (reported when loading).
+    pub store: Option<Store<'r>>,
+    /// The registry device pristine mounted (after `store`: dropped, i.e. unmounted, last).
+    _device: Option<device::Mounted>,
 }
 
 impl<'r> Context<'r> {
-    /// Loads the policy and locates the registry; configuration problems go to `out`.
-    pub fn load(root: &'r Root, settings: &Settings, mode: Mode, out: &mut Outcome) -> Context<'r> {
+    /// Loads the policy and locates the registry — an in-root directory, or a block device
+    /// mounted for the run (only when a rule needs it); problems go to `out`.
+    pub fn load(
+        root: &'r Root,
+        settings: &Settings,
+        mode: Mode,
+        host: &HostFacts,
+        out: &mut Outcome,
+    ) -> Context<'r> {
         let policy = Policy::load(root, PolicyDefault::for_mode(mode));
         out.extend(policy.diagnostics.iter().cloned());
-        let dir = match store::registry_dir(&settings.state.registry) {
-            Ok(d) => d,
-            Err(e) => {
-                out.push(Diagnostic::bad_config(
-                    Path::new("/etc/pristine"),
-                    0,
-                    format!("{e}; using the default"),
-                ));
-                store::registry_dir(&crate::config::StateSettings::default().registry)
-                    .unwrap_or_default()
-            }
-        };
-        Context {
+        let max = settings.state.max_size;
+        let mut ctx = Context {
+            root,
             policy,
-            store: Store {
-                root,
-                dir,
-                max_size: settings.state.max_size,
-            },
+            store: None,
+            _device: None,
+        };
+        let st = &settings.state;
+        if st.device.is_empty() && host.state_device.is_none() {
+            let dir = match store::registry_dir(&st.registry) {
+                Ok(d) => d,
+                Err(e) => {
+                    out.push(Diagnostic::bad_config(
+                        Path::new("/etc/pristine"),
+                        0,
+                        format!("{e}; using the default"),
+                    ));
+                    PathBuf::from(crate::config::StateSettings::default().registry)
+                }
+            };
+            ctx.store = Some(Store::new(RegistryRoot::Target(root), dir, max));
+            return ctx;
         }
+        if ctx.policy.rules.is_empty() {
+            return ctx; // nothing to save or restore: nothing mounted
+        }
+        match attach_device(st, host) {
+            Ok((m, r)) => {
+                ctx.store = Some(Store::new(RegistryRoot::Device(r), PathBuf::from("/"), max));
+                ctx._device = Some(m);
+            }
+            Err(e) if e.is_bad_input() && !host.boot && host.state_device.is_none() => {
+                out.push(Diagnostic::notice(None, 0, e.to_string()));
+            }
+            Err(e) => out.push(e.diagnostic()),
+        }
+        ctx
     }
 
     /// The current generation; an unreadable registry is reported and treated as empty.
     pub fn generation(&self, out: &mut Outcome) -> Option<Generation> {
-        match self.store.read() {
+        match self.store.as_ref()?.read() {
             Ok(g) => g,
             Err(e) => {
                 out.push(Diagnostic::failed(None, format!("registry: {e}")));
@@ -72,6 +104,36 @@ impl<'r> Context<'r> {
             }
         }
     }
+}
+
+/// The registry device of `[state] device` (or `--state-device`), mounted or found mounted,
+/// and a root handle on it. An offline run uses only `--state-device`.
+fn attach_device(
+    st: &crate::config::StateSettings,
+    host: &HostFacts,
+) -> Result<(device::Mounted, Root)> {
+    let node = match (&host.state_device, host.boot) {
+        (Some(p), _) => p.clone(),
+        (None, true) => device::resolve(
+            &device::Spec::parse(&st.device)?,
+            Path::new("/sys"),
+            Path::new("/dev"),
+        )?,
+        (None, false) => {
+            return Err(Error::msg(
+                format!("use the state registry on '{}'", st.device),
+                "an offline --root run mounts no host device; pass --state-device=PATH",
+            ))
+        }
+    };
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let run = host
+        .runtime_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("pristine-{}", std::process::id())));
+    let m = device::attach(&node, &st.fstype, &mountinfo, &run)?;
+    let r = Root::open(&m.dir).op("open the state registry", &m.dir)?;
+    Ok((m, r))
 }
 
 /// What `state save` did.
@@ -84,8 +146,11 @@ pub struct SaveResult {
 /// `state save`: captures the managed space and writes it as a new generation (nothing is
 /// written when it equals the current one).
 pub fn save(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> SaveResult {
-    let root = ctx.store.root;
-    let cap = capture::capture(root, &ctx.policy, ctx.store.max_size);
+    let root = ctx.root;
+    let Some(store) = ctx.store.as_ref() else {
+        return SaveResult::default();
+    };
+    let cap = capture::capture(root, &ctx.policy, store.max_size);
     out.extend(cap.diagnostics);
     let prev = ctx.generation(out);
     let next_no = prev.as_ref().map_or(1, |g| g.generation + 1);
@@ -102,26 +167,20 @@ pub fn save(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> SaveResult {
         written: false,
     };
     let unchanged = prev.as_ref().is_some_and(|p| {
-        p.entries == next.entries && next.objects().iter().all(|h| ctx.store.has_object(h))
+        p.entries == next.entries && next.objects().iter().all(|h| store.has_object(p, h))
     });
     if unchanged && !dry_run {
         // A save interrupted after its switch may have left unreferenced objects.
-        if let Err(e) = ctx.store.tidy(&next) {
-            out.push(Diagnostic::failed(
-                Some(&ctx.store.dir),
-                format!("cannot remove unreferenced objects: {e}"),
-            ));
+        if let Some(Err(e)) = prev.as_ref().map(|p| store.tidy(p)) {
+            out.push(e.diagnostic());
         }
     }
     if unchanged || (prev.is_none() && next.entries.is_empty()) || dry_run {
         return res;
     }
-    match ctx.store.commit(&next, &cap.objects) {
+    match store.commit(&next, &cap.objects) {
         Ok(()) => res.written = true,
-        Err(e) => out.push(Diagnostic::failed(
-            Some(&ctx.store.dir),
-            format!("cannot save: {e}"),
-        )),
+        Err(e) => out.push(Diagnostic::failed(Some(&store.dir), e.to_string())),
     }
     res
 }
@@ -142,8 +201,9 @@ pub struct DiffLine {
 
 /// `state diff`: what differs from the factory state, per path and operator.
 pub fn diff(ctx: &Context<'_>, out: &mut Outcome) -> Vec<DiffLine> {
-    let root = ctx.store.root;
-    let cap = capture::capture(root, &ctx.policy, ctx.store.max_size);
+    let root = ctx.root;
+    let max = ctx.store.as_ref().map_or(u64::MAX, |s| s.max_size);
+    let cap = capture::capture(root, &ctx.policy, max);
     out.extend(cap.diagnostics);
     let mut lines = Vec::new();
     for e in &cap.entries {
@@ -238,7 +298,7 @@ pub fn diff(ctx: &Context<'_>, out: &mut Outcome) -> Vec<DiffLine> {
 /// generated keys into `/etc`, then records generated keys in the registry. Returns
 /// (paths written, entries added to the registry).
 pub fn restore(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> (usize, usize) {
-    let root = ctx.store.root;
+    let root = ctx.root;
     let t = std::time::Instant::now();
     let generation = ctx.generation(out);
     let t_read = t.elapsed();
@@ -257,7 +317,10 @@ pub fn restore(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> (usize, u
         print!("{plan}");
         return (plan.actions.len(), plan.adopt.len());
     }
-    let written = restore::apply(root, &ctx.store, &plan, out);
+    let Some(store) = ctx.store.as_ref() else {
+        return (0, 0);
+    };
+    let written = restore::apply(root, store, &plan, out);
     let mut adopted = 0;
     if !plan.adopt.is_empty() {
         let mut entries = generation
@@ -267,10 +330,10 @@ pub fn restore(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> (usize, u
         entries.retain(|e| !plan.adopt.iter().any(|a| a.path == e.path));
         entries.extend(plan.adopt.iter().cloned());
         let next = Generation::new(generation.as_ref().map_or(1, |g| g.generation + 1), entries);
-        match ctx.store.commit(&next, &plan.adopt_objects) {
+        match store.commit(&next, &plan.adopt_objects) {
             Ok(()) => adopted = plan.adopt.len(),
             Err(e) => out.push(Diagnostic::failed(
-                Some(&ctx.store.dir),
+                Some(&store.dir),
                 format!("cannot record generated files: {e}"),
             )),
         }
@@ -281,7 +344,7 @@ pub fn restore(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> (usize, u
 /// The unit-enablement part of restore, after presets: the saved unit states are applied over
 /// whatever presets decided. Returns the number of links changed.
 pub fn restore_units(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> usize {
-    let root = ctx.store.root;
+    let root = ctx.root;
     let Some(generation) = ctx.generation(out) else {
         return 0;
     };
@@ -365,11 +428,14 @@ pub fn account_values(ctx: &Context<'_>, out: &mut Outcome) -> Option<BTreeMap<S
 /// After a factory reset: empties the registry except the entries under a keep-list path.
 pub fn clear_after_reset(ctx: &Context<'_>, keep: &[String], out: &mut Outcome) -> usize {
     let kept = |p: &str| keep.iter().any(|k| Path::new(p).starts_with(k));
-    match ctx.store.clear(kept) {
+    let Some(store) = ctx.store.as_ref() else {
+        return 0;
+    };
+    match store.clear(kept) {
         Ok(n) => n,
         Err(e) => {
             out.push(Diagnostic::failed(
-                Some(&ctx.store.dir),
+                Some(&store.dir),
                 format!("cannot clear the registry after the reset: {e}"),
             ));
             0

@@ -377,7 +377,6 @@ fn observe_generated(
     if rules.is_empty() {
         return;
     }
-    let mut fresh: Option<Vec<keys::HostKey>> = None;
     for pair in keys::FILES.chunks(2) {
         let paths: Vec<String> = pair.iter().map(|f| format!("/etc/ssh/{f}")).collect();
         let owned = paths.iter().all(|p| {
@@ -424,23 +423,15 @@ fn observe_generated(
             }
             continue;
         }
-        if fresh.is_none() {
-            match keys::generate("root@pristine") {
-                Ok(k) => fresh = Some(k),
-                Err(e) => {
-                    o.diagnostics.push(Diagnostic::failed(
-                        Some(Path::new("/etc/ssh")),
-                        format!("cannot generate host keys: {e}"),
-                    ));
-                    return;
-                }
+        let key = match keys::generate(pair[0], "root@pristine") {
+            Ok(k) => k,
+            Err(e) => {
+                o.diagnostics.push(Diagnostic::failed(
+                    Some(Path::new(&paths[0])),
+                    format!("cannot generate the host key: {e}"),
+                ));
+                continue;
             }
-        }
-        let Some(key) = fresh
-            .as_ref()
-            .and_then(|ks| ks.iter().find(|k| k.name == pair[0]))
-        else {
-            continue;
         };
         for (p, (bytes, mode)) in paths
             .iter()

@@ -291,7 +291,8 @@ pub fn provision(root: &Root, host: &HostFacts, opts: &Options) -> Report {
 
     // State operators: after a reset the registry is emptied (but for the keep-list); then the
     // saved state, reference files and generated keys are rendered into /etc.
-    let operators = crate::operators::Context::load(root, &settings, state.mode, &mut run.out);
+    let operators =
+        crate::operators::Context::load(root, &settings, state.mode, host, &mut run.out);
     step_state_restore(&mut run, &operators, &settings, did_reset);
 
     // The presets step reads every unit file; those on a read-only /usr cannot change
