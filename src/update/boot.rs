@@ -260,18 +260,11 @@ pub fn mount(
             let dev = format!("{}:{}", rustix::fs::major(rdev), rustix::fs::minor(rdev));
             let params = verity::table_params(&dev, &sb, &root);
             let (maj, min) = super::dm::create(VERITY_NAME, v.data_size / 512, "verity", &params)?;
-            let node = Path::new("/run/pristine").join(VERITY_NAME);
-            std::fs::create_dir_all("/run/pristine").map_err(|e| format!("/run/pristine: {e}"))?;
-            let _ = std::fs::remove_file(&node);
-            rustix::fs::mknodat(
-                rustix::fs::CWD,
-                &node,
-                rustix::fs::FileType::BlockDevice,
-                rustix::fs::Mode::from_raw_mode(0o600),
-                rustix::fs::makedev(maj, min),
-            )
-            .map_err(|e| format!("{}: {e}", node.display()))?;
-            node.to_string_lossy().into_owned()
+            if let Some(node) = devtmpfs_node(maj, min) {
+                node
+            } else {
+                mapping_node(maj, min)?
+            }
         }
         None => path.to_string(),
     };
@@ -300,4 +293,36 @@ pub fn mount(
         target.display(),
         errs.join(", ")
     ))
+}
+
+/// The kernel's own node of device-mapper device `maj:min` (`/dev/dm-N`, made by devtmpfs as
+/// the mapping appears). `None` when `/dev` is no devtmpfs.
+fn devtmpfs_node(maj: u32, min: u32) -> Option<String> {
+    let node = format!("/dev/dm-{min}");
+    let want = rustix::fs::makedev(maj, min);
+    for _ in 0..20 {
+        if let Ok(md) = std::fs::metadata(&node) {
+            let rdev = std::os::unix::fs::MetadataExt::rdev(&md);
+            return (md.file_type().is_block_device() && rdev == want).then_some(node);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// A node for the mapping made by pristine (`/run/pristine/pristine-usr`), when `/dev` has
+/// none: only usable where `/run` is not mounted `nodev` (systemd mounts it `nodev`).
+fn mapping_node(maj: u32, min: u32) -> Result<String, String> {
+    let node = Path::new("/run/pristine").join(VERITY_NAME);
+    std::fs::create_dir_all("/run/pristine").map_err(|e| format!("/run/pristine: {e}"))?;
+    let _ = std::fs::remove_file(&node);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &node,
+        rustix::fs::FileType::BlockDevice,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(maj, min),
+    )
+    .map_err(|e| format!("{}: {e}", node.display()))?;
+    Ok(node.to_string_lossy().into_owned())
 }
