@@ -41,6 +41,11 @@ install() {
         for f in "${confs[@]}"; do
             inst_simple "$f" "${f#"$sysroot"}"
         done
+        # The trusted update keys: an incomplete slot completed from [update] boot-source in
+        # the initrd is checked against them.
+        for f in "$sysroot"/usr/lib/pristine/keys/*.pub; do
+            [[ -f $f ]] && inst_simple "$f" "${f#"$sysroot"}"
+        done
         # Wait for the slot devices (udev makes /dev/disk/by-* links after the root device may
         # already be there): one Wants=/After= on each slot's device unit. Slots are read from
         # `slots = [...]` lines (one line per array).
