@@ -353,3 +353,131 @@ fn an_offline_root_keeps_state_and_slots_inside_it() {
     assert_eq!(d.state()["slots"][1]["status"], "pending");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
 }
+
+/// A device whose slot A was being overwritten by version 3 when the fetch stopped (the source
+/// lost the second half of its chunks): slot A is `incomplete`, slot B (version 2) is good.
+/// Returns the device and the intact version 3 directory.
+fn interrupted_fetch(tag: &str) -> (Device, PathBuf) {
+    let d = Device::new(tag, 2, true);
+    d.fetch(&d.vendor(&image(2, 64), "2", "v2", true));
+    assert_eq!(
+        Device::booted(&d.boot(None)),
+        d.slot(1).display().to_string()
+    );
+    ok(d.pristine().args(["update", "confirm"]));
+    let v3 = d.vendor(&image(3, 256), "3", "v3", true);
+    let broken = d.dir.path().join("v3-broken");
+    ok(Command::new("cp").arg("-a").arg(&v3).arg(&broken));
+    // The chunk ids of the index, in image order (casync's .caibx: a 48-byte header, a 16-byte
+    // table header, 40-byte items of end offset and id, a 40-byte tail).
+    let caibx = std::fs::read(v3.join("image.caibx")).unwrap();
+    let ids: Vec<String> = caibx[64..caibx.len() - 40]
+        .chunks(40)
+        .map(|item| item[8..].iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    assert!(ids.len() >= 4, "{} chunks", ids.len());
+    // The source loses the last chunk: everything before it is written, then the fetch stops.
+    let last = &ids[ids.len() - 1];
+    assert_eq!(ids.iter().filter(|i| *i == last).count(), 1);
+    std::fs::remove_file(
+        broken
+            .join("image.castr")
+            .join(&last[..4])
+            .join(format!("{last}.cacnk")),
+    )
+    .unwrap();
+    let o = d
+        .pristine()
+        .args(["update", "fetch"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "the fetch from a broken store succeeded"
+    );
+    let st = d.state();
+    assert_eq!(st["slots"][0]["status"], "incomplete", "{st}");
+    (d, v3)
+}
+
+fn set_boot_source(d: &Device, source: Option<&str>) {
+    let toml = d.root.join("usr/lib/pristine/pristine.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    if let Some(s) = source {
+        text.push_str(&format!("boot-source = \"{s}\"\n"));
+    }
+    std::fs::write(&toml, text).unwrap();
+}
+
+#[test]
+fn an_incomplete_slot_is_completed_at_boot_from_a_local_source() {
+    let (d, v3) = interrupted_fetch("upd-boot-complete");
+    // The published directory is kept on the root file system (an in-root path).
+    ok(Command::new("cp")
+        .arg("-a")
+        .arg(&v3)
+        .arg(d.root.join("store-v3")));
+    set_boot_source(&d, Some("/store-v3"));
+    let o = d.boot(None);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    // Completed (what the interrupted fetch wrote is reused), verified, and booted.
+    assert_eq!(Device::booted(&o), d.slot(0).display().to_string(), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("Incomplete slot 0 completed with version 3"))
+        .unwrap_or_else(|| panic!("no completion line: {err}"));
+    let present: u64 = line
+        .split(" bytes already in the slot")
+        .next()
+        .and_then(|h| h.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        present > 0,
+        "nothing of the interrupted fetch reused: {line}"
+    );
+    let st = d.state();
+    assert_eq!(st["slots"][0]["status"], "pending", "{st}");
+    assert_eq!(st["slots"][0]["version"], "3", "{st}");
+    assert_eq!(st["slots"][0]["checked"], true, "{st}");
+    assert_eq!(st["slots"][0]["tries"], 1, "{st}");
+    assert_eq!(st["booted"], 0, "{st}");
+    assert_eq!(st["last-good"], 1, "{st}");
+    // The slot holds version 3's image exactly.
+    let want = std::fs::read(d.dir.path().join("v3.img")).unwrap();
+    let got = std::fs::read(d.slot(0)).unwrap();
+    assert_eq!(&got[..want.len()], &want[..]);
+    assert!(
+        present >= (want.len() / 2) as u64,
+        "only {present} bytes reused: {line}"
+    );
+    ok(d.pristine().args(["update", "confirm"]));
+    assert_eq!(d.state()["slots"][0]["status"], "good");
+}
+
+#[test]
+fn an_incomplete_slot_is_skipped_without_a_usable_local_source() {
+    for source in [None, Some("/no-such-store"), Some("/dev/no-such-disk:/v3")] {
+        let (d, _) = interrupted_fetch("upd-boot-skip");
+        set_boot_source(&d, source);
+        let before = std::fs::read(d.slot(0)).unwrap();
+        let o = d.boot(None);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(
+            Device::booted(&o),
+            d.slot(1).display().to_string(),
+            "{source:?}: {err}"
+        );
+        assert_eq!(
+            source.is_some(),
+            err.contains("Incomplete slot not completed, skipping it"),
+            "{source:?}: {err}"
+        );
+        let st = d.state();
+        assert_eq!(st["slots"][0]["status"], "incomplete", "{source:?}: {st}");
+        assert_eq!(st["slots"][1]["status"], "good", "{source:?}: {st}");
+        assert_eq!(st["booted"], 1, "{source:?}: {st}");
+        assert_eq!(std::fs::read(d.slot(0)).unwrap(), before, "{source:?}");
+    }
+}

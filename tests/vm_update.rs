@@ -45,7 +45,7 @@ fn fetch_boot_confirm_rollback_and_a_corrupted_update_in_five_boots() {
             .into_owned()
         })
         .collect();
-    let verity = "/run/pristine/pristine-usr ro";
+    let verity = "/dev/dm-0 ro";
     for (n, version, mount) in [
         (1, 1, "/dev/vda ro"),
         (2, 2, verity),

@@ -160,6 +160,10 @@ pub struct UpdateSettings {
     /// Accept a signed update when the installed version is unknown (no state record and no
     /// `IMAGE_VERSION=`): the first install. Otherwise such a fetch is refused.
     pub allow_unknown_installed: bool,
+    /// A local update source `update boot` completes an `incomplete` slot from, in the initrd:
+    /// a published update directory inside the root (`/var/cache/updates/current`), or on a
+    /// block device mounted read-only for it (`/dev/disk/by-label/UPDATES:/current`).
+    pub boot_source: Option<String>,
 }
 
 impl Default for UpdateSettings {
@@ -173,6 +177,7 @@ impl Default for UpdateSettings {
             timeout_stall: 30,
             timeout_transfer: 300,
             allow_unknown_installed: false,
+            boot_source: None,
         }
     }
 }

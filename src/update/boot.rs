@@ -15,8 +15,9 @@ use std::os::unix::fs::FileTypeExt as _;
 use std::path::Path;
 
 use super::state::{self, boot_select, BootDecision, SlotRecord, SlotStatus, State, StateDir};
-use super::verity;
+use super::{fetch, verity, FetchOptions, FetchReport};
 use crate::config::UpdateSettings;
+use crate::fs::Root;
 
 /// Name of the dm-verity mapping pristine creates for the booted `/usr`.
 pub const VERITY_NAME: &str = "pristine-usr";
@@ -116,8 +117,117 @@ pub fn choose(settings: &UpdateSettings) -> Result<(BootDecision, String), Strin
     }
 }
 
-/// File system types tried, in order, when none is given.
+/// Where a `boot-source` on a block device is mounted (read-only) while it is read.
+const BOOT_SOURCE_MOUNT: &str = "/run/pristine/boot-source";
+
+/// How long a `boot-source` device may take to appear (udev in the initrd) before the
+/// incomplete slot is skipped for this boot.
+const BOOT_SOURCE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Completes an `incomplete` slot (an interrupted fetch) from the local `[update] boot-source`
+/// before the slot choice, so it can be verified and booted like any pending slot. A seeded
+/// fetch: the good slot and what the interrupted fetch already wrote are reused, the rest
+/// comes from the source, and the manifest's signature is checked against the keys of
+/// `keys_root` (in the initrd: the initrd's own copy, `/sysroot/usr` is not mounted yet).
+/// Returns `Ok(None)` when there is nothing to do (no incomplete slot or no source); an error
+/// leaves the slot incomplete, and the boot goes on with the slots as they are.
+///
+/// `boot-source` is a published update directory inside `root`, or `DEVICE:PATH` with a
+/// block device under `/dev/` (mounted read-only at `/run/pristine/boot-source` while it is
+/// read; waited for a few seconds, then skipped) and the directory's path on it.
+pub fn complete_incomplete(
+    root: &Root,
+    keys_root: &Root,
+    settings: &UpdateSettings,
+) -> Result<Option<FetchReport>, String> {
+    let Some(spec) = settings.boot_source.as_deref().filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let Ok(sd) = StateDir::open(Path::new(&settings.state_dir), false) else {
+        return Ok(None);
+    };
+    let st = sd.load()?;
+    let Some(i) = st
+        .slots
+        .iter()
+        .position(|r| r.status == SlotStatus::Incomplete)
+    else {
+        return Ok(None);
+    };
+    log::info!("Slot {i} is incomplete; completing it from {spec}.");
+    let (dir, mounted) = match spec.split_once(':').filter(|(d, _)| d.starts_with("/dev/")) {
+        Some((dev, path)) => {
+            let target = Path::new(BOOT_SOURCE_MOUNT);
+            mount_source(dev, target)?;
+            let dir = target.join(crate::fs::relative(Path::new(path)));
+            (dir, Some(target))
+        }
+        // Inside the root; what is read there is checked against the signed manifest.
+        None => (root.host().join(crate::fs::relative(Path::new(spec))), None),
+    };
+    let opts = FetchOptions {
+        source: dir.to_string_lossy().into_owned(),
+        ..FetchOptions::default()
+    };
+    let r = fetch(keys_root, settings, &opts).map_err(|e| e.to_string());
+    if let Some(t) = mounted {
+        if let Err(e) = rustix::mount::unmount(t, rustix::mount::UnmountFlags::DETACH) {
+            log::warn!("{}: unmounting: {e}", t.display());
+        }
+    }
+    r.map(Some)
+}
+
+/// Mounts the block device `dev` read-only at `target`, waiting for it a few seconds.
+fn mount_source(dev: &str, target: &Path) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    while !Path::new(dev).exists() {
+        if start.elapsed() > BOOT_SOURCE_WAIT {
+            return Err(format!("{dev}: no such device"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
+    let mut errs = Vec::new();
+    for t in known_types(&SOURCE_FS_TYPES) {
+        let flags = rustix::mount::MountFlags::RDONLY | rustix::mount::MountFlags::NOSUID;
+        match rustix::mount::mount(
+            dev,
+            target,
+            t,
+            flags | rustix::mount::MountFlags::NODEV,
+            None,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(e) => errs.push(format!("{t}: {e}")),
+        }
+    }
+    Err(format!(
+        "mounting {dev} read-only at {} failed ({})",
+        target.display(),
+        errs.join(", ")
+    ))
+}
+
+/// Those of `types` the kernel knows (`/proc/filesystems`), in order.
+fn known_types<'a>(types: &[&'a str]) -> Vec<&'a str> {
+    let known = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    types
+        .iter()
+        .copied()
+        .filter(|t| {
+            known
+                .lines()
+                .any(|l| l.split_whitespace().last() == Some(t))
+        })
+        .collect()
+}
+
+/// File system types tried for a slot, in order, when none is given.
 const FS_TYPES: [&str; 5] = ["erofs", "squashfs", "ext4", "btrfs", "xfs"];
+
+/// File system types tried for a `boot-source` device, in order.
+const SOURCE_FS_TYPES: [&str; 6] = ["ext4", "vfat", "exfat", "btrfs", "xfs", "erofs"];
 
 /// Mounts slot `path` read-only at `target`: through a dm-verity mapping when `rec` carries a
 /// root hash, else the block device itself. Returns what was mounted.
@@ -150,27 +260,17 @@ pub fn mount(
             let dev = format!("{}:{}", rustix::fs::major(rdev), rustix::fs::minor(rdev));
             let params = verity::table_params(&dev, &sb, &root);
             let (maj, min) = super::dm::create(VERITY_NAME, v.data_size / 512, "verity", &params)?;
-            let node = Path::new("/run/pristine").join(VERITY_NAME);
-            crate::fs::host_runtime::block_node(&node, (maj, min), 0o600)
-                .map_err(|e| format!("{}: {e}", node.display()))?;
-            node.to_string_lossy().into_owned()
+            if let Some(node) = devtmpfs_node(maj, min) {
+                node
+            } else {
+                mapping_node(maj, min)?
+            }
         }
         None => path.to_string(),
     };
-    let types: Vec<&str> = match fstype {
+    let types = match fstype {
         Some(t) => vec![t],
-        None => {
-            let known = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-            FS_TYPES
-                .iter()
-                .copied()
-                .filter(|t| {
-                    known
-                        .lines()
-                        .any(|l| l.split_whitespace().last() == Some(t))
-                })
-                .collect()
-        }
+        None => known_types(&FS_TYPES),
     };
     let mut errs = Vec::new();
     for t in &types {
@@ -193,4 +293,28 @@ pub fn mount(
         target.display(),
         errs.join(", ")
     ))
+}
+
+/// The kernel's own node of device-mapper device `maj:min` (`/dev/dm-N`, made by devtmpfs as
+/// the mapping appears). `None` when `/dev` is no devtmpfs.
+fn devtmpfs_node(maj: u32, min: u32) -> Option<String> {
+    let node = format!("/dev/dm-{min}");
+    let want = rustix::fs::makedev(maj, min);
+    for _ in 0..20 {
+        if let Ok(md) = std::fs::metadata(&node) {
+            let rdev = std::os::unix::fs::MetadataExt::rdev(&md);
+            return (md.file_type().is_block_device() && rdev == want).then_some(node);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// A node for the mapping made by pristine (`/run/pristine/pristine-usr`), when `/dev` has
+/// none: only usable where `/run` is not mounted `nodev` (systemd mounts it `nodev`).
+fn mapping_node(maj: u32, min: u32) -> Result<String, String> {
+    let node = Path::new("/run/pristine").join(VERITY_NAME);
+    crate::fs::host_runtime::block_node(&node, (maj, min), 0o600)
+        .map_err(|e| format!("{}: {e}", node.display()))?;
+    Ok(node.to_string_lossy().into_owned())
 }

@@ -433,17 +433,34 @@ fn cmd_boot(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
     };
     let mut out = Outcome::default();
     let mut settings = super::settings(&root, &mut out);
-    if settings.slots.is_empty() && common.root.is_none() && crate::logging::in_initrd() {
-        // /sysroot/usr is what is about to be chosen: the initrd carries its own copy of the
-        // [update] settings (the dracut module installs them).
-        if let Ok(initrd) = crate::fs::Root::open("/") {
-            settings = super::settings(&initrd, &mut out);
+    // /sysroot/usr is what is about to be chosen: in the initrd, its settings and trusted keys
+    // are the initrd's own copy (the dracut module installs them).
+    let initrd = (common.root.is_none() && crate::logging::in_initrd())
+        .then(|| crate::fs::Root::open("/").ok())
+        .flatten();
+    if settings.slots.is_empty() {
+        if let Some(initrd) = &initrd {
+            settings = super::settings(initrd, &mut out);
         }
     }
     let settings = match resolved(common, &root, &settings, false) {
         Ok(s) => s,
         Err(c) => return Ok(c),
     };
+    match super::boot::complete_incomplete(&root, initrd.as_ref().unwrap_or(&root), &settings) {
+        Ok(Some(r)) => log::info!(
+            "Incomplete slot {} completed with version {} from the boot source: {} bytes \
+             already in the slot, {} from the good slot, {} chunks ({} bytes) read from the source.",
+            r.slot,
+            r.version,
+            r.counters.present_bytes,
+            r.counters.reused_bytes,
+            r.counters.fetched_chunks,
+            r.counters.fetched_bytes
+        ),
+        Ok(None) => {}
+        Err(e) => log::warn!("Incomplete slot not completed, skipping it: {e}"),
+    }
     let (d, path) = match super::boot(&settings) {
         Ok(x) => x,
         Err(e) => {

@@ -75,15 +75,7 @@ mkfs.ext4 -q -F -L root -d "$root" "$out/root.img" 2G
 cp --sparse=always "$out/root.img" "$out/root-dracut.img"
 
 # 4. A dracut initrd for the second image (dracut's modules plus initrd/dracut, host's dracut).
-base=$work/dracut
-mkdir -p "$base" "$work/dracut.conf.d"
-cp -rs /usr/lib/dracut/. "$base/"
-cp -r "$repo/initrd/dracut" "$base/modules.d/90pristine"
-dracutbasedir=$base PRISTINE_BINARY=$bin dracut --quiet --force --no-hostonly --no-hostonly-cmdline \
-  --conf /dev/null --confdir "$work/dracut.conf.d" --kver "$kver" \
-  --modules "systemd systemd-initrd base fs-lib rootfs-block kernel-modules udev-rules pristine" \
-  --add-drivers "virtio_pci virtio_blk virtio_rng ext4" --compress "gzip -1" \
-  "$out/initrd-dracut.img" > "$work/dracut.log" 2>&1 || { tail -n 30 "$work/dracut.log" >&2; exit 1; }
+"$here/dracut-initrd.sh" "$bin" "$kver" "$work" "$out/initrd-dracut.img"
 rm -rf "$root"
 
 # 5. Boot each.

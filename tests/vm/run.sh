@@ -55,17 +55,7 @@ append="console=ttyS0 panic=-1 loglevel=4 no_timer_check"
 if [[ $initrd == busybox ]]; then
   "$here/busybox-initrd.sh" "$bin" "$here/init" "$kver" "$work/initrd" "$out/initrd.img"
 else
-  # dracut's own modules plus initrd/dracut, without touching the host's dracut.
-  base=$work/dracut
-  mkdir -p "$base"
-  cp -rs /usr/lib/dracut/. "$base/"
-  cp -r "$here/../../initrd/dracut" "$base/modules.d/90pristine"
-  mkdir -p "$work/dracut.conf.d"
-  dracutbasedir=$base PRISTINE_BINARY=$bin dracut --quiet --force --no-hostonly --no-hostonly-cmdline \
-    --conf /dev/null --confdir "$work/dracut.conf.d" --kver "$kver" \
-    --modules "systemd systemd-initrd base fs-lib rootfs-block kernel-modules udev-rules pristine" \
-    --add-drivers "virtio_pci virtio_blk virtio_rng ext4" --compress "gzip -1" \
-    "$out/initrd.img" > "$work/dracut.log" 2>&1 || { tail -n 30 "$work/dracut.log" >&2; exit 1; }
+  "$here/dracut-initrd.sh" "$bin" "$kver" "$work" "$out/initrd.img"
   append="$append root=/dev/vda rootfstype=ext4 rw rd.emergency=poweroff rd.shell=0"
 fi
 
