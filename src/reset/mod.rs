@@ -825,7 +825,8 @@ impl Dir<'_> {
             Err(e) => Err(Error::io("look at", p, e)),
         };
         match r {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // Gone since the plan was made: nothing left to flush.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && e.path.as_deref() == Some(p) => {}
             Err(e) => report(out, p, "cannot flush this path, it stays in place", &e),
             Ok(()) => {}
         }
