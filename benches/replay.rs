@@ -89,7 +89,8 @@ impl Replay {
         });
     }
 
-    /// The open file at `path`, or the file opened now (read-only is enough for `f*` calls).
+    /// The open file at `path`, or the file opened now (read-only is enough for `f*` calls; only
+    /// regular files are traced with those).
     fn file(&mut self, path: &[u8]) -> io::Result<&OwnedFd> {
         if !self.files.contains_key(path) {
             let f = std::fs::OpenOptions::new()
@@ -127,6 +128,19 @@ impl Replay {
                 let r = File::from(self.file(path)?.try_clone()?).write_all(&zeros[..len]);
                 self.zeros = zeros;
                 r
+            }
+            "chmod" if !self.files.contains_key(path) => {
+                // As pristine chmods what it did not just create: through an O_PATH descriptor,
+                // so a device node is never opened.
+                let mode = num(args.first(), 8)? as u32;
+                let fd = rustix::fs::open(
+                    OsStr::from_bytes(path),
+                    rustix::fs::OFlags::PATH
+                        | rustix::fs::OFlags::NOFOLLOW
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )?;
+                pristine::fs::safe::fchmod_opath(&fd, mode, std::path::Path::new(""))
             }
             "chmod" => {
                 let mode = num(args.first(), 8)? as u32;
