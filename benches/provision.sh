@@ -3,7 +3,17 @@
 # commands that do the same (systemd-machine-id-setup --root, systemd-sysusers --root,
 # systemd-tmpfiles --root --create --boot, systemctl --root preset-all), on this machine's /usr
 # (bind-mounted read-only) with empty /etc and /var. Medians of N runs of wall time and CPU time
-# (user + system, from wait4; benches/timed.py), emptying /etc and /var between runs untimed.
+# (user + system, from wait4; benches/timed.py), emptying /etc, /var, /run and /tmp between runs
+# untimed (a first boot starts with an empty /run).
+# Each side ends with one syncfs of the target inside its time (equal durability: an offline
+# `provision` does not sync, systemd-sysusers and systemd-machine-id-setup fsync some files).
+#
+# The floor: one more `provision` writes its mutation trace (PRISTINE_TRACE_MUTATIONS), and
+# `replay` (benches/replay.rs) applies exactly those calls, in that order, to the emptied tree,
+# followed by the same syncfs: what any tool making these changes pays on this file system.
+# With strace installed, the calls of one run are also taken from strace (benches/strace-trace.py)
+# and replayed instead when they are more than the trace holds (a mutation that bypasses src/fs
+# is missing from the trace; both counts are printed).
 #
 # Two targets for /etc and /var:
 # - a fresh journalled ext4 on a loop device, as a real root file system is. Both sides pay
@@ -21,6 +31,12 @@ N=${1:-10}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 REFBIN=$(bash "$HERE/../shared/reference/systemd" | tail -n1)
 OURS=$("$HERE/scripts/build-static" 2>/dev/null)
+REPLAY=$(cd "$HERE" && cargo build --release --locked --bench replay --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "replay" and m.get("executable"):
+        print(m["executable"])')
 WORK=$(mktemp -d /tmp/pristine-bench-provision.XXXXXX)
 R=$WORK/r
 LOOP=
@@ -35,7 +51,7 @@ trap cleanup EXIT
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m}'; }
 empty() {
   local g; g=$(mktemp -d "$R/graveyard/XXXXXX")
-  mv "$R/etc" "$R/var" "$g/" && mkdir "$R/etc" "$R/var"
+  mv "$R/etc" "$R/var" "$R/run" "$R/tmp" "$g/" && mkdir "$R/etc" "$R/var" "$R/run" "$R/tmp"
 }
 reference=(
   "$REFBIN/systemd-machine-id-setup" --root="$R" ";"
@@ -44,12 +60,13 @@ reference=(
   "$REFBIN/systemctl" --root="$R" preset-all
 )
 ours=("$OURS" --root="$R" --cmdline= provision)
+floor=("$REPLAY" "$WORK/trace")
 
 # Prints "wall_ms cpu_ms" (cpu = user + system of the commands, from wait4).
 measure() { # $1 = name of the command array, $2 = empty first (1/0)
   local -n cmd=$1
   [[ $2 == 1 ]] && { empty; sync; }
-  python3 "$HERE/benches/timed.py" "${cmd[@]}"
+  python3 "$HERE/benches/timed.py" --syncfs "$R" "${cmd[@]}"
 }
 series() { # $1 = name of the command array, $2 = empty first
   local out; out=$(for _ in $(seq "$N"); do measure "$1" "$2"; done)
@@ -96,11 +113,31 @@ for target in ext4 tmpfs; do
   read -r our_wall our_cpu < <(series ours 1)
   empty; "${ours[@]}" >/dev/null 2>&1 || true
   read -r noop_wall noop_cpu < <(series ours 0)
+  empty; rm -f "$WORK/trace"
+  PRISTINE_TRACE_MUTATIONS=$WORK/trace "${ours[@]}" >/dev/null 2>&1 || true
+  ops=$(wc -l <"$WORK/trace")
+  floor=("$REPLAY" "$WORK/trace")
+  floor_ops="$ops ops"
+  if command -v strace >/dev/null; then
+    empty
+    strace -f -qq -y -e status=successful -o "$WORK/strace" \
+      -e trace=mkdirat,symlinkat,renameat,renameat2,unlinkat,fchmod,fchmodat,fchown,fchownat,mknodat,ftruncate,fsetxattr,openat,openat2,write,fsync \
+      "${ours[@]}" >/dev/null 2>&1 || true
+    python3 "$HERE/benches/strace-trace.py" "$WORK/strace" "$R" >"$WORK/strace.trace"
+    calls=$(wc -l <"$WORK/strace.trace")
+    if ((calls > ops)); then
+      floor=("$REPLAY" "$WORK/strace.trace")
+      floor_ops="$calls calls (strace; $ops traced)"
+    fi
+  fi
+  read -r floor_wall floor_cpu < <(series floor 1)
   # Where pristine's time goes (one more run, from its report).
   empty; "$OURS" --root="$R" --cmdline= provision --report="$WORK/report.json" >/dev/null 2>&1 || true
   steps=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(', '.join(f\"{s['name']} {s['duration_us']/1000:.1f}\" for s in d['steps'] if s['ran']))" "$WORK/report.json")
   rows+=("$(printf '| %-32s | %8s / %7s ms | %8s / %7s ms | %6s / %6s |' "provision, $name" "$ref_wall" "$ref_cpu" "$our_wall" "$our_cpu" "$(ratio "$ref_wall" "$our_wall")" "$(ratio "$ref_cpu" "$our_cpu")")")
   rows+=("$(printf '| %-32s | %21s | %8s / %7s ms | %15s |' "  second run, nothing to do" "-" "$noop_wall" "$noop_cpu" "-")")
+  rows+=("$(printf '| %-32s | %21s | %8s / %7s ms | %15s |' "  floor (replay)" "-" "$floor_wall" "$floor_cpu" "-")")
+  rows+=("floor:$name: replay of $floor_ops; pristine / floor $(ratio "$our_wall" "$floor_wall") wall, systemd / floor $(ratio "$ref_wall" "$floor_wall") wall (the most these mutations allow)")
   rows+=("steps:$name: $steps")
   teardown
 done
@@ -110,7 +147,8 @@ printf '\nWhole pipeline on this machine'"'"'s /usr (%s units), empty /etc and /
 printf 'systemd 257: the four commands one after the other; pristine: one `provision`\n\n'
 printf '| %-32s | %21s | %21s | %15s |\n' "case" "systemd 257 wall/cpu" "pristine wall/cpu" "speed-up w/c"
 printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..34})" "$(printf -- '-%.0s' {1..23})" "$(printf -- '-%.0s' {1..23})" "$(printf -- '-%.0s' {1..17})"
-for r in "${rows[@]}"; do [[ $r == steps:* ]] || echo "$r"; done
+for r in "${rows[@]}"; do [[ $r == steps:* || $r == floor:* ]] || echo "$r"; done
 echo
+for r in "${rows[@]}"; do [[ $r == floor:* ]] && echo "${r#floor:}"; done
 for r in "${rows[@]}"; do [[ $r == steps:* ]] && echo "pristine steps (ms), ${r#steps:}"; done
 exit 0

@@ -610,3 +610,72 @@ fn a_reset_keeps_the_usr_update_state() {
         "slot state\n"
     );
 }
+
+/// `PRISTINE_TRACE_MUTATIONS=FILE` (the floor of `benches/provision.sh`): one line per
+/// mutation, with what a replay needs, describing the tree the run left.
+#[test]
+fn the_mutation_trace_describes_what_the_run_did() {
+    let (tmp, t) = fresh("trace");
+    let trace = tmp.path().join("trace");
+    let out = pristine()
+        .arg(format!("--root={}", t.display()))
+        .args(["--cmdline=", "--efivars=/nonexistent", "provision"])
+        .env("SYSTEMD_IN_INITRD", "0")
+        .env("PRISTINE_TRACE_MUTATIONS", &trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let root = format!("{}/", t.display());
+    // File created as a temporary → its length → its final name.
+    let mut written: BTreeMap<String, u64> = BTreeMap::new();
+    let mut renamed = Vec::new();
+    let mut links = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert!(f.len() >= 2, "{line}");
+        let (op, path) = (f[0], f[1]);
+        assert!(path.starts_with(&root), "{line}: outside the root");
+        match op {
+            "mkdir" => {
+                u32::from_str_radix(f[2], 8).unwrap();
+                assert!(Path::new(path).is_dir() || text.contains(&format!("\t{path}/")));
+            }
+            "create" | "chmod" => {
+                u32::from_str_radix(f[2], 8).unwrap();
+            }
+            "write" => {
+                written.insert(path.to_string(), f[2].parse().unwrap());
+            }
+            "chown" | "lchown" => {
+                f[2].parse::<i64>().unwrap();
+                f[3].parse::<i64>().unwrap();
+            }
+            "rename" => renamed.push((path.to_string(), f[2].to_string())),
+            "symlink" => links.push((path.to_string(), f[2].to_string())),
+            other => panic!("unexpected op {other} in {line}"),
+        }
+    }
+    assert!(renamed
+        .iter()
+        .any(|(_, to)| to == &format!("{root}etc/machine-id")));
+    for (from, to) in &renamed {
+        assert!(!Path::new(from).exists(), "{from} left behind");
+        if let Some(len) = written.get(from) {
+            assert_eq!(std::fs::metadata(to).unwrap().len(), *len, "{to}");
+        }
+    }
+    // A link made under a temporary name is found under the name it was renamed to.
+    for (path, target) in &links {
+        let path = renamed
+            .iter()
+            .find(|(from, _)| from == path)
+            .map_or(path, |(_, to)| to);
+        assert_eq!(
+            std::fs::read_link(path).unwrap(),
+            Path::new(target),
+            "{path}"
+        );
+    }
+    assert!(!written.is_empty());
+}

@@ -39,7 +39,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timestamps
 
 use copy::open_dir_nofollow;
 pub use dircache::DirCache;
-pub use fault::{count as mutation_count, mutating};
+pub use fault::{count as mutation_count, mutating, trace};
 pub use safe::unsafe_transition;
 pub use txn::{DirId, Txn};
 
@@ -446,7 +446,10 @@ impl Root {
                     let (dir, name) = self.parent(&prefix)?;
                     mutating("mkdir", &prefix)?;
                     match rustix::fs::mkdirat(&dir, name.as_os_str(), Mode::from_raw_mode(mode)) {
-                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                        Ok(()) => {
+                            trace::at("mkdir", dir.as_fd(), &name, format_args!("\t{mode:o}"))
+                        }
+                        Err(rustix::io::Errno::EXIST) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -462,7 +465,10 @@ impl Root {
         let (dir, name) = self.parent(p)?;
         mutating("mkdir", p)?;
         match rustix::fs::mkdirat(&dir, name.as_os_str(), Mode::from_raw_mode(mode)) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                trace::at("mkdir", dir.as_fd(), &name, format_args!("\t{mode:o}"));
+                Ok(true)
+            }
             Err(rustix::io::Errno::EXIST) => {
                 let st = rustix::fs::statat(&dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)?;
                 if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
@@ -488,7 +494,10 @@ impl Root {
     pub fn symlink(&self, target: &Path, p: &Path) -> io::Result<()> {
         let (dir, name) = self.parent(p)?;
         mutating("symlink", p)?;
-        Ok(rustix::fs::symlinkat(target, &dir, name.as_os_str())?)
+        rustix::fs::symlinkat(target, &dir, name.as_os_str())?;
+        let target = trace::Arg(target.as_os_str().as_bytes());
+        trace::at("symlink", dir.as_fd(), &name, format_args!("{target}"));
+        Ok(())
     }
 
     /// Creates or replaces the symlink `p` atomically (a one-link [`Txn`], not fsynced).
@@ -503,22 +512,18 @@ impl Root {
     pub fn unlink(&self, p: &Path) -> io::Result<()> {
         let (dir, name) = self.parent(p)?;
         mutating("unlink", p)?;
-        Ok(rustix::fs::unlinkat(
-            &dir,
-            name.as_os_str(),
-            AtFlags::empty(),
-        )?)
+        rustix::fs::unlinkat(&dir, name.as_os_str(), AtFlags::empty())?;
+        trace::at("unlink", dir.as_fd(), &name, format_args!(""));
+        Ok(())
     }
 
     /// Removes an empty directory.
     pub fn rmdir(&self, p: &Path) -> io::Result<()> {
         let (dir, name) = self.parent(p)?;
         mutating("rmdir", p)?;
-        Ok(rustix::fs::unlinkat(
-            &dir,
-            name.as_os_str(),
-            AtFlags::REMOVEDIR,
-        )?)
+        rustix::fs::unlinkat(&dir, name.as_os_str(), AtFlags::REMOVEDIR)?;
+        trace::at("rmdir", dir.as_fd(), &name, format_args!(""));
+        Ok(())
     }
 
     /// Removes `p` and, if it is a directory, everything below it. Symlinks are removed, never
@@ -557,12 +562,10 @@ impl Root {
         let (fdir, fname) = self.parent(from)?;
         let (tdir, tname) = self.parent(to)?;
         mutating("rename", from)?;
-        Ok(rustix::fs::renameat(
-            &fdir,
-            fname.as_os_str(),
-            &tdir,
-            tname.as_os_str(),
-        )?)
+        rustix::fs::renameat(&fdir, fname.as_os_str(), &tdir, tname.as_os_str())?;
+        let to = trace::AtArg(tdir.as_fd(), &tname);
+        trace::at("rename", fdir.as_fd(), &fname, format_args!("{to}"));
+        Ok(())
     }
 
     /// Swaps `a` and `b` atomically (`renameat2(RENAME_EXCHANGE)`): both must exist; after the
@@ -571,13 +574,16 @@ impl Root {
         let (adir, aname) = self.parent(a)?;
         let (bdir, bname) = self.parent(b)?;
         mutating("exchange", a)?;
-        Ok(rustix::fs::renameat_with(
+        rustix::fs::renameat_with(
             &adir,
             aname.as_os_str(),
             &bdir,
             bname.as_os_str(),
             rustix::fs::RenameFlags::EXCHANGE,
-        )?)
+        )?;
+        let b = trace::AtArg(bdir.as_fd(), &bname);
+        trace::at("exchange", adir.as_fd(), &aname, format_args!("{b}"));
+        Ok(())
     }
 
     /// Sets owner and permission bits of the directory or regular file `p` (a symlink at `p`
@@ -594,7 +600,11 @@ impl Root {
             Some(rustix::fs::Uid::from_raw(owner.0)),
             Some(rustix::fs::Gid::from_raw(owner.1)),
         )?;
-        Ok(rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?)
+        let (uid, gid) = owner;
+        trace::fd("chown", fd.as_fd(), format_args!("\t{uid}\t{gid}"));
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+        trace::fd("chmod", fd.as_fd(), format_args!("\t{mode:o}"));
+        Ok(())
     }
 
     /// The extended attributes of the regular file or directory `p` (not following a final
@@ -630,12 +640,10 @@ impl Root {
             Mode::empty(),
         )?;
         mutating("setxattr", p)?;
-        Ok(rustix::fs::fsetxattr(
-            &fd,
-            name,
-            value,
-            rustix::fs::XattrFlags::empty(),
-        )?)
+        rustix::fs::fsetxattr(&fd, name, value, rustix::fs::XattrFlags::empty())?;
+        let (name, len) = (trace::Arg(name.as_bytes()), value.len());
+        trace::fd("setxattr", fd.as_fd(), format_args!("{name}\t{len}"));
+        Ok(())
     }
 
     /// Sets access and modification times of `p` (not following a final symlink).
@@ -643,12 +651,9 @@ impl Root {
         let (dir, name) = self.parent(p)?;
         mutating("utimensat", p)?;
         let ts = timestamps(atime, mtime);
-        Ok(rustix::fs::utimensat(
-            &dir,
-            name.as_os_str(),
-            &ts,
-            AtFlags::SYMLINK_NOFOLLOW,
-        )?)
+        rustix::fs::utimensat(&dir, name.as_os_str(), &ts, AtFlags::SYMLINK_NOFOLLOW)?;
+        trace::at("utimes", dir.as_fd(), &name, format_args!(""));
+        Ok(())
     }
 }
 
@@ -783,7 +788,9 @@ pub fn create_new_at(
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(mode),
     )?;
+    trace::fd("create", fd.as_fd(), format_args!("\t{mode:o}"));
     rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    trace::fd("chmod", fd.as_fd(), format_args!("\t{mode:o}"));
     // A new file already belongs to the caller: no chown for that owner.
     let me = (
         rustix::process::geteuid().as_raw(),
@@ -795,7 +802,10 @@ pub fn create_new_at(
             Some(rustix::fs::Uid::from_raw(uid)),
             Some(rustix::fs::Gid::from_raw(gid)),
         )?;
+        trace::fd("chown", fd.as_fd(), format_args!("\t{uid}\t{gid}"));
     }
+    let len = data.len();
+    trace::fd("write", fd.as_fd(), format_args!("\t{len}"));
     std::fs::File::from(fd).write_all(data)
 }
 
@@ -826,6 +836,7 @@ fn remove_at(dir: &OwnedFd, name: &OsStr, st: &Stat, dev: u64, what: &Path) -> i
     if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
         mutating("unlink", what)?;
         rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
+        trace::at("unlink", dir.as_fd(), name, format_args!(""));
         return Ok(());
     }
     if st.st_dev != dev {
@@ -838,6 +849,7 @@ fn remove_at(dir: &OwnedFd, name: &OsStr, st: &Stat, dev: u64, what: &Path) -> i
     remove_children(child, dev, what)?;
     mutating("rmdir", what)?;
     rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
+    trace::at("rmdir", dir.as_fd(), name, format_args!(""));
     Ok(())
 }
 

@@ -161,10 +161,9 @@ pub fn proc_fd_path(fd: impl AsFd) -> String {
 /// `chmod` of the inode behind an `O_PATH` descriptor (never a symlink: callers check).
 pub fn fchmod_opath(fd: impl AsFd, mode: u32, what: &Path) -> io::Result<()> {
     mutating("chmod", what)?;
-    Ok(rustix::fs::chmod(
-        proc_fd_path(fd).as_str(),
-        Mode::from_raw_mode(mode),
-    )?)
+    rustix::fs::chmod(proc_fd_path(&fd).as_str(), Mode::from_raw_mode(mode))?;
+    super::trace::fd("chmod", fd.as_fd(), format_args!("\t{mode:o}"));
+    Ok(())
 }
 
 /// `chown` of the inode behind a descriptor (symlinks themselves included).
@@ -175,13 +174,16 @@ pub fn fchown_opath(
     what: &Path,
 ) -> io::Result<()> {
     mutating("chown", what)?;
-    Ok(rustix::fs::chownat(
-        fd,
+    rustix::fs::chownat(
+        &fd,
         "",
         uid.map(rustix::fs::Uid::from_raw),
         gid.map(rustix::fs::Gid::from_raw),
         AtFlags::EMPTY_PATH,
-    )?)
+    )?;
+    let (u, g) = super::trace::owner(uid, gid);
+    super::trace::fd("chown", fd.as_fd(), format_args!("\t{u}\t{g}"));
+    Ok(())
 }
 
 /// Reopens an `O_PATH` descriptor with real access `flags` (through `/proc/self/fd`).

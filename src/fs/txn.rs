@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::fault::mutating;
+use super::fault::trace::{self, Arg, AtArg};
 use super::{timestamps, Root, WriteOptions};
 use crate::error::{Error, Result};
 
@@ -125,6 +126,7 @@ impl<'d> Txn<'d> {
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )?;
+        trace::fd("create", fd.as_fd(), format_args!("\t600"));
         // Recorded before anything can fail: dropping the transaction removes it.
         self.staged.push(Staged {
             dir: dir.0,
@@ -140,16 +142,22 @@ impl<'d> Txn<'d> {
                 Some(rustix::fs::Uid::from_raw(uid)),
                 Some(rustix::fs::Gid::from_raw(gid)),
             )?;
+            trace::fd("chown", fd.as_fd(), format_args!("\t{uid}\t{gid}"));
         }
         let mode = opts.mode.unwrap_or(0o644) & 0o7777;
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+        trace::fd("chmod", fd.as_fd(), format_args!("\t{mode:o}"));
         let mut f = std::fs::File::from(fd);
         f.write_all(data)?;
+        let len = data.len();
+        trace::fd("write", f.as_fd(), format_args!("\t{len}"));
         if let Some((a, m)) = opts.times {
             rustix::fs::futimens(&f, &timestamps(a, m))?;
+            trace::fd("futimens", f.as_fd(), format_args!(""));
         }
         if self.durable {
             f.sync_all()?;
+            trace::fd("fsync", f.as_fd(), format_args!(""));
         }
         Ok(())
     }
@@ -165,6 +173,12 @@ impl<'d> Txn<'d> {
         mutating("symlink", what)?;
         let tmp = super::temp_name(name);
         rustix::fs::symlinkat(target, self.dirs[dir.0].fd(), tmp.as_os_str())?;
+        trace::at(
+            "symlink",
+            self.dirs[dir.0].fd(),
+            &tmp,
+            format_args!("{}", Arg(target.as_encoded_bytes())),
+        );
         self.staged.push(Staged {
             dir: dir.0,
             tmp,
@@ -199,6 +213,8 @@ impl<'d> Txn<'d> {
             let dir = self.dirs[s.dir].fd();
             rustix::fs::renameat(dir, s.tmp.as_os_str(), dir, s.target.as_os_str())
                 .map_err(|e| (k, "rename", e.into()))?;
+            let to = AtArg(dir, &s.target);
+            trace::at("rename", dir, &s.tmp, format_args!("{to}"));
             s.committed = true;
         }
         if self.durable {
@@ -210,6 +226,7 @@ impl<'d> Txn<'d> {
                 synced.push(s.dir);
                 rustix::fs::fsync(self.dirs[s.dir].fd())
                     .map_err(|e| (k, "sync the directory of", e.into()))?;
+                trace::fd("fsync", self.dirs[s.dir].fd(), format_args!(""));
             }
         }
         Ok(())

@@ -188,22 +188,56 @@ impl Prefetched {
     }
 }
 
+/// The unit files [`prefetch`] reads, listed once (by whichever caller comes first) and then
+/// claimed one at a time: a step that is done early reads the rest alongside the thread instead
+/// of waiting for it.
+#[derive(Debug, Default)]
+pub struct PrefetchQueue {
+    listing: std::sync::OnceLock<Listing>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// Canonical directories and the files (directory index, name) to read in them.
+#[derive(Debug, Default)]
+struct Listing {
+    dirs: Vec<String>,
+    files: Vec<(usize, String)>,
+}
+
+impl Prefetched {
+    /// Adds files read by a helper.
+    pub fn extend(&mut self, other: Prefetched) {
+        self.0.extend(other.0);
+    }
+}
+
 /// Reads ahead the unit files `preset-all` will read: the regular files with unit names in
 /// the search-path directories that lie on read-only mounts (an image's `/usr`). Nothing in
 /// such a directory can change before the presets step, not even through a symlink or a
 /// mount (a mount point cannot be renamed or replaced), so the bytes read here are the bytes
 /// that step would read; directories on writable mounts are left to it.
-pub fn prefetch(root: &Root) -> Prefetched {
+///
+/// The thread that reads ahead and the one that will run the presets step both call this with
+/// the same `queue`: the first lists the files (a busy machine may not have run the thread
+/// yet), then each reads those not claimed yet, and the two results together are all of them.
+pub fn prefetch(root: &Root, queue: &PrefetchQueue) -> Prefetched {
+    let listing = queue.listing.get_or_init(|| list_ahead(root));
+    read_claimed(root, listing, &queue.next)
+}
+
+/// The files [`prefetch`] reads.
+fn list_ahead(root: &Root) -> Listing {
     let lp = LookupPaths::for_root(root);
     let mut vfs = Vfs::new(root);
-    let mut files = Vec::new();
+    let mut listing = Listing::default();
     for d in &lp.search_path {
         let Ok((canon, true)) = vfs.chase(d, true, false) else {
             continue;
         };
-        if !vfs.on_read_only_mount(&canon) {
+        if listing.dirs.contains(&canon) || !vfs.on_read_only_mount(&canon) {
             continue;
         }
+        let index = listing.dirs.len();
         for (name, kind) in vfs.list(&canon) {
             if kind != Kind::Reg
                 || vfs::hidden_or_backup(&name)
@@ -211,10 +245,39 @@ pub fn prefetch(root: &Root) -> Prefetched {
             {
                 continue;
             }
-            let path = crate::units::lookup::join(&canon, &name);
-            if let Ok(data) = vfs.read(&path) {
-                files.push((path, data.to_vec()));
-            }
+            listing.files.push((index, name));
+        }
+        listing.dirs.push(canon);
+    }
+    listing
+}
+
+/// Claims files of `listing` one at a time through `next` and reads them; a file that cannot
+/// be read is left to the presets step (which then meets the same error).
+fn read_claimed(
+    root: &Root,
+    listing: &Listing,
+    next: &std::sync::atomic::AtomicUsize,
+) -> Prefetched {
+    let mut dirs: Vec<Option<std::os::fd::OwnedFd>> = Vec::new();
+    dirs.resize_with(listing.dirs.len(), || None);
+    let mut files = Vec::new();
+    loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some((d, name)) = listing.files.get(i) else {
+            break;
+        };
+        let (Some(slot), Some(canon)) = (dirs.get_mut(*d), listing.dirs.get(*d)) else {
+            continue;
+        };
+        if slot.is_none() {
+            *slot = root.open_dir(Path::new(canon)).ok();
+        }
+        let Some(dir) = slot.as_ref() else {
+            continue;
+        };
+        if let Ok(data) = vfs::read_at(dir, name) {
+            files.push((crate::units::lookup::join(canon, name), data));
         }
     }
     Prefetched(files)

@@ -73,7 +73,7 @@ impl std::fmt::Display for Op {
 
 /// Reads the regular file `name` in `dir` (one component, never following a symlink); anything
 /// else is refused, as [`Root::read`] refuses it.
-fn read_at(dir: &OwnedFd, name: &str) -> Result<Vec<u8>, Errno> {
+pub(crate) fn read_at(dir: &OwnedFd, name: &str) -> Result<Vec<u8>, Errno> {
     let fd = rustix::fs::openat(
         dir,
         name,

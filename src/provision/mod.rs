@@ -289,30 +289,41 @@ pub fn provision(root: &Root, host: &HostFacts, opts: &Options) -> Report {
     };
     let var = classify_dir("/var");
 
+    // The presets step reads every unit file; those on a read-only /usr cannot change
+    // meanwhile (neither state operators nor any later step can write there), so a second
+    // thread reads them while the steps before it run, from here on.
+    let queue = std::sync::Arc::new(crate::presets::PrefetchQueue::default());
+    let ahead = (etc != Reason::UpToDate)
+        .then(|| root.try_clone().ok())
+        .flatten()
+        .and_then(|r| {
+            let queue = std::sync::Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name("prefetch".into())
+                .spawn(move || crate::presets::prefetch(&r, &queue))
+                .ok()
+        });
+
     // State operators: after a reset the registry is emptied (but for the keep-list); then the
     // saved state, reference files and generated keys are rendered into /etc.
     let operators =
         crate::operators::Context::load(root, &settings, state.mode, host, &mut run.out);
     step_state_restore(&mut run, &operators, &settings, did_reset);
 
-    // The presets step reads every unit file; those on a read-only /usr cannot change
-    // meanwhile, so a second thread reads them while the steps before it run.
-    let ahead = (etc != Reason::UpToDate)
-        .then(|| root.try_clone().ok())
-        .flatten()
-        .and_then(|r| {
-            std::thread::Builder::new()
-                .name("prefetch".into())
-                .spawn(move || crate::presets::prefetch(&r))
-                .ok()
-        });
-
     step_machine_id(&mut run, host, &settings);
     step_firstboot(&mut run, host, &settings);
     let accounts = crate::operators::account_values(&operators, &mut run.out);
     let would_be_users = step_sysusers(&mut run, host, opts, &settings, accounts.as_ref(), etc);
     step_tmpfiles(&mut run, host, opts, etc, var, would_be_users);
-    let ahead = ahead.and_then(|h| h.join().ok()).unwrap_or_default();
+    // What the thread has not read yet is read here too rather than waited for (all of it if
+    // the thread has not run yet: then the join only waits for the thread to notice).
+    let helped = ahead
+        .as_ref()
+        .map(|_| crate::presets::prefetch(root, &queue));
+    let mut ahead = ahead.and_then(|h| h.join().ok()).unwrap_or_default();
+    if let Some(helped) = helped {
+        ahead.extend(helped);
+    }
     step_presets(&mut run, host, etc, ahead);
     step_state_units(&mut run, &operators, etc);
 
