@@ -212,7 +212,87 @@ pub struct Snapshot<'a> {
 }
 
 /// A message from allocation: `Err` lines are errors (bad configuration), `Ok` are info.
-pub type Log = Vec<Result<String, String>>;
+pub type Log = Vec<Result<String, Refusal>>;
+
+/// Why an entry was not allocated or the account files could not be composed. Prints in
+/// systemd-sysusers' words (the differential tests pin them).
+#[derive(Debug)]
+pub enum Refusal {
+    /// No free ID left in the range for `name` (`user`: a UID, else a GID).
+    NoFreeId { user: bool, name: String },
+    /// The user `name` with `uid`/`gid` is requested twice or conflicts with another user.
+    DuplicateUser { name: String, uid: u32, gid: u32 },
+    /// The group `name` with `gid` is requested twice or conflicts with another group.
+    DuplicateGroup { name: String, gid: u32 },
+    /// A strict `g name GID` whose GID is free: systemd leaves creating it to the admin.
+    CreateGid { name: String, gid: u32 },
+    /// The primary group `group` of a user does not exist.
+    NoGroup { group: String },
+    /// An entry to add is already in `file` (`user`: passwd, else group).
+    Exists {
+        file: String,
+        user: bool,
+        name: String,
+    },
+    /// An ID to give out is already used in `file`.
+    Collision { file: String, user: bool, id: u32 },
+    /// An entry could not be written to the temporary copy of `file` (a field that cannot be
+    /// stored: systemd's `EINVAL`).
+    Unwritable {
+        new: bool,
+        user: bool,
+        name: String,
+        file: &'static str,
+    },
+    /// The password credential could not be used.
+    Password(crate::error::Error),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = |user: bool| if user { "user" } else { "group" };
+        match self {
+            Refusal::NoFreeId { user, name } => {
+                let id = if *user { "user" } else { "group" };
+                write!(f, "No free {id} ID available for {name}.")
+            }
+            Refusal::DuplicateUser { name, uid, gid } => write!(
+                f,
+                "Requested user {name} with UID {uid} and gid{gid} to be created is duplicated or conflicts with another user."
+            ),
+            Refusal::DuplicateGroup { name, gid } => write!(
+                f,
+                "Requested group {name} with GID {gid} to be created is duplicated or conflicts with another user."
+            ),
+            Refusal::CreateGid { name, gid } => {
+                write!(f, "Failed to create {name}: please create GID {gid}")
+            }
+            Refusal::NoGroup { group } => write!(f, "Group {group} not found."),
+            Refusal::Exists { file, user, name } => {
+                let k = if *user { "User" } else { "Group" };
+                write!(f, "{file}: {k} \"{name}\" already exists.")
+            }
+            Refusal::Collision { file, user, id } => {
+                let k = if *user { "UID" } else { "GID" };
+                write!(f, "{file}: Detected collision for {k} {id}.")
+            }
+            Refusal::Unwritable {
+                new,
+                user,
+                name,
+                file,
+            } => {
+                let age = if *new { "new" } else { "existing" };
+                write!(
+                    f,
+                    "Failed to add {age} {} \"{name}\" to temporary {file} file: Invalid argument",
+                    kind(*user)
+                )
+            }
+            Refusal::Password(e) => write!(f, "{e}"),
+        }
+    }
+}
 
 struct Ctx<'c> {
     cfg: &'c mut Config,
@@ -374,7 +454,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn add_user(&mut self, i: usize) -> Result<(), String> {
+    fn add_user(&mut self, i: usize) -> Result<(), Refusal> {
         let name = self.cfg.items[i].name.clone();
         if let Some(&uid) = self.by_username.get(&name) {
             let it = &mut self.cfg.items[i];
@@ -419,7 +499,7 @@ impl Ctx<'_> {
         if !self.cfg.items[i].uid_set {
             loop {
                 if !self.next_lower() {
-                    return Err(format!("No free user ID available for {name}."));
+                    return Err(Refusal::NoFreeId { user: true, name });
                 }
                 if self.uid_is_ok(self.search_uid, &name, true)
                     && self.ledger_ok(Space::User, self.search_uid, &name)
@@ -433,10 +513,11 @@ impl Ctx<'_> {
         }
         let it = &self.cfg.items[i];
         if self.todo_uid(it.uid).is_some() {
-            return Err(format!(
-                "Requested user {name} with UID {} and gid{} to be created is duplicated or conflicts with another user.",
-                it.uid, it.gid
-            ));
+            return Err(Refusal::DuplicateUser {
+                name,
+                uid: it.uid,
+                gid: it.gid,
+            });
         }
         let uid = it.uid;
         self.check_against_ledger(Space::User, &name, uid);
@@ -452,7 +533,7 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn add_group(&mut self, i: usize) -> Result<(), String> {
+    fn add_group(&mut self, i: usize) -> Result<(), Refusal> {
         let name = self.cfg.items[i].name.clone();
         if let Some(&gid) = self.by_groupname.get(&name) {
             let it = &mut self.cfg.items[i];
@@ -465,10 +546,7 @@ impl Ctx<'_> {
             let ok = self.gid_is_ok(it.gid, &name, false);
             if it.id_set_strict {
                 if ok {
-                    return Err(format!(
-                        "Failed to create {name}: please create GID {}",
-                        it.gid
-                    ));
+                    return Err(Refusal::CreateGid { name, gid: it.gid });
                 }
                 return Ok(());
             }
@@ -505,7 +583,7 @@ impl Ctx<'_> {
         if !self.cfg.items[i].gid_set {
             loop {
                 if !self.next_lower() {
-                    return Err(format!("No free group ID available for {name}."));
+                    return Err(Refusal::NoFreeId { user: false, name });
                 }
                 if self.gid_is_ok(self.search_uid, &name, true)
                     && self.ledger_ok(Space::Group, self.search_uid, &name)
@@ -520,9 +598,7 @@ impl Ctx<'_> {
         let gid = self.cfg.items[i].gid;
         self.check_against_ledger(Space::Group, &name, gid);
         if self.todo_gid(gid).is_some() {
-            return Err(format!(
-                "Requested group {name} with GID {gid} to be created is duplicated or conflicts with another user."
-            ));
+            return Err(Refusal::DuplicateGroup { name, gid });
         }
         self.todo_gids.push((gid, i));
         self.cfg.items[i].todo_group = true;
@@ -531,7 +607,7 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn process_user(&mut self, i: usize) -> Result<(), String> {
+    fn process_user(&mut self, i: usize) -> Result<(), Refusal> {
         let it = &self.cfg.items[i];
         let mut j = None;
         if !it.gid_set {
@@ -554,7 +630,7 @@ impl Ctx<'_> {
             _ => {
                 if let Some(g) = self.cfg.items[i].group_name.clone() {
                     let Some(&gid) = self.by_groupname.get(&g) else {
-                        return Err(format!("Group {g} not found."));
+                        return Err(Refusal::NoGroup { group: g });
                     };
                     let it = &mut self.cfg.items[i];
                     it.gid = gid;
@@ -580,7 +656,7 @@ pub struct Plan {
     pub passwd: Option<Vec<u8>>,
     pub shadow: Option<Vec<u8>>,
     /// A fatal write error (nothing is written): the message.
-    pub write_error: Option<String>,
+    pub write_error: Option<Refusal>,
     /// Users created (name, uid, gid) and groups created (name, gid), for --dry-run.
     pub created_users: Vec<(String, u32, u32)>,
     pub created_groups: Vec<(String, u32)>,
@@ -713,7 +789,7 @@ fn compose(
     todo_uids: &[(u32, usize)],
     todo_gids: &[(u32, usize)],
     plan: &mut Plan,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let [group_path, _, passwd_path, _] = &ex.paths;
     let is_todo_group = |name: &[u8]| {
         cfg.groups
@@ -728,16 +804,18 @@ fn compose(
         if snap.group.is_some() {
             for (k, gr) in group.iter().enumerate() {
                 if is_todo_group(&gr.name) {
-                    return Err(format!(
-                        "{group_path}: Group \"{}\" already exists.",
-                        lossy(&gr.name)
-                    ));
+                    return Err(Refusal::Exists {
+                        file: group_path.clone(),
+                        user: false,
+                        name: lossy(&gr.name),
+                    });
                 }
                 if todo_gids.iter().any(|(g, _)| *g == gr.gid) {
-                    return Err(format!(
-                        "{group_path}: Detected collision for GID {}.",
-                        gr.gid
-                    ));
+                    return Err(Refusal::Collision {
+                        file: group_path.clone(),
+                        user: false,
+                        id: gr.gid,
+                    });
                 }
                 if matches!(gr.name.first(), Some(b'+') | Some(b'-')) {
                     tail = k;
@@ -748,11 +826,11 @@ fn compose(
                     members,
                     ..gr.clone()
                 };
-                db::put_group(&g, &mut out).map_err(|_| {
-                    format!(
-                        "Failed to add existing group \"{}\" to temporary group file: Invalid argument",
-                        lossy(&gr.name)
-                    )
+                db::put_group(&g, &mut out).map_err(|_| Refusal::Unwritable {
+                    new: false,
+                    user: false,
+                    name: lossy(&gr.name),
+                    file: "group",
                 })?;
                 changed |= added;
             }
@@ -766,19 +844,20 @@ fn compose(
                 gid,
                 members,
             };
-            db::put_group(&g, &mut out).map_err(|_| {
-                format!(
-                    "Failed to add new group \"{name}\" to temporary group file: Invalid argument"
-                )
+            db::put_group(&g, &mut out).map_err(|_| Refusal::Unwritable {
+                new: true,
+                user: false,
+                name: name.to_string(),
+                file: "group",
             })?;
             changed = true;
         }
         for gr in &group[tail..] {
-            db::put_group(gr, &mut out).map_err(|_| {
-                format!(
-                    "Failed to add existing group \"{}\" to temporary group file: Invalid argument",
-                    lossy(&gr.name)
-                )
+            db::put_group(gr, &mut out).map_err(|_| Refusal::Unwritable {
+                new: false,
+                user: false,
+                name: lossy(&gr.name),
+                file: "group",
             })?;
         }
         if changed {
@@ -802,11 +881,11 @@ fn compose(
                 members,
                 ..sg.clone()
             };
-            db::put_gshadow(&g, &mut out).map_err(|_| {
-                format!(
-                    "Failed to add existing group \"{}\" to temporary gshadow file: Invalid argument",
-                    lossy(&sg.name)
-                )
+            db::put_gshadow(&g, &mut out).map_err(|_| Refusal::Unwritable {
+                new: false,
+                user: false,
+                name: lossy(&sg.name),
+                file: "gshadow",
             })?;
             changed |= added;
         }
@@ -822,8 +901,11 @@ fn compose(
                 admins: Vec::new(),
                 members,
             };
-            db::put_gshadow(&g, &mut out).map_err(|_| {
-                format!("Failed to add new group \"{name}\" to temporary gshadow file: Invalid argument")
+            db::put_gshadow(&g, &mut out).map_err(|_| Refusal::Unwritable {
+                new: true,
+                user: false,
+                name: name.to_string(),
+                file: "gshadow",
             })?;
             changed = true;
         }
@@ -845,26 +927,28 @@ fn compose(
     if snap.passwd.is_some() {
         for (k, pw) in passwd.iter().enumerate() {
             if is_todo_user(&pw.name) {
-                return Err(format!(
-                    "{passwd_path}: User \"{}\" already exists.",
-                    lossy(&pw.name)
-                ));
+                return Err(Refusal::Exists {
+                    file: passwd_path.clone(),
+                    user: true,
+                    name: lossy(&pw.name),
+                });
             }
             if todo_uids.iter().any(|(u, _)| *u == pw.uid) {
-                return Err(format!(
-                    "{passwd_path}: Detected collision for UID {}.",
-                    pw.uid
-                ));
+                return Err(Refusal::Collision {
+                    file: passwd_path.clone(),
+                    user: true,
+                    id: pw.uid,
+                });
             }
             if matches!(pw.name.first(), Some(b'+') | Some(b'-')) {
                 tail = k;
                 break;
             }
-            db::put_passwd(pw, &mut out).map_err(|_| {
-                format!(
-                    "Failed to add existing user \"{}\" to temporary passwd file: Invalid argument",
-                    lossy(&pw.name)
-                )
+            db::put_passwd(pw, &mut out).map_err(|_| Refusal::Unwritable {
+                new: false,
+                user: true,
+                name: lossy(&pw.name),
+                file: "passwd",
             })?;
         }
     }
@@ -880,19 +964,19 @@ fn compose(
             dir: Some(it.home.clone().unwrap_or_else(|| "/".into()).into_bytes()),
             shell: Some(shell.into_bytes()),
         };
-        db::put_passwd(&p, &mut out).map_err(|_| {
-            format!(
-                "Failed to add new user \"{}\" to temporary passwd file: Invalid argument",
-                it.name
-            )
+        db::put_passwd(&p, &mut out).map_err(|_| Refusal::Unwritable {
+            new: true,
+            user: true,
+            name: it.name.clone(),
+            file: "passwd",
         })?;
     }
     for pw in &passwd[tail..] {
-        db::put_passwd(pw, &mut out).map_err(|_| {
-            format!(
-                "Failed to add existing user \"{}\" to temporary passwd file: Invalid argument",
-                lossy(&pw.name)
-            )
+        db::put_passwd(pw, &mut out).map_err(|_| Refusal::Unwritable {
+            new: false,
+            user: true,
+            name: lossy(&pw.name),
+            file: "passwd",
         })?;
     }
     plan.passwd = Some(out);
@@ -915,16 +999,16 @@ fn compose(
             tail = k;
             break;
         }
-        db::put_shadow(&sp, &mut out).map_err(|_| {
-            format!(
-                "Failed to add existing user \"{}\" to temporary shadow file: Invalid argument",
-                lossy(&sp.name)
-            )
+        db::put_shadow(&sp, &mut out).map_err(|_| Refusal::Unwritable {
+            new: false,
+            user: true,
+            name: lossy(&sp.name),
+            file: "shadow",
         })?;
     }
     for &(_, i) in &remaining {
         let it = &cfg.items[i];
-        let pw = match (ex.password)(&it.name).map_err(|e| e.to_string())? {
+        let pw = match (ex.password)(&it.name).map_err(Refusal::Password)? {
             Some(p) => p,
             None if it.name == "root" => "!unprovisioned".to_string(),
             None => "!*".to_string(),
@@ -940,19 +1024,19 @@ fn compose(
             expire: if it.locked { 1 } else { -1 },
             flag: u64::MAX,
         };
-        db::put_shadow(&sp, &mut out).map_err(|_| {
-            format!(
-                "Failed to add new user \"{}\" to temporary shadow file: Invalid argument",
-                it.name
-            )
+        db::put_shadow(&sp, &mut out).map_err(|_| Refusal::Unwritable {
+            new: true,
+            user: true,
+            name: it.name.clone(),
+            file: "shadow",
         })?;
     }
     for sp in &sh[tail..] {
-        db::put_shadow(sp, &mut out).map_err(|_| {
-            format!(
-                "Failed to add existing user \"{}\" to temporary shadow file: Invalid argument",
-                lossy(&sp.name)
-            )
+        db::put_shadow(sp, &mut out).map_err(|_| Refusal::Unwritable {
+            new: false,
+            user: true,
+            name: lossy(&sp.name),
+            file: "shadow",
         })?;
     }
     plan.shadow = Some(out);
@@ -1041,7 +1125,11 @@ mod tests {
             "{}",
             text(&p.passwd)
         );
-        let errs: Vec<&String> = p.log.iter().filter_map(|l| l.as_ref().err()).collect();
+        let errs: Vec<String> = p
+            .log
+            .iter()
+            .filter_map(|l| l.as_ref().err().map(|e| e.to_string()))
+            .collect();
         assert_eq!(
             errs,
             vec![

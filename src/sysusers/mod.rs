@@ -87,7 +87,7 @@ impl Reader<'_> {
             }
             Err(msg) => self
                 .out
-                .push(Diagnostic::bad_config(Path::new(file), n, msg)),
+                .push(Diagnostic::bad_config(Path::new(file), n, msg.0)),
         }
     }
 
@@ -376,7 +376,7 @@ pub fn run_planned(root: &Root, opts: &Options, would_be: &mut Option<UserDb>) -
                 severity: Severity::BadConfig,
                 file: None,
                 line: 0,
-                message: m.clone(),
+                message: m.to_string(),
             }),
         }
     }
@@ -399,7 +399,7 @@ pub fn run_planned(root: &Root, opts: &Options, would_be: &mut Option<UserDb>) -
         return out;
     }
     if let Some(e) = plan.write_error {
-        out.push(Diagnostic::failed(None, e));
+        out.push(Diagnostic::failed(None, e.to_string()));
         return out;
     }
     let new = [plan.group, plan.gshadow, plan.passwd, plan.shadow];

@@ -187,8 +187,33 @@ fn field_name(desc: bool, home: bool) -> &'static str {
     }
 }
 
-/// Parses one stripped, non-comment line. `Err` is the message (without `file:line: `).
-pub fn parse_line(sv: &SystemValues, text: &str, file: &str, line: usize) -> Result<Line, String> {
+/// Why a line was refused, in systemd-sysusers' words (without `file:line: `): bad input,
+/// reported as bad configuration and skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadLine(pub String);
+
+impl std::fmt::Display for BadLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadLine {}
+
+impl From<String> for BadLine {
+    fn from(s: String) -> BadLine {
+        BadLine(s)
+    }
+}
+
+impl From<&str> for BadLine {
+    fn from(s: &str) -> BadLine {
+        BadLine(s.to_string())
+    }
+}
+
+/// Parses one stripped, non-comment line.
+pub fn parse_line(sv: &SystemValues, text: &str, file: &str, line: usize) -> Result<Line, BadLine> {
     let (words, rest) = extract_many_words(text.as_bytes(), WHITESPACE, Flags::UNQUOTE, 6)
         .map_err(|_| "Syntax error.".to_string())?;
     if words.len() < 2 {
@@ -211,7 +236,7 @@ pub fn parse_line(sv: &SystemValues, text: &str, file: &str, line: usize) -> Res
         if c == '!' && !locked {
             locked = true;
         } else {
-            return Err(format!("Unknown modifiers in command '{action}'."));
+            return Err(format!("Unknown modifiers in command '{action}'.").into());
         }
     }
     let kind = action.as_bytes()[0];
@@ -219,7 +244,8 @@ pub fn parse_line(sv: &SystemValues, text: &str, file: &str, line: usize) -> Res
         return Err(format!(
             "Unknown command type '{}'.",
             action.chars().next().unwrap_or('?')
-        ));
+        )
+        .into());
     }
     let name = empty_or_dash(w[1].take());
     let id = empty_or_dash(w[2].take());
@@ -234,7 +260,7 @@ pub fn parse_line(sv: &SystemValues, text: &str, file: &str, line: usize) -> Res
         Some(n) => {
             let r = expand(sv, n, NAME_MAX).map_err(|e| spec_err(n, e))?;
             if !valid_user_group_name(&r) {
-                return Err(format!("'{r}' is not a valid user or group name."));
+                return Err(format!("'{r}' is not a valid user or group name.").into());
             }
             Some(r)
         }
@@ -251,7 +277,7 @@ pub fn parse_line(sv: &SystemValues, text: &str, file: &str, line: usize) -> Res
         Some(d) => {
             let r = expand(sv, d, LONG_LINE_MAX).map_err(|e| spec_err(d, e))?;
             if !valid_gecos(&r) {
-                return Err(format!("'{r}' is not a valid GECOS field."));
+                return Err(format!("'{r}' is not a valid GECOS field.").into());
             }
             Some(r)
         }
@@ -261,7 +287,7 @@ pub fn parse_line(sv: &SystemValues, text: &str, file: &str, line: usize) -> Res
         Some(h) => {
             let r = path_simplify(&expand(sv, h, PATH_MAX_1).map_err(|e| spec_err(h, e))?);
             if !valid_home(&r) {
-                return Err(format!("'{r}' is not a valid home directory field."));
+                return Err(format!("'{r}' is not a valid home directory field.").into());
             }
             Some(r)
         }
@@ -271,7 +297,7 @@ pub fn parse_line(sv: &SystemValues, text: &str, file: &str, line: usize) -> Res
         Some(s) => {
             let r = path_simplify(&expand(sv, s, PATH_MAX_1).map_err(|e| spec_err(s, e))?);
             if !valid_shell(&r) {
-                return Err(format!("'{r}' is not a valid login shell field."));
+                return Err(format!("'{r}' is not a valid login shell field.").into());
             }
             Some(r)
         }
@@ -298,11 +324,11 @@ pub fn parse_line(sv: &SystemValues, text: &str, file: &str, line: usize) -> Res
                 return Err("Lines of type 'r' require an ID range in the third field.".into());
             };
             if extra {
-                return Err(no_extra('r'));
+                return Err(no_extra('r').into());
             }
             match parse_uid_range(&rid) {
                 Some((a, b)) => Ok(Line::Range(a, b)),
-                None => Err(format!("Invalid UID range {rid}.")),
+                None => Err(format!("Invalid UID range {rid}.").into()),
             }
         }
         b'm' => {
@@ -316,10 +342,10 @@ pub fn parse_line(sv: &SystemValues, text: &str, file: &str, line: usize) -> Res
                 return Err("Lines of type 'm' require a group name in the third field.".into());
             };
             if !valid_user_group_name(&group) {
-                return Err(format!("'{group}' is not a valid user or group name."));
+                return Err(format!("'{group}' is not a valid user or group name.").into());
             }
             if extra {
-                return Err(no_extra('m'));
+                return Err(no_extra('m').into());
             }
             Ok(Line::Member { user, group })
         }
@@ -349,7 +375,9 @@ pub fn parse_line(sv: &SystemValues, text: &str, file: &str, line: usize) -> Res
                                 if valid_user_group_name(g) {
                                     it.group_name = Some(g.to_string());
                                 } else {
-                                    return Err(format!("Failed to parse GID: '{raw_id}': {e}"));
+                                    return Err(
+                                        format!("Failed to parse GID: '{raw_id}': {e}").into()
+                                    );
                                 }
                             }
                         }
@@ -376,7 +404,7 @@ pub fn parse_line(sv: &SystemValues, text: &str, file: &str, line: usize) -> Res
                 return Err("Flag '!' not permitted on lines of type 'g'.".into());
             }
             if extra {
-                return Err(no_extra('g'));
+                return Err(no_extra('g').into());
             }
             let mut it = Item {
                 is_user: false,
