@@ -3,10 +3,6 @@
 //! hard links and for links into `/usr`). Works on descriptors already opened safely; must
 //! never resolve a path itself.
 
-// TEMPORARY (issue #11): raw mutators still here until tmpfiles moves to crate::fs::at; the
-// integrator removes this allow after merging that work.
-#![allow(clippy::disallowed_methods)]
-
 use super::*;
 
 const PROTECTED_HARDLINKS_OFF: &str =

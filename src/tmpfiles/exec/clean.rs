@@ -2,10 +2,6 @@
 //! (systemd's `dir_cleanup`) and `$` purging. Never follows a symlink, never crosses a mount
 //! point, keeps what has its own line or is in use.
 
-// TEMPORARY (issue #11): raw mutators still here until tmpfiles moves to crate::fs::at; the
-// integrator removes this allow after merging that work.
-#![allow(clippy::disallowed_methods)]
-
 use super::*;
 
 pub(super) struct DirInfo {

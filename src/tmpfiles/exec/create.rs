@@ -3,10 +3,6 @@
 //! nodes and copies. Must never follow a last component systemd does not follow, nor create
 //! anything through a path with `..`.
 
-// TEMPORARY (issue #11): raw mutators still here until tmpfiles moves to crate::fs::at; the
-// integrator removes this allow after merging that work.
-#![allow(clippy::disallowed_methods)]
-
 use super::*;
 
 pub(super) fn create_item(ctx: &Ctx<'_>, i: &Item) -> R {
