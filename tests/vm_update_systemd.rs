@@ -191,6 +191,10 @@ fn systemd_initrd_picks_confirms_and_rolls_back_verity_usr_slots() {
         .collect();
     let want: BTreeSet<&str> = EXPECTED_ETC_CHANGES.iter().copied().collect();
     assert_eq!(changed, want, "/etc changes from boot 1 to boot 2");
+    // Boot 5 boots the version booted before (4 was never used): nothing to provision.
+    let r5: serde_json::Value = serde_json::from_str(said(log(5), 5, "report")).unwrap();
+    assert_eq!(r5["etc"], "up-to-date", "{r5}");
+    assert_eq!(said(log(5), 5, "etc-changed"), ".", "boot 5 changed /etc");
     let user = said(log(2), 2, "user");
     assert_eq!(
         user, "pvmtwo:/ dir pvmtwo 750 unit enabled active",

@@ -8,7 +8,10 @@
 //! verification followed by the new decision. A
 //! power cut after (1) counts as a failed try; one before (1) did not spend it. When the state
 //! cannot be written, a pending slot is never booted (its try could not be counted): the last
-//! good slot is. Must never write to a slot, and never mount one writable.
+//! good slot is. Must never write to a slot, and never mount one writable — except that an
+//! `incomplete` slot is completed, before the choice, by an ordinary [`fetch`] from the local
+//! `[update] boot-source` (with the fetch's own guarantees: never the active slot, every chunk
+//! checked before it is written, the state record last).
 
 use std::fs::File;
 use std::os::unix::fs::FileTypeExt as _;

@@ -146,22 +146,23 @@ SF
   rm -rf "$work"
   touch "$cache/done"
 fi
+# The test's own copies (the VM writes the disk; another run may replace the cache meanwhile).
+cp --sparse=always "$cache/disk.img" "$cache/store.img" "$cache/initrd.img" "$out/"
 flock -u 9
 t1=$(date +%s)
 echo "images $((t1 - t0))" > "$out/times"
 
-# 6. The boots: the disk is the test's copy (the VM writes it), the store is read-only.
-cp --sparse=always "$cache/disk.img" "$out/disk.img"
+# 6. The boots (the store disk read-only).
 for n in 1 2 3 4 5; do
   b0=$(date +%s)
   timeout "${PRISTINE_VM_TIMEOUT:-300}" qemu-system-x86_64 -accel "${PRISTINE_VM_ACCEL:-tcg}" -m 1024 -smp 2 \
-    -nographic -no-reboot -kernel "$kernel" -initrd "$cache/initrd.img" \
+    -nographic -no-reboot -kernel "$kernel" -initrd "$out/initrd.img" \
     -drive "file=$out/disk.img,format=raw,if=virtio" \
-    -drive "file=$cache/store.img,format=raw,if=virtio,readonly=on" -device virtio-rng-pci \
+    -drive "file=$out/store.img,format=raw,if=virtio,readonly=on" -device virtio-rng-pci \
     -append "console=ttyS0 panic=-1 loglevel=4 no_timer_check root=/dev/vda1 rootfstype=ext4 rw rd.emergency=poweroff rd.shell=0" \
     > "$out/boot$n.log" 2>&1 || true
   echo "boot$n $(( $(date +%s) - b0 ))" >> "$out/times"
   grep -a -E "PRISTINE-VM|pristine\[|pristine:" "$out/boot$n.log" || true
 done
-rm -f "$out/disk.img"
+rm -f "$out/disk.img" "$out/store.img" "$out/initrd.img"
 echo "total $(( $(date +%s) - t0 ))" >> "$out/times"
