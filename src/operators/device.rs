@@ -356,8 +356,8 @@ impl Drop for Mounted {
 }
 
 /// Makes the registry device `node` available: its existing mount (`mountinfo`), else mounted
-/// by pristine (`fstype`, nosuid, nodev, noexec) on `runtime_dir/state-registry`.
-pub fn attach(node: &Path, fstype: &str, mountinfo: &str, runtime_dir: &Path) -> Result<Mounted> {
+/// by pristine (`fstype`, nosuid, nodev, noexec) on the new private directory `dir`.
+pub fn attach(node: &Path, fstype: &str, mountinfo: &str, dir: &Path) -> Result<Mounted> {
     if !FSTYPES.contains(&fstype) {
         return Err(Error::msg(
             format!("mount the state device '{}'", node.display()),
@@ -385,7 +385,7 @@ pub fn attach(node: &Path, fstype: &str, mountinfo: &str, runtime_dir: &Path) ->
         );
         return Ok(Mounted { dir, ours: false });
     }
-    let dir = runtime_dir.join("state-registry");
+    let dir = dir.to_path_buf();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

@@ -127,11 +127,11 @@ fn attach_device(
         }
     };
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let run = host
-        .runtime_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("pristine-{}", std::process::id())));
-    let m = device::attach(&node, &st.fstype, &mountinfo, &run)?;
+    let dir = match &host.runtime_dir {
+        Some(run) => run.join("state-registry"),
+        None => std::env::temp_dir().join(format!("pristine-state.{}", std::process::id())),
+    };
+    let m = device::attach(&node, &st.fstype, &mountinfo, &dir)?;
     let r = Root::open(&m.dir).op("open the state registry", &m.dir)?;
     Ok((m, r))
 }
@@ -389,6 +389,23 @@ pub fn restore_units(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> usi
                         Err(err) => {
                             out.push(Diagnostic::failed(Some(&p), format!("cannot mask: {err}")))
                         }
+                    }
+                }
+                "unmasked" => {
+                    let p = Path::new(&e.path).join(unit);
+                    let masked = root
+                        .read_link(&p)
+                        .is_ok_and(|t| t == Path::new("/dev/null"));
+                    if !masked {
+                        continue;
+                    }
+                    if dry_run {
+                        println!("unmask {}", p.display());
+                        continue;
+                    }
+                    match root.unlink(&p) {
+                        Ok(()) => changed += 1,
+                        Err(err) => out.push(Error::io("unmask", &p, err).diagnostic()),
                     }
                 }
                 other => out.push(Diagnostic::notice(
