@@ -473,8 +473,8 @@ mod tests {
 
     /// A synthetic /sys and /dev: disk `vda` with partitions `vda1` (GPT name "esp") and
     /// `vda2` ("pristine-state", ext4 "state"), and a FAT32 `sdb` without a partition table.
-    fn tree(partname_in_uevent: bool) -> PathBuf {
-        let d = crate::util::test_dir("state-device");
+    fn tree(tag: &str, partname_in_uevent: bool) -> PathBuf {
+        let d = crate::util::test_dir(tag);
         let sys = d.join("sys");
         let dev = d.join("dev");
         let disk = sys.join("devices/virtual/block/vda");
@@ -531,7 +531,7 @@ mod tests {
     #[test]
     fn resolves_by_partlabel_partuuid_label_and_uuid_without_udev() {
         for uevent in [true, false] {
-            let d = tree(uevent);
+            let d = tree(&format!("state-device-scan-{uevent}"), uevent);
             let (sys, dev) = (d.join("sys"), d.join("dev"));
             let r = |s: &str| resolve(&Spec::parse(s).expect("spec"), &sys, &dev);
             assert_eq!(
@@ -558,7 +558,7 @@ mod tests {
 
     #[test]
     fn udev_links_win_and_ambiguity_is_an_error() {
-        let d = tree(true);
+        let d = tree("state-device-udev", true);
         let (sys, dev) = (d.join("sys"), d.join("dev"));
         std::fs::create_dir_all(dev.join("disk/by-label")).expect("mkdir");
         symlink("../../sdb", dev.join("disk/by-label/other")).expect("link");
