@@ -450,3 +450,67 @@ fn second_boot_with_nothing_changed_writes_nothing() {
         "registry written by an unchanged save"
     );
 }
+
+#[test]
+fn env_layout_directory_xattrs_and_unmask_survive() {
+    let (_tmp, t) = image("state-gaps");
+    // The vendor's locale.conf (comments, order) and a vendor mask shipped in /etc.
+    write(
+        &t,
+        "usr/share/factory/etc/locale.conf",
+        "# Vendor locale\nLANG=C.UTF-8\n\n# time format\nLC_TIME=C\nLC_PAPER=C\n",
+    );
+    write(
+        &t,
+        "usr/lib/tmpfiles.d/vendor.conf",
+        "C /etc/locale.conf\nL /etc/systemd/system/m.service - - - - /dev/null\n",
+    );
+    write(&t, "usr/lib/systemd/system/m.service", UNIT);
+    std::fs::create_dir_all(t.join("usr/share/factory/etc/systemd/system")).unwrap();
+    std::os::unix::fs::symlink(
+        "/dev/null",
+        t.join("usr/share/factory/etc/systemd/system/m.service"),
+    )
+    .unwrap();
+    ok(run(&t, &["provision"]));
+    assert!(link(&t, "etc/systemd/system/m.service") == Some(PathBuf::from("/dev/null")));
+    // The admin: changes LANG, drops LC_PAPER, adds LC_MONETARY; tags a stashed directory;
+    // unmasks m.service.
+    write(
+        &t,
+        "etc/locale.conf",
+        "LANG=de_DE.UTF-8\nLC_TIME=C\nLC_MONETARY=de_DE.UTF-8\n",
+    );
+    std::fs::create_dir_all(t.join("etc/app/conf.d")).unwrap();
+    let out = std::process::Command::new("setfattr")
+        .args(["-n", "user.origin", "-v", "admin"])
+        .arg(t.join("etc/app/conf.d"))
+        .output()
+        .expect("setfattr (attr) is installed by scripts/setup");
+    common::assert_exit(&out, 0);
+    std::fs::remove_file(t.join("etc/systemd/system/m.service")).unwrap();
+    let diff = ok(run(&t, &["state", "diff"]));
+    assert!(
+        String::from_utf8_lossy(&diff.stdout).contains("m.service=unmasked"),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+    ok(run(&t, &["state", "save"]));
+    empty_etc(&t);
+    ok(run(&t, &["provision"]));
+    assert_eq!(
+        read(&t, "etc/locale.conf"),
+        "# Vendor locale\nLANG=de_DE.UTF-8\n\n# time format\nLC_TIME=C\nLC_MONETARY=de_DE.UTF-8\n"
+    );
+    let out = std::process::Command::new("getfattr")
+        .args(["--only-values", "-n", "user.origin"])
+        .arg(t.join("etc/app/conf.d"))
+        .output()
+        .unwrap();
+    common::assert_exit(&out, 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "admin");
+    assert!(
+        link(&t, "etc/systemd/system/m.service").is_none(),
+        "the admin's unmask was lost"
+    );
+}

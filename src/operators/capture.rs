@@ -11,6 +11,7 @@ use rustix::fs::FileType;
 use super::parsed;
 use super::policy::{Format, Kind, Owner, Policy};
 use super::store::{hash, Data, Entry, Ownership};
+use crate::error::{Error, IoContext, Result};
 use crate::fs::Root;
 use crate::report::Diagnostic;
 use crate::userdb::UserDb;
@@ -132,7 +133,7 @@ fn capture_parsed(
     root: &Root,
     path: &str,
     format: Format,
-) -> Result<Option<BTreeMap<String, String>>, String> {
+) -> Result<Option<BTreeMap<String, String>>> {
     let p = Path::new(path);
     match format {
         Format::Units => {
@@ -140,22 +141,34 @@ fn capture_parsed(
                 .into_iter()
                 .map(|(u, on)| (u, if on { "enabled" } else { "disabled" }.to_string()))
                 .collect();
-            for u in masked_units(root, path) {
+            let masked = masked_units(root, path);
+            // A mask the vendor ships in /etc (its factory copy) that the admin removed.
+            let factory = format!("{}{path}", super::restore::FACTORY);
+            for u in masked_units(root, &factory) {
+                if !masked.contains(&u) {
+                    values.insert(u, "unmasked".into());
+                }
+            }
+            for u in masked {
                 values.insert(u, "masked".into());
             }
             Ok((!values.is_empty()).then_some(values))
         }
         Format::Accounts => crate::accounts::capture(root)
             .map(|v| (!v.is_empty()).then_some(v))
-            .map_err(|e| e.to_string()),
+            .op("read the account databases for", p),
         Format::Timezone => {
-            let target = root.read_link(p).map_err(|e| e.to_string())?;
-            let t = target.to_str().ok_or("link target is not UTF-8")?;
-            parsed::capture(format, t).map(Some)
+            let target = root.read_link(p).op("read link", p)?;
+            let t = target
+                .to_str()
+                .ok_or_else(|| Error::invalid("read link", p, "the target is not UTF-8"))?;
+            parsed::capture(format, t).map(Some).map_err(|e| e.at(p))
         }
         _ => {
-            let text = root.read_to_string(p).map_err(|e| e.to_string())?;
-            parsed::capture(format, &text).map(Some)
+            let text = root.read_to_string(p).op("read", p)?;
+            parsed::capture(format, &text)
+                .map(Some)
+                .map_err(|e| e.at(p))
         }
     }
 }
@@ -186,7 +199,7 @@ pub fn capture_node(
     db: &UserDb,
     max_size: u64,
     total: &mut u64,
-) -> Result<(Data, Object), String> {
+) -> Result<(Data, Object)> {
     let p = Path::new(path);
     let ft = FileType::from_raw_mode(st.st_mode);
     let owner = || Ownership {
@@ -196,25 +209,42 @@ pub fn capture_node(
         gid: st.st_gid,
     };
     let mode = st.st_mode & 0o7777;
+    let xattrs = || -> Result<BTreeMap<String, String>> {
+        Ok(root
+            .xattrs(p, XATTR_LIMIT)
+            .op("read extended attributes of", p)?
+            .into_iter()
+            .filter_map(|(n, v)| n.to_str().map(|n| (n.to_string(), crate::util::hex(&v))))
+            .collect())
+    };
     match ft {
         FileType::Directory => Ok((
             Data::Dir {
                 mode,
                 owner: owner(),
+                xattrs: xattrs()?,
             },
             None,
         )),
         FileType::Symlink => {
-            let t = root.read_link(p).map_err(|e| e.to_string())?;
-            let target = t.to_str().ok_or("symlink target is not UTF-8")?.to_string();
+            let t = root.read_link(p).op("read link", p)?;
+            let target = t
+                .to_str()
+                .ok_or_else(|| Error::invalid("read link", p, "the target is not UTF-8"))?
+                .to_string();
             Ok((Data::Symlink { target }, None))
         }
         FileType::RegularFile => {
             let size = u64::try_from(st.st_size).unwrap_or(u64::MAX);
             *total = total.saturating_add(size);
             if *total > max_size {
-                return Err(format!(
-                    "the stash exceeds the registry's max-size of {max_size} bytes ([state] max-size)"
+                return Err(Error::invalid(
+                    "capture",
+                    p,
+                    format!(
+                        "the stash exceeds the registry's max-size of {max_size} bytes \
+                         ([state] max-size)"
+                    ),
                 ));
             }
             let fd = root
@@ -225,18 +255,15 @@ pub fn capture_node(
                         | rustix::fs::OFlags::NONBLOCK,
                     rustix::fs::Mode::empty(),
                 )
-                .map_err(|e| e.to_string())?;
-            let bytes =
-                crate::fs::read_regular(&fd, size).map_err(|_| "cannot read".to_string())?;
+                .op("open", p)?;
+            let bytes = crate::fs::read_regular(&fd, size).map_err(|e| match e {
+                crate::fs::ReadError::Io(e) => Error::io("read", p, e.into()),
+                _ => Error::invalid("read", p, "changed while being read"),
+            })?;
             if bytes.len() as u64 != size {
-                return Err("changed while being read".into());
+                return Err(Error::invalid("read", p, "changed while being read"));
             }
-            let xattrs = root
-                .xattrs(p, XATTR_LIMIT)
-                .map_err(|e| format!("extended attributes: {e}"))?
-                .into_iter()
-                .filter_map(|(n, v)| n.to_str().map(|n| (n.to_string(), crate::util::hex(&v))))
-                .collect();
+            let xattrs = xattrs()?;
             let h = hash(&bytes);
             Ok((
                 Data::File {
@@ -249,6 +276,10 @@ pub fn capture_node(
                 Some((h, bytes)),
             ))
         }
-        _ => Err("not a regular file, directory or symlink".into()),
+        _ => Err(Error::invalid(
+            "capture",
+            p,
+            "not a regular file, directory or symlink",
+        )),
     }
 }

@@ -356,8 +356,8 @@ impl Drop for Mounted {
 }
 
 /// Makes the registry device `node` available: its existing mount (`mountinfo`), else mounted
-/// by pristine (`fstype`, nosuid, nodev, noexec) on `runtime_dir/state-registry`.
-pub fn attach(node: &Path, fstype: &str, mountinfo: &str, runtime_dir: &Path) -> Result<Mounted> {
+/// by pristine (`fstype`, nosuid, nodev, noexec) on the new private directory `dir`.
+pub fn attach(node: &Path, fstype: &str, mountinfo: &str, dir: &Path) -> Result<Mounted> {
     if !FSTYPES.contains(&fstype) {
         return Err(Error::msg(
             format!("mount the state device '{}'", node.display()),
@@ -385,7 +385,7 @@ pub fn attach(node: &Path, fstype: &str, mountinfo: &str, runtime_dir: &Path) ->
         );
         return Ok(Mounted { dir, ours: false });
     }
-    let dir = runtime_dir.join("state-registry");
+    let dir = dir.to_path_buf();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -473,8 +473,8 @@ mod tests {
 
     /// A synthetic /sys and /dev: disk `vda` with partitions `vda1` (GPT name "esp") and
     /// `vda2` ("pristine-state", ext4 "state"), and a FAT32 `sdb` without a partition table.
-    fn tree(partname_in_uevent: bool) -> PathBuf {
-        let d = crate::util::test_dir("state-device");
+    fn tree(tag: &str, partname_in_uevent: bool) -> PathBuf {
+        let d = crate::util::test_dir(tag);
         let sys = d.join("sys");
         let dev = d.join("dev");
         let disk = sys.join("devices/virtual/block/vda");
@@ -531,7 +531,7 @@ mod tests {
     #[test]
     fn resolves_by_partlabel_partuuid_label_and_uuid_without_udev() {
         for uevent in [true, false] {
-            let d = tree(uevent);
+            let d = tree(&format!("state-device-scan-{uevent}"), uevent);
             let (sys, dev) = (d.join("sys"), d.join("dev"));
             let r = |s: &str| resolve(&Spec::parse(s).expect("spec"), &sys, &dev);
             assert_eq!(
@@ -558,7 +558,7 @@ mod tests {
 
     #[test]
     fn udev_links_win_and_ambiguity_is_an_error() {
-        let d = tree(true);
+        let d = tree("state-device-udev", true);
         let (sys, dev) = (d.join("sys"), d.join("dev"));
         std::fs::create_dir_all(dev.join("disk/by-label")).expect("mkdir");
         symlink("../../sdb", dev.join("disk/by-label/other")).expect("link");

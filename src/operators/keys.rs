@@ -8,7 +8,7 @@
 //! initrd runs before the target is bootable — running the target's `ssh-keygen` needs a chroot
 //! into a half-provisioned root (its libraries, `/dev`, and root privileges, which an offline
 //! `--root` image build may not have) and makes key generation depend on a package the image
-//! may not ship; the native RSA costs about 120 KiB of the binary budget and 0.3–1 s of CPU
+//! may not ship; the native RSA costs about 250 KiB of the binary budget and 0.3–1 s of CPU
 //! (prime search, opt-level "s"), once per key lifetime (first boot, after a factory reset).
 //! This module is pure: it returns bytes and never touches the file system; the caller writes
 //! through `src/fs`.

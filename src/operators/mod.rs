@@ -39,6 +39,8 @@ pub struct Context<'r> {
     pub policy: Policy,
     /// The registry; `None` when it cannot be had (reported when loading).
     pub store: Option<Store<'r>>,
+    /// The generation last read, until something is committed (restore reads it twice).
+    read: std::cell::RefCell<Option<Option<Generation>>>,
     /// The registry device pristine mounted (after `store`: dropped, i.e. unmounted, last).
     _device: Option<device::Mounted>,
 }
@@ -60,6 +62,7 @@ impl<'r> Context<'r> {
             root,
             policy,
             store: None,
+            read: std::cell::RefCell::new(None),
             _device: None,
         };
         let st = &settings.state;
@@ -96,13 +99,23 @@ impl<'r> Context<'r> {
 
     /// The current generation; an unreadable registry is reported and treated as empty.
     pub fn generation(&self, out: &mut Outcome) -> Option<Generation> {
-        match self.store.as_ref()?.read() {
+        if let Some(g) = self.read.borrow().as_ref() {
+            return g.clone();
+        }
+        let g = match self.store.as_ref()?.read() {
             Ok(g) => g,
             Err(e) => {
                 out.push(Diagnostic::failed(None, format!("registry: {e}")));
-                None
+                return None;
             }
-        }
+        };
+        *self.read.borrow_mut() = Some(g.clone());
+        g
+    }
+
+    /// Forgets the generation read (after a commit).
+    fn changed(&self) {
+        *self.read.borrow_mut() = None;
     }
 }
 
@@ -127,11 +140,11 @@ fn attach_device(
         }
     };
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let run = host
-        .runtime_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("pristine-{}", std::process::id())));
-    let m = device::attach(&node, &st.fstype, &mountinfo, &run)?;
+    let dir = match &host.runtime_dir {
+        Some(run) => run.join("state-registry"),
+        None => std::env::temp_dir().join(format!("pristine-state.{}", std::process::id())),
+    };
+    let m = device::attach(&node, &st.fstype, &mountinfo, &dir)?;
     let r = Root::open(&m.dir).op("open the state registry", &m.dir)?;
     Ok((m, r))
 }
@@ -178,6 +191,7 @@ pub fn save(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> SaveResult {
     if unchanged || (prev.is_none() && next.entries.is_empty()) || dry_run {
         return res;
     }
+    ctx.changed();
     match store.commit(&next, &cap.objects) {
         Ok(()) => res.written = true,
         Err(e) => out.push(Diagnostic::failed(Some(&store.dir), e.to_string())),
@@ -330,6 +344,7 @@ pub fn restore(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> (usize, u
         entries.retain(|e| !plan.adopt.iter().any(|a| a.path == e.path));
         entries.extend(plan.adopt.iter().cloned());
         let next = Generation::new(generation.as_ref().map_or(1, |g| g.generation + 1), entries);
+        ctx.changed();
         match store.commit(&next, &plan.adopt_objects) {
             Ok(()) => adopted = plan.adopt.len(),
             Err(e) => out.push(Diagnostic::failed(
@@ -391,6 +406,23 @@ pub fn restore_units(ctx: &Context<'_>, dry_run: bool, out: &mut Outcome) -> usi
                         }
                     }
                 }
+                "unmasked" => {
+                    let p = Path::new(&e.path).join(unit);
+                    let masked = root
+                        .read_link(&p)
+                        .is_ok_and(|t| t == Path::new("/dev/null"));
+                    if !masked {
+                        continue;
+                    }
+                    if dry_run {
+                        println!("unmask {}", p.display());
+                        continue;
+                    }
+                    match root.unlink(&p) {
+                        Ok(()) => changed += 1,
+                        Err(err) => out.push(Error::io("unmask", &p, err).diagnostic()),
+                    }
+                }
                 other => out.push(Diagnostic::notice(
                     Some(Path::new(&e.path)),
                     0,
@@ -431,6 +463,7 @@ pub fn clear_after_reset(ctx: &Context<'_>, keep: &[String], out: &mut Outcome) 
     let Some(store) = ctx.store.as_ref() else {
         return 0;
     };
+    ctx.changed();
     match store.clear(kept) {
         Ok(n) => n,
         Err(e) => {

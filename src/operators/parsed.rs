@@ -6,12 +6,21 @@
 use std::collections::BTreeMap;
 
 use super::policy::Format;
+use crate::error::{Error, Result};
+
+fn unreadable(why: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    Error::msg("parse", why)
+}
+
+fn unrenderable(why: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    Error::msg("render saved values", why)
+}
 
 /// Where zone files live; `/etc/localtime` links into it.
 pub const ZONEINFO: &str = "/usr/share/zoneinfo/";
 
 /// Values from a file's contents (`text`) or, for the timezone, its link target.
-pub fn capture(format: Format, text: &str) -> Result<BTreeMap<String, String>, String> {
+pub fn capture(format: Format, text: &str) -> Result<BTreeMap<String, String>> {
     let mut v = BTreeMap::new();
     match format {
         Format::Env => {
@@ -24,9 +33,9 @@ pub fn capture(format: Format, text: &str) -> Result<BTreeMap<String, String>, S
                 .lines()
                 .map(str::trim)
                 .find(|l| !l.is_empty() && !l.starts_with('#'))
-                .ok_or("no hostname in the file")?;
+                .ok_or_else(|| unreadable("no hostname in the file"))?;
             if !crate::config::valid_hostname(name) {
-                return Err(format!("'{name}' is not a valid hostname"));
+                return Err(unreadable(format!("'{name}' is not a valid hostname")));
             }
             v.insert("hostname".into(), name.into());
         }
@@ -35,11 +44,17 @@ pub fn capture(format: Format, text: &str) -> Result<BTreeMap<String, String>, S
                 .find("zoneinfo/")
                 .map(|i| &text[i + "zoneinfo/".len()..])
                 .filter(|z| valid_zone(z))
-                .ok_or_else(|| format!("link target '{text}' is not a zone under {ZONEINFO}"))?;
+                .ok_or_else(|| {
+                    unreadable(format!(
+                        "link target '{text}' is not a zone under {ZONEINFO}"
+                    ))
+                })?;
             v.insert("zone".into(), zone.into());
         }
         Format::Units | Format::Accounts => {
-            return Err("unit states and accounts are not read from one file".into())
+            return Err(unreadable(
+                "unit states and accounts are not read from one file",
+            ))
         }
     }
     Ok(v)
@@ -55,13 +70,13 @@ pub fn valid_zone(z: &str) -> bool {
 }
 
 /// The file contents (or, for the timezone, the link target) for `values`.
-pub fn render(format: Format, values: &BTreeMap<String, String>) -> Result<String, String> {
+pub fn render(format: Format, values: &BTreeMap<String, String>) -> Result<String> {
     match format {
         Format::Env => {
             let mut s = String::new();
             for (k, v) in values {
                 if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                    return Err(format!("'{k}' is not a variable name"));
+                    return Err(unrenderable(format!("'{k}' is not a variable name")));
                 }
                 s.push_str(k);
                 s.push('=');
@@ -71,24 +86,76 @@ pub fn render(format: Format, values: &BTreeMap<String, String>) -> Result<Strin
             Ok(s)
         }
         Format::Hostname => {
-            let h = values.get("hostname").ok_or("no hostname stored")?;
+            let h = values
+                .get("hostname")
+                .ok_or_else(|| unrenderable("no hostname stored"))?;
             if !crate::config::valid_hostname(h) {
-                return Err(format!("stored hostname '{h}' is not valid"));
+                return Err(unrenderable(format!("stored hostname '{h}' is not valid")));
             }
             Ok(format!("{h}\n"))
         }
         Format::Timezone => {
-            let z = values.get("zone").ok_or("no zone stored")?;
+            let z = values
+                .get("zone")
+                .ok_or_else(|| unrenderable("no zone stored"))?;
             if !valid_zone(z) {
-                return Err(format!("stored zone '{z}' is not valid"));
+                return Err(unrenderable(format!("stored zone '{z}' is not valid")));
             }
             // systemd (timedatectl, firstboot) writes the link relative to /etc.
             Ok(format!("..{ZONEINFO}{z}"))
         }
-        Format::Units | Format::Accounts => {
-            Err("unit states and accounts are not rendered to one file".into())
-        }
+        Format::Units | Format::Accounts => Err(unrenderable(
+            "unit states and accounts are not rendered to one file",
+        )),
     }
+}
+
+/// `values` as an env file laid out like `template` (the vendor's copy): its comments, blank
+/// lines and key order are kept, a key whose value the admin kept keeps its line verbatim, a
+/// changed value is rewritten in place, a key the admin removed is dropped, and keys the
+/// template lacks are appended in name order. A template whose assignments cannot be read one
+/// line at a time (continuation lines, multi-line quotes) is not used: then, and when the
+/// result would not parse back to `values`, the plain rendering is returned.
+pub fn render_env(values: &BTreeMap<String, String>, template: Option<&str>) -> Result<String> {
+    let plain = render(Format::Env, values)?;
+    let Some(template) = template else {
+        return Ok(plain);
+    };
+    let mut out = String::new();
+    let mut done = std::collections::BTreeSet::new();
+    for line in template.lines() {
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let parsed = crate::text::envfile::parse(line);
+        let [(k, v)] = parsed.as_slice() else {
+            return Ok(plain);
+        };
+        if line.ends_with('\\') || !done.insert(k.clone()) {
+            return Ok(plain);
+        }
+        match values.get(k) {
+            Some(now) if now == v => out.push_str(line),
+            Some(now) => {
+                out.push_str(k);
+                out.push('=');
+                out.push_str(&quote(now));
+            }
+            None => continue,
+        }
+        out.push('\n');
+    }
+    for (k, v) in values.iter().filter(|(k, _)| !done.contains(*k)) {
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&quote(v));
+        out.push('\n');
+    }
+    let back: BTreeMap<String, String> = crate::text::envfile::parse(&out).into_iter().collect();
+    Ok(if back == *values { out } else { plain })
 }
 
 /// An env value, bare when that is unambiguous, else double-quoted with systemd's escapes.
@@ -122,6 +189,31 @@ mod tests {
         let out = render(Format::Env, &v).expect("render");
         assert_eq!(capture(Format::Env, &out).expect("reparse"), v);
         assert!(out.contains("LANG=de_DE.UTF-8\n"));
+    }
+
+    #[test]
+    fn env_keeps_the_vendor_layout() {
+        let vendor = "# Vendor defaults\nLANG=en_US.UTF-8\n\n# keyboard\nKEYMAP='us'\nFONT=lat9w\n";
+        let mut v = capture(Format::Env, vendor).expect("parse");
+        v.insert("LANG".into(), "de_DE.UTF-8".into());
+        v.remove("FONT");
+        v.insert("XKBLAYOUT".into(), "de nodeadkeys".into());
+        let out = render_env(&v, Some(vendor)).expect("render");
+        assert_eq!(
+            out,
+            "# Vendor defaults\nLANG=de_DE.UTF-8\n\n# keyboard\nKEYMAP='us'\nXKBLAYOUT=\"de nodeadkeys\"\n"
+        );
+        assert_eq!(capture(Format::Env, &out).expect("reparse"), v);
+        // A template with a continuation line is not used.
+        let odd = "A=1 \\\n2\n";
+        assert_eq!(
+            render_env(&v, Some(odd)).expect("plain"),
+            render(Format::Env, &v).expect("r")
+        );
+        assert_eq!(
+            render_env(&v, None).expect("plain"),
+            render(Format::Env, &v).expect("r")
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use super::keys;
 use super::parsed;
 use super::policy::{Kind, Owner, Policy};
 use super::store::{hash, Data, Entry, Generation, Ownership, Store};
+use crate::error::{Error, IoContext, Result};
 use crate::fs::{Root, WriteOptions};
 use crate::report::{Diagnostic, Outcome};
 use crate::userdb::UserDb;
@@ -56,10 +57,18 @@ pub enum Want {
     Dir {
         mode: u32,
         owner: (u32, u32),
+        xattrs: Vec<(String, Vec<u8>)>,
     },
     Link {
         target: String,
     },
+}
+
+/// Hex-encoded xattr values back to bytes (a bad value is dropped).
+fn unhex_xattrs(x: &BTreeMap<String, String>) -> Vec<(String, Vec<u8>)> {
+    x.iter()
+        .filter_map(|(k, v)| crate::util::unhex(v).map(|v| (k.clone(), v)))
+        .collect()
 }
 
 /// The current state of a path in `/etc`.
@@ -109,7 +118,7 @@ impl fmt::Display for Action {
                     self.path, owner.0, owner.1
                 )
             }
-            Want::Dir { mode, owner } => write!(
+            Want::Dir { mode, owner, .. } => write!(
                 f,
                 "mkdir {} ({op}, mode {mode:04o}, owner {}:{})",
                 self.path, owner.0, owner.1
@@ -221,14 +230,16 @@ pub fn observe(root: &Root, policy: &Policy, generation: Option<&Generation>) ->
                 hash: object.clone(),
                 mode: *mode,
                 owner: resolve_owner(&db, owner),
-                xattrs: xattrs
-                    .iter()
-                    .filter_map(|(k, v)| crate::util::unhex(v).map(|v| (k.clone(), v)))
-                    .collect(),
+                xattrs: unhex_xattrs(xattrs),
             },
-            Data::Dir { mode, owner } => Want::Dir {
+            Data::Dir {
+                mode,
+                owner,
+                xattrs,
+            } => Want::Dir {
                 mode: *mode,
                 owner: resolve_owner(&db, owner),
+                xattrs: unhex_xattrs(xattrs),
             },
             Data::Symlink { target } => Want::Link {
                 target: target.clone(),
@@ -240,7 +251,14 @@ pub fn observe(root: &Root, policy: &Policy, generation: Option<&Generation>) ->
                 ) {
                     continue; // merged around sysusers / re-applied after presets
                 }
-                match parsed::render(*format, values) {
+                let rendered = if *format == super::policy::Format::Env {
+                    // The vendor's copy gives the layout (comments, order).
+                    let template = root.read_to_string(Path::new(&format!("{FACTORY}{}", e.path)));
+                    parsed::render_env(values, template.ok().as_deref())
+                } else {
+                    parsed::render(*format, values)
+                };
+                match rendered {
                     Ok(s) if *format == super::policy::Format::Timezone => {
                         let zone = values.get("zone").map(String::as_str).unwrap_or("");
                         let zp = Path::new(parsed::ZONEINFO).join(zone);
@@ -334,6 +352,7 @@ fn observe_reference(root: &Root, policy: &Policy, o: &mut Observed, claimed: &B
                     FileType::Directory => Some(Want::Dir {
                         mode: st.st_mode & 0o7777,
                         owner: (st.st_uid, st.st_gid),
+                        xattrs: Vec::new(),
                     }),
                     FileType::Symlink => root
                         .read_link(Path::new(&fp))
@@ -674,7 +693,7 @@ pub fn apply(root: &Root, store: &Store<'_>, plan: &Plan, out: &mut Outcome) -> 
     for a in &plan.actions {
         match write_one(root, store, a, how, &mut dirs) {
             Ok(()) => written += 1,
-            Err(e) => out.push(Diagnostic::failed(Some(Path::new(&a.path)), e)),
+            Err(e) => out.push(Diagnostic::failed(Some(Path::new(&a.path)), e.to_string())),
         }
     }
     if stage {
@@ -714,7 +733,7 @@ fn open_dir<'a>(
     root: &Root,
     dir: &Path,
     dirs: &'a mut HashMap<PathBuf, OwnedFd>,
-) -> Result<&'a OwnedFd, String> {
+) -> Result<&'a OwnedFd> {
     if !dirs.contains_key(dir) {
         if dirs.len() >= OPEN_DIRS {
             dirs.clear();
@@ -722,15 +741,14 @@ fn open_dir<'a>(
         let fd = match root.open_dir(dir) {
             Ok(fd) => fd,
             Err(_) => {
-                root.mkdir_all(dir, 0o755)
-                    .map_err(|e| format!("cannot create the parent directory: {e}"))?;
-                root.open_dir(dir)
-                    .map_err(|e| format!("cannot open the parent directory: {e}"))?
+                root.mkdir_all(dir, 0o755).op("create directory", dir)?;
+                root.open_dir(dir).op("open directory", dir)?
             }
         };
         dirs.insert(dir.to_path_buf(), fd);
     }
-    dirs.get(dir).ok_or_else(|| "directory cache".to_string())
+    dirs.get(dir)
+        .ok_or_else(|| Error::invalid("open directory", dir, "not in the directory cache"))
 }
 
 fn write_one(
@@ -739,26 +757,32 @@ fn write_one(
     a: &Action,
     how: Target,
     dirs: &mut HashMap<PathBuf, OwnedFd>,
-) -> Result<(), String> {
+) -> Result<()> {
     let p = staged(&a.path, how == Target::Staged);
     let atomic = a.replace || how == Target::Mounted;
     let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
-        return Err("not a path below /etc".into());
+        return Err(Error::invalid("restore", &a.path, "not a path below /etc"));
     };
     match &a.want {
-        Want::Dir { mode, owner } => {
+        Want::Dir {
+            mode,
+            owner,
+            xattrs,
+        } => {
             open_dir(root, parent, dirs)?;
-            root.mkdir(&p, *mode).map_err(|e| e.to_string())?;
+            root.mkdir(&p, *mode).op("create directory", &a.path)?;
             root.set_owner_mode(&p, *owner, *mode)
-                .map_err(|e| e.to_string())
+                .op("set owner and mode of", &a.path)?;
+            set_xattrs(root, &p, &a.path, xattrs);
+            Ok(())
         }
         Want::Link { target } if atomic => root
             .symlink_atomic(Path::new(target), &p)
-            .map_err(|e| e.to_string()),
+            .op("create symlink", &a.path),
         Want::Link { target } => {
             open_dir(root, parent, dirs)?;
             root.symlink(Path::new(target), &p)
-                .map_err(|e| e.to_string())
+                .op("create symlink", &a.path)
         }
         Want::File {
             source,
@@ -768,11 +792,15 @@ fn write_one(
             ..
         } => {
             let bytes = match source {
-                Source::Object(h) => store
-                    .object(h)
-                    .map_err(|e| format!("{e}; skipped, the rest is restored"))?,
+                Source::Object(h) => store.object(h).map_err(|e| {
+                    Error::invalid(
+                        "restore",
+                        &a.path,
+                        format!("{e}; skipped, the rest is restored"),
+                    )
+                })?,
                 Source::Bytes(b) => b.clone(),
-                Source::Factory(f) => root.read(f).map_err(|e| format!("{}: {e}", f.display()))?,
+                Source::Factory(f) => root.read(f).op("read", f)?,
             };
             if atomic {
                 let opts = WriteOptions {
@@ -780,21 +808,24 @@ fn write_one(
                     owner: Some(*owner),
                     ..Default::default()
                 };
-                root.write_atomic(&p, &bytes, &opts)
-                    .map_err(|e| e.to_string())?;
+                root.write_atomic(&p, &bytes, &opts).op("write", &a.path)?;
             } else {
                 // A new file in a staging directory or a tmpfs /etc: nobody sees it before
                 // the whole tree is complete (swap) or it is gone after a crash (tmpfs).
                 let dir = open_dir(root, parent, dirs)?;
                 crate::fs::create_new_at(dir, name, &bytes, *mode, Some(*owner), &p)
-                    .map_err(|e| e.to_string())?;
+                    .op("create", &a.path)?;
             }
-            for (k, v) in xattrs {
-                if let Err(e) = root.set_xattr(&p, OsStr::new(k), v) {
-                    log::warn!("{}: cannot set xattr {k}: {e}", a.path);
-                }
-            }
+            set_xattrs(root, &p, &a.path, xattrs);
             Ok(())
+        }
+    }
+}
+
+fn set_xattrs(root: &Root, p: &Path, shown: &str, xattrs: &[(String, Vec<u8>)]) {
+    for (k, v) in xattrs {
+        if let Err(e) = root.set_xattr(p, OsStr::new(k), v) {
+            log::warn!("{shown}: cannot set xattr {k}: {e}");
         }
     }
 }

@@ -63,6 +63,9 @@ pub enum Data {
     Dir {
         mode: u32,
         owner: Ownership,
+        /// Extended attributes of the directory: name → value (hex).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        xattrs: BTreeMap<String, String>,
     },
     Symlink {
         target: String,
