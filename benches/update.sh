@@ -75,7 +75,7 @@ with open(p, "r+b") as f:
 EOF
 
 # Vendor side (not timed): casync makes both indexes and the store of NEW.
-mkdir -p "$w/pub" "$w/root/usr/lib/pristine/keys" "$w/state"
+mkdir -p "$w/pub" "$w/root/usr/lib/pristine/keys"
 casync make --store="$w/pub/image.castr" "$w/old.caibx" "$w/old.img" >/dev/null
 casync make --store="$w/pub/image.castr" "$w/new.caibx" "$w/new.img" >/dev/null
 # Only NEW's chunks stay in the store (OLD's were needed for nothing but its index).
@@ -121,21 +121,23 @@ casync_bytes=$(served)
 cmp "$w/casync.out" "$w/new.img"
 rm -f "$w/casync.out"
 
-# pristine: slot A holds OLD (adopted with its index), slot B is written.
-cp "$w/old.img" "$w/slot-a.img"
-: >"$w/slot-b.img"
+# pristine: slot A holds OLD (adopted with its index), slot B is written. An offline --root
+# run finds its slots and state inside the root.
+mkdir -p "$w/root/slots"
+cp "$w/old.img" "$w/root/slots/a.img"
+: >"$w/root/slots/b.img"
 cat >"$w/root/usr/lib/pristine/pristine.toml" <<EOF
 [update]
-slots = ["$w/slot-a.img", "$w/slot-b.img"]
-state-dir = "$w/state"
+slots = ["/slots/a.img", "/slots/b.img"]
+state-dir = "/var/lib/pristine/update"
 EOF
 "$bin" --root="$w/root" update adopt --slot=0 --version=1 --index="$w/old.caibx"
-cat "$w/slot-a.img" >/dev/null
+cat "$w/root/slots/a.img" >/dev/null
 : >"$w/nginx/access.log"
 /usr/bin/time -f '%e %M %U %S' -o "$w/pristine.time" \
   "$bin" --root="$w/root" --log-level=debug update fetch "$url" 2>"$w/pristine.log"
 pristine_bytes=$(served)
-cmp "$w/slot-b.img" "$w/new.img"
+cmp "$w/root/slots/b.img" "$w/new.img"
 
 read -r ct cr cu cs <"$w/casync.time"
 read -r pt pr pu ps <"$w/pristine.time"

@@ -83,6 +83,8 @@ pub struct Http {
     /// `scheme://host[:port]/prefix/`, ending in `/`.
     base: String,
     agent: ureq::Agent,
+    /// The whole-transfer deadline, kept across the requests that resume one transfer.
+    transfer: Duration,
 }
 
 impl Source {
@@ -153,6 +155,7 @@ impl Source {
         Ok(Source::Http(Http {
             base,
             agent: cfg.build().new_agent(),
+            transfer: d.transfer,
         }))
     }
 
@@ -295,35 +298,134 @@ fn describe_io(what: &str, e: &io::Error) -> FetchError {
     }
 }
 
+/// How many times one transfer is resumed after losing its connection mid-body (each resume
+/// must have brought at least one new byte).
+const MAX_RESUMES: u32 = 16;
+
+/// The `Content-Range: bytes FIRST-LAST/TOTAL` of a 206 answer, if well-formed.
+fn content_range(resp: &ureq::http::Response<ureq::Body>) -> Option<(u64, u64, u64)> {
+    let v = resp.headers().get("content-range")?.to_str().ok()?;
+    let (range, total) = v.strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last, total) = (
+        first.parse::<u64>().ok()?,
+        last.parse::<u64>().ok()?,
+        total.parse::<u64>().ok()?,
+    );
+    (first <= last && last < total).then_some((first, last, total))
+}
+
 impl Http {
+    /// One transfer: a GET, and when the connection is lost in the middle of the body, GETs
+    /// with `Range: bytes=N-` for the rest. A 206 must continue exactly where the body stopped
+    /// (and agree on the total size); a 200 (the server ignores ranges) starts the body over.
+    /// The transfer deadline covers all of them together; the limit holds for the whole body.
     fn get(&mut self, rel: &str, limit: u64, what: &str) -> Result<Vec<u8>, FetchError> {
         let url = format!("{}{rel}", self.base);
-        let mut resp = self
-            .agent
-            .get(&url)
-            .call()
-            .map_err(|e| describe_error(what, &e))?;
-        let code = resp.status().as_u16();
-        // Error bodies are read (bounded) only to keep the connection usable.
-        let body_limit = if code == 200 { limit } else { 64 * 1024 };
-        if resp.body().content_length().is_some_and(|n| n > body_limit) {
-            return Err(if code == 200 {
-                FetchError::TooLarge(what.into())
-            } else {
-                other(what, format!("HTTP status {code}"))
-            });
-        }
-        let mut body = Vec::new();
-        resp.body_mut()
-            .as_reader()
-            .take(body_limit.saturating_add(1))
-            .read_to_end(&mut body)
-            .map_err(|e| describe_io(what, &e))?;
-        match code {
-            200 if body.len() as u64 > limit => Err(FetchError::TooLarge(what.into())),
-            200 => Ok(body),
-            404 | 410 => Err(FetchError::NotFound(what.into())),
-            _ => Err(other(what, format!("HTTP status {code}"))),
+        let start = std::time::Instant::now();
+        let mut body: Vec<u8> = Vec::new();
+        // The body's full size when known (Content-Length of the 200, or a 206's total).
+        let mut total: Option<u64> = None;
+        let mut resumes = 0u32;
+        loop {
+            let left = self
+                .transfer
+                .checked_sub(start.elapsed())
+                .unwrap_or_default();
+            if left.is_zero() {
+                return Err(other(what, "timed out (transfer deadline)"));
+            }
+            let resuming = !body.is_empty();
+            let mut req = self.agent.get(&url);
+            if resuming {
+                req = req.header("Range", format!("bytes={}-", body.len()));
+            }
+            let mut resp = req
+                .config()
+                .timeout_global(Some(left))
+                .build()
+                .call()
+                .map_err(|e| describe_error(what, &e))?;
+            let code = resp.status().as_u16();
+            let announced = resp.body().content_length();
+            match code {
+                200 => {
+                    if resuming {
+                        log::debug!("{what}: the server ignores ranges, downloading it again.");
+                        body.clear();
+                    }
+                    total = announced;
+                }
+                206 if resuming => match content_range(&resp) {
+                    Some((first, last, size))
+                        if first == body.len() as u64
+                            && total.is_none_or(|t| t == size)
+                            && announced
+                                .is_none_or(|n| Some(n) == (last - first).checked_add(1)) =>
+                    {
+                        total = Some(size);
+                    }
+                    _ => {
+                        return Err(other(
+                            what,
+                            format!(
+                                "answered the resume from byte {} with a range that does not \
+                                 continue the body",
+                                body.len()
+                            ),
+                        ))
+                    }
+                },
+                _ => {
+                    // Error bodies are read (bounded) only to keep the connection usable.
+                    if announced.is_none_or(|n| n <= 64 * 1024) {
+                        let _ = resp
+                            .body_mut()
+                            .as_reader()
+                            .take(64 * 1024)
+                            .read_to_end(&mut Vec::new());
+                    }
+                    return Err(match code {
+                        404 | 410 => FetchError::NotFound(what.into()),
+                        _ => other(what, format!("HTTP status {code}")),
+                    });
+                }
+            }
+            if total.is_some_and(|t| t > limit) {
+                return Err(FetchError::TooLarge(what.into()));
+            }
+            let had = body.len();
+            let room = limit.saturating_sub(had as u64).saturating_add(1);
+            let read = resp
+                .body_mut()
+                .as_reader()
+                .take(room)
+                .read_to_end(&mut body);
+            if body.len() as u64 > limit {
+                return Err(FetchError::TooLarge(what.into()));
+            }
+            match read {
+                Ok(_) if total.is_none_or(|t| t == body.len() as u64) => return Ok(body),
+                Ok(_) => {
+                    return Err(other(
+                        what,
+                        format!(
+                            "the body ended after {} of {} bytes",
+                            body.len(),
+                            total.unwrap_or_default()
+                        ),
+                    ))
+                }
+                Err(e) => {
+                    let e = describe_io(what, &e);
+                    let lost = matches!(&e, FetchError::Other(m) if m.ends_with(RETRYABLE));
+                    if !lost || body.len() == had || resumes >= MAX_RESUMES {
+                        return Err(e);
+                    }
+                    resumes += 1;
+                    log::debug!("{e}; resuming from byte {}.", body.len());
+                }
+            }
         }
     }
 }
@@ -407,5 +509,106 @@ mod tests {
             let mut src = Source::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
             assert!(src.get("x", 10).is_err(), "{resp}");
         }
+    }
+
+    /// A server answering one request per connection: connection `n` gets `answer(n, range)`
+    /// (`range`: the request's `Range:` value) and is closed after it. Counts connections.
+    fn serve_each(
+        answer: fn(usize, Option<&str>) -> Vec<u8>,
+    ) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for (n, s) in l.incoming().enumerate() {
+                let Ok(mut s) = s else { return };
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let (mut line, mut range) = (String::new(), None);
+                while r.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("range:") {
+                        range = Some(v.trim().to_string());
+                    }
+                    line.clear();
+                }
+                log.lock().unwrap().push(range.clone());
+                let _ = s.write_all(&answer(n, range.as_deref()));
+            }
+        });
+        (port, seen)
+    }
+
+    const BODY: &[u8] = b"0123456789abcdefghij";
+
+    /// The first answer announces the whole body and is cut after 8 bytes.
+    fn cut(n: usize) -> Option<Vec<u8>> {
+        (n == 0).then(|| {
+            let mut v =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", BODY.len()).into_bytes();
+            v.extend_from_slice(&BODY[..8]);
+            v
+        })
+    }
+
+    fn partial(from: usize) -> Vec<u8> {
+        let mut v = format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\n\
+             Content-Length: {}\r\n\r\n",
+            BODY.len() - 1,
+            BODY.len(),
+            BODY.len() - from
+        )
+        .into_bytes();
+        v.extend_from_slice(&BODY[from..]);
+        v
+    }
+
+    #[test]
+    fn a_body_cut_mid_way_resumes_with_a_range_request() {
+        // A server that honours ranges: the rest comes with a 206.
+        let (port, seen) = serve_each(|n, range| match cut(n) {
+            Some(v) => v,
+            None if range == Some("bytes=8-") => partial(8),
+            None => b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        });
+        let mut src = Source::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        assert_eq!(src.get("x", 100).unwrap(), BODY);
+        assert_eq!(*seen.lock().unwrap(), [None, Some("bytes=8-".into())]);
+
+        // One that ignores them: the whole body again (a 200), not appended.
+        let (port, seen) = serve_each(|n, _| {
+            cut(n).unwrap_or_else(|| {
+                let mut v = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", BODY.len())
+                    .into_bytes();
+                v.extend_from_slice(BODY);
+                v
+            })
+        });
+        let mut src = Source::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        assert_eq!(src.get("x", 100).unwrap(), BODY);
+        assert_eq!(seen.lock().unwrap().len(), 2);
+
+        // A 206 that does not continue where the body stopped is an error, nothing spliced.
+        let (port, _) = serve_each(|n, _| cut(n).unwrap_or_else(|| partial(5)));
+        let mut src = Source::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let e = src.get("x", 100).unwrap_err().to_string();
+        assert!(e.contains("does not continue the body"), "{e}");
+
+        // A server that cuts every answer short: resumed while bytes come, then given up.
+        let (port, seen) = serve_each(|n, _| {
+            if n == 0 {
+                return cut(0).unwrap();
+            }
+            let mut v = partial(8);
+            v.truncate(v.len() - (BODY.len() - 8));
+            v
+        });
+        let mut src = Source::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        assert!(src.get("x", 100).is_err());
+        assert!(
+            seen.lock().unwrap().len() <= 4,
+            "{:?}",
+            seen.lock().unwrap()
+        );
     }
 }
