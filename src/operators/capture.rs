@@ -154,9 +154,7 @@ fn capture_parsed(
             }
             Ok((!values.is_empty()).then_some(values))
         }
-        Format::Accounts => crate::accounts::capture(root)
-            .map(|v| (!v.is_empty()).then_some(v))
-            .op("read the account databases for", p),
+        Format::Accounts => crate::accounts::capture(root).map(|v| (!v.is_empty()).then_some(v)),
         Format::Timezone => {
             let target = root.read_link(p).op("read link", p)?;
             let t = target
