@@ -789,14 +789,14 @@ pub fn create_new_at(
         Mode::from_raw_mode(mode),
     )?;
     trace::fd("create", fd.as_fd(), format_args!("\t{mode:o}"));
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
-    trace::fd("chmod", fd.as_fd(), format_args!("\t{mode:o}"));
-    // A new file already belongs to the caller: no chown for that owner.
+    // A new file already belongs to the caller: no chown for that owner. The owner first: a
+    // chown clears set-ID bits that the mode then sets.
     let me = (
         rustix::process::geteuid().as_raw(),
         rustix::process::getegid().as_raw(),
     );
-    if let Some((uid, gid)) = owner.filter(|o| *o != me) {
+    let chown = owner.filter(|o| *o != me);
+    if let Some((uid, gid)) = chown {
         rustix::fs::fchown(
             &fd,
             Some(rustix::fs::Uid::from_raw(uid)),
@@ -804,9 +804,31 @@ pub fn create_new_at(
         )?;
         trace::fd("chown", fd.as_fd(), format_args!("\t{uid}\t{gid}"));
     }
+    if !created_with_mode(mode) {
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+        trace::fd("chmod", fd.as_fd(), format_args!("\t{mode:o}"));
+    }
     let len = data.len();
     trace::fd("write", fd.as_fd(), format_args!("\t{len}"));
     std::fs::File::from(fd).write_all(data)
+}
+
+/// The process's umask, read once from `/proc/self/status` (a fact about this process, not an
+/// input); `None` when it cannot be read.
+fn umask() -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let v = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(v.trim(), 8).ok()
+    })
+}
+
+/// Whether a file just created by `openat(O_CREAT, mode)` already has exactly `mode`: no
+/// set-ID or sticky bit (the kernel may strip those, a chown clears them) and nothing the umask
+/// took away. Then the `fchmod` after the create can be left out.
+pub(crate) fn created_with_mode(mode: u32) -> bool {
+    mode & 0o7000 == 0 && umask().is_some_and(|u| mode & u == 0)
 }
 
 /// [`Root::write_atomic`] on an already open directory: a one-file [`Txn`]. `what` names the
@@ -952,6 +974,36 @@ pub fn is_mount_point(child: &OwnedFd, parent: &OwnedFd, _name: &OsStr) -> io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chmod_after_create_is_left_out_only_when_the_mode_is_exact() {
+        let u = umask().expect("umask in /proc/self/status");
+        assert_eq!(created_with_mode(0o644), u & 0o644 == 0);
+        assert!(
+            !created_with_mode(0o4755),
+            "set-ID bits always take a chmod"
+        );
+        assert!(
+            !created_with_mode(0o1777),
+            "sticky bit always takes a chmod"
+        );
+        if u & 0o022 != 0 {
+            assert!(!created_with_mode(0o666));
+        }
+        // And the file really gets the mode either way.
+        let t = std::env::temp_dir().join(format!("pristine-cwm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        std::fs::create_dir_all(&t).unwrap();
+        let dir = std::fs::File::open(&t).unwrap();
+        for (k, mode) in [0o644, 0o666, 0o600, 0o2755].into_iter().enumerate() {
+            let name = format!("f{k}");
+            create_new_at(&dir, OsStr::new(&name), b"x", mode, None, Path::new(&name)).unwrap();
+            let m =
+                std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(t.join(&name)).unwrap());
+            assert_eq!(m & 0o7777, mode, "{name}");
+        }
+        std::fs::remove_dir_all(&t).unwrap();
+    }
 
     #[test]
     fn relative_strips_slashes() {

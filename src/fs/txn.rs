@@ -120,13 +120,17 @@ impl<'d> Txn<'d> {
     ) -> io::Result<()> {
         mutating("write", what)?;
         let tmp = super::temp_name(name);
+        let mode = opts.mode.unwrap_or(0o644) & 0o7777;
+        // Created with its final permission bits (nothing is in it yet), so that the chmod can
+        // usually be left out (`created_with_mode`).
+        let create = mode & 0o777;
         let fd = rustix::fs::openat(
             self.dirs[dir.0].fd(),
             tmp.as_os_str(),
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            Mode::from_raw_mode(create),
         )?;
-        trace::fd("create", fd.as_fd(), format_args!("\t600"));
+        trace::fd("create", fd.as_fd(), format_args!("\t{create:o}"));
         // Recorded before anything can fail: dropping the transaction removes it.
         self.staged.push(Staged {
             dir: dir.0,
@@ -144,9 +148,10 @@ impl<'d> Txn<'d> {
             )?;
             trace::fd("chown", fd.as_fd(), format_args!("\t{uid}\t{gid}"));
         }
-        let mode = opts.mode.unwrap_or(0o644) & 0o7777;
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
-        trace::fd("chmod", fd.as_fd(), format_args!("\t{mode:o}"));
+        if create != mode || !super::created_with_mode(mode) {
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+            trace::fd("chmod", fd.as_fd(), format_args!("\t{mode:o}"));
+        }
         let mut f = std::fs::File::from(fd);
         f.write_all(data)?;
         let len = data.len();
