@@ -375,22 +375,21 @@ pub(super) fn create_file(ctx: &Ctx<'_>, i: &Item) -> R {
         return Ok(());
     }
     let (dir, name) = open_parent_safe(ctx, i, &i.path)?;
-    crate::fs::mutating("create", &i.path).map_err(|e| ctx.io("create file", &i.path, e))?;
-    match rustix::fs::openat(
-        &dir,
-        name.as_os_str(),
-        OFlags::CREATE
-            | OFlags::EXCL
-            | OFlags::NOFOLLOW
-            | OFlags::NONBLOCK
-            | OFlags::CLOEXEC
-            | OFlags::WRONLY
-            | OFlags::NOCTTY,
-        Mode::from_raw_mode(i.mode),
-    ) {
+    let has_data = i.argument.as_deref().is_some_and(|a| !a.is_empty());
+    let (created, written) = if has_data && open_child_path(&dir, &name).is_err() {
+        // A new file with contents is written under a temporary name and renamed into place
+        // without replacing, so a crash never leaves it empty (a rerun would keep it so).
+        (new_file_with_data(ctx, i, &dir, &name)?, true)
+    } else {
+        crate::fs::mutating("create", &i.path).map_err(|e| ctx.io("create file", &i.path, e))?;
+        (create_exclusive(&dir, &name, i.mode), false)
+    };
+    match created {
         Ok(fd) => {
             ctx.touched(&i.path);
-            write_data(ctx, i, &fd, &i.path)?;
+            if !written {
+                write_data(ctx, i, &fd, &i.path)?;
+            }
             fd_set_perms(ctx, i, fd.as_fd(), &i.path, None, Creation::Normal)
         }
         Err(rustix::io::Errno::EXIST) => {
@@ -402,6 +401,56 @@ pub(super) fn create_file(ctx: &Ctx<'_>, i: &Item) -> R {
             fd_set_perms(ctx, i, fd.as_fd(), &i.path, Some(st), Creation::Existing)
         }
         Err(e) => Err(ctx.io("create file", &i.path, e)),
+    }
+}
+
+/// `openat(dir, name, O_CREAT | O_EXCL | O_NOFOLLOW | O_WRONLY …, mode)`: a new regular file.
+fn create_exclusive(dir: &OwnedFd, name: &OsStr, mode: u32) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::CREATE
+            | OFlags::EXCL
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::CLOEXEC
+            | OFlags::WRONLY
+            | OFlags::NOCTTY,
+        Mode::from_raw_mode(mode),
+    )
+}
+
+/// Makes the absent `dir`/`name` (the item `i`) a new file holding `i`'s contents: created
+/// and written as the crash-stable temporary, then renamed into place without replacing.
+/// `EEXIST` when something appeared at the target meanwhile (it is kept, the temporary goes).
+fn new_file_with_data(
+    ctx: &Ctx<'_>,
+    i: &Item,
+    dir: &OwnedFd,
+    name: &OsStr,
+) -> R<rustix::io::Result<OwnedFd>> {
+    let (tmp, shown) = fresh_temp(ctx, dir, name, &i.path)?;
+    crate::fs::mutating("create", &i.path).map_err(|e| ctx.io("create file", &i.path, e))?;
+    let fd = match create_exclusive(dir, &tmp, i.mode) {
+        Ok(fd) => fd,
+        Err(e) => return Ok(Err(e)),
+    };
+    let drop_tmp =
+        || crate::fs::remove_tree_at(dir, &tmp, &shown).map_err(|e| ctx.io("remove", &shown, e));
+    if let Err(e) = write_data(ctx, i, &fd, &i.path) {
+        drop_tmp()?;
+        return Err(e);
+    }
+    match at::rename_noreplace(dir, &tmp, dir, name) {
+        Ok(()) => Ok(Ok(fd)),
+        Err(e) => {
+            drop_tmp()?;
+            if is(&e, rustix::io::Errno::EXIST) {
+                Ok(Err(rustix::io::Errno::EXIST))
+            } else {
+                Err(ctx.io("create file", &i.path, e))
+            }
+        }
     }
 }
 
