@@ -535,14 +535,7 @@ impl Root {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
         };
-        let st = match rustix::fs::statat(&dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(rustix::io::Errno::NOENT) => return Ok(false),
-            Err(e) => return Err(e.into()),
-        };
-        let parent_st = rustix::fs::fstat(&dir)?;
-        remove_at(&dir, &name, &st, parent_st.st_dev, p)?;
-        Ok(true)
+        remove_tree_at(&dir, &name, p)
     }
 
     /// Removes everything inside directory `p` but not `p` itself (same rules as
@@ -766,6 +759,31 @@ pub fn temp_name(name: &OsStr) -> OsString {
     s.push(name);
     s.push(crate::util::hex(&rnd));
     s
+}
+
+/// The temporary name next to `name` for a replacement that must converge after a crash:
+/// always the same (`.#name.pristine`), so a rerun finds a temporary an aborted run left behind
+/// and removes it (see [`remove_tree_at`]) before making it anew.
+pub fn stable_temp_name(name: &OsStr) -> OsString {
+    let mut s = OsString::from(".#");
+    s.push(name);
+    s.push(".pristine");
+    s
+}
+
+/// Removes `name` in the open directory `dir` and, if it is a directory, everything below it,
+/// with the rules of [`Root::remove_tree`] (symlinks removed, never followed; nothing on another
+/// mount removed). `Ok(false)` if `name` did not exist; `what` names it in errors and fault
+/// injection.
+pub fn remove_tree_at(dir: &OwnedFd, name: &OsStr, what: &Path) -> io::Result<bool> {
+    let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let parent_st = rustix::fs::fstat(dir)?;
+    remove_at(dir, name, &st, parent_st.st_dev, what)?;
+    Ok(true)
 }
 
 /// Creates `name` in the open directory `dir` as a new regular file holding `data`, with `mode`

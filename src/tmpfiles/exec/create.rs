@@ -375,22 +375,21 @@ pub(super) fn create_file(ctx: &Ctx<'_>, i: &Item) -> R {
         return Ok(());
     }
     let (dir, name) = open_parent_safe(ctx, i, &i.path)?;
-    crate::fs::mutating("create", &i.path).map_err(|e| ctx.io("create file", &i.path, e))?;
-    match rustix::fs::openat(
-        &dir,
-        name.as_os_str(),
-        OFlags::CREATE
-            | OFlags::EXCL
-            | OFlags::NOFOLLOW
-            | OFlags::NONBLOCK
-            | OFlags::CLOEXEC
-            | OFlags::WRONLY
-            | OFlags::NOCTTY,
-        Mode::from_raw_mode(i.mode),
-    ) {
+    let has_data = i.argument.as_deref().is_some_and(|a| !a.is_empty());
+    let (created, written) = if has_data && open_child_path(&dir, &name).is_err() {
+        // A new file with contents is written under a temporary name and renamed into place
+        // without replacing, so a crash never leaves it empty (a rerun would keep it so).
+        (new_file_with_data(ctx, i, &dir, &name)?, true)
+    } else {
+        crate::fs::mutating("create", &i.path).map_err(|e| ctx.io("create file", &i.path, e))?;
+        (create_exclusive(&dir, &name, i.mode), false)
+    };
+    match created {
         Ok(fd) => {
             ctx.touched(&i.path);
-            write_data(ctx, i, &fd, &i.path)?;
+            if !written {
+                write_data(ctx, i, &fd, &i.path)?;
+            }
             fd_set_perms(ctx, i, fd.as_fd(), &i.path, None, Creation::Normal)
         }
         Err(rustix::io::Errno::EXIST) => {
@@ -402,6 +401,56 @@ pub(super) fn create_file(ctx: &Ctx<'_>, i: &Item) -> R {
             fd_set_perms(ctx, i, fd.as_fd(), &i.path, Some(st), Creation::Existing)
         }
         Err(e) => Err(ctx.io("create file", &i.path, e)),
+    }
+}
+
+/// `openat(dir, name, O_CREAT | O_EXCL | O_NOFOLLOW | O_WRONLY …, mode)`: a new regular file.
+fn create_exclusive(dir: &OwnedFd, name: &OsStr, mode: u32) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::CREATE
+            | OFlags::EXCL
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::CLOEXEC
+            | OFlags::WRONLY
+            | OFlags::NOCTTY,
+        Mode::from_raw_mode(mode),
+    )
+}
+
+/// Makes the absent `dir`/`name` (the item `i`) a new file holding `i`'s contents: created
+/// and written as the crash-stable temporary, then renamed into place without replacing.
+/// `EEXIST` when something appeared at the target meanwhile (it is kept, the temporary goes).
+fn new_file_with_data(
+    ctx: &Ctx<'_>,
+    i: &Item,
+    dir: &OwnedFd,
+    name: &OsStr,
+) -> R<rustix::io::Result<OwnedFd>> {
+    let (tmp, shown) = fresh_temp(ctx, dir, name, &i.path)?;
+    crate::fs::mutating("create", &i.path).map_err(|e| ctx.io("create file", &i.path, e))?;
+    let fd = match create_exclusive(dir, &tmp, i.mode) {
+        Ok(fd) => fd,
+        Err(e) => return Ok(Err(e)),
+    };
+    let drop_tmp =
+        || crate::fs::remove_tree_at(dir, &tmp, &shown).map_err(|e| ctx.io("remove", &shown, e));
+    if let Err(e) = write_data(ctx, i, &fd, &i.path) {
+        drop_tmp()?;
+        return Err(e);
+    }
+    match at::rename_noreplace(dir, &tmp, dir, name) {
+        Ok(()) => Ok(Ok(fd)),
+        Err(e) => {
+            drop_tmp()?;
+            if is(&e, rustix::io::Errno::EXIST) {
+                Ok(Err(rustix::io::Errno::EXIST))
+            } else {
+                Err(ctx.io("create file", &i.path, e))
+            }
+        }
     }
 }
 
@@ -527,22 +576,20 @@ pub(super) fn copy_files(ctx: &Ctx<'_>, i: &Item, merge: bool) -> R {
     let (dfd, name) = open_parent_safe(ctx, i, &i.path)?;
     // A merge copies owners and modes into existing directories.
     ctx.forget_dirs();
-    let copied = (|| -> io::Result<()> {
-        let (sdir, sname) = ctx.root.parent(&src)?;
-        copy_tree_at(
-            &sdir,
-            &sname,
-            &dfd,
-            &name,
-            CopyOptions {
-                merge,
-                merge_empty: !merge,
-                uid: i.uid,
-                gid: i.gid,
-            },
-            &i.path,
-        )
-    })();
+    let opts = CopyOptions {
+        merge,
+        merge_empty: !merge,
+        uid: i.uid,
+        gid: i.gid,
+    };
+    let copied = if open_child_path(&dfd, &name).is_ok() {
+        // An existing target is merged into in place (or skipped), as systemd does.
+        ctx.root
+            .parent(&src)
+            .and_then(|(sdir, sname)| copy_tree_at(&sdir, &sname, &dfd, &name, opts, &i.path))
+    } else {
+        copy_into_place(ctx, &src, &dfd, &name, &i.path, opts)?
+    };
     let fd = match open_child_path(&dfd, &name) {
         Ok(fd) => fd,
         Err(e) => {
@@ -578,6 +625,34 @@ pub(super) fn copy_files(ctx: &Ctx<'_>, i: &Item, merge: bool) -> R {
         return Ok(());
     }
     fd_set_perms(ctx, i, fd.as_fd(), &i.path, Some(st), Creation::Invalid)
+}
+
+/// Copies `src` to the absent `dfd`/`name` (the item path `p`) through a temporary sibling
+/// renamed into place without replacing, so the target is either absent or a whole copy
+/// whenever the run stops; a rerun removes a temporary copy a crash left behind. A copy that
+/// fails on its own (not a crash) is still put in place, as systemd leaves its partial copy.
+fn copy_into_place(
+    ctx: &Ctx<'_>,
+    src: &Path,
+    dfd: &OwnedFd,
+    name: &OsStr,
+    p: &Path,
+    opts: CopyOptions,
+) -> R<io::Result<()>> {
+    let (tmp, shown) = fresh_temp(ctx, dfd, name, p)?;
+    let copied = ctx
+        .root
+        .parent(src)
+        .and_then(|(sdir, sname)| copy_tree_at(&sdir, &sname, dfd, &tmp, opts, p));
+    if open_child_path(dfd, &tmp).is_err() {
+        return Ok(copied);
+    }
+    if let Err(e) = at::rename_noreplace(dfd, &tmp, dfd, name) {
+        // Something appeared at the target meanwhile: it stays, the copy goes.
+        crate::fs::remove_tree_at(dfd, &tmp, &shown).map_err(|re| ctx.io("remove", &shown, re))?;
+        return Ok(Err(e));
+    }
+    Ok(copied)
 }
 
 pub(super) fn create_directory(ctx: &Ctx<'_>, i: &Item) -> R {
@@ -680,10 +755,24 @@ pub(super) fn reopen_created(
     Ok((fd, st))
 }
 
+/// The crash-stable temporary sibling of `dir`/`name` (the item path `p`), its in-root path for
+/// messages, with whatever an aborted earlier run left under that name removed (never
+/// following a symlink, never crossing a mount).
+fn fresh_temp(ctx: &Ctx<'_>, dir: &OwnedFd, name: &OsStr, p: &Path) -> R<(OsString, PathBuf)> {
+    let tmp = crate::fs::stable_temp_name(name);
+    let shown = p.with_file_name(&tmp);
+    crate::fs::remove_tree_at(dir, &tmp, &shown).map_err(|e| {
+        ctx.io("remove", &shown, e)
+            .worded(|m| format!("rm -rf {} failed: {m}", ctx.d(&shown)))
+    })?;
+    Ok((tmp, shown))
+}
+
 /// Replaces `dir`/`name` (the item path `p`) by a node that `make` creates: atomically, as a
 /// temporary name renamed over the old one; when a directory is in the way it is removed
-/// (recursively) and the node made in its place. The outer error is a failed removal, the
-/// inner one the failed creation (for the caller's own message).
+/// (recursively) and the node made in its place. The temporary name is always the same, so a
+/// rerun after a crash between making and renaming removes the stale one. The outer error is
+/// a failed removal, the inner one the failed creation (for the caller's own message).
 pub(super) fn replace_node(
     ctx: &Ctx<'_>,
     dir: &OwnedFd,
@@ -692,7 +781,7 @@ pub(super) fn replace_node(
     make: impl Fn(&OsStr) -> io::Result<()>,
 ) -> R<io::Result<()>> {
     ctx.forget_dirs();
-    let tmp = crate::fs::temp_name(name);
+    let (tmp, _) = fresh_temp(ctx, dir, name, p)?;
     let mut res = make(tmp.as_os_str());
     if res.is_ok() {
         res = at::rename(dir, &tmp, dir, name);
