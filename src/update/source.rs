@@ -281,10 +281,10 @@ pub fn trust_roots(
         return Ok(certs);
     }
     Err(Error::invalid(
-        "find a trust store for https in",
+        "verify https sources for",
         root.host(),
         format!(
-            "looked for {}; or pin a CA with [update] ca-file",
+            "no trust store for https (looked for {}; or pin a CA with [update] ca-file)",
             TRUST_STORES.join(", ")
         ),
     ))
