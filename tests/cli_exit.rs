@@ -186,6 +186,101 @@ fn failed_operations_exit_73() {
     );
 }
 
+/// `update make` / `update sign` run on the vendor's machine (no root): a missing key, image or
+/// index and an output directory that cannot be made are failed operations (73), not fatal (1).
+#[test]
+fn update_make_and_sign_failures_exit_73() {
+    let tmp = TempDir::new("cli-exit-update");
+    let d = tmp.path();
+    let key = d.join("k.key");
+    let made = std::process::Command::new("minisign")
+        .args(["-G", "-W", "-p"])
+        .arg(d.join("k.pub"))
+        .arg("-s")
+        .arg(&key)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run minisign");
+    assert!(made.status.success(), "minisign -G: {}", stderr_text(&made));
+    std::fs::write(d.join("image"), vec![7u8; 64 * 1024]).unwrap();
+    std::fs::write(d.join("blocker"), "a file where a directory is wanted\n").unwrap();
+    let p = |p: &str| d.join(p).display().to_string();
+    let key_arg = format!("--key={}", key.display());
+    let store_arg = format!("--store={}", p("store"));
+    for (what, args) in [
+        (
+            "missing key",
+            vec![
+                "make".to_string(),
+                format!("--key={}", p("no-such.key")),
+                "--version=1".into(),
+                p("image"),
+                p("out"),
+            ],
+        ),
+        (
+            "missing image",
+            vec![
+                "make".into(),
+                key_arg.clone(),
+                "--version=1".into(),
+                p("no-such-image"),
+                p("out"),
+            ],
+        ),
+        (
+            "output directory below a file",
+            vec![
+                "make".into(),
+                key_arg.clone(),
+                "--version=1".into(),
+                p("image"),
+                p("blocker/out"),
+            ],
+        ),
+        (
+            "missing index",
+            vec![
+                "sign".into(),
+                key_arg.clone(),
+                "--version=1".into(),
+                store_arg.clone(),
+                p("no-such.caibx"),
+                p("out"),
+            ],
+        ),
+        (
+            "missing key",
+            vec![
+                "sign".into(),
+                format!("--key={}", p("no-such.key")),
+                "--version=1".into(),
+                store_arg.clone(),
+                p("no-such.caibx"),
+                p("out"),
+            ],
+        ),
+    ] {
+        let out = common::run_pristine(
+            &std::iter::once("update")
+                .chain(args.iter().map(String::as_str))
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(73),
+            "{what}: pristine update {}: {}",
+            args.join(" "),
+            stderr_text(&out)
+        );
+        assert!(
+            stderr_text(&out).contains(d.to_str().unwrap()),
+            "{what}: the message names no path: {}",
+            stderr_text(&out)
+        );
+    }
+}
+
 /// A pinned case: what, setup, pristine's arguments, systemd's tool and its arguments, the code.
 type Pinned<'a> = (
     &'a str,

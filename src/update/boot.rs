@@ -20,6 +20,7 @@ use std::path::Path;
 use super::state::{self, boot_select, BootDecision, SlotRecord, SlotStatus, State, StateDir};
 use super::{fetch, verity, FetchOptions, FetchReport};
 use crate::config::UpdateSettings;
+use crate::error::{Error, IoContext, Result};
 use crate::fs::Root;
 
 /// Name of the dm-verity mapping pristine creates for the booted `/usr`.
@@ -27,22 +28,23 @@ pub const VERITY_NAME: &str = "pristine-usr";
 
 /// Checks a slot's content against what the signed manifest said: the dm-verity tree and root
 /// hash if it has one, else the whole-image SHA-256.
-pub fn check_slot(path: &str, r: &SlotRecord) -> Result<(), String> {
-    let f = File::open(path).map_err(|e| format!("{path}: {e}"))?;
+pub fn check_slot(path: &str, r: &SlotRecord) -> Result<()> {
+    let bad = |why| Error::invalid("verify", path, why);
+    let f = File::open(path).op("open", path)?;
     if let Some(v) = &r.verity {
-        v.check(r.image_size)?;
-        let root = v.root().ok_or("bad verity root hash in the state")?;
-        return verity::verify(&f, v.data_size, &root).map(|_| ());
+        v.check(r.image_size).map_err(|e| e.at(path))?;
+        let root = v
+            .root()
+            .ok_or_else(|| bad("bad verity root hash in the state"))?;
+        return verity::verify(&f, Path::new(path), v.data_size, &root).map(|_| ());
     }
     let want = r
         .image_digest
         .as_deref()
-        .ok_or("no image digest recorded for it")?;
-    let got = super::fetch::image_digest(&f, r.image_size).map_err(|e| format!("{path}: {e}"))?;
+        .ok_or_else(|| bad("no image digest recorded for it"))?;
+    let got = super::fetch::image_digest(&f, r.image_size).op("read", path)?;
     if got != want {
-        return Err(format!(
-            "{path}: content does not match the manifest's image digest"
-        ));
+        return Err(bad("content does not match the manifest's image digest"));
     }
     Ok(())
 }
@@ -56,9 +58,8 @@ fn good_slot(st: &State) -> Option<usize> {
 
 /// The boot decision with its side effects on the state directory (see the module docs).
 /// `settings` are resolved (host paths). Returns the decision and the chosen slot's path.
-pub fn choose(settings: &UpdateSettings) -> Result<(BootDecision, String), String> {
-    let sd = StateDir::open(Path::new(&settings.state_dir), false)
-        .map_err(|e| format!("{}: {e}", settings.state_dir))?;
+pub fn choose(settings: &UpdateSettings) -> Result<(BootDecision, String)> {
+    let sd = StateDir::open(Path::new(&settings.state_dir), false)?;
     let mut st = sd.load()?;
     st.fit(settings.slots.len());
     let path_of = |i: usize| {
@@ -66,11 +67,12 @@ pub fn choose(settings: &UpdateSettings) -> Result<(BootDecision, String), Strin
             .slots
             .get(i)
             .cloned()
-            .ok_or_else(|| format!("slot {i} is not configured"))
+            .ok_or_else(|| Error::msg("choose a slot", format!("slot {i} is not configured")))
     };
     loop {
         let before = st.clone();
-        let d = boot_select(&mut st).ok_or("no bootable slot recorded")?;
+        let d = boot_select(&mut st)
+            .ok_or_else(|| Error::msg("choose a slot", "no bootable slot recorded"))?;
         let pending = before.slot(d.slot).status == SlotStatus::Pending;
         if let Err(e) = sd.save(&st) {
             if !pending {
@@ -78,7 +80,12 @@ pub fn choose(settings: &UpdateSettings) -> Result<(BootDecision, String), Strin
                 return Ok((d.clone(), path_of(d.slot)?));
             }
             let g = good_slot(&before).ok_or_else(|| {
-                format!("{e}; cannot count the pending slot's try and no good slot is recorded")
+                Error::msg(
+                    "choose a slot",
+                    format!(
+                        "{e}; cannot count the pending slot's try and no good slot is recorded"
+                    ),
+                )
             })?;
             let reason = format!(
                 "{e}; cannot count the try of pending slot {}, booting good slot {g} instead",
@@ -142,7 +149,7 @@ pub fn complete_incomplete(
     root: &Root,
     keys_root: &Root,
     settings: &UpdateSettings,
-) -> Result<Option<FetchReport>, String> {
+) -> Result<Option<FetchReport>> {
     let Some(spec) = settings.boot_source.as_deref().filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
@@ -172,7 +179,7 @@ pub fn complete_incomplete(
         source: dir.to_string_lossy().into_owned(),
         ..FetchOptions::default()
     };
-    let r = fetch(keys_root, settings, &opts).map_err(|e| e.to_string());
+    let r = fetch(keys_root, settings, &opts).map_err(Error::from);
     if let Some(t) = mounted {
         if let Err(e) = rustix::mount::unmount(t, rustix::mount::UnmountFlags::DETACH) {
             log::warn!("{}: unmounting: {e}", t.display());
@@ -182,15 +189,19 @@ pub fn complete_incomplete(
 }
 
 /// Mounts the block device `dev` read-only at `target`, waiting for it a few seconds.
-fn mount_source(dev: &str, target: &Path) -> Result<(), String> {
+fn mount_source(dev: &str, target: &Path) -> Result<()> {
     let start = std::time::Instant::now();
     while !Path::new(dev).exists() {
         if start.elapsed() > BOOT_SOURCE_WAIT {
-            return Err(format!("{dev}: no such device"));
+            return Err(Error::io(
+                "wait for boot source",
+                dev,
+                std::io::ErrorKind::NotFound.into(),
+            ));
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
+    std::fs::create_dir_all(target).op("create directory", target)?;
     let mut errs = Vec::new();
     for t in known_types(&SOURCE_FS_TYPES) {
         let flags = rustix::mount::MountFlags::RDONLY | rustix::mount::MountFlags::NOSUID;
@@ -202,14 +213,22 @@ fn mount_source(dev: &str, target: &Path) -> Result<(), String> {
             None,
         ) {
             Ok(()) => return Ok(()),
-            Err(e) => errs.push(format!("{t}: {e}")),
+            Err(e) => errs.push((t, e)),
         }
     }
-    Err(format!(
-        "mounting {dev} read-only at {} failed ({})",
-        target.display(),
-        errs.join(", ")
-    ))
+    Err(mount_error(dev, target, errs))
+}
+
+/// The error of a read-only mount for which every file system type failed: each type's
+/// reason in the operation, the last one as the cause.
+fn mount_error(source: &str, target: &Path, errs: Vec<(&str, rustix::io::Errno)>) -> Error {
+    let tried: Vec<String> = errs.iter().map(|(t, e)| format!("{t}: {e}")).collect();
+    let last = errs.last().map_or(rustix::io::Errno::NODEV, |&(_, e)| e);
+    Error::io(
+        format!("mount {source} read-only ({}) at", tried.join(", ")),
+        target,
+        last.into(),
+    )
 }
 
 /// Those of `types` the kernel knows (`/proc/filesystems`), in order.
@@ -234,30 +253,26 @@ const SOURCE_FS_TYPES: [&str; 6] = ["ext4", "vfat", "exfat", "btrfs", "xfs", "er
 
 /// Mounts slot `path` read-only at `target`: through a dm-verity mapping when `rec` carries a
 /// root hash, else the block device itself. Returns what was mounted.
-pub fn mount(
-    path: &str,
-    rec: &SlotRecord,
-    target: &Path,
-    fstype: Option<&str>,
-) -> Result<String, String> {
-    let md = std::fs::metadata(path).map_err(|e| format!("{path}: {e}"))?;
+pub fn mount(path: &str, rec: &SlotRecord, target: &Path, fstype: Option<&str>) -> Result<String> {
+    let bad = |why| Error::invalid("mount", path, why);
+    let md = std::fs::metadata(path).op("stat", path)?;
     if !md.file_type().is_block_device() {
-        return Err(format!(
-            "{path} is not a block device; only block-device slots can be mounted at boot"
+        return Err(bad(
+            "not a block device; only block-device slots can be mounted at boot",
         ));
     }
     let source = match &rec.verity {
         Some(v) => {
-            let root = v.root().ok_or("bad verity root hash in the state")?;
-            let f = File::open(path).map_err(|e| format!("{path}: {e}"))?;
+            let root = v
+                .root()
+                .ok_or_else(|| bad("bad verity root hash in the state"))?;
+            let f = File::open(path).op("open", path)?;
             let mut sbb = vec![0u8; verity::BLOCK as usize];
             std::os::unix::fs::FileExt::read_exact_at(&f, &mut sbb, v.data_size)
-                .map_err(|e| format!("{path}: reading the verity superblock: {e}"))?;
-            let sb = verity::Superblock::parse(&sbb).map_err(|e| format!("{path}: {e}"))?;
+                .op("read the verity superblock of", path)?;
+            let sb = verity::Superblock::parse(&sbb).map_err(|e| e.at(path))?;
             if sb.data_size() != v.data_size {
-                return Err(format!(
-                    "{path}: verity superblock does not match the manifest"
-                ));
+                return Err(bad("verity superblock does not match the manifest"));
             }
             let rdev = std::os::unix::fs::MetadataExt::rdev(&md);
             let dev = format!("{}:{}", rustix::fs::major(rdev), rustix::fs::minor(rdev));
@@ -285,17 +300,13 @@ pub fn mount(
             None,
         ) {
             Ok(()) => return Ok(format!("{source} ({t})")),
-            Err(e) => errs.push(format!("{t}: {e}")),
+            Err(e) => errs.push((*t, e)),
         }
     }
     if rec.verity.is_some() {
         let _ = super::dm::remove(VERITY_NAME);
     }
-    Err(format!(
-        "mounting {source} read-only at {} failed ({})",
-        target.display(),
-        errs.join(", ")
-    ))
+    Err(mount_error(&source, target, errs))
 }
 
 /// The kernel's own node of device-mapper device `maj:min` (`/dev/dm-N`, made by devtmpfs as
@@ -315,9 +326,9 @@ fn devtmpfs_node(maj: u32, min: u32) -> Option<String> {
 
 /// A node for the mapping made by pristine (`/run/pristine/pristine-usr`), when `/dev` has
 /// none: only usable where `/run` is not mounted `nodev` (systemd mounts it `nodev`).
-fn mapping_node(maj: u32, min: u32) -> Result<String, String> {
+fn mapping_node(maj: u32, min: u32) -> Result<String> {
     let node = Path::new("/run/pristine").join(VERITY_NAME);
     crate::fs::host_runtime::block_node(&node, (maj, min), 0o600)
-        .map_err(|e| format!("{}: {e}", node.display()))?;
+        .op("create device node", &node)?;
     Ok(node.to_string_lossy().into_owned())
 }

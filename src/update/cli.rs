@@ -10,6 +10,7 @@ use super::index::{ChunkParams, Digest, CHUNK_LIMIT_MAX};
 use super::make::{self, MakeOptions};
 use super::state::{self, SlotStatus, StateDir};
 use super::{fetch, FetchFailure, FetchOptions};
+use crate::error::{Error, IoContext, Result};
 use crate::host::Common;
 use crate::report::usage_error;
 use crate::report::{Outcome, EXIT_BAD_CONFIG, EXIT_FATAL, EXIT_OK, EXIT_OP_FAILED};
@@ -39,11 +40,12 @@ fn parse_size(s: &str) -> Option<u64> {
 }
 
 /// `--chunk-size=`: `MIN:AVG:MAX`, or `AVG` (min = avg/4, max = avg*4, as casync does).
-pub fn parse_chunk_size(s: &str) -> Result<ChunkParams, String> {
+pub fn parse_chunk_size(s: &str) -> Result<ChunkParams> {
+    let bad = |why| Error::msg("parse --chunk-size=", why);
     let parts: Vec<&str> = s.split(':').collect();
     let p = match parts.as_slice() {
         [a] => {
-            let avg = parse_size(a).ok_or("bad chunk size")?;
+            let avg = parse_size(a).ok_or_else(|| bad("bad chunk size"))?;
             ChunkParams {
                 min: (avg / 4).max(1),
                 avg,
@@ -51,19 +53,19 @@ pub fn parse_chunk_size(s: &str) -> Result<ChunkParams, String> {
             }
         }
         [a, b, c] => ChunkParams {
-            min: parse_size(a).ok_or("bad minimum chunk size")?,
-            avg: parse_size(b).ok_or("bad average chunk size")?,
-            max: parse_size(c).ok_or("bad maximum chunk size")?,
+            min: parse_size(a).ok_or_else(|| bad("bad minimum chunk size"))?,
+            avg: parse_size(b).ok_or_else(|| bad("bad average chunk size"))?,
+            max: parse_size(c).ok_or_else(|| bad("bad maximum chunk size"))?,
         },
-        _ => return Err("--chunk-size= wants AVG or MIN:AVG:MAX".into()),
+        _ => return Err(bad("wants AVG or MIN:AVG:MAX")),
     };
     p.check()?;
     Ok(p)
 }
 
-fn read_key(path: &Path) -> Result<minisign::SecretKey, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    super::manifest::load_secret_key(&text).map_err(|e| format!("{}: {e}", path.display()))
+fn read_key(path: &Path) -> Result<minisign::SecretKey> {
+    let text = std::fs::read_to_string(path).op("read", path)?;
+    super::manifest::load_secret_key(&text).map_err(|e| e.at(path))
 }
 
 pub fn main(common: &Common, rest: Vec<OsString>) -> u8 {
@@ -100,6 +102,13 @@ pub fn main(common: &Common, rest: Vec<OsString>) -> u8 {
 
 struct Usage(String);
 
+/// A bad option value (a typed error of its parser) is a usage error.
+impl From<Error> for Usage {
+    fn from(e: Error) -> Self {
+        Usage(e.to_string())
+    }
+}
+
 impl From<lexopt::Error> for Usage {
     fn from(e: lexopt::Error) -> Self {
         Usage(e.to_string())
@@ -134,9 +143,7 @@ fn cmd_make(mut p: lexopt::Parser) -> Result<u8, Usage> {
                     .filter(|c| *c != Compression::Gzip)
                     .ok_or(Usage(format!("unsupported compression '{v}'")))?;
             }
-            Long("chunk-size") => {
-                o.params = parse_chunk_size(&string(p.value()?)?).map_err(Usage)?
-            }
+            Long("chunk-size") => o.params = parse_chunk_size(&string(p.value()?)?)?,
             Long("verity") => o.verity = true,
             Value(v) => pos.push(PathBuf::from(v)),
             _ => return Err(a.unexpected().into()),
@@ -152,7 +159,7 @@ fn cmd_make(mut p: lexopt::Parser) -> Result<u8, Usage> {
         Ok(k) => k,
         Err(e) => {
             log::error!("{e}");
-            return Ok(EXIT_FATAL);
+            return Ok(EXIT_OP_FAILED);
         }
     };
     match make::make(image, outdir, &o, &sk) {
@@ -202,7 +209,7 @@ fn cmd_sign(mut p: lexopt::Parser) -> Result<u8, Usage> {
         Ok(k) => k,
         Err(e) => {
             log::error!("{e}");
-            return Ok(EXIT_FATAL);
+            return Ok(EXIT_OP_FAILED);
         }
     };
     match make::sign_existing(index, &store, &store_name, outdir, &version, &sk, verity) {
@@ -332,7 +339,7 @@ fn open_state(
     }
     let settings = resolved(common, &root, &settings, create)?;
     let sd = StateDir::open(Path::new(&settings.state_dir), create).map_err(|e| {
-        log::error!("{}: {e}", settings.state_dir);
+        log::error!("{e}");
         EXIT_OP_FAILED
     })?;
     let mut st = sd.load().map_err(|e| {
@@ -472,7 +479,6 @@ fn cmd_boot(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
     if let Some(target) = mount {
         let target = target.unwrap_or_else(|| root.host().join("usr"));
         let rec = StateDir::open(Path::new(&settings.state_dir), false)
-            .map_err(|e| e.to_string())
             .and_then(|sd| sd.load())
             .map(|st| st.slot(d.slot));
         match rec.and_then(|r| super::boot::mount(&path, &r, &target, fstype.as_deref())) {
@@ -547,12 +553,12 @@ fn cmd_adopt(common: &Common, mut p: lexopt::Parser) -> Result<u8, Usage> {
         return Err(Usage(format!("slot {slot} is not configured")));
     }
     if let Some(ip) = index {
-        let r = std::fs::read(&ip).map_err(|e| e.to_string()).and_then(|b| {
-            super::index::Index::parse(&b)?;
+        let r = std::fs::read(&ip).op("read", &ip).and_then(|b| {
+            super::index::Index::parse(&b).map_err(|e| e.at(&ip))?;
             sd.write_index(slot, &b)
         });
         if let Err(e) = r {
-            log::error!("{}: {e}", ip.display());
+            log::error!("{e}");
             return Ok(EXIT_OP_FAILED);
         }
     }

@@ -7,6 +7,8 @@
 
 use std::io;
 
+use crate::error::{Error, Result};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
     Zstd,
@@ -130,8 +132,15 @@ pub fn compress(c: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
     Encoder::new(c, data.len() as u64)?.compress(data)
 }
 
-fn bomb(limit: usize) -> String {
-    format!("decompresses to more than {limit} bytes, its size in the index")
+/// Bad stored chunk data.
+fn corrupt(why: String) -> Error {
+    Error::msg("decompress chunk", why)
+}
+
+fn bomb(limit: usize) -> Error {
+    corrupt(format!(
+        "decompresses to more than {limit} bytes, its size in the index"
+    ))
 }
 
 /// Decompresses one stored chunk to at most `limit` bytes. `raw` says the store keeps chunks
@@ -142,7 +151,7 @@ fn bomb(limit: usize) -> String {
 /// max(2^23, `limit`) are refused); liblzma gets a memory limit of the chunk size plus casync's
 /// 8 MiB dictionary, so a header asking for a larger dictionary is refused before a byte is
 /// decoded, and its output stops at `limit`.
-pub fn decompress(data: &[u8], limit: usize, raw: bool) -> Result<Vec<u8>, String> {
+pub fn decompress(data: &[u8], limit: usize, raw: bool) -> Result<Vec<u8>> {
     if raw {
         if data.len() > limit {
             return Err(bomb(limit));
@@ -153,12 +162,12 @@ pub fn decompress(data: &[u8], limit: usize, raw: bool) -> Result<Vec<u8>, Strin
         Some(Compression::Zstd) => unzstd(data, limit),
         Some(Compression::Xz) => unxz(data, limit),
         Some(Compression::Gzip) => gunzip(data, limit),
-        _ => Err("stored chunk is not zstd, xz or gzip data".into()),
+        _ => Err(corrupt("stored chunk is not zstd, xz or gzip data".into())),
     }
 }
 
-fn unzstd(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
-    let bad = |e: io::Error| format!("bad zstd data: {e}");
+fn unzstd(data: &[u8], limit: usize) -> Result<Vec<u8>> {
+    let bad = |e: io::Error| corrupt(format!("bad zstd data: {e}"));
     let mut d = zstd::bulk::Decompressor::new().map_err(bad)?;
     let log =
         (usize::BITS - limit.max(1).saturating_sub(1).leading_zeros()).max(ZSTD_WINDOW_LOG_MIN);
@@ -174,13 +183,13 @@ fn unzstd(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     }
 }
 
-fn unxz(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+fn unxz(data: &[u8], limit: usize) -> Result<Vec<u8>> {
     let memlimit = (limit as u64).max(XZ_DICT_ALLOWANCE) + XZ_OVERHEAD;
     let bad = |e: xz2::stream::Error| match e {
-        xz2::stream::Error::MemLimit => format!(
+        xz2::stream::Error::MemLimit => corrupt(format!(
             "bad xz data: needs more than {memlimit} bytes of memory to decode a chunk of {limit}"
-        ),
-        e => format!("bad xz data: {e}"),
+        )),
+        e => corrupt(format!("bad xz data: {e}")),
     };
     let mut s = xz2::stream::Stream::new_stream_decoder(memlimit, xz2::stream::CONCATENATED)
         .map_err(bad)?;
@@ -201,7 +210,7 @@ fn unxz(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
             return Err(bomb(limit));
         }
         if (s.total_in(), out.len()) == before {
-            return Err("bad xz data: truncated".into());
+            return Err(corrupt("bad xz data: truncated".into()));
         }
     }
     if out.len() > limit {
@@ -210,8 +219,8 @@ fn unxz(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn gunzip(d: &[u8], limit: usize) -> Result<Vec<u8>, String> {
-    let bad = || "bad gzip header".to_string();
+fn gunzip(d: &[u8], limit: usize) -> Result<Vec<u8>> {
+    let bad = || corrupt("bad gzip header".into());
     if d.len() < 18 || d[2] != 8 {
         return Err(bad());
     }
@@ -241,7 +250,7 @@ fn gunzip(d: &[u8], limit: usize) -> Result<Vec<u8>, String> {
         if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput {
             bomb(limit)
         } else {
-            format!("bad gzip data: {e}")
+            corrupt(format!("bad gzip data: {e}"))
         }
     })?;
     Ok(out)
@@ -259,7 +268,10 @@ mod tests {
             assert_eq!(Compression::detect(&z), Some(c));
             assert_eq!(decompress(&z, data.len(), false).unwrap(), data);
             let e = decompress(&z, data.len() - 1, false).unwrap_err();
-            assert!(e.contains("decompresses to more than"), "{c:?}: {e}");
+            assert!(
+                e.to_string().contains("decompresses to more than"),
+                "{c:?}: {e}"
+            );
         }
         assert!(decompress(b"garbage", 10, false).is_err());
         assert_eq!(decompress(b"raw", 10, true).unwrap(), b"raw");

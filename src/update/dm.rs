@@ -14,6 +14,8 @@ use std::os::fd::AsFd;
 
 use rustix::ioctl::{opcode, Ioctl, IoctlOutput, Opcode};
 
+use crate::error::{Error, IoContext, Result};
+
 const CONTROL: &str = "/dev/mapper/control";
 /// `struct dm_ioctl` (include/uapi/linux/dm-ioctl.h), 312 bytes.
 const HEADER: usize = 312;
@@ -58,16 +60,24 @@ unsafe impl Ioctl for Cmd<'_> {
 }
 
 /// A request: the `dm_ioctl` header for `name`, then `payload` at `data_start` = 312.
-fn request(name: &str, flags: u32, target_count: u32, payload: &[u8]) -> Result<Vec<u8>, String> {
+fn request(name: &str, flags: u32, target_count: u32, payload: &[u8]) -> Result<Vec<u8>> {
     if name.is_empty() || name.len() >= NAME_LEN || name.contains('/') {
-        return Err(format!("bad device-mapper name '{name}'"));
+        return Err(Error::msg(
+            "build device-mapper request",
+            format!("bad device-mapper name '{name}'"),
+        ));
     }
     let size = (HEADER + payload.len()).max(BUFFER).div_ceil(8) * 8;
     let mut b = vec![0u8; size];
     for (i, v) in [4u32, 0, 0].iter().enumerate() {
         b[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
     }
-    let size32 = u32::try_from(size).map_err(|_| "device-mapper request too large")?;
+    let size32 = u32::try_from(size).map_err(|_| {
+        Error::msg(
+            "build device-mapper request",
+            "device-mapper request too large",
+        )
+    })?;
     b[12..16].copy_from_slice(&size32.to_le_bytes());
     b[16..20].copy_from_slice(&(HEADER as u32).to_le_bytes());
     b[20..24].copy_from_slice(&target_count.to_le_bytes());
@@ -79,14 +89,15 @@ fn request(name: &str, flags: u32, target_count: u32, payload: &[u8]) -> Result<
 }
 
 /// The payload of a one-target table: `dm_target_spec` and the NUL-terminated parameters.
-fn target(sectors: u64, kind: &str, params: &str) -> Result<Vec<u8>, String> {
+fn target(sectors: u64, kind: &str, params: &str) -> Result<Vec<u8>> {
+    let bad = |why| Error::msg("build device-mapper table", why);
     if kind.len() >= 16 || params.contains('\0') {
-        return Err("bad device-mapper target".into());
+        return Err(bad("bad device-mapper target"));
     }
     let len = (SPEC + params.len() + 1).div_ceil(8) * 8;
     let mut b = vec![0u8; len];
     b[8..16].copy_from_slice(&sectors.to_le_bytes());
-    let next = u32::try_from(len).map_err(|_| "device-mapper table too large")?;
+    let next = u32::try_from(len).map_err(|_| bad("device-mapper table too large"))?;
     b[20..24].copy_from_slice(&next.to_le_bytes());
     b[24..24 + kind.len()].copy_from_slice(kind.as_bytes());
     b[SPEC..SPEC + params.len()].copy_from_slice(params.as_bytes());
@@ -124,19 +135,20 @@ fn decode_dev(dev: u64) -> (u32, u32) {
 
 /// Creates the read-only mapping `name` with one `kind` target of `sectors` 512-byte sectors
 /// and `params`, and activates it. Returns the new device's (major, minor).
-pub fn create(name: &str, sectors: u64, kind: &str, params: &str) -> Result<(u32, u32), String> {
+pub fn create(name: &str, sectors: u64, kind: &str, params: &str) -> Result<(u32, u32)> {
     let control = File::options()
         .read(true)
         .write(true)
         .open(CONTROL)
-        .map_err(|e| format!("{CONTROL}: {e} (is the dm_mod module loaded?)"))?;
+        .op("open (is the dm_mod module loaded?)", CONTROL)?;
+    let node = mapper_path(name);
     let dev = run(&control, DM_DEV_CREATE, &request(name, 0, 0, &[])?)
-        .map_err(|e| format!("creating device-mapper device {name}: {e}"))?;
+        .map_err(|e| Error::io("create device-mapper device", &node, e.into()))?;
     let loaded = target(sectors, kind, params)
         .and_then(|t| request(name, DM_READONLY_FLAG, 1, &t))
         .and_then(|req| {
             run(&control, DM_TABLE_LOAD, &req)
-                .map_err(|e| format!("loading the {kind} table of {name}: {e}"))
+                .map_err(|e| Error::io(format!("load the {kind} table of"), &node, e.into()))
         })
         .and_then(|_| {
             // DM_DEV_SUSPEND without DM_SUSPEND_FLAG resumes: the loaded table goes live.
@@ -145,7 +157,7 @@ pub fn create(name: &str, sectors: u64, kind: &str, params: &str) -> Result<(u32
                 DM_DEV_SUSPEND,
                 &request(name, DM_READONLY_FLAG, 0, &[])?,
             )
-            .map_err(|e| format!("activating {name}: {e}"))
+            .map_err(|e| Error::io("activate", &node, e.into()))
         });
     if let Err(e) = loaded {
         let _ = remove_with(&control, name);
@@ -154,19 +166,24 @@ pub fn create(name: &str, sectors: u64, kind: &str, params: &str) -> Result<(u32
     Ok(decode_dev(dev))
 }
 
-fn remove_with(control: &File, name: &str) -> Result<(), String> {
+fn remove_with(control: &File, name: &str) -> Result<()> {
     run(control, DM_DEV_REMOVE, &request(name, 0, 0, &[])?)
         .map(|_| ())
-        .map_err(|e| format!("removing device-mapper device {name}: {e}"))
+        .map_err(|e| Error::io("remove device-mapper device", mapper_path(name), e.into()))
+}
+
+/// The path a mapping is known by, for messages.
+fn mapper_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new("/dev/mapper").join(name)
 }
 
 /// Removes the mapping `name`.
-pub fn remove(name: &str) -> Result<(), String> {
+pub fn remove(name: &str) -> Result<()> {
     let control = File::options()
         .read(true)
         .write(true)
         .open(CONTROL)
-        .map_err(|e| format!("{CONTROL}: {e}"))?;
+        .op("open", CONTROL)?;
     remove_with(&control, name)
 }
 

@@ -27,6 +27,7 @@ use super::progress::{Counters, Progress};
 use super::source::{FetchError, Source};
 use super::state::{compare_versions, SlotStatus, State, StateDir};
 use crate::config::UpdateSettings;
+use crate::error::{Error, IoContext, Result};
 use crate::fs::Root;
 
 /// Vendor-shipped index of the image the running `/usr` came from (used when no index is
@@ -47,15 +48,30 @@ pub struct FetchOptions {
 /// Why a fetch stopped; `Refused` means the update itself is not acceptable.
 #[derive(Debug)]
 pub enum FetchFailure {
-    Refused(String),
-    Failed(String),
+    Refused(Error),
+    Failed(Error),
 }
 
 impl std::fmt::Display for FetchFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FetchFailure::Refused(s) => write!(f, "update refused: {s}"),
-            FetchFailure::Failed(s) => write!(f, "update failed: {s}"),
+            FetchFailure::Refused(e) => write!(f, "Update refused: {e}"),
+            FetchFailure::Failed(e) => write!(f, "Update failed: {e}"),
+        }
+    }
+}
+
+/// An error of the system (not of the update) stops the fetch as failed.
+impl From<Error> for FetchFailure {
+    fn from(e: Error) -> FetchFailure {
+        FetchFailure::Failed(e)
+    }
+}
+
+impl From<FetchFailure> for Error {
+    fn from(f: FetchFailure) -> Error {
+        match f {
+            FetchFailure::Refused(e) | FetchFailure::Failed(e) => e,
         }
     }
 }
@@ -161,7 +177,7 @@ fn backs_usr(id: &Ident, usr_dev: u64) -> bool {
 }
 
 /// The active slot: the one backing the running `/usr`, else the one the state says is booted.
-pub fn active_slot(root: &Root, slots: &[String], st: &State) -> Result<usize, String> {
+pub fn active_slot(root: &Root, slots: &[String], st: &State) -> Result<usize> {
     if let Ok(usr) = root.stat(Path::new("/usr"), true) {
         for (i, s) in slots.iter().enumerate() {
             if ident(Path::new(s)).is_ok_and(|id| backs_usr(&id, usr.st_dev)) {
@@ -170,9 +186,11 @@ pub fn active_slot(root: &Root, slots: &[String], st: &State) -> Result<usize, S
         }
     }
     st.booted.filter(|&b| b < slots.len()).ok_or_else(|| {
-        "cannot tell which slot is running: none backs /usr and the state records none \
-         (record the installed slot with 'pristine update adopt')"
-            .to_string()
+        Error::msg(
+            "tell which slot is running",
+            "none backs /usr and the state records none \
+             (record the installed slot with 'pristine update adopt')",
+        )
     })
 }
 
@@ -229,17 +247,17 @@ fn seed_from_index(name: String, path: &Path, index: &Index) -> Option<Seed> {
 }
 
 /// Chunks a seed file with the update's parameters (casync's way of seeding).
-fn seed_by_chunking(path: &Path, m: &Manifest) -> Result<Seed, String> {
+fn seed_by_chunking(path: &Path, m: &Manifest) -> Result<Seed> {
     let name = path.display().to_string();
     let digest = m.digest()?;
-    let mut f = open_image(path).map_err(|e| format!("{name}: {e}"))?;
+    let mut f = open_image(path).op("open seed", path)?;
     let mut ch = Chunker::new(&m.params());
     let mut map = HashMap::new();
     let mut cur: Vec<u8> = Vec::new();
     let mut off = 0u64;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| format!("{name}: {e}"))?;
+        let n = f.read(&mut buf).op("read seed", path)?;
         if n == 0 {
             if !cur.is_empty() {
                 map.insert(digest.id(&cur), (off, cur.len() as u64));
@@ -291,29 +309,31 @@ pub fn verified_manifest(
         log::warn!("{e}");
     }
     if keys.is_empty() {
-        return Err(Refused(format!(
-            "no trusted keys in {}",
-            root.display_path(Path::new(manifest::KEYS_DIR)).display()
+        return Err(Refused(Error::invalid(
+            "load trusted keys from",
+            root.display_path(Path::new(manifest::KEYS_DIR)),
+            "no keys in it",
         )));
     }
     let mtext = src
         .get(manifest::MANIFEST, 64 * 1024)
-        .map_err(|e| Failed(e.to_string()))?;
+        .map_err(|e| Failed(e.into()))?;
     let sig = src
         .get(manifest::SIGNATURE, 16 * 1024)
-        .map_err(|e| Failed(e.to_string()))?;
+        .map_err(|e| Failed(e.into()))?;
     let sig = String::from_utf8_lossy(&sig).to_string();
     let key = manifest::verify(&mtext, &sig, &keys).map_err(|e| {
         let what = src.describe(manifest::SIGNATURE);
         match e {
             SigError::UnknownKey(_) | SigError::Bad(_) | SigError::Malformed(_) => {
-                Refused(format!("{what}: {e}"))
+                Refused(Error::from(e).at(what))
             }
         }
     })?;
-    let text = std::str::from_utf8(&mtext).map_err(|_| Refused("manifest is not UTF-8".into()))?;
-    let m = Manifest::parse(text)
-        .map_err(|e| Refused(format!("{}: {e}", src.describe(manifest::MANIFEST))))?;
+    let mpath = src.describe(manifest::MANIFEST);
+    let text = std::str::from_utf8(&mtext)
+        .map_err(|_| Refused(Error::invalid("parse manifest", &mpath, "not UTF-8")))?;
+    let m = Manifest::parse(text).map_err(|e| Refused(e.at(&mpath)))?;
     Ok((m, mtext, key))
 }
 
@@ -327,28 +347,23 @@ pub fn verified_index(src: &mut Source, m: &Manifest) -> Result<(Index, Vec<u8>)
         .min(1 << 28);
     let what = src.describe(&m.index);
     let bytes = src.get(&m.index, limit).map_err(|e| match e {
-        FetchError::TooLarge(_) => Refused(e.to_string()),
-        _ => Failed(e.to_string()),
+        FetchError::TooLarge(_) => Refused(e.into()),
+        _ => Failed(e.into()),
     })?;
+    let refuse = |why: String| Refused(Error::invalid("verify index", &what, why));
     if manifest::sha256_tag(&bytes) != m.index_digest {
-        return Err(Refused(format!(
-            "{what}: digest does not match the signed manifest"
-        )));
+        return Err(refuse("digest does not match the signed manifest".into()));
     }
-    let idx = Index::parse(&bytes).map_err(|e| Refused(format!("{what}: {e}")))?;
+    let idx = Index::parse(&bytes).map_err(|e| Refused(e.at(&what)))?;
     if idx.params != params {
-        return Err(Refused(format!(
-            "{what}: chunk sizes differ from the manifest's"
-        )));
+        return Err(refuse("chunk sizes differ from the manifest's".into()));
     }
-    if Ok(idx.digest()) != m.digest() {
-        return Err(Refused(format!(
-            "{what}: chunk digest differs from the manifest's"
-        )));
+    if m.digest().ok() != Some(idx.digest()) {
+        return Err(refuse("chunk digest differs from the manifest's".into()));
     }
     if idx.size() != m.image_size {
-        return Err(Refused(format!(
-            "{what}: describes {} bytes, the manifest {}",
+        return Err(refuse(format!(
+            "describes {} bytes, the manifest {}",
             idx.size(),
             m.image_size
         )));
@@ -367,12 +382,14 @@ pub fn fetch_chunk(
     let what = src.describe(&rel);
     let stored = src
         .get(&rel, idx.params.max * 2 + 64 * 1024)
-        .map_err(|e| Failed(e.to_string()))?;
+        .map_err(|e| Failed(e.into()))?;
     let data = compress::decompress(&stored, c.len as usize, m.compression == "none")
-        .map_err(|e| Refused(format!("{what}: {e}")))?;
+        .map_err(|e| Refused(e.at(&what)))?;
     if data.len() as u64 != c.len || idx.digest().id(&data) != c.id {
-        return Err(Refused(format!(
-            "{what}: content does not match its chunk id"
+        return Err(Refused(Error::invalid(
+            "verify chunk",
+            &what,
+            "content does not match its chunk id",
         )));
     }
     Ok((data, stored.len() as u64))
@@ -386,18 +403,21 @@ pub fn fetch(
 ) -> Result<FetchReport, FetchFailure> {
     let slots = &settings.slots;
     if slots.len() < 2 {
-        return Err(Failed("[update] slots needs at least two slots".into()));
+        return Err(Failed(Error::msg(
+            "fetch",
+            "[update] slots needs at least two slots",
+        )));
     }
     let sd_path = Path::new(&settings.state_dir);
     let sd = StateDir::open(sd_path, false).ok();
     let mut st = match &sd {
-        Some(d) => d.load().map_err(Failed)?,
+        Some(d) => d.load()?,
         None => State::default(),
     };
     st.fit(slots.len());
-    let active = active_slot(root, slots, &st).map_err(Failed)?;
+    let active = active_slot(root, slots, &st)?;
     st.booted = Some(active);
-    let mut src = Source::open(&opts.source, Some(root), &connect(settings)).map_err(Failed)?;
+    let mut src = Source::open(&opts.source, Some(root), &connect(settings))?;
     let (m, _mtext, key) = verified_manifest(root, &mut src)?;
     log::info!("Manifest for version {} verified with {key}.", m.version);
     let installed = st.slot(active).version.or_else(|| os_release_version(root));
@@ -406,21 +426,24 @@ pub fn fetch(
             if compare_versions(&m.version, cur) != std::cmp::Ordering::Greater
                 && !opts.allow_downgrade
             {
-                return Err(Refused(format!(
-                    "version {} is not newer than the installed {cur} (use --allow-downgrade)",
-                    m.version
+                return Err(Refused(Error::msg(
+                    format!("install version {}", m.version),
+                    format!("not newer than the installed {cur} (use --allow-downgrade)"),
                 )));
             }
         }
         // Fail closed: with nothing to compare against, an old signed manifest (a replay)
         // would pass as an upgrade.
         None if !(opts.allow_unknown_installed || settings.allow_unknown_installed) => {
-            return Err(Refused(format!(
-                "the installed version is unknown (no record for slot {active}, no IMAGE_VERSION= \
-                 in /usr/lib/os-release), so version {} cannot be checked to be newer; record \
-                 it with 'pristine update adopt --version=…', or allow a first install with \
-                 --allow-unknown-installed or [update] allow-unknown-installed = true",
-                m.version
+            return Err(Refused(Error::msg(
+                format!("install version {}", m.version),
+                format!(
+                    "the installed version is unknown (no record for slot {active}, no \
+                     IMAGE_VERSION= in /usr/lib/os-release), so it cannot be checked to be \
+                     newer; record it with 'pristine update adopt --version=…', or allow a \
+                     first install with --allow-unknown-installed or [update] \
+                     allow-unknown-installed = true"
+                ),
             )));
         }
         None => log::warn!(
@@ -432,23 +455,24 @@ pub fn fetch(
 
     // Target slot: never the active one, checked by identity.
     let target = st.pick_target(slots.len()).ok_or_else(|| {
-        Failed(
-            "no slot to write to: the other slot holds the last good version \
-             (confirm the running one first)"
-                .into(),
-        )
+        Failed(Error::msg(
+            "find a slot to write to",
+            "the other slot holds the last good version (confirm the running one first)",
+        ))
     })?;
     let tpath = PathBuf::from(&slots[target]);
     let apath = PathBuf::from(&slots[active]);
-    let aid = ident(&apath).map_err(|e| Failed(format!("{}: {e}", apath.display())))?;
-    let tid = ident(&tpath).map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    let aid = ident(&apath).op("stat", &apath)?;
+    let tid = ident(&tpath).op("stat", &tpath)?;
     let usr_dev = root.stat(Path::new("/usr"), true).ok().map(|s| s.st_dev);
     if tid.aliases(&aid) || usr_dev.is_some_and(|d| backs_usr(&tid, d)) {
-        return Err(Failed(format!(
-            "{} is the active slot (same device/inode or backing file as {}), refusing to \
-             write to it",
-            tpath.display(),
-            apath.display()
+        return Err(Failed(Error::invalid(
+            "write to",
+            &tpath,
+            format!(
+                "it is the active slot (same device/inode or backing file as {})",
+                apath.display()
+            ),
         )));
     }
 
@@ -469,7 +493,7 @@ pub fn fetch(
             .any(|c| !seeds.iter().any(|s| s.map.contains_key(&c.id)))
     {
         for p in &opts.seeds {
-            seeds.push(seed_by_chunking(p, &m).map_err(Failed)?);
+            seeds.push(seed_by_chunking(p, &m)?);
         }
     }
 
@@ -503,35 +527,36 @@ pub fn fetch(
         .write(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(&tpath)
-        .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
-    let tmeta = tfile
-        .metadata()
-        .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+        .op("open", &tpath)?;
+    let tmeta = tfile.metadata().op("stat", &tpath)?;
     // The path may have been swapped since it was checked: what counts is what was opened.
     let opened = ident_of(&tmeta);
     if !(tmeta.file_type().is_file() || tmeta.file_type().is_block_device()) {
-        return Err(Failed(format!(
-            "{}: neither a regular file nor a block device, refusing to write to it",
-            tpath.display()
+        return Err(Failed(Error::invalid(
+            "write to",
+            &tpath,
+            "neither a regular file nor a block device",
         )));
     }
     if opened != tid || opened.aliases(&aid) || usr_dev.is_some_and(|d| backs_usr(&opened, d)) {
-        return Err(Failed(format!(
-            "{} changed between its check and its opening (now device {}:{}, inode {}), \
-             refusing to write to it",
-            tpath.display(),
-            rustix::fs::major(tmeta.dev()),
-            rustix::fs::minor(tmeta.dev()),
-            tmeta.ino()
+        return Err(Failed(Error::invalid(
+            "write to",
+            &tpath,
+            format!(
+                "it changed between its check and its opening (now device {}:{}, inode {})",
+                rustix::fs::major(tmeta.dev()),
+                rustix::fs::minor(tmeta.dev()),
+                tmeta.ino()
+            ),
         )));
     }
     if tmeta.file_type().is_block_device() {
-        let size = device_size(&tfile).map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+        let size = device_size(&tfile).op("get the size of", &tpath)?;
         if size < m.image_size {
-            return Err(Failed(format!(
-                "{} holds {size} bytes, the image needs {}",
-                tpath.display(),
-                m.image_size
+            return Err(Failed(Error::invalid(
+                "write to",
+                &tpath,
+                format!("it holds {size} bytes, the image needs {}", m.image_size),
             )));
         }
     }
@@ -564,33 +589,29 @@ pub fn fetch(
         (r, whole)
     });
     assembly?;
-    let whole = whole.map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    let whole = whole.op("hash", &tpath)?;
     let mut progress = progress.into_inner().unwrap_or_else(|e| e.into_inner());
     progress.finish();
     let assembled = progress.elapsed();
     if tmeta.file_type().is_file() {
-        tfile
-            .set_len(m.image_size)
-            .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+        tfile.set_len(m.image_size).op("truncate", &tpath)?;
     }
     // The target's data only (and its size): most of it is already on its way to the disk.
-    tfile
-        .sync_data()
-        .map_err(|e| Failed(format!("{}: {e}", tpath.display())))?;
+    tfile.sync_data().op("sync", &tpath)?;
     log::debug!(
         "Assembled and hashed in {:.2}s, synced in {:.2}s.",
         assembled.as_secs_f64(),
         (progress.elapsed() - assembled).as_secs_f64(),
     );
     if whole != m.image_digest {
-        return Err(Refused(format!(
-            "{}: assembled image does not match the manifest's image digest",
-            tpath.display()
+        return Err(Refused(Error::invalid(
+            "verify",
+            &tpath,
+            "assembled image does not match the manifest's image digest",
         )));
     }
-    let sd =
-        StateDir::open(sd_path, true).map_err(|e| Failed(format!("{}: {e}", sd_path.display())))?;
-    sd.write_index(target, &idx_bytes).map_err(Failed)?;
+    let sd = StateDir::open(sd_path, true)?;
+    sd.write_index(target, &idx_bytes)?;
     let r = &mut st.slots[target];
     r.status = SlotStatus::Pending;
     r.tries = settings.tries;
@@ -601,7 +622,7 @@ pub fn fetch(
     r.reason = Some(format!("fetched from {}", opts.source));
     r.verity = m.verity.clone();
     r.checked = false;
-    sd.save(&st).map_err(Failed)?;
+    sd.save(&st)?;
     Ok(FetchReport {
         version: m.version.clone(),
         slot: target,
@@ -643,10 +664,11 @@ const WRITEBACK_STEP: u64 = 32 << 20;
 
 impl Assembly<'_> {
     fn write(&self, data: &[u8], c: &Chunk) -> Result<(), FetchFailure> {
-        crate::fs::mutating("write", self.tpath).map_err(|e| Failed(e.to_string()))?;
+        crate::fs::mutating("write", self.tpath).op("write", self.tpath)?;
         self.tfile
             .write_all_at(data, c.offset)
-            .map_err(|e| Failed(format!("{}: {e}", self.tpath.display())))
+            .op("write", self.tpath)
+            .map_err(Failed)
     }
 
     fn remember(&self, c: &Chunk) {
@@ -838,8 +860,9 @@ impl Assembly<'_> {
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Failed("worker thread panicked".into())))
+                    h.join().unwrap_or_else(|_| {
+                        Err(Failed(Error::msg("assemble", "worker thread panicked")))
+                    })
                 })
                 .collect()
         });
@@ -868,9 +891,8 @@ fn mark_incomplete(sd_path: &Path, st: &mut State, target: usize) -> Result<(), 
         r.status = SlotStatus::Incomplete;
         r.tries = 0;
         r.reason = Some("being overwritten by a new version".into());
-        let sd = StateDir::open(sd_path, true)
-            .map_err(|e| Failed(format!("{}: {e}", sd_path.display())))?;
-        sd.save(st).map_err(Failed)?;
+        let sd = StateDir::open(sd_path, true)?;
+        sd.save(st)?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! chunk id), and a 40-byte tail (two zero words, offset of the INDEX header from the TABLE
 //! header, TABLE size, marker). Parsing never trusts a size or an offset it has not checked.
 
+use crate::error::{Error, Result};
 use crate::util::hex;
 
 pub const INDEX_TYPE: u64 = 0x9682_4d9c_7b12_9ff9;
@@ -77,12 +78,15 @@ impl Default for ChunkParams {
 
 impl ChunkParams {
     /// Checks the ordering and casync's limits.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<()> {
         if self.min < 1 || self.min > self.avg || self.avg > self.max || self.max > CHUNK_LIMIT_MAX
         {
-            return Err(format!(
-                "chunk sizes {}:{}:{} out of range (need 1 <= min <= avg <= max <= {})",
-                self.min, self.avg, self.max, CHUNK_LIMIT_MAX
+            return Err(Error::msg(
+                "check chunk sizes",
+                format!(
+                    "{}:{}:{} out of range (need 1 <= min <= avg <= max <= {})",
+                    self.min, self.avg, self.max, CHUNK_LIMIT_MAX
+                ),
             ));
         }
         Ok(())
@@ -111,11 +115,16 @@ pub struct Index {
     pub chunks: Vec<Chunk>,
 }
 
-fn le64(b: &[u8], at: usize) -> Result<u64, String> {
+/// Bad index data.
+fn bad(why: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    Error::msg("parse casync index", why)
+}
+
+fn le64(b: &[u8], at: usize) -> Result<u64> {
     b.get(at..at + 8)
         .and_then(|s| <[u8; 8]>::try_from(s).ok())
         .map(u64::from_le_bytes)
-        .ok_or_else(|| format!("truncated at byte {at}"))
+        .ok_or_else(|| bad(format!("truncated at byte {at}")))
 }
 
 impl Index {
@@ -149,12 +158,12 @@ impl Index {
     /// Parses a `.caibx`, refusing anything inconsistent: wrong magic or sizes, chunk sizes out
     /// of casync's limits, an empty or oversized chunk, offsets not strictly increasing, a
     /// truncated table or a missing tail.
-    pub fn parse(b: &[u8]) -> Result<Index, String> {
+    pub fn parse(b: &[u8]) -> Result<Index> {
         if b.len() < HEADER_SIZE + TABLE_HEADER_SIZE + RECORD_SIZE {
-            return Err(format!("truncated index ({} bytes)", b.len()));
+            return Err(bad(format!("truncated index ({} bytes)", b.len())));
         }
         if le64(b, 0)? != HEADER_SIZE as u64 || le64(b, 8)? != INDEX_TYPE {
-            return Err("not a casync blob index (bad header)".into());
+            return Err(bad("not a casync blob index (bad header)"));
         }
         let flags = le64(b, 16)?;
         let params = ChunkParams {
@@ -164,22 +173,22 @@ impl Index {
         };
         params.check()?;
         if le64(b, 48)? != u64::MAX || le64(b, 56)? != TABLE_TYPE {
-            return Err("bad table header".into());
+            return Err(bad("bad table header"));
         }
         let body = b.len() - HEADER_SIZE - TABLE_HEADER_SIZE;
         if body % RECORD_SIZE != 0 {
-            return Err(format!("truncated index: table of {body} bytes"));
+            return Err(bad(format!("truncated index: table of {body} bytes")));
         }
         let n = body / RECORD_SIZE - 1;
         let tail = HEADER_SIZE + TABLE_HEADER_SIZE + n * RECORD_SIZE;
         if le64(b, tail)? != 0 || le64(b, tail + 8)? != 0 {
-            return Err("truncated index: no table tail".into());
+            return Err(bad("truncated index: no table tail"));
         }
         if le64(b, tail + 16)? != HEADER_SIZE as u64
             || le64(b, tail + 24)? != (TABLE_HEADER_SIZE + (n + 1) * RECORD_SIZE) as u64
             || le64(b, tail + 32)? != TAIL_MARKER
         {
-            return Err("truncated index: bad table tail".into());
+            return Err(bad("truncated index: bad table tail"));
         }
         let mut chunks = Vec::with_capacity(n);
         let mut start = 0u64;
@@ -187,16 +196,16 @@ impl Index {
             let at = HEADER_SIZE + TABLE_HEADER_SIZE + i * RECORD_SIZE;
             let end = le64(b, at)?;
             if end <= start {
-                return Err(format!(
+                return Err(bad(format!(
                     "chunk {i}: end offset {end} not after start {start}"
-                ));
+                )));
             }
             let len = end - start;
             if len > params.max {
-                return Err(format!(
+                return Err(bad(format!(
                     "chunk {i}: size {len} larger than the index's maximum {}",
                     params.max
-                ));
+                )));
             }
             let mut id = [0u8; 32];
             id.copy_from_slice(&b[at + 8..at + 40]);
@@ -301,7 +310,10 @@ mod tests {
         // Absurd max chunk size.
         let mut bad = b.clone();
         bad[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(Index::parse(&bad).unwrap_err().contains("out of range"));
+        assert!(Index::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("out of range"));
         // Chunk longer than max.
         let mut bad = b.clone();
         bad[64..72].copy_from_slice(&1000u64.to_le_bytes());
@@ -309,7 +321,10 @@ mod tests {
         // Offsets going backwards.
         let mut bad = b.clone();
         bad[104..112].copy_from_slice(&10u64.to_le_bytes());
-        assert!(Index::parse(&bad).unwrap_err().contains("not after"));
+        assert!(Index::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("not after"));
     }
 
     #[test]

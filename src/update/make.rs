@@ -16,6 +16,7 @@ use super::chunker::Chunker;
 use super::compress::{self, Compression};
 use super::index::{chunk_path, Chunk, ChunkParams, Digest, Index};
 use super::manifest::{self, Manifest};
+use crate::error::{Error, IoContext, Result};
 use crate::fs::{Root, WriteOptions};
 
 pub const INDEX_NAME: &str = "image.caibx";
@@ -45,22 +46,19 @@ fn store_chunk(
     data: &[u8],
     enc: &mut compress::Encoder,
     rep: &mut MakeReport,
-) -> Result<(), String> {
+) -> Result<()> {
     let rel = chunk_path(id);
     let path = store.join(&rel);
     if path.exists() {
         return Ok(());
     }
     let dir = path.parent().unwrap_or(store);
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let z = enc
-        .compress(data)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::create_dir_all(dir).op("create directory", dir)?;
+    let z = enc.compress(data).op("compress", &path)?;
     let tmp = dir.join(format!(".#{}", crate::util::hex(&id[..8])));
-    let mut f = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(&z)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut f = File::create(&tmp).op("create", &tmp)?;
+    f.write_all(&z).op("write", &tmp)?;
+    std::fs::rename(&tmp, &path).op("rename into place", &path)?;
     rep.new_chunks += 1;
     rep.stored_bytes += z.len() as u64;
     Ok(())
@@ -74,10 +72,10 @@ pub fn make_store(
     outdir: &Path,
     o: &MakeOptions,
     rep: &mut MakeReport,
-) -> Result<(Index, String), String> {
+) -> Result<(Index, String)> {
     o.params.check()?;
     let store = outdir.join(STORE_NAME);
-    let f = File::open(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let f = File::open(image).op("open", image)?;
     let mut f = f.chain(tail);
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -95,13 +93,22 @@ pub fn make_store(
                     let (mut enc, mut err) =
                         match compress::Encoder::new(o.compression, o.params.max) {
                             Ok(e) => (Some(e), None),
-                            Err(e) => (None, Some(format!("{}: {e}", o.compression.name()))),
+                            Err(e) => (
+                                None,
+                                Some(Error::io(
+                                    format!("set up {} compression for", o.compression.name()),
+                                    store,
+                                    e,
+                                )),
+                            ),
                         };
                     loop {
                         // After an error keep draining, so the sender never blocks.
                         let job = match rx.lock() {
                             Ok(rx) => rx.recv(),
-                            Err(_) => return Err("worker lock poisoned".to_string()),
+                            Err(_) => {
+                                return Err(Error::msg("write the store", "worker lock poisoned"))
+                            }
                         };
                         let Ok((id, data)) = job else {
                             return err.map_or(Ok(r), Err);
@@ -120,7 +127,7 @@ pub fn make_store(
         for h in handles {
             let r = h
                 .join()
-                .unwrap_or_else(|_| Err("worker thread panicked".into()))?;
+                .unwrap_or_else(|_| Err(Error::msg("write the store", "worker thread panicked")))?;
             rep.new_chunks += r.new_chunks;
             rep.stored_bytes += r.stored_bytes;
         }
@@ -139,7 +146,7 @@ fn cut_and_hash(
     image: &Path,
     o: &MakeOptions,
     tx: &std::sync::mpsc::SyncSender<Job>,
-) -> Result<(Vec<Chunk>, String), String> {
+) -> Result<(Vec<Chunk>, String)> {
     let mut ch = Chunker::new(&o.params);
     let mut whole = sha2::Sha256::new();
     let mut chunks = Vec::new();
@@ -158,14 +165,12 @@ fn cut_and_hash(
         let data = std::mem::take(cur);
         if sent.insert(id) {
             tx.send((id, data))
-                .map_err(|_| "writing the store failed".to_string())?;
+                .map_err(|_| Error::msg("write the store", "the store writers stopped"))?;
         }
-        Ok::<(), String>(())
+        Ok::<(), Error>(())
     };
     loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| format!("{}: {e}", image.display()))?;
+        let n = f.read(&mut buf).op("read", image)?;
         if n == 0 {
             break;
         }
@@ -192,11 +197,11 @@ pub fn write_signed(
     index_bytes: Option<&[u8]>,
     m: &Manifest,
     sk: &minisign::SecretKey,
-) -> Result<(), String> {
-    let root = Root::open(outdir).map_err(|e| format!("{}: {e}", outdir.display()))?;
+) -> Result<()> {
+    let root = Root::open(outdir).op("open", outdir)?;
     let w = |name: &str, data: &[u8]| {
         root.write_atomic(Path::new(name), data, &WriteOptions::default())
-            .map_err(|e| format!("{}: {e}", outdir.join(name).display()))
+            .op("write", outdir.join(name))
     };
     if let Some(b) = index_bytes {
         w(&m.index, b)?;
@@ -217,8 +222,8 @@ pub fn make(
     outdir: &Path,
     o: &MakeOptions,
     sk: &minisign::SecretKey,
-) -> Result<MakeReport, String> {
-    std::fs::create_dir_all(outdir).map_err(|e| format!("{}: {e}", outdir.display()))?;
+) -> Result<MakeReport> {
+    std::fs::create_dir_all(outdir).op("create directory", outdir)?;
     let mut rep = MakeReport::default();
     let verity = if o.verity {
         Some(super::verity::build_for_file(image)?)
@@ -260,24 +265,24 @@ pub fn sign_existing(
     version: &str,
     sk: &minisign::SecretKey,
     verity: bool,
-) -> Result<MakeReport, String> {
-    let ib = std::fs::read(index_path).map_err(|e| format!("{}: {e}", index_path.display()))?;
-    let idx = Index::parse(&ib).map_err(|e| format!("{}: {e}", index_path.display()))?;
+) -> Result<MakeReport> {
+    let ib = std::fs::read(index_path).op("read", index_path)?;
+    let idx = Index::parse(&ib).map_err(|e| e.at(index_path))?;
     let mut whole = sha2::Sha256::new();
     let mut compression = None;
     let mut rep = MakeReport::default();
     let read_chunk = |c: &Chunk| {
         let p = store.join(chunk_path(&c.id));
-        let z = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let d = compress::decompress(&z, c.len as usize, false)
-            .map_err(|e| format!("{}: {e}", p.display()))?;
+        let z = std::fs::read(&p).op("read", &p)?;
+        let d = compress::decompress(&z, c.len as usize, false).map_err(|e| e.at(&p))?;
         if d.len() as u64 != c.len || idx.digest().id(&d) != c.id {
-            return Err(format!(
-                "{}: content does not match its chunk id",
-                p.display()
+            return Err(Error::invalid(
+                "verify chunk",
+                &p,
+                "content does not match its chunk id",
             ));
         }
-        Ok::<_, String>((z, d))
+        Ok::<_, Error>((z, d))
     };
     let mut scan = verity.then(super::verity::StreamCheck::default);
     for c in &idx.chunks {
@@ -293,16 +298,16 @@ pub fn sign_existing(
     // The tree is checked against the data in a second pass (the salt is known only now).
     let verity = match scan {
         Some(mut s) => {
-            s.second_pass()?;
+            s.second_pass().map_err(|e| e.at(index_path))?;
             for c in &idx.chunks {
                 s.hash(&read_chunk(c)?.1);
             }
-            Some(s.finish()?)
+            Some(s.finish().map_err(|e| e.at(index_path))?)
         }
         None => None,
     };
     rep.image_size = idx.size();
-    std::fs::create_dir_all(outdir).map_err(|e| format!("{}: {e}", outdir.display()))?;
+    std::fs::create_dir_all(outdir).op("create directory", outdir)?;
     let m = Manifest {
         format: 1,
         version: version.into(),

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::compress::Compression;
 use super::index::{ChunkParams, Digest};
+use crate::error::{Error, Result};
 use crate::fs::Root;
 
 pub const MANIFEST: &str = "manifest.toml";
@@ -54,29 +55,29 @@ fn safe_rel(s: &str) -> bool {
 }
 
 impl Manifest {
-    pub fn parse(text: &str) -> Result<Manifest, String> {
-        let m: Manifest =
-            toml::from_str(text).map_err(|e| format!("bad manifest: {}", e.message().trim()))?;
+    pub fn parse(text: &str) -> Result<Manifest> {
+        let bad = |why: String| Error::msg("parse manifest", why);
+        let m: Manifest = toml::from_str(text).map_err(|e| bad(e.message().trim().to_string()))?;
         if m.format != 1 {
-            return Err(format!("unsupported manifest format {}", m.format));
+            return Err(bad(format!("unsupported format {}", m.format)));
         }
         if !safe_rel(&m.index) || !safe_rel(&m.store) {
-            return Err("manifest index/store must be plain relative paths".into());
+            return Err(bad("index/store must be plain relative paths".into()));
         }
         if m.version.is_empty() || m.version.chars().any(|c| c.is_control() || c == '/') {
-            return Err("bad version in manifest".into());
+            return Err(bad("bad version".into()));
         }
         m.digest()?;
-        m.params().check()?;
+        m.params().check().map_err(|e| bad(e.reason()))?;
         if m.compression != "auto" && Compression::parse(&m.compression).is_none() {
-            return Err(format!("unknown compression '{}'", m.compression));
+            return Err(bad(format!("unknown compression '{}'", m.compression)));
         }
         if let Some(v) = &m.verity {
-            v.check(m.image_size)?;
+            v.check(m.image_size).map_err(|e| bad(e.reason()))?;
         }
         for d in [&m.image_digest, &m.index_digest] {
             if parse_sha256(d).is_none() {
-                return Err(format!("bad digest '{d}' (want sha256:HEX)"));
+                return Err(bad(format!("bad digest '{d}' (want sha256:HEX)")));
             }
         }
         Ok(m)
@@ -119,9 +120,13 @@ impl Manifest {
             .unwrap_or_default()
     }
 
-    pub fn digest(&self) -> Result<Digest, String> {
-        Digest::parse(&self.chunk_digest)
-            .ok_or_else(|| format!("unknown chunk digest '{}'", self.chunk_digest))
+    pub fn digest(&self) -> Result<Digest> {
+        Digest::parse(&self.chunk_digest).ok_or_else(|| {
+            Error::msg(
+                "parse manifest",
+                format!("unknown chunk digest '{}'", self.chunk_digest),
+            )
+        })
     }
 
     pub fn params(&self) -> ChunkParams {
@@ -212,6 +217,12 @@ impl std::fmt::Display for SigError {
     }
 }
 
+impl From<SigError> for Error {
+    fn from(e: SigError) -> Error {
+        Error::msg("verify signature", e.to_string())
+    }
+}
+
 fn keynum_hex(k: &[u8]) -> String {
     let mut v = k.to_vec();
     v.reverse();
@@ -271,32 +282,33 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 /// Loads a minisign secret key: unencrypted keys (`minisign -G -W`) directly; encrypted ones
 /// with the password in `$PRISTINE_KEY_PASSWORD`, else prompted on the terminal. (minisign 0.11
 /// writes unencrypted keys without a checksum, so those are checked by a test signature.)
-pub fn load_secret_key(text: &str) -> Result<minisign::SecretKey, String> {
+pub fn load_secret_key(text: &str) -> Result<minisign::SecretKey> {
+    let bad = |why: String| Error::msg("load secret key", why);
     let line = text
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
-        .ok_or("no key in file")?;
-    let raw = base64_decode(line).ok_or("key is not base64")?;
+        .ok_or_else(|| bad("no key in file".into()))?;
+    let raw = base64_decode(line).ok_or_else(|| bad("key is not base64".into()))?;
     if raw.len() != 158 || &raw[0..2] != b"Ed" {
-        return Err("not a minisign Ed25519 secret key".into());
+        return Err(bad("not a minisign Ed25519 secret key".into()));
     }
     if raw[2..4] == [0, 0] {
-        let sk = minisign::SecretKey::from_bytes(&raw).map_err(|e| e.to_string())?;
-        let pk = minisign::PublicKey::from_secret_key(&sk).map_err(|e| e.to_string())?;
+        let sk = minisign::SecretKey::from_bytes(&raw).map_err(|e| bad(e.to_string()))?;
+        let pk = minisign::PublicKey::from_secret_key(&sk).map_err(|e| bad(e.to_string()))?;
         minisign::sign(Some(&pk), &sk, Cursor::new(b"check"), None, None)
-            .map_err(|_| "corrupted secret key".to_string())?;
+            .map_err(|_| bad("corrupted secret key".into()))?;
         return Ok(sk);
     }
-    let sbox = minisign::SecretKeyBox::from_string(text).map_err(|e| e.to_string())?;
+    let sbox = minisign::SecretKeyBox::from_string(text).map_err(|e| bad(e.to_string()))?;
     let pw = std::env::var("PRISTINE_KEY_PASSWORD").ok();
-    sbox.into_secret_key(pw).map_err(|e| e.to_string())
+    sbox.into_secret_key(pw).map_err(|e| bad(e.to_string()))
 }
 
 /// Signs `data`; returns the `.minisig` text.
-pub fn sign(sk: &minisign::SecretKey, data: &[u8], trusted: &str) -> Result<String, String> {
+pub fn sign(sk: &minisign::SecretKey, data: &[u8], trusted: &str) -> Result<String> {
     let sbox = minisign::sign(None, sk, Cursor::new(data), Some(trusted), None)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::msg("sign manifest", e.to_string()))?;
     Ok(sbox.into_string())
 }
 

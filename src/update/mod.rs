@@ -37,7 +37,7 @@ use crate::fs::Root;
 /// tries is reverted to the last good slot; a pending slot whose content fails verification
 /// before its first boot is marked bad), saves the state atomically. `settings` must be
 /// resolved ([`place::resolve`]). Returns the decision and the slot's host path.
-pub fn boot(settings: &UpdateSettings) -> Result<(BootDecision, String), String> {
+pub fn boot(settings: &UpdateSettings) -> crate::error::Result<(BootDecision, String)> {
     boot::choose(settings)
 }
 

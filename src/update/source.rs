@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::{Error, Result};
 use crate::fs::Root;
 
 #[derive(Debug)]
@@ -31,6 +32,18 @@ impl std::fmt::Display for FetchError {
             FetchError::NotFound(s) => write!(f, "{s}: not found"),
             FetchError::TooLarge(s) => write!(f, "{s}: larger than allowed"),
             FetchError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<FetchError> for Error {
+    fn from(e: FetchError) -> Error {
+        match e {
+            FetchError::NotFound(what) => {
+                Error::io("fetch", what, io::Error::from(io::ErrorKind::NotFound))
+            }
+            FetchError::TooLarge(what) => Error::invalid("fetch", what, "larger than allowed"),
+            FetchError::Other(s) => Error::msg("fetch", s),
         }
     }
 }
@@ -89,16 +102,17 @@ pub struct Http {
 
 impl Source {
     /// A source without TLS (a directory, `file://` or `http://`).
-    pub fn parse(s: &str) -> Result<Source, String> {
+    pub fn parse(s: &str) -> Result<Source> {
         Source::open(s, None, &Connect::default())
     }
 
     /// `root` is the root being updated: its trust store verifies `https://` servers.
-    pub fn open(s: &str, root: Option<&Root>, conn: &Connect) -> Result<Source, String> {
+    pub fn open(s: &str, root: Option<&Root>, conn: &Connect) -> Result<Source> {
+        let bad = |why: String| Error::invalid("use source", s, why);
         if let Some(path) = s.strip_prefix("file://") {
             if !path.starts_with('/') {
-                return Err(format!(
-                    "{s}: a file:// URL needs an absolute path (file:///…)"
+                return Err(bad(
+                    "a file:// URL needs an absolute path (file:///…)".into()
                 ));
             }
             return Ok(Source::Dir(PathBuf::from(path)));
@@ -109,25 +123,25 @@ impl Source {
             .or_else(|| s.strip_prefix("https://"))
         else {
             if s.contains("://") {
-                return Err(format!(
-                    "{s}: only directories, file://, http:// and https:// URLs are supported"
+                return Err(bad(
+                    "only directories, file://, http:// and https:// URLs are supported".into(),
                 ));
             }
             return Ok(Source::Dir(PathBuf::from(s)));
         };
         let host = rest.split(['/', '?', '#']).next().unwrap_or("");
         if host.is_empty() || host.starts_with(':') || host.contains('@') {
-            return Err(format!("no host in {s}"));
+            return Err(bad("no host in it".into()));
         }
         if rest.contains(['?', '#']) {
-            return Err(format!("{s}: a source URL takes no query or fragment"));
+            return Err(bad("a source URL takes no query or fragment".into()));
         }
         let mut base = s.to_string();
         if !base.ends_with('/') {
             base.push('/');
         }
         base.parse::<ureq::http::Uri>()
-            .map_err(|e| format!("{s}: bad URL: {e}"))?;
+            .map_err(|e| bad(format!("bad URL: {e}")))?;
         let d = conn.deadlines;
         let mut cfg = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -141,7 +155,7 @@ impl Source {
             .timeout_per_write(Some(d.stall))
             .timeout_global(Some(d.transfer));
         if tls {
-            let root = root.ok_or_else(|| format!("{s}: https needs a trust store"))?;
+            let root = root.ok_or_else(|| bad("https needs a trust store".into()))?;
             let certs = trust_roots(root, conn.ca_file.as_deref())?;
             cfg = cfg.tls_config(
                 ureq::tls::TlsConfig::builder()
@@ -230,7 +244,7 @@ fn read_bounded(fd: OwnedFd, limit: u64, what: &str) -> Result<Vec<u8>, FetchErr
 pub fn trust_roots(
     root: &Root,
     ca_file: Option<&str>,
-) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+) -> Result<Vec<ureq::tls::Certificate<'static>>> {
     let pinned = ca_file.map(|f| [f]);
     let candidates: &[&str] = match &pinned {
         Some(p) => p,
@@ -246,19 +260,19 @@ pub fn trust_roots(
         ) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound && pinned.is_none() => continue,
-            Err(e) => return Err(format!("{what}: {e}")),
+            Err(e) => return Err(Error::io("open", &what, e)),
         };
-        let pem = read_bounded(fd, TRUST_LIMIT, &what).map_err(|e| e.to_string())?;
+        let pem = read_bounded(fd, TRUST_LIMIT, &what)?;
         let mut certs = Vec::new();
         for item in ureq::tls::parse_pem(&pem) {
             match item {
                 Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
                 Ok(_) => {}
-                Err(e) => return Err(format!("{what}: {e}")),
+                Err(e) => return Err(Error::invalid("parse", &what, e.to_string())),
             }
         }
         if certs.is_empty() {
-            return Err(format!("{what}: no certificates in it"));
+            return Err(Error::invalid("parse", &what, "no certificates in it"));
         }
         log::debug!(
             "Verifying https sources against {} CAs from {what}.",
@@ -266,10 +280,13 @@ pub fn trust_roots(
         );
         return Ok(certs);
     }
-    Err(format!(
-        "no trust store for https in {} (looked for {}; or pin a CA with [update] ca-file)",
-        root.host().display(),
-        TRUST_STORES.join(", ")
+    Err(Error::invalid(
+        "verify https sources for",
+        root.host(),
+        format!(
+            "no trust store for https (looked for {}; or pin a CA with [update] ca-file)",
+            TRUST_STORES.join(", ")
+        ),
     ))
 }
 
@@ -458,7 +475,7 @@ mod tests {
         assert!(Source::parse("http://u@h/").is_err());
         assert!(Source::parse("http://h/?q").is_err());
         // https needs the root's trust store.
-        let e = Source::parse("https://x/").err().unwrap();
+        let e = Source::parse("https://x/").err().unwrap().to_string();
         assert!(e.contains("trust store"), "{e}");
     }
 

@@ -5,11 +5,11 @@
 //! functions on [`State`]; loading and saving are separate.
 
 use std::cmp::Ordering;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, IoContext, Result};
 use crate::fs::{Root, WriteOptions};
 
 pub const STATE_FILE: &str = "update.json";
@@ -173,9 +173,15 @@ pub fn mark_bad(st: &mut State, i: usize, why: String) {
 }
 
 /// Marks the booted slot good.
-pub fn confirm(st: &mut State) -> Result<usize, String> {
-    let b = st.booted.ok_or("no slot is recorded as booted")?;
-    let r = st.slots.get_mut(b).ok_or("booted slot is not configured")?;
+pub fn confirm(st: &mut State) -> Result<usize> {
+    let refuse = |why: String| Error::msg("confirm", why);
+    let b = st
+        .booted
+        .ok_or_else(|| refuse("no slot is recorded as booted".into()))?;
+    let r = st
+        .slots
+        .get_mut(b)
+        .ok_or_else(|| refuse("booted slot is not configured".into()))?;
     match r.status {
         SlotStatus::Pending | SlotStatus::Good => {
             r.status = SlotStatus::Good;
@@ -184,30 +190,31 @@ pub fn confirm(st: &mut State) -> Result<usize, String> {
             st.last_good = Some(b);
             Ok(b)
         }
-        s => Err(format!(
+        s => Err(refuse(format!(
             "booted slot {b} is {}, cannot confirm it",
             s.name()
-        )),
+        ))),
     }
 }
 
 /// Gives up on the newest install: a pending slot is cancelled; otherwise the booted slot is
 /// marked bad and the other good slot becomes the one to boot. Returns the slot that boots next.
-pub fn rollback(st: &mut State) -> Result<usize, String> {
+pub fn rollback(st: &mut State) -> Result<usize> {
+    let refuse = |why: &'static str| Error::msg("roll back", why);
     if let Some(p) = (0..st.slots.len()).find(|&i| st.slots[i].status == SlotStatus::Pending) {
         if Some(p) != st.booted {
             st.slots[p].status = SlotStatus::Bad;
             st.slots[p].reason = Some("rolled back before it was booted".into());
-            return st
-                .last_good
-                .ok_or_else(|| "no good slot to boot".to_string());
+            return st.last_good.ok_or_else(|| refuse("no good slot to boot"));
         }
     }
-    let b = st.booted.ok_or("no slot is recorded as booted")?;
+    let b = st
+        .booted
+        .ok_or_else(|| refuse("no slot is recorded as booted"))?;
     let other = (0..st.slots.len())
         .filter(|&i| i != b && st.slots[i].status == SlotStatus::Good)
         .max_by(|&x, &y| version_cmp(&st.slot(x).version, &st.slot(y).version))
-        .ok_or_else(|| "no other good slot to roll back to".to_string())?;
+        .ok_or_else(|| refuse("no other good slot to roll back to"))?;
     st.slots[b].status = SlotStatus::Bad;
     st.slots[b].tries = 0;
     st.slots[b].reason = Some("rolled back".into());
@@ -294,27 +301,31 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    pub fn open(path: &Path, create: bool) -> io::Result<StateDir> {
+    pub fn open(path: &Path, create: bool) -> Result<StateDir> {
         if create {
-            std::fs::create_dir_all(path)?;
+            std::fs::create_dir_all(path).op("create directory", path)?;
         }
         Ok(StateDir {
-            root: Root::open(path)?,
+            root: Root::open(path).op("open state directory", path)?,
             path: path.to_path_buf(),
         })
     }
 
-    pub fn load(&self) -> Result<State, String> {
+    pub fn load(&self) -> Result<State> {
+        let path = self.path.join(STATE_FILE);
         match self.root.read_optional(Path::new(STATE_FILE)) {
             Ok(None) => Ok(State::default()),
-            Ok(Some(t)) => serde_json::from_str(&t)
-                .map_err(|e| format!("{}: {e}", self.path.join(STATE_FILE).display())),
-            Err(e) => Err(format!("{}: {e}", self.path.join(STATE_FILE).display())),
+            Ok(Some(t)) => {
+                serde_json::from_str(&t).map_err(|e| Error::invalid("parse", &path, e.to_string()))
+            }
+            Err(e) => Err(Error::io("read", &path, e)),
         }
     }
 
-    pub fn save(&self, st: &State) -> Result<(), String> {
-        let mut text = serde_json::to_string_pretty(st).map_err(|e| e.to_string())?;
+    pub fn save(&self, st: &State) -> Result<()> {
+        let path = self.path.join(STATE_FILE);
+        let mut text = serde_json::to_string_pretty(st)
+            .map_err(|e| Error::invalid("serialize", &path, e.to_string()))?;
         text.push('\n');
         self.root
             .write_atomic(
@@ -322,7 +333,7 @@ impl StateDir {
                 text.as_bytes(),
                 &WriteOptions::default(),
             )
-            .map_err(|e| format!("writing {}: {e}", self.path.join(STATE_FILE).display()))
+            .op("write", &path)
     }
 
     pub fn index_name(slot: usize) -> String {
@@ -335,14 +346,14 @@ impl StateDir {
             .ok()
     }
 
-    pub fn write_index(&self, slot: usize, data: &[u8]) -> Result<(), String> {
+    pub fn write_index(&self, slot: usize, data: &[u8]) -> Result<()> {
         self.root
             .write_atomic(
                 Path::new(&Self::index_name(slot)),
                 data,
                 &WriteOptions::default(),
             )
-            .map_err(|e| format!("writing {}: {e}", Self::index_name(slot)))
+            .op("write", self.path.join(Self::index_name(slot)))
     }
 }
 

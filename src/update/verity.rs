@@ -16,8 +16,11 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt as _;
+use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, IoContext, Result};
 
 /// Data and hash block size.
 pub const BLOCK: u64 = 4096;
@@ -38,10 +41,11 @@ pub struct Superblock {
 impl Superblock {
     /// Parses and checks a verity superblock: only what pristine can map (version 1, hash
     /// type 1, sha256, 4096-byte blocks).
-    pub fn parse(b: &[u8]) -> Result<Superblock, String> {
-        let b = b.get(..SB_SIZE).ok_or("verity superblock is truncated")?;
+    pub fn parse(b: &[u8]) -> Result<Superblock> {
+        let bad = |why: &str| Error::msg("read verity superblock", why.to_string());
+        let b = b.get(..SB_SIZE).ok_or_else(|| bad("truncated"))?;
         if &b[..8] != SB_SIGNATURE {
-            return Err("no verity superblock".into());
+            return Err(bad("no verity superblock"));
         }
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         let mut n8 = [0u8; 8];
@@ -51,19 +55,19 @@ impl Superblock {
         let alg = &b[32..64];
         let alg = &alg[..alg.iter().position(|&c| c == 0).unwrap_or(alg.len())];
         if u32_at(8) != 1 || u32_at(12) != 1 {
-            return Err("verity superblock: only version 1, hash type 1 is supported".into());
+            return Err(bad("only version 1, hash type 1 is supported"));
         }
         if alg != b"sha256" {
-            return Err(format!(
-                "verity superblock: hash '{}' is not supported (sha256 only)",
+            return Err(bad(&format!(
+                "hash '{}' is not supported (sha256 only)",
                 String::from_utf8_lossy(alg)
-            ));
+            )));
         }
         if u64::from(u32_at(64)) != BLOCK || u64::from(u32_at(68)) != BLOCK {
-            return Err("verity superblock: only 4096-byte data and hash blocks".into());
+            return Err(bad("only 4096-byte data and hash blocks"));
         }
         if salt_size > 256 || data_blocks < 2 {
-            return Err("verity superblock: bad salt size or data size".into());
+            return Err(bad("bad salt size or data size"));
         }
         Ok(Superblock {
             data_blocks,
@@ -171,24 +175,28 @@ pub struct Tree {
 
 /// Builds the superblock and hash tree for `size` bytes read from `r` (a whole number of
 /// 4096-byte blocks, at least two), with a fresh random salt and UUID.
-pub fn build(r: &mut dyn Read, size: u64) -> Result<Tree, String> {
+pub fn build(r: &mut dyn Read, path: &Path, size: u64) -> Result<Tree> {
     if size % BLOCK != 0 || size < 2 * BLOCK {
-        return Err(format!(
-            "a verity image must be a whole number of {BLOCK}-byte blocks, at least two \
-             (this one has {size} bytes)"
+        return Err(Error::invalid(
+            "build verity tree of",
+            path,
+            format!(
+                "a verity image must be a whole number of {BLOCK}-byte blocks, at least two \
+                 (this one has {size} bytes)"
+            ),
         ));
     }
     let mut salt = vec![0u8; SALT_LEN];
     let mut uuid = [0u8; 16];
-    crate::util::random_bytes(&mut salt).map_err(|e| format!("random salt: {e}"))?;
-    crate::util::random_bytes(&mut uuid).map_err(|e| format!("random uuid: {e}"))?;
+    crate::util::random_bytes(&mut salt).op("read random salt for", path)?;
+    crate::util::random_bytes(&mut uuid).op("read random uuid for", path)?;
     uuid[6] = (uuid[6] & 0x0f) | 0x40;
     uuid[8] = (uuid[8] & 0x3f) | 0x80;
     let sb = Superblock {
         data_blocks: size / BLOCK,
         salt,
     };
-    let level0 = data_digests(r, sb.data_blocks, &sb.salt).map_err(|e| e.to_string())?;
+    let level0 = data_digests(r, sb.data_blocks, &sb.salt).op("read", path)?;
     let (appended, root_hash) = assemble(&sb, &uuid, &level0);
     Ok(Tree {
         appended,
@@ -198,14 +206,10 @@ pub fn build(r: &mut dyn Read, size: u64) -> Result<Tree, String> {
 }
 
 /// [`build`] for an image file (read once).
-pub fn build_for_file(image: &std::path::Path) -> Result<Tree, String> {
-    let f = File::open(image).map_err(|e| format!("{}: {e}", image.display()))?;
-    let size = f
-        .metadata()
-        .map_err(|e| format!("{}: {e}", image.display()))?
-        .len();
-    build(&mut io::BufReader::with_capacity(1 << 20, f), size)
-        .map_err(|e| format!("{}: {e}", image.display()))
+pub fn build_for_file(image: &Path) -> Result<Tree> {
+    let f = File::open(image).op("open", image)?;
+    let size = f.metadata().op("stat", image)?.len();
+    build(&mut io::BufReader::with_capacity(1 << 20, f), image, size)
 }
 
 impl Tree {
@@ -221,31 +225,31 @@ impl Tree {
 /// Checks, in userspace, that `f` holds `data_size` bytes of data followed by a superblock and
 /// a hash tree that matches both the data and `root_hash` (what `veritysetup verify` checks).
 /// Returns the superblock.
-pub fn verify(f: &File, data_size: u64, root_hash: &[u8; 32]) -> Result<Superblock, String> {
+pub fn verify(f: &File, path: &Path, data_size: u64, root_hash: &[u8; 32]) -> Result<Superblock> {
+    let bad = |why: &str| Error::invalid("verify", path, why.to_string());
     let mut sbb = vec![0u8; BLOCK as usize];
     f.read_exact_at(&mut sbb, data_size)
-        .map_err(|e| format!("reading the verity superblock: {e}"))?;
-    let sb = Superblock::parse(&sbb)?;
+        .op("read the verity superblock of", path)?;
+    let sb = Superblock::parse(&sbb).map_err(|e| e.at(path))?;
     if sb.data_size() != data_size {
-        return Err(format!(
+        return Err(bad(&format!(
             "verity superblock covers {} bytes, the manifest says {data_size}",
             sb.data_size()
-        ));
+        )));
     }
     let mut uuid = [0u8; 16];
     uuid.copy_from_slice(&sbb[16..32]);
     let mut reader = AtReader { f, off: 0 };
-    let level0 =
-        data_digests(&mut reader, sb.data_blocks, &sb.salt).map_err(|e| format!("data: {e}"))?;
+    let level0 = data_digests(&mut reader, sb.data_blocks, &sb.salt).op("read", path)?;
     let (expect, root) = assemble(&sb, &uuid, &level0);
     if &root != root_hash {
-        return Err("the data does not match the verity root hash".into());
+        return Err(bad("the data does not match the verity root hash"));
     }
     let mut stored = vec![0u8; expect.len()];
     f.read_exact_at(&mut stored, data_size)
-        .map_err(|e| format!("reading the hash tree: {e}"))?;
+        .op("read the verity hash tree of", path)?;
     if stored[BLOCK as usize..] != expect[BLOCK as usize..] {
-        return Err("the stored hash tree does not match the data".into());
+        return Err(bad("the stored hash tree does not match the data"));
     }
     Ok(sb)
 }
@@ -314,14 +318,19 @@ impl StreamCheck {
     }
 
     /// Between the passes: whether a superblock was found.
-    pub fn second_pass(&mut self) -> Result<(), String> {
+    pub fn second_pass(&mut self) -> Result<()> {
         let Some((sb, _)) = &self.found else {
-            return Err("no verity superblock after the data (veritysetup format \
-                        --hash-offset=DATA-SIZE appends one)"
-                .into());
+            return Err(Error::msg(
+                "find verity tree",
+                "no verity superblock after the data (veritysetup format \
+                 --hash-offset=DATA-SIZE appends one)",
+            ));
         };
         if (self.tree.len() as u64) != sb.tree_size() - BLOCK {
-            return Err("the verity hash tree is truncated".into());
+            return Err(Error::msg(
+                "find verity tree",
+                "the verity hash tree is truncated",
+            ));
         }
         self.off = 0;
         self.block.clear();
@@ -341,11 +350,12 @@ impl StreamCheck {
     }
 
     /// The checked tree's description for the manifest.
-    pub fn finish(self) -> Result<VerityInfo, String> {
-        let (sb, uuid) = self.found.ok_or("no verity superblock")?;
+    pub fn finish(self) -> Result<VerityInfo> {
+        let bad = |why| Error::msg("check verity tree", why);
+        let (sb, uuid) = self.found.ok_or_else(|| bad("no verity superblock"))?;
         let (expect, root) = assemble(&sb, &uuid, &self.level0);
         if expect[BLOCK as usize..] != self.tree[..] {
-            return Err("the verity hash tree does not match the data".into());
+            return Err(bad("the verity hash tree does not match the data"));
         }
         Ok(VerityInfo {
             root_hash: crate::util::hex(&root),
@@ -394,9 +404,10 @@ pub struct VerityInfo {
 
 impl VerityInfo {
     /// Checks it against the image size.
-    pub fn check(&self, image_size: u64) -> Result<(), String> {
+    pub fn check(&self, image_size: u64) -> Result<()> {
+        let bad = |why| Error::msg("check verity description", why);
         parse_root_hash(&self.root_hash)
-            .ok_or_else(|| format!("bad verity root hash '{}'", self.root_hash))?;
+            .ok_or_else(|| bad(format!("bad verity root hash '{}'", self.root_hash)))?;
         let sb = Superblock {
             data_blocks: self.data_size / BLOCK,
             salt: Vec::new(),
@@ -405,10 +416,10 @@ impl VerityInfo {
             || sb.data_blocks < 2
             || self.data_size.checked_add(sb.tree_size()) != Some(image_size)
         {
-            return Err(format!(
+            return Err(bad(format!(
                 "verity data size {} does not fit an image of {image_size} bytes",
                 self.data_size
-            ));
+            )));
         }
         Ok(())
     }
@@ -439,7 +450,7 @@ mod tests {
     fn tree_shape_and_roundtrip() {
         for blocks in [2u64, 128, 129, 128 * 128 + 1] {
             let data: Vec<u8> = (0..blocks * BLOCK).map(|i| (i * 7 % 251) as u8).collect();
-            let t = build(&mut data.as_slice(), data.len() as u64).unwrap();
+            let t = build(&mut data.as_slice(), Path::new("img"), data.len() as u64).unwrap();
             assert_eq!(t.appended.len() as u64, t.superblock.tree_size());
             assert_eq!(
                 Superblock::parse(&t.appended).unwrap(),
@@ -453,23 +464,23 @@ mod tests {
             img.extend_from_slice(&t.appended);
             std::fs::write(&p, &img).unwrap();
             let f = File::open(&p).unwrap();
-            assert!(verify(&f, data.len() as u64, &t.root_hash).is_ok());
+            assert!(verify(&f, Path::new("img"), data.len() as u64, &t.root_hash).is_ok());
             let mut wrong = t.root_hash;
             wrong[0] ^= 1;
-            assert!(verify(&f, data.len() as u64, &wrong).is_err());
+            assert!(verify(&f, Path::new("img"), data.len() as u64, &wrong).is_err());
             img[(blocks * BLOCK / 2) as usize] ^= 1;
             std::fs::write(&p, &img).unwrap();
             let f = File::open(&p).unwrap();
-            assert!(verify(&f, data.len() as u64, &t.root_hash).is_err());
+            assert!(verify(&f, Path::new("img"), data.len() as u64, &t.root_hash).is_err());
         }
-        assert!(build(&mut [0u8; 4097].as_slice(), 4097).is_err());
-        assert!(build(&mut [0u8; 4096].as_slice(), 4096).is_err());
+        assert!(build(&mut [0u8; 4097].as_slice(), Path::new("img"), 4097).is_err());
+        assert!(build(&mut [0u8; 4096].as_slice(), Path::new("img"), 4096).is_err());
     }
 
     #[test]
     fn stream_check_matches_build() {
         let data: Vec<u8> = (0..130 * BLOCK).map(|i| (i * 13 % 241) as u8).collect();
-        let t = build(&mut data.as_slice(), data.len() as u64).unwrap();
+        let t = build(&mut data.as_slice(), Path::new("img"), data.len() as u64).unwrap();
         let mut img = data.clone();
         img.extend_from_slice(&t.appended);
         let run = |img: &[u8]| {
