@@ -9,7 +9,7 @@
 # `provision` does not sync, systemd-sysusers and systemd-machine-id-setup fsync some files).
 #
 # The floor: one more `provision` writes its mutation trace (PRISTINE_TRACE_MUTATIONS), and
-# `replay` (benches/replay.rs) applies exactly those calls, in that order, to the emptied tree,
+# `replay` (examples/replay.rs) applies exactly those calls, in that order, to the emptied tree,
 # followed by the same syncfs: what any tool making these changes pays on this file system.
 # With strace installed, the calls of one run are also taken from strace (benches/strace-trace.py)
 # and replayed instead when they are more than the trace holds (a mutation that bypasses src/fs
@@ -31,7 +31,7 @@ N=${1:-10}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 REFBIN=$(bash "$HERE/../shared/reference/systemd" | tail -n1)
 OURS=$("$HERE/scripts/build-static" 2>/dev/null)
-REPLAY=$(cd "$HERE" && cargo build --release --locked --bench replay --message-format=json 2>/dev/null \
+REPLAY=$(cd "$HERE" && cargo build --release --locked --example replay --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Turns `strace -f -y -e status=successful` output of a run into a mutation trace in the format
-of PRISTINE_TRACE_MUTATIONS (see src/fs/fault.rs), for benches/replay.rs: the floor from the
+of PRISTINE_TRACE_MUTATIONS (see src/fs/fault.rs), for examples/replay.rs: the floor from the
 system calls themselves, whether or not every mutation of the run goes through src/fs yet.
 Only paths under ROOT are kept. Usage: strace-trace.py STRACE_OUT ROOT > TRACE
 strace must trace at least: mkdirat symlinkat renameat renameat2 unlinkat fchmod fchmodat

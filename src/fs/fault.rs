@@ -57,7 +57,7 @@ pub fn mutating_lazy(op: &str, path: impl FnOnce() -> std::path::PathBuf) -> io:
 /// host path of the entry acted on (the directory descriptor's path from `/proc/self/fd` plus
 /// the name, or the descriptor's own path for `f*` calls) and the arguments are what a replay
 /// needs (mode in octal, link target, owner, length of the data). Path bytes outside printable
-/// ASCII, and `\`, are written as `\xNN`. `benches/replay.rs` applies such a trace to a fresh
+/// ASCII, and `\`, are written as `\xNN`. `examples/replay.rs` applies such a trace to a fresh
 /// tree with the same calls: the floor of what a run could cost on that file system.
 ///
 /// Off, it costs one relaxed atomic load per mutation.
