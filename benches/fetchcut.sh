@@ -7,14 +7,4 @@
 # non-zero on any failed check. Not a timing benchmark: the number that matters is failures = 0.
 #
 # Usage: benches/fetchcut.sh [CUTS [SEED]]   (default 100 cuts; builds the static binary)
-set -euo pipefail
-cuts=${1:-100} seed=${2:-$RANDOM}
-here=$(cd "$(dirname "$0")/.." && pwd)
-export PRISTINE_STATIC_BIN=${PRISTINE_STATIC_BIN:-$("$here/scripts/build-static" 2>/dev/null)}
-start=$(date +%s)
-status=0
-PRISTINE_POWERCUTS=$cuts PRISTINE_POWERCUT_SEED=$seed \
-  cargo test --release --manifest-path "$here/Cargo.toml" --test vm_fetchcut -- --nocapture || status=$?
-secs=$(( $(date +%s) - start ))
-echo "seed $seed: $cuts cuts of a fetch asked for, ${secs}s, $([[ $status == 0 ]] && echo 'every check passed' || echo 'a check FAILED')"
-exit $status
+exec "$(dirname "$0")/cutsoak.sh" vm_fetchcut "a fetch" "$@"

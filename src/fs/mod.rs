@@ -807,25 +807,12 @@ pub fn create_new_at(
         Mode::from_raw_mode(mode),
     )?;
     trace::fd("create", fd.as_fd(), format_args!("\t{mode:o}"));
-    // A new file already belongs to the caller: no chown for that owner. The owner first: a
-    // chown clears set-ID bits that the mode then sets.
+    // A new file already belongs to the caller: no chown for that owner.
     let me = (
         rustix::process::geteuid().as_raw(),
         rustix::process::getegid().as_raw(),
     );
-    let chown = owner.filter(|o| *o != me);
-    if let Some((uid, gid)) = chown {
-        rustix::fs::fchown(
-            &fd,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        )?;
-        trace::fd("chown", fd.as_fd(), format_args!("\t{uid}\t{gid}"));
-    }
-    if !created_with_mode(mode) {
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
-        trace::fd("chmod", fd.as_fd(), format_args!("\t{mode:o}"));
-    }
+    set_new_owner_mode(fd.as_fd(), owner.filter(|o| *o != me), mode, mode)?;
     let len = data.len();
     trace::fd("write", fd.as_fd(), format_args!("\t{len}"));
     std::fs::File::from(fd).write_all(data)
@@ -847,6 +834,30 @@ fn umask() -> Option<u32> {
 /// took away. Then the `fchmod` after the create can be left out.
 pub(crate) fn created_with_mode(mode: u32) -> bool {
     mode & 0o7000 == 0 && umask().is_some_and(|u| mode & u == 0)
+}
+
+/// Gives a file just created with permission bits `created` its `owner` and `mode`: the owner
+/// first (a chown clears set-ID bits that the mode then sets), the chmod only when it changes
+/// something ([`created_with_mode`]).
+pub(crate) fn set_new_owner_mode(
+    fd: BorrowedFd<'_>,
+    owner: Option<(u32, u32)>,
+    created: u32,
+    mode: u32,
+) -> io::Result<()> {
+    if let Some((uid, gid)) = owner {
+        rustix::fs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )?;
+        trace::fd("chown", fd, format_args!("\t{uid}\t{gid}"));
+    }
+    if created != mode || !created_with_mode(mode) {
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?;
+        trace::fd("chmod", fd, format_args!("\t{mode:o}"));
+    }
+    Ok(())
 }
 
 /// [`Root::write_atomic`] on an already open directory: a one-file [`Txn`]. `what` names the

@@ -132,26 +132,8 @@ impl<'d> Txn<'d> {
         )?;
         trace::fd("create", fd.as_fd(), format_args!("\t{create:o}"));
         // Recorded before anything can fail: dropping the transaction removes it.
-        self.staged.push(Staged {
-            dir: dir.0,
-            tmp,
-            target: name.to_os_string(),
-            what: what.to_path_buf(),
-            committed: false,
-        });
-        // The owner first: a chown clears set-ID bits that the mode then sets.
-        if let Some((uid, gid)) = opts.owner {
-            rustix::fs::fchown(
-                &fd,
-                Some(rustix::fs::Uid::from_raw(uid)),
-                Some(rustix::fs::Gid::from_raw(gid)),
-            )?;
-            trace::fd("chown", fd.as_fd(), format_args!("\t{uid}\t{gid}"));
-        }
-        if create != mode || !super::created_with_mode(mode) {
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
-            trace::fd("chmod", fd.as_fd(), format_args!("\t{mode:o}"));
-        }
+        self.stage(dir, tmp, name, what);
+        super::set_new_owner_mode(fd.as_fd(), opts.owner, create, mode)?;
         let mut f = std::fs::File::from(fd);
         f.write_all(data)?;
         let len = data.len();
@@ -184,6 +166,12 @@ impl<'d> Txn<'d> {
             &tmp,
             format_args!("{}", Arg(target.as_encoded_bytes())),
         );
+        self.stage(dir, tmp, name, what);
+        Ok(())
+    }
+
+    /// Records the temporary `tmp` that is to become `name` in `dir`.
+    fn stage(&mut self, dir: DirId, tmp: OsString, name: &OsStr, what: &Path) {
         self.staged.push(Staged {
             dir: dir.0,
             tmp,
@@ -191,7 +179,6 @@ impl<'d> Txn<'d> {
             what: what.to_path_buf(),
             committed: false,
         });
-        Ok(())
     }
 
     /// Renames every staged entry over its target, in the order staged, then (durable) fsyncs
