@@ -150,9 +150,18 @@ pub fn resolve(spec: &Spec, sys: &Path, dev: &Path) -> Result<PathBuf> {
     }
 }
 
-/// A bounded read of a small sysfs attribute.
+/// A bounded read of a small sysfs attribute: a regular file only (opened non-blocking, so a
+/// FIFO in its place cannot stall the boot).
 fn read_small(p: &Path) -> Option<String> {
-    let f = File::open(p).ok()?;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(p)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
     let mut buf = vec![0u8; 4096];
     let n = f.read_at(&mut buf, 0).ok()?;
     buf.truncate(n);
@@ -554,6 +563,49 @@ mod tests {
             assert!(e.to_string().contains("no block device matches"), "{e}");
             let _ = std::fs::remove_dir_all(&d);
         }
+    }
+
+    fn mkfifo(p: &Path) {
+        let st = std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .expect("mkfifo");
+        assert!(st.success(), "mkfifo {}", p.display());
+    }
+
+    #[test]
+    fn hostile_sysfs_and_disks_are_skipped_not_followed() {
+        let d = tree("state-device-hostile", false);
+        let (sys, dev) = (d.join("sys"), d.join("dev"));
+        let part = sys.join("devices/virtual/block/vda/vda2");
+        // A FIFO where the partition number belongs: skipped without blocking.
+        std::fs::remove_file(part.join("partition")).expect("rm");
+        mkfifo(&part.join("partition"));
+        assert_eq!(read_small(&part.join("partition")), None);
+        let r = |s: &str| resolve(&Spec::parse(s).expect("spec"), &sys, &dev);
+        assert!(r("PARTLABEL=pristine-state").is_err());
+        // A truncated disk, a huge entry count and a bad entry size: no entry, no panic.
+        let full = gpt_disk(&[("a", "c12a7328-f81f-11d2-ba4b-00a0c93ec93b")]);
+        let disk = d.join("disk");
+        std::fs::write(&disk, &full[..600]).expect("write");
+        assert_eq!(gpt_entry(&disk, 512, 1), None);
+        let mut huge = full.clone();
+        huge[512 + 72..512 + 80].copy_from_slice(&u64::MAX.to_le_bytes());
+        std::fs::write(&disk, &huge).expect("write");
+        assert_eq!(gpt_entry(&disk, 512, 1), None);
+        let mut bad = full.clone();
+        bad[512 + 84..512 + 88].copy_from_slice(&7u32.to_le_bytes());
+        std::fs::write(&disk, &bad).expect("write");
+        assert_eq!(gpt_entry(&disk, 512, 1), None);
+        assert_eq!(gpt_entry(&disk, 512, u32::MAX), None);
+        // A FIFO or a symlink loop in place of a device node: not read.
+        let fifo = d.join("fifo");
+        mkfifo(&fifo);
+        assert_eq!(gpt_entry(&fifo, 512, 1), None);
+        assert!(fs_ident(&fifo).is_none());
+        symlink(d.join("loop"), d.join("loop")).expect("link");
+        assert_eq!(gpt_entry(&d.join("loop"), 512, 1), None);
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
