@@ -481,3 +481,33 @@ fn an_incomplete_slot_is_skipped_without_a_usable_local_source() {
         assert_eq!(std::fs::read(d.slot(0)).unwrap(), before, "{source:?}");
     }
 }
+
+#[test]
+fn a_hostile_local_source_is_skipped_and_never_left_the_root() {
+    // A FIFO in the source's place (must not block the boot), and a symlink to the real
+    // store outside the root (resolved inside the root: not found, never read).
+    for kind in ["fifo", "escape"] {
+        let (d, v3) = interrupted_fetch("upd-boot-hostile");
+        let src = d.root.join("store-v3");
+        if kind == "fifo" {
+            ok(Command::new("mkfifo").arg(&src));
+        } else {
+            std::os::unix::fs::symlink(&v3, &src).unwrap();
+        }
+        set_boot_source(&d, Some("/store-v3"));
+        let before = std::fs::read(d.slot(0)).unwrap();
+        let o = d.boot(None);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(
+            Device::booted(&o),
+            d.slot(1).display().to_string(),
+            "{kind}: {err}"
+        );
+        assert!(
+            err.contains("Incomplete slot not completed, skipping it"),
+            "{kind}: {err}"
+        );
+        assert_eq!(d.state()["slots"][0]["status"], "incomplete", "{kind}");
+        assert_eq!(std::fs::read(d.slot(0)).unwrap(), before, "{kind}");
+    }
+}

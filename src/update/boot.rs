@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileTypeExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::state::{self, boot_select, BootDecision, SlotRecord, SlotStatus, State, StateDir};
 use super::{fetch, verity, FetchOptions, FetchReport};
@@ -165,15 +165,24 @@ pub fn complete_incomplete(
         return Ok(None);
     };
     log::info!("Slot {i} is incomplete; completing it from {spec}.");
-    let (dir, mounted) = match spec.split_once(':').filter(|(d, _)| d.starts_with("/dev/")) {
+    // `_held` keeps an in-root source's directory open while the fetch reads through it.
+    let (dir, mounted, _held) = match spec.split_once(':').filter(|(d, _)| d.starts_with("/dev/")) {
         Some((dev, path)) => {
             let target = Path::new(BOOT_SOURCE_MOUNT);
             mount_source(dev, target)?;
             let dir = target.join(crate::fs::relative(Path::new(path)));
-            (dir, Some(target))
+            (dir, Some(target), None)
         }
-        // Inside the root; what is read there is checked against the signed manifest.
-        None => (root.host().join(crate::fs::relative(Path::new(spec))), None),
+        // Inside the root, resolved through the root handle (a symlink cannot lead out of it)
+        // and read through that descriptor; what is read is checked against the signed
+        // manifest.
+        None => {
+            let fd = root
+                .open_dir(Path::new(spec))
+                .op("open boot source", spec)?;
+            let dir = PathBuf::from(crate::fs::safe::proc_fd_path(&fd));
+            (dir, None, Some(fd))
+        }
     };
     let opts = FetchOptions {
         source: dir.to_string_lossy().into_owned(),
