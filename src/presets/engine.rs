@@ -210,6 +210,12 @@ const QUIET_SECTIONS: &[&str] = &[
     "Timer",
 ];
 
+/// Lexes the `[Install]` section of a unit file or drop-in (the other sections of a unit are
+/// known and skipped quietly).
+pub(crate) fn lex_install(data: &[u8]) -> ini::Parsed {
+    ini::parse(data, &["Install"], QUIET_SECTIONS)
+}
+
 /// The planning engine.
 pub struct Engine<'v, 'r> {
     pub vfs: &'v mut Vfs<'r>,
@@ -385,14 +391,13 @@ impl<'v, 'r> Engine<'v, 'r> {
         ctx: &mut Ctx,
         id: usize,
         file: &str,
-        data: &[u8],
+        parsed: &ini::Parsed,
     ) -> Result<(), Errno> {
-        let parsed = ini::parse(data, &["Install"], QUIET_SECTIONS);
-        for (line, w) in parsed.warnings {
-            self.warn(file, line, w);
+        for (line, w) in &parsed.warnings {
+            self.warn(file, *line, w.clone());
         }
         let unit = ctx.infos[id].name.clone();
-        for a in parsed.assignments {
+        for a in &parsed.assignments {
             let (line, key, value) = (a.line, a.key.as_str(), a.value.as_str());
             match key {
                 "Alias" => {
@@ -475,8 +480,8 @@ impl<'v, 'r> Engine<'v, 'r> {
                 ),
             }
         }
-        if let Some((line, msg)) = parsed.fatal {
-            self.warn(file, line, msg);
+        if let Some((line, msg)) = &parsed.fatal {
+            self.warn(file, *line, msg.clone());
             return Err(Errno::BADMSG);
         }
         Ok(())
@@ -514,7 +519,7 @@ impl<'v, 'r> Engine<'v, 'r> {
 
     /// `unit_file_load`.
     fn load(&mut self, ctx: &mut Ctx, id: usize, path: &str, flags: u8) -> Result<usize, Errno> {
-        let data;
+        let install;
         if flags & SEARCH_DROPIN == 0 {
             let n = ctx.infos[id].name.clone();
             let t = name::unit_type(&n).ok_or(Errno::INVAL)?;
@@ -552,10 +557,12 @@ impl<'v, 'r> Engine<'v, 'r> {
                 }
                 Kind::Reg => {}
             }
-            data = self.vfs.read(&canon)?;
-            if data.is_empty() {
-                ctx.infos[id].mode = Mode::Masked;
-                return Ok(0);
+            match self.vfs.load_install(&canon)? {
+                Some(p) => install = p,
+                None => {
+                    ctx.infos[id].mode = Mode::Masked;
+                    return Ok(0);
+                }
             }
         } else {
             if flags & SEARCH_LOAD == 0 {
@@ -568,12 +575,12 @@ impl<'v, 'r> Engine<'v, 'r> {
                 Kind::Reg => {}
                 _ => return Err(Errno::BADFD),
             }
-            data = self.vfs.read(&canon)?;
-            if data.is_empty() {
-                return Ok(0);
+            match self.vfs.load_install(&canon)? {
+                Some(p) => install = p,
+                None => return Ok(0),
             }
         }
-        self.parse_install(ctx, id, path, &data)?;
+        self.parse_install(ctx, id, path, &install)?;
         let info = &mut ctx.infos[id];
         if flags & SEARCH_DROPIN == 0 {
             info.mode = Mode::Regular;
@@ -748,7 +755,9 @@ impl<'v, 'r> Engine<'v, 'r> {
         let Some(result) = result else {
             return Err(Errno::NOENT);
         };
-        if ctx.infos[id].mode == Mode::Masked {
+        // Drop-ins are only read when loading (`unit_file_load` returns at once for a drop-in
+        // otherwise): without SEARCH_LOAD, listing them changes nothing.
+        if ctx.infos[id].mode == Mode::Masked || flags & SEARCH_LOAD == 0 {
             return Ok(result);
         }
         let dot_d = |u: &str| {

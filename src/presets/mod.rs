@@ -173,18 +173,41 @@ fn finish(root: &Root, engine: Engine, opts: &Options, out: &mut PresetOutcome) 
 }
 
 /// Unit files read ahead, on another thread, while earlier provisioning steps run (see
-/// [`prefetch`]).
+/// [`prefetch`]): their bytes with their `[Install]` section already lexed, and the listings of
+/// the read-only directories they were found in.
 #[derive(Debug, Default)]
-pub struct Prefetched(Vec<(String, Vec<u8>)>);
+pub struct Prefetched {
+    files: Vec<vfs::Preloaded>,
+    dirs: Vec<(String, vfs::DirList)>,
+    links: Vec<(String, String)>,
+}
 
 impl Prefetched {
     /// Number of files read ahead.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.files.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.files.is_empty()
+    }
+
+    /// Adds files read by a helper.
+    pub fn extend(&mut self, other: Prefetched) {
+        self.files.extend(other.files);
+        self.dirs.extend(other.dirs);
+        self.links.extend(other.links);
+    }
+
+    /// Takes the directory listings out of `queue` once every reader is done with it (the
+    /// caller holds its last reference): they are handed to the presets step with the files.
+    pub fn take_listings(&mut self, queue: std::sync::Arc<PrefetchQueue>) {
+        if let Some(listing) =
+            std::sync::Arc::into_inner(queue).and_then(|q| q.listing.into_inner())
+        {
+            self.dirs.extend(listing.dirs);
+            self.links.extend(listing.links);
+        }
     }
 }
 
@@ -197,90 +220,120 @@ pub struct PrefetchQueue {
     next: std::sync::atomic::AtomicUsize,
 }
 
-/// Canonical directories and the files (directory index, name) to read in them.
+/// Canonical read-only directories (with their listings, kept for the presets step) and the
+/// files (directory index, name) to read in them.
 #[derive(Debug, Default)]
 struct Listing {
-    dirs: Vec<String>,
+    dirs: Vec<(String, vfs::DirList)>,
     files: Vec<(usize, String)>,
-}
-
-impl Prefetched {
-    /// Adds files read by a helper.
-    pub fn extend(&mut self, other: Prefetched) {
-        self.0.extend(other.0);
-    }
+    /// Symlinks in those directories: canonical path, target.
+    links: Vec<(String, String)>,
 }
 
 /// Reads ahead the unit files `preset-all` will read: the regular files with unit names in
-/// the search-path directories that lie on read-only mounts (an image's `/usr`). Nothing in
-/// such a directory can change before the presets step, not even through a symlink or a
-/// mount (a mount point cannot be renamed or replaced), so the bytes read here are the bytes
-/// that step would read; directories on writable mounts are left to it.
+/// the search-path directories that lie on read-only mounts (an image's `/usr`), lexing their
+/// `[Install]` sections on the way. Nothing in such a directory can change before the presets
+/// step, not even through a symlink or a mount (a mount point cannot be renamed or replaced),
+/// so the bytes read here are the bytes that step would read, and the listings made here the
+/// listings it would make; directories on writable mounts are left to it.
 ///
 /// The thread that reads ahead and the one that will run the presets step both call this with
 /// the same `queue`: the first lists the files (a busy machine may not have run the thread
 /// yet), then each reads those not claimed yet, and the two results together are all of them.
 pub fn prefetch(root: &Root, queue: &PrefetchQueue) -> Prefetched {
     let listing = queue.listing.get_or_init(|| list_ahead(root));
-    read_claimed(root, listing, &queue.next)
+    read_claimed(listing, &queue.next)
 }
 
-/// The files [`prefetch`] reads.
+/// The files [`prefetch`] reads: unit files in the read-only search directories and the
+/// `.conf` files of the drop-in directories (`UNIT.d`) among them; the targets of the symlinks
+/// there are read on the way.
 fn list_ahead(root: &Root) -> Listing {
     let lp = LookupPaths::for_root(root);
     let mut vfs = Vfs::new(root);
     let mut listing = Listing::default();
+    let mut canon_dirs: Vec<String> = Vec::new();
+    let mut dropin_dirs: Vec<String> = Vec::new();
     for d in &lp.search_path {
         let Ok((canon, true)) = vfs.chase(d, true, false) else {
             continue;
         };
-        if listing.dirs.contains(&canon) || !vfs.on_read_only_mount(&canon) {
+        if canon_dirs.contains(&canon) || !vfs.on_read_only_mount(&canon) {
             continue;
         }
-        let index = listing.dirs.len();
+        let index = canon_dirs.len();
         for (name, kind) in vfs.list(&canon) {
-            if kind != Kind::Reg
-                || vfs::hidden_or_backup(&name)
-                || !crate::units::name::is_valid(&name, crate::units::name::ANY)
-            {
+            if vfs::hidden_or_backup(&name) {
                 continue;
             }
-            listing.files.push((index, name));
+            match kind {
+                Kind::Reg if crate::units::name::is_valid(&name, crate::units::name::ANY) => {
+                    listing.files.push((index, name));
+                }
+                Kind::Link => {
+                    let link = crate::units::lookup::join(&canon, &name);
+                    if let Ok(target) = vfs.readlink(&link) {
+                        listing.links.push((link, target));
+                    }
+                }
+                Kind::Dir if name.ends_with(".d") => {
+                    dropin_dirs.push(crate::units::lookup::join(&canon, &name));
+                }
+                _ => {}
+            }
         }
-        listing.dirs.push(canon);
+        canon_dirs.push(canon);
     }
+    for dir in dropin_dirs {
+        // Usually on the mount of its unit directory, but it may be a mount point itself.
+        if !vfs.on_read_only_mount(&dir) {
+            continue;
+        }
+        let index = canon_dirs.len();
+        for (name, kind) in vfs.list(&dir) {
+            if kind == Kind::Reg && name.ends_with(".conf") && !vfs::hidden_or_backup(&name) {
+                listing.files.push((index, name));
+            }
+        }
+        canon_dirs.push(dir);
+    }
+    // The directories files are read from first, in order (their indexes are the files'),
+    // then the other read-only directories met on the way to them.
+    let mut ro = vfs.take_read_only_dirs();
+    for c in &canon_dirs {
+        if let Some(i) = ro.iter().position(|(p, _)| p == c) {
+            listing.dirs.push(ro.swap_remove(i));
+        }
+    }
+    if listing.dirs.len() != canon_dirs.len() {
+        // A directory that could not be kept cannot be read from here: leave it all to the
+        // presets step.
+        return Listing::default();
+    }
+    listing.dirs.extend(ro);
     listing
 }
 
 /// Claims files of `listing` one at a time through `next` and reads them; a file that cannot
 /// be read is left to the presets step (which then meets the same error).
-fn read_claimed(
-    root: &Root,
-    listing: &Listing,
-    next: &std::sync::atomic::AtomicUsize,
-) -> Prefetched {
-    let mut dirs: Vec<Option<std::os::fd::OwnedFd>> = Vec::new();
-    dirs.resize_with(listing.dirs.len(), || None);
+fn read_claimed(listing: &Listing, next: &std::sync::atomic::AtomicUsize) -> Prefetched {
     let mut files = Vec::new();
     loop {
         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Some((d, name)) = listing.files.get(i) else {
             break;
         };
-        let (Some(slot), Some(canon)) = (dirs.get_mut(*d), listing.dirs.get(*d)) else {
+        let Some((canon, dir)) = listing.dirs.get(*d) else {
             continue;
         };
-        if slot.is_none() {
-            *slot = root.open_dir(Path::new(canon)).ok();
-        }
-        let Some(dir) = slot.as_ref() else {
-            continue;
-        };
-        if let Ok(data) = vfs::read_at(dir, name) {
-            files.push((crate::units::lookup::join(canon, name), data));
+        if let Some(f) = dir.read_entry(canon, name) {
+            files.push(f);
         }
     }
-    Prefetched(files)
+    Prefetched {
+        files,
+        ..Prefetched::default()
+    }
 }
 
 /// `preset-all` (see [`Options`]).
@@ -294,7 +347,7 @@ pub fn preset_all_prefetched(root: &Root, opts: &Options, ahead: Prefetched) -> 
     let rules = PresetRules::load(root);
     let lp = LookupPaths::for_root(root);
     let mut vfs = Vfs::new(root);
-    vfs.preload(ahead.0);
+    vfs.preload(ahead.files, ahead.dirs, ahead.links);
     let mut engine = Engine::new(&mut vfs, lp, rules);
     engine.set_running(opts.running.clone());
     let units = engine.enumerate();

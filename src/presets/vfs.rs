@@ -24,14 +24,40 @@ pub enum Kind {
     Other,
 }
 
+/// A directory as listed from disk (or made by the plan), kept by [`Vfs`].
 #[derive(Debug, Default)]
-struct DirList {
+pub(crate) struct DirList {
     order: Vec<String>,
     map: FxMap<String, Kind>,
     /// The directory, opened when it was listed (directories the plan creates have none).
     /// Entries of a listed directory are read, stat'ed and readlink'ed relative to it, one
     /// component, never following a symlink: the canonical path was resolved in the root.
     fd: Option<OwnedFd>,
+}
+
+impl DirList {
+    /// Reads the regular file `name` of this listed directory (canonical path `canon`) and
+    /// lexes its `[Install]` section, for [`Vfs::preload`]; `None` if it cannot be read.
+    pub(crate) fn read_entry(&self, canon: &str, name: &str) -> Option<Preloaded> {
+        let data = read_at(self.fd.as_ref()?, name).ok()?;
+        let install = super::engine::lex_install(&data);
+        // The bytes are not kept: the presets step needs only the section and whether the
+        // file is empty, and freeing them here, on the thread that allocated them, is cheaper
+        // than on another one.
+        Some(Preloaded {
+            path: join(canon, name),
+            len: data.len() as u64,
+            install,
+        })
+    }
+}
+
+/// A unit file read ahead: canonical path, size, lexed `[Install]` section.
+#[derive(Debug)]
+pub(crate) struct Preloaded {
+    path: String,
+    len: u64,
+    install: crate::units::ini::Parsed,
 }
 
 /// How a directory path resolves (see [`Vfs::dir_state`]).
@@ -134,12 +160,21 @@ pub struct FxHasher(u64);
 
 impl std::hash::Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
             let mut v = [0u8; 8];
-            v[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(v))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+            v.copy_from_slice(chunk);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(v)).wrapping_mul(K);
         }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut v = [0u8; 8];
+            v[..rest.len()].copy_from_slice(rest);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(v)).wrapping_mul(K);
+        }
+        self.0 = h;
     }
     fn write_u8(&mut self, i: u8) {
         self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
@@ -163,6 +198,8 @@ pub struct Vfs<'r> {
     /// Contents of regular files read while checking for masks (`null_or_empty`), kept for
     /// the `[Install]` load that follows: one open instead of a stat and an open.
     files: FxMap<String, std::rc::Rc<Vec<u8>>>,
+    /// `[Install]` sections lexed ahead (by canonical path), for the files in `files`.
+    installs: FxMap<String, std::rc::Rc<crate::units::ini::Parsed>>,
     /// Resolutions of paths that exist, by `[follow_last][nonexistent]`: valid until something
     /// is removed or replaced.
     chased: [FxMap<String, Chased>; 4],
@@ -181,6 +218,7 @@ impl<'r> Vfs<'r> {
             links: FxMap::default(),
             sizes: FxMap::default(),
             files: FxMap::default(),
+            installs: FxMap::default(),
             chased: Default::default(),
             chased_neg: Default::default(),
             generation: 0,
@@ -282,13 +320,61 @@ impl<'r> Vfs<'r> {
             .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
     }
 
-    /// Takes file contents read ahead (canonical path, bytes) as if this Vfs had read them.
-    /// The caller vouches that they cannot have changed since (see `presets::prefetch`).
-    pub fn preload(&mut self, files: Vec<(String, Vec<u8>)>) {
-        for (path, data) in files {
-            self.sizes.insert(path.clone(), data.len() as u64);
-            self.files.insert(path, std::rc::Rc::new(data));
+    /// Takes files, directory listings and symlink targets read ahead as if this Vfs had read them. The caller
+    /// vouches that they cannot have changed since (see `presets::prefetch`).
+    pub(crate) fn preload(
+        &mut self,
+        files: Vec<Preloaded>,
+        dirs: Vec<(String, DirList)>,
+        links: Vec<(String, String)>,
+    ) {
+        for (path, target) in links {
+            self.links.entry(path).or_insert(target);
         }
+        for (path, list) in dirs {
+            self.dirs.entry(path).or_insert(Some(list));
+        }
+        for f in files {
+            self.sizes.insert(f.path.clone(), f.len);
+            self.installs.insert(f.path, std::rc::Rc::new(f.install));
+        }
+    }
+
+    /// The `[Install]` section of the canonical regular file `canon` (lexed ahead, or read
+    /// and lexed now); `None` if the file is empty.
+    pub fn load_install(
+        &mut self,
+        canon: &str,
+    ) -> Result<Option<std::rc::Rc<crate::units::ini::Parsed>>, Errno> {
+        if let Some(p) = self.installs.get(canon) {
+            return Ok((self.sizes.get(canon) != Some(&0)).then(|| std::rc::Rc::clone(p)));
+        }
+        let data = self.read(canon)?;
+        if data.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(std::rc::Rc::new(super::engine::lex_install(&data))))
+    }
+
+    /// Gives up the listings of directories on read-only mounts (nothing can change them), to
+    /// be preloaded into another view.
+    pub(crate) fn take_read_only_dirs(&mut self) -> Vec<(String, DirList)> {
+        let ro: Vec<String> = self
+            .dirs
+            .iter()
+            .filter_map(|(p, d)| {
+                let fd = d.as_ref()?.fd.as_ref()?;
+                rustix::fs::fstatvfs(fd)
+                    .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+                    .then(|| p.clone())
+            })
+            .collect();
+        ro.into_iter()
+            .filter_map(|p| {
+                let d = self.dirs.remove(&p)??;
+                Some((p, d))
+            })
+            .collect()
     }
 
     /// The kind of `name` in the canonical directory `dir`.
@@ -369,12 +455,15 @@ impl<'r> Vfs<'r> {
         follow_last: bool,
         nonexistent: bool,
     ) -> Result<(String, bool), Errno> {
-        let mut todo: Vec<String> = components(path).rev().map(str::to_string).collect();
-        let mut cur = String::from("/");
+        use std::borrow::Cow;
+        let mut todo: Vec<Cow<'_, str>> = components(path).rev().map(Cow::Borrowed).collect();
+        let mut cur = String::with_capacity(path.len() + 1);
+        cur.push('/');
         let mut hops = 0;
         while let Some(c) = todo.pop() {
             if c == ".." {
-                cur = parent_of(&cur).to_string();
+                let parent = parent_of(&cur).len();
+                cur.truncate(parent);
                 continue;
             }
             let kind = self.kind_in(&cur, &c);
@@ -396,15 +485,23 @@ impl<'r> Vfs<'r> {
                     }
                     let t = self.readlink_canon(&join(&cur, &c))?;
                     if t.starts_with('/') {
-                        cur = String::from("/");
+                        cur.truncate(1);
                     }
-                    todo.extend(components(&t).rev().map(str::to_string));
+                    todo.extend(
+                        components(&t)
+                            .rev()
+                            .map(|c| Cow::Owned(c.to_string()))
+                            .collect::<Vec<_>>(),
+                    );
                 }
                 Some(k) => {
                     if !todo.is_empty() && k != Kind::Dir {
                         return Err(Errno::NOTDIR);
                     }
-                    cur = join(&cur, &c);
+                    if cur.len() > 1 {
+                        cur.push('/');
+                    }
+                    cur.push_str(&c);
                 }
             }
         }
@@ -572,6 +669,7 @@ impl<'r> Vfs<'r> {
         let canon = join(&dir, &name);
         self.invalidate(true);
         self.files.remove(&canon);
+        self.installs.remove(&canon);
         self.sizes.remove(&canon);
         self.ops.push(Op::ReplaceSymlink {
             target: target.to_string(),
@@ -601,6 +699,7 @@ impl<'r> Vfs<'r> {
         d.order.retain(|n| n != &name);
         self.links.remove(canon);
         self.files.remove(canon);
+        self.installs.remove(canon);
         self.sizes.remove(canon);
         self.invalidate(true);
         self.ops.push(Op::Unlink(canon.to_string()));

@@ -298,10 +298,7 @@ pub fn provision(root: &Root, host: &HostFacts, opts: &Options) -> Report {
         .flatten()
         .and_then(|r| {
             let queue = std::sync::Arc::clone(&queue);
-            std::thread::Builder::new()
-                .name("prefetch".into())
-                .spawn(move || crate::presets::prefetch(&r, &queue))
-                .ok()
+            crate::util::spawn_beside("prefetch", move || crate::presets::prefetch(&r, &queue)).ok()
         });
 
     // State operators: after a reset the registry is emptied (but for the keep-list); then the
@@ -324,6 +321,7 @@ pub fn provision(root: &Root, host: &HostFacts, opts: &Options) -> Report {
     if let Some(helped) = helped {
         ahead.extend(helped);
     }
+    ahead.take_listings(queue);
     step_presets(&mut run, host, etc, ahead);
     step_state_units(&mut run, &operators, etc);
 

@@ -96,10 +96,7 @@ impl<R: BufRead> Lines<R> {
             while used < chunk.len() {
                 if eol == 0 {
                     let rest = &chunk[used..];
-                    let p = rest
-                        .iter()
-                        .position(|&c| eol_kind(c) != 0)
-                        .unwrap_or(rest.len());
+                    let p = memchr::memchr3(b'\n', b'\r', 0, rest).unwrap_or(rest.len());
                     let room = self.limit.saturating_sub(buf.len());
                     if p >= room {
                         buf.extend_from_slice(&rest[..room]);
