@@ -216,6 +216,17 @@ pub(crate) fn lex_install(data: &[u8]) -> ini::Parsed {
     ini::parse(data, &["Install"], QUIET_SECTIONS)
 }
 
+/// What can make a search directory's resolution change while planned changes only create
+/// entries (see `Engine::search_dirs`).
+enum Watch {
+    /// It is a directory: it stays one.
+    Nothing,
+    /// It is missing: an entry created at this path or at a prefix of it.
+    Path(String),
+    /// Any change.
+    Any,
+}
+
 /// The planning engine.
 pub struct Engine<'v, 'r> {
     pub vfs: &'v mut Vfs<'r>,
@@ -240,6 +251,10 @@ pub struct Engine<'v, 'r> {
     /// The search directories resolved at `sp_generation` of the planning view.
     sp_dirs: std::rc::Rc<Vec<DirState>>,
     sp_generation: Option<u64>,
+    /// What may change each search directory's state while entries are only created.
+    sp_watch: Vec<Watch>,
+    /// The planning view's (creations, removals) when `sp_dirs` was made or last confirmed.
+    sp_changes: (usize, u64),
     plus: Ctx,
     minus: Ctx,
 }
@@ -262,6 +277,8 @@ impl<'v, 'r> Engine<'v, 'r> {
             search_path,
             sp_dirs: std::rc::Rc::new(Vec::new()),
             sp_generation: None,
+            sp_watch: Vec::new(),
+            sp_changes: (0, 0),
             plus: Ctx::default(),
             minus: Ctx::default(),
         }
@@ -650,15 +667,54 @@ impl<'v, 'r> Engine<'v, 'r> {
         Ok(0)
     }
 
-    /// The search directories as they resolve now (re-resolved only after planned changes).
+    /// The search directories as they resolve now. Re-resolved after planned changes, unless
+    /// they only created entries none of which lies on the way to a missing search directory
+    /// (a directory that exists stays one while nothing is removed; a missing one can only
+    /// appear through an entry created at its first missing component, a prefix of where it
+    /// would be).
     fn search_dirs(&mut self) -> std::rc::Rc<Vec<DirState>> {
         let g = self.vfs.generation();
-        if self.sp_generation != Some(g) {
-            let sp = std::rc::Rc::clone(&self.search_path);
-            let dirs = sp.iter().map(|d| self.vfs.dir_state(d)).collect();
-            self.sp_dirs = std::rc::Rc::new(dirs);
-            self.sp_generation = Some(g);
+        if self.sp_generation == Some(g) {
+            return std::rc::Rc::clone(&self.sp_dirs);
         }
+        if self.sp_generation.is_some() {
+            if let Some(created) = self.vfs.created_since(self.sp_changes.0, self.sp_changes.1) {
+                let under = |p: &str, c: &str| {
+                    c == p || (c.starts_with(p) && c.as_bytes().get(p.len()) == Some(&b'/'))
+                };
+                let affected = created.iter().any(|p| {
+                    self.sp_watch.iter().any(|w| match w {
+                        Watch::Nothing => false,
+                        Watch::Path(c) => under(p, c),
+                        Watch::Any => true,
+                    })
+                });
+                if !affected {
+                    self.sp_generation = Some(g);
+                    self.sp_changes = self.vfs.change_counts();
+                    return std::rc::Rc::clone(&self.sp_dirs);
+                }
+            }
+        }
+        let sp = std::rc::Rc::clone(&self.search_path);
+        let mut dirs = Vec::with_capacity(sp.len());
+        let mut watch = Vec::with_capacity(sp.len());
+        for d in sp.iter() {
+            let state = self.vfs.dir_state(d);
+            watch.push(match &state {
+                DirState::Dir(_) => Watch::Nothing,
+                DirState::Missing => match self.vfs.chase(d, true, true) {
+                    Ok((p, false)) => Watch::Path(p),
+                    _ => Watch::Any,
+                },
+                DirState::Unsure => Watch::Any,
+            });
+            dirs.push(state);
+        }
+        self.sp_dirs = std::rc::Rc::new(dirs);
+        self.sp_watch = watch;
+        self.sp_generation = Some(g);
+        self.sp_changes = self.vfs.change_counts();
         std::rc::Rc::clone(&self.sp_dirs)
     }
 

@@ -207,6 +207,10 @@ pub struct Vfs<'r> {
     chased_neg: [FxMap<String, Chased>; 4],
     /// Counts planned changes: a resolution made at one generation holds while it is current.
     generation: u64,
+    /// Canonical paths of the entries planned changes created, in order.
+    created: Vec<String>,
+    /// Planned changes that removed or replaced an entry.
+    removals: u64,
     pub ops: Vec<Op>,
 }
 
@@ -222,6 +226,8 @@ impl<'r> Vfs<'r> {
             chased: Default::default(),
             chased_neg: Default::default(),
             generation: 0,
+            created: Vec::new(),
+            removals: 0,
             ops: Vec::new(),
         }
     }
@@ -391,6 +397,18 @@ impl<'r> Vfs<'r> {
         self.generation
     }
 
+    /// The planned changes after the first `created` creations and `removals` removals, when
+    /// they all only created entries: their canonical paths. `None` if one removed or replaced
+    /// an entry.
+    pub fn created_since(&self, created: usize, removals: u64) -> Option<&[String]> {
+        (self.removals == removals).then(|| self.created.get(created..).unwrap_or(&[]))
+    }
+
+    /// Creations and removals planned so far (for [`Vfs::created_since`]).
+    pub fn change_counts(&self) -> (usize, u64) {
+        (self.created.len(), self.removals)
+    }
+
     /// How `dir` resolves for lookups of entries in it: [`DirState::Missing`] when it does not
     /// exist or is not a (readable) directory — `lstat` of any entry fails with `ENOENT` or
     /// `ENOTDIR` — the canonical directory when it is one, [`DirState::Unsure`] on other
@@ -435,6 +453,7 @@ impl<'r> Vfs<'r> {
     /// paths appear; removing or replacing one can change anything.
     fn invalidate(&mut self, removal: bool) {
         self.generation += 1;
+        self.removals += u64::from(removal);
         for m in &mut self.chased_neg {
             if !m.is_empty() {
                 m.clear();
@@ -631,6 +650,7 @@ impl<'r> Vfs<'r> {
                         return;
                     }
                     self.invalidate(false);
+                    self.created.push(next.clone());
                     self.ops.push(Op::Mkdir(next.clone()));
                     if let Some(d) = self.dir(&cur) {
                         d.order.push(c.clone());
@@ -651,6 +671,7 @@ impl<'r> Vfs<'r> {
         }
         let canon = join(&dir, &name);
         self.invalidate(false);
+        self.created.push(canon.clone());
         self.ops.push(Op::Symlink {
             target: target.to_string(),
             path: canon.clone(),
