@@ -534,8 +534,15 @@ impl<'v, 'r> Engine<'v, 'r> {
         }
     }
 
-    /// `unit_file_load`.
-    fn load(&mut self, ctx: &mut Ctx, id: usize, path: &str, flags: u8) -> Result<usize, Errno> {
+    /// `unit_file_load`. `at`: what `lstat(path)` gives, when the caller knows it already.
+    fn load(
+        &mut self,
+        ctx: &mut Ctx,
+        id: usize,
+        path: &str,
+        at: Option<(String, Kind)>,
+        flags: u8,
+    ) -> Result<usize, Errno> {
         let install;
         if flags & SEARCH_DROPIN == 0 {
             let n = ctx.infos[id].name.clone();
@@ -548,7 +555,10 @@ impl<'v, 'r> Engine<'v, 'r> {
                 );
                 return Err(Errno::INVAL);
             }
-            let (canon, kind) = self.vfs.lstat(path)?;
+            let (canon, kind) = match at {
+                Some(at) => at,
+                None => self.vfs.lstat(path)?,
+            };
             if flags & SEARCH_LOAD == 0 {
                 ctx.infos[id].mode = match kind {
                     Kind::Link => return Err(Errno::LOOP),
@@ -637,7 +647,19 @@ impl<'v, 'r> Engine<'v, 'r> {
         path: &str,
         flags: u8,
     ) -> Result<usize, Errno> {
-        let r = self.load(ctx, id, path, flags);
+        self.load_or_readlink_at(ctx, id, path, None, flags)
+    }
+
+    /// [`Engine::load_or_readlink`] of a unit file whose `lstat` the caller knows.
+    fn load_or_readlink_at(
+        &mut self,
+        ctx: &mut Ctx,
+        id: usize,
+        path: &str,
+        at: Option<(String, Kind)>,
+        flags: u8,
+    ) -> Result<usize, Errno> {
+        let r = self.load(ctx, id, path, at, flags);
         if r != Err(Errno::LOOP) || flags & SEARCH_DROPIN != 0 {
             return r;
         }
@@ -785,16 +807,17 @@ impl<'v, 'r> Engine<'v, 'r> {
                 // (cached) before building and resolving the path. Exactly the cases in which
                 // `load_or_readlink` fails with ENOENT/ENOTDIR are skipped. A candidate that
                 // exists is loaded, which plans nothing: `sds` stays valid for the loop.
-                let missing = match sd {
-                    DirState::Missing => true,
-                    DirState::Dir(c) => self.vfs.kind_in(c, cand).is_none(),
-                    DirState::Unsure => false,
+                // The candidate's `lstat` is the listing's answer in the resolved directory.
+                let at = match sd {
+                    DirState::Missing => continue,
+                    DirState::Dir(c) => match self.vfs.kind_in(c, cand) {
+                        None => continue,
+                        Some(k) => Some((join(c, cand), k)),
+                    },
+                    DirState::Unsure => None,
                 };
-                if missing {
-                    continue;
-                }
                 let path = join(d, cand);
-                match self.load_or_readlink(ctx, id, &path, flags) {
+                match self.load_or_readlink_at(ctx, id, &path, at, flags) {
                     Ok(r) => {
                         ctx.infos[id].path = Some(path);
                         result = Some(r);
