@@ -117,6 +117,16 @@ pub fn spawn_beside<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spawn_beside_runs_and_gives_the_mask_back() {
+        use rustix::thread::sched_getaffinity;
+        let before = sched_getaffinity(None).ok().map(|m| m.count());
+        let h = spawn_beside("test", || sched_getaffinity(None).ok().map(|m| m.count())).unwrap();
+        // The thread ran with the creator's full mask, whichever CPU it started on.
+        assert_eq!(h.join().unwrap(), before);
+    }
+
     #[test]
     fn hex_roundtrip() {
         assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
