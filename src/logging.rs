@@ -52,6 +52,16 @@ impl Log for Logger {
         if !self.enabled(r.metadata()) {
             return;
         }
+        let held = HELD.with(|h| match h.borrow_mut().as_mut() {
+            Some(v) => {
+                v.push((r.level(), r.args().to_string()));
+                true
+            }
+            None => false,
+        });
+        if held {
+            return;
+        }
         match &self.sink {
             Sink::Stderr => {
                 // One write per line: stderr is unbuffered, and a formatted record would
@@ -79,6 +89,38 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+thread_local! {
+    /// This thread's records held back (see [`hold`]), when they are.
+    static HELD: std::cell::RefCell<Option<Vec<(Level, String)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Log records held back on one thread, to be emitted by another in their place in its output
+/// ([`Held::emit`]) or dropped.
+#[derive(Debug, Default)]
+pub struct Held(Vec<(Level, String)>);
+
+/// Holds back this thread's log records until [`release`]: work done ahead on a helper thread
+/// logs what it would log, and the main thread emits it when that work's turn comes, so the
+/// output reads as if it had been done in order.
+pub fn hold() {
+    HELD.with(|h| *h.borrow_mut() = Some(Vec::new()));
+}
+
+/// Stops holding back this thread's records and returns those held.
+pub fn release() -> Held {
+    Held(HELD.with(|h| h.borrow_mut().take()).unwrap_or_default())
+}
+
+impl Held {
+    /// Emits the records, in order, as if logged now.
+    pub fn emit(self) {
+        for (level, msg) in self.0 {
+            log::log!(level, "{msg}");
+        }
+    }
 }
 
 /// Whether we run inside an initrd: systemd's `in_initrd()` test (`/etc/initrd-release`
