@@ -284,6 +284,11 @@ impl<'v, 'r> Engine<'v, 'r> {
         }
     }
 
+    /// The specifier values, if a unit file needed them (observed then, once).
+    pub fn system_values(&self) -> Option<&crate::text::specifier::SystemValues> {
+        self.sys.as_ref()
+    }
+
     /// The running system's specifier values (see [`crate::presets::Options::running`]).
     pub fn set_running(&mut self, running: crate::host::RunningSystem) {
         self.running = Some(running);
@@ -323,16 +328,18 @@ impl<'v, 'r> Engine<'v, 'r> {
         if !fmt.contains('%') {
             return Ok(fmt.to_string());
         }
-        if self.sys.is_none() {
-            // systemctl takes these from the running system even with --root; observed
-            // only when a unit file needs a specifier.
-            let running = self
-                .running
-                .take()
-                .unwrap_or_else(crate::host::RunningSystem::observe);
-            self.sys = Some(running.system_values(self.vfs.root(), true));
-        }
-        let sys = self.sys.as_ref();
+        // The values of the tree and the running system (systemctl takes the latter from the
+        // running system even with --root): observed when a specifier first needs them.
+        let (sys, running, root) = (&mut self.sys, &mut self.running, self.vfs.root());
+        let mut system = |c: char| -> Option<Result<String, SpecError>> {
+            let s = sys.get_or_insert_with(|| {
+                running
+                    .take()
+                    .unwrap_or_else(crate::host::RunningSystem::observe)
+                    .system_values(root, true)
+            });
+            s.system(c).or_else(|| s.creds(c))
+        };
         let mut lookup = |c: char| -> Option<Result<String, SpecError>> {
             let n = &info.name;
             let bad = || SpecError::Unresolvable(c, "invalid unit name".into());
@@ -361,10 +368,7 @@ impl<'v, 'r> Engine<'v, 'r> {
                     None => Err(bad()),
                 },
                 'p' => name::prefix_of(n).map(str::to_string).ok_or_else(bad),
-                _ => {
-                    let s = sys?;
-                    return s.system(c).or_else(|| s.creds(c));
-                }
+                _ => return system(c),
             })
         };
         specifier::expand(fmt, name::UNIT_NAME_MAX, &mut lookup).map_err(|e| match e {

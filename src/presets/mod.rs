@@ -135,41 +135,186 @@ impl State {
     }
 }
 
-fn log_changes(engine: &Engine, changes: &[Change], ignored_as_info: bool) {
-    let host = |p: &str| engine.host(p);
-    for c in changes {
-        let m = c.message(&host);
-        match c.kind {
-            ChangeKind::Error(_) if ignored_as_info => log::info!("{m}, ignored"),
-            ChangeKind::Error(_) => log::error!("{m}"),
-            ChangeKind::DestinationNotPresent | ChangeKind::AuxiliaryFailed => log::warn!("{m}"),
-            _ => log::info!("{m}"),
+/// A `preset-all` plan: what it changes, in order, and what it reports, made without writing
+/// anything. Its `Display` is what `--dry-run` prints; [`apply_plan`] carries it out.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The outcome the plan leads to (changes, operations, diagnostics so far).
+    pub outcome: PresetOutcome,
+    /// The change messages systemctl prints, with their levels, for when the plan is applied.
+    messages: Vec<(log::Level, String)>,
+    /// `--new-only`: the record to write after applying, if it changes.
+    record: Option<String>,
+    /// A plan made ahead (see [`plan_ahead`]): what it was made from, to check before it is
+    /// applied.
+    inputs: Option<Inputs>,
+    /// Unit files that were read ahead (see [`prefetch`]).
+    pub read_ahead: usize,
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for op in &self.outcome.ops {
+            writeln!(f, "{op}")?;
         }
+        Ok(())
     }
 }
 
-fn finish(root: &Root, engine: Engine, opts: &Options, out: &mut PresetOutcome) {
-    let dry_run = opts.dry_run;
-    out.changes = engine.changes.clone();
-    if !dry_run {
-        log_changes(&engine, &out.changes, opts.ignored_as_info);
+/// Everything a plan was made from besides the read-only files preloaded into it.
+#[derive(Debug)]
+struct Inputs {
+    lookup: LookupPaths,
+    rules: PresetRules,
+    /// The `--new-only` record as read (`Err` if it could not be).
+    record: Result<Option<String>, String>,
+    /// The specifier values, if a unit file needed them.
+    system: Option<crate::text::specifier::SystemValues>,
+    /// The log records made while planning, emitted when the plan is applied.
+    held: crate::logging::Held,
+    tree: vfs::Witness,
+}
+
+impl Plan {
+    /// For a plan made ahead: asks every question it was made from again (the search path,
+    /// the preset files, the record, the specifier values, each observation of the tree) and
+    /// says which answer changed, if one did. A plan made in place has nothing to check.
+    pub fn verify(&self, root: &Root, opts: &Options) -> Result<(), String> {
+        let Some(i) = &self.inputs else {
+            return Ok(());
+        };
+        if LookupPaths::for_root(root) != i.lookup {
+            return Err("the unit search path".into());
+        }
+        if read_record(root) != i.record {
+            return Err(STATE_FILE.into());
+        }
+        // Loading logs what is wrong in the preset files: that was logged (held) already.
+        crate::logging::hold();
+        let rules = PresetRules::load(root);
+        drop(crate::logging::release());
+        if rules != i.rules {
+            return Err("the preset files".into());
+        }
+        if let Some(sys) = &i.system {
+            if opts.running.system_values(root, true) != *sys {
+                return Err("/etc/machine-id or os-release".into());
+            }
+        }
+        i.tree.verify(root)
     }
+
+    /// Whether the plan was made ahead, and how many observations of the tree it rests on.
+    pub fn made_ahead(&self) -> Option<usize> {
+        self.inputs.as_ref().map(|i| i.tree.len())
+    }
+}
+
+fn read_record(root: &Root) -> Result<Option<String>, String> {
+    root.read_optional(Path::new(STATE_FILE))
+        .map_err(|e| e.to_string())
+}
+
+/// Carries out a plan: logs its changes as systemctl does (or, with `dry_run`, prints its
+/// operations), applies the operations through the root handle, then writes the record.
+pub fn apply_plan(root: &Root, mut plan: Plan, opts: &Options) -> PresetOutcome {
+    if let Some(i) = plan.inputs.take() {
+        i.held.emit();
+    }
+    if opts.dry_run {
+        print!("{plan}");
+        return plan.outcome;
+    }
+    let Plan {
+        mut outcome,
+        messages,
+        record,
+        ..
+    } = plan;
+    for (level, m) in messages {
+        log::log!(level, "{m}");
+    }
+    if let Err((op, e)) = Vfs::apply(root, &outcome.ops) {
+        outcome
+            .outcome
+            .push(Diagnostic::failed(None, format!("Failed to {op}: {e}")));
+    }
+    if outcome.outcome.failed() {
+        return outcome;
+    }
+    let Some(text) = record else {
+        return outcome;
+    };
+    let write = root
+        .mkdir_all(Path::new("/etc/pristine"), 0o755)
+        .and_then(|_| {
+            root.write_atomic(
+                Path::new(STATE_FILE),
+                text.as_bytes(),
+                &WriteOptions::default(),
+            )
+        });
+    if let Err(e) = write {
+        outcome.outcome.push(Diagnostic::failed(
+            Some(Path::new(STATE_FILE)),
+            format!("Failed to write: {e}"),
+        ));
+    }
+    outcome
+}
+
+/// The messages of systemctl's change list, rendered with host paths.
+fn change_messages(
+    engine: &Engine,
+    changes: &[Change],
+    ignored_as_info: bool,
+) -> Vec<(log::Level, String)> {
+    let host = |p: &str| engine.host(p);
+    changes
+        .iter()
+        .map(|c| {
+            let m = c.message(&host);
+            match c.kind {
+                ChangeKind::Error(_) if ignored_as_info => {
+                    (log::Level::Info, format!("{m}, ignored"))
+                }
+                ChangeKind::Error(_) => (log::Level::Error, m),
+                ChangeKind::DestinationNotPresent | ChangeKind::AuxiliaryFailed => {
+                    (log::Level::Warn, m)
+                }
+                _ => (log::Level::Info, m),
+            }
+        })
+        .collect()
+}
+
+/// Plans from the engine's state and applies the plan, after `out`.
+fn finish_and_apply(
+    root: &Root,
+    engine: Engine,
+    opts: &Options,
+    out: PresetOutcome,
+) -> PresetOutcome {
+    let mut plan = Plan {
+        outcome: out,
+        ..Plan::default()
+    };
+    finish(engine, opts, &mut plan);
+    apply_plan(root, plan, opts)
+}
+
+/// The plan's part of a run: the change list, its messages, the preset files' warnings and the
+/// operations, taken from the engine.
+fn finish(engine: Engine, opts: &Options, plan: &mut Plan) {
+    let out = &mut plan.outcome;
+    out.changes = engine.changes.clone();
+    plan.messages = change_messages(&engine, &out.changes, opts.ignored_as_info);
     for (f, l, m) in &engine.rules.warnings {
         out.outcome
             .diagnostics
             .push(Diagnostic::notice(Some(Path::new(f)), *l, m.clone()));
     }
     out.ops = std::mem::take(&mut engine.vfs.ops);
-    if dry_run {
-        for op in &out.ops {
-            println!("{op}");
-        }
-        return;
-    }
-    if let Err((op, e)) = Vfs::apply(root, &out.ops) {
-        out.outcome
-            .push(Diagnostic::failed(None, format!("Failed to {op}: {e}")));
-    }
 }
 
 /// Unit files read ahead, on another thread, while earlier provisioning steps run (see
@@ -218,6 +363,13 @@ impl Prefetched {
 pub struct PrefetchQueue {
     listing: std::sync::OnceLock<Listing>,
     next: std::sync::atomic::AtomicUsize,
+}
+
+impl PrefetchQueue {
+    /// Whether the files to read have been listed (by either caller of [`prefetch`]).
+    pub fn is_listed(&self) -> bool {
+        self.listing.get().is_some()
+    }
 }
 
 /// Canonical read-only directories (with their listings, kept for the presets step) and the
@@ -336,6 +488,38 @@ fn read_claimed(listing: &Listing, next: &std::sync::atomic::AtomicUsize) -> Pre
     }
 }
 
+/// Plans `preset-all` on a helper thread while the steps before it still run (`pristine
+/// provision`): reads the unit files on read-only mounts ahead with [`prefetch`], together
+/// with the thread that runs those steps, which reads alongside first and then hands over what
+/// it read through `helped`; then makes the plan, recording what it observed of the rest of
+/// the tree and holding back its log records. The plan may only be applied once
+/// [`Plan::verify`] finds every observation unchanged after the steps before it are done.
+///
+/// `None` when no unit directory lies on a read-only mount: then nearly every observation
+/// would have to be made twice, and the plan is better made in its turn.
+pub fn plan_ahead(
+    root: &Root,
+    opts: &Options,
+    queue: std::sync::Arc<PrefetchQueue>,
+    helped: &crate::util::Handoff<Prefetched>,
+) -> Option<Plan> {
+    let mut pre = prefetch(root, &queue);
+    if let Some(more) = helped.take(|| true) {
+        pre.extend(more);
+    }
+    pre.take_listings(queue);
+    if pre.dirs.is_empty() {
+        return None;
+    }
+    crate::logging::hold();
+    let mut plan = plan_all(root, opts, pre, true);
+    let held = crate::logging::release();
+    if let Some(i) = plan.inputs.as_mut() {
+        i.held = held;
+    }
+    Some(plan)
+}
+
 /// `preset-all` (see [`Options`]).
 pub fn preset_all(root: &Root, opts: &Options) -> PresetOutcome {
     preset_all_prefetched(root, opts, Prefetched::default())
@@ -343,28 +527,58 @@ pub fn preset_all(root: &Root, opts: &Options) -> PresetOutcome {
 
 /// [`preset_all`] with unit files read ahead by [`prefetch`].
 pub fn preset_all_prefetched(root: &Root, opts: &Options, ahead: Prefetched) -> PresetOutcome {
-    let mut out = PresetOutcome::default();
+    apply_plan(root, plan_all(root, opts, ahead, false), opts)
+}
+
+/// Plans `preset-all` (see [`Options`]) with unit files read ahead by [`prefetch`]; with
+/// `ahead`, records what the plan was made from, for [`Plan::verify`].
+pub fn plan_all(root: &Root, opts: &Options, pre: Prefetched, ahead: bool) -> Plan {
+    let mut plan = Plan {
+        read_ahead: pre.len(),
+        ..Plan::default()
+    };
     let rules = PresetRules::load(root);
     let lp = LookupPaths::for_root(root);
+    let mut inputs = ahead.then(|| (lp.clone(), rules.clone()));
     let mut vfs = Vfs::new(root);
-    vfs.preload(ahead.files, ahead.dirs, ahead.links);
+    vfs.preload(pre.files, pre.dirs, pre.links);
+    if ahead {
+        vfs.record();
+    }
     let mut engine = Engine::new(&mut vfs, lp, rules);
     engine.set_running(opts.running.clone());
     let units = engine.enumerate();
+    let prev_text = if opts.new_only {
+        read_record(root)
+    } else {
+        Ok(None)
+    };
+    let mut inputs_of = |engine: &mut Engine, record: Result<Option<String>, String>| {
+        inputs.take().map(|(lookup, rules)| Inputs {
+            lookup,
+            rules,
+            record,
+            system: engine.system_values().cloned(),
+            held: crate::logging::Held::default(),
+            tree: engine.vfs.take_witness().unwrap_or_default(),
+        })
+    };
     if !opts.new_only {
         engine.prepare_all(&units);
         engine.execute(opts.mode);
-        finish(root, engine, opts, &mut out);
-        return out;
+        plan.inputs = inputs_of(&mut engine, prev_text);
+        finish(engine, opts, &mut plan);
+        return plan;
     }
-    let prev_text = match root.read_optional(Path::new(STATE_FILE)) {
+    let prev_text = match prev_text {
         Ok(t) => t,
         Err(e) => {
-            out.outcome.push(Diagnostic::failed(
+            plan.outcome.outcome.push(Diagnostic::failed(
                 Some(Path::new(STATE_FILE)),
                 format!("Failed to read: {e}"),
             ));
-            return out;
+            plan.inputs = inputs_of(&mut engine, Err(e));
+            return plan;
         }
     };
     let prev = prev_text.as_deref().map(State::parse);
@@ -375,8 +589,8 @@ pub fn preset_all_prefetched(root: &Root, opts: &Options, ahead: Prefetched) -> 
     };
     match &prev {
         None => {
-            out.first_run = true;
-            out.applied_to = units.clone();
+            plan.outcome.first_run = true;
+            plan.outcome.applied_to = units.clone();
             engine.prepare_all(&units);
             engine.execute(opts.mode);
         }
@@ -387,7 +601,7 @@ pub fn preset_all_prefetched(root: &Root, opts: &Options, ahead: Prefetched) -> 
                 .cloned()
                 .collect();
             let mut seen = HashSet::new();
-            out.applied_to = new
+            plan.outcome.applied_to = new
                 .iter()
                 .filter(|u| seen.insert((*u).clone()))
                 .cloned()
@@ -406,7 +620,7 @@ pub fn preset_all_prefetched(root: &Root, opts: &Options, ahead: Prefetched) -> 
                 // Only a link that lies below the unit directory, reached without following
                 // any link on the way, is ever removed: the record is input, not trusted.
                 if !recorded_link_in_unit_dir(p) {
-                    out.outcome.push(Diagnostic::notice(
+                    plan.outcome.outcome.push(Diagnostic::notice(
                         Some(Path::new(STATE_FILE)),
                         0,
                         format!("recorded link {p} is not below {PERSISTENT_CONFIG}, ignoring"),
@@ -439,31 +653,15 @@ pub fn preset_all_prefetched(root: &Root, opts: &Options, ahead: Prefetched) -> 
             state.links.insert((u.clone(), c.path.clone(), t.clone()));
         }
     }
-    finish(root, engine, opts, &mut out);
-    if opts.dry_run || out.outcome.failed() {
-        return out;
-    }
     let text = state.render();
-    if prev_text.as_deref() == Some(text.as_str()) {
-        // Nothing new: the record stays as it is (no write, no fsync).
-        return out;
+    let record = Ok(prev_text.clone());
+    if prev_text.as_deref() != Some(text.as_str()) {
+        // Otherwise nothing new: the record stays as it is (no write).
+        plan.record = Some(text);
     }
-    let write = root
-        .mkdir_all(Path::new("/etc/pristine"), 0o755)
-        .and_then(|_| {
-            root.write_atomic(
-                Path::new(STATE_FILE),
-                text.as_bytes(),
-                &WriteOptions::default(),
-            )
-        });
-    if let Err(e) = write {
-        out.outcome.push(Diagnostic::failed(
-            Some(Path::new(STATE_FILE)),
-            format!("Failed to write: {e}"),
-        ));
-    }
-    out
+    plan.inputs = inputs_of(&mut engine, record);
+    finish(engine, opts, &mut plan);
+    plan
 }
 
 /// `preset UNIT…`: like `systemctl --root=DIR preset UNIT…`. A unit that cannot be found or
@@ -486,7 +684,9 @@ pub fn preset(
     for u in units {
         if engine.prepare_one(u).is_err() {
             out.changes = engine.changes.clone();
-            log_changes(&engine, &out.changes, false);
+            for (level, m) in change_messages(&engine, &out.changes, false) {
+                log::log!(level, "{m}");
+            }
             return Err(out);
         }
     }
@@ -497,7 +697,7 @@ pub fn preset(
         dry_run,
         ..Options::default()
     };
-    finish(root, engine, &opts, &mut out);
+    let out = finish_and_apply(root, engine, &opts, out);
     if failed {
         // systemctl applies what it could and exits 1.
         return Err(out);
@@ -638,8 +838,7 @@ pub fn apply_states(root: &Root, states: &BTreeMap<String, bool>, dry_run: bool)
         ignored_as_info: true,
         ..Options::default()
     };
-    finish(root, engine, &opts, &mut out);
-    out
+    finish_and_apply(root, engine, &opts, out)
 }
 
 /// The links (`path → target`) a full `preset-all` would create on this root under the one

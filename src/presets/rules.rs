@@ -28,7 +28,7 @@ pub struct Rule {
 }
 
 /// All rules, in order.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PresetRules {
     pub rules: Vec<Rule>,
     /// `(file, line, message)` for lines that were skipped.

@@ -33,9 +33,19 @@ pub(crate) struct DirList {
     /// Entries of a listed directory are read, stat'ed and readlink'ed relative to it, one
     /// component, never following a symlink: the canonical path was resolved in the root.
     fd: Option<OwnedFd>,
+    /// Known to lie on a read-only mount (preloaded, or checked while recording).
+    ro: bool,
 }
 
 impl DirList {
+    /// The entries in `readdir` order.
+    fn entries(&self) -> Vec<(String, Kind)> {
+        self.order
+            .iter()
+            .filter_map(|n| self.map.get(n).map(|k| (n.clone(), *k)))
+            .collect()
+    }
+
     /// Reads the regular file `name` of this listed directory (canonical path `canon`) and
     /// lexes its `[Install]` section, for [`Vfs::preload`]; `None` if it cannot be read.
     pub(crate) fn read_entry(&self, canon: &str, name: &str) -> Option<Preloaded> {
@@ -58,6 +68,118 @@ pub(crate) struct Preloaded {
     path: String,
     len: u64,
     install: crate::units::ini::Parsed,
+}
+
+/// What a plan observed of the tree on disk, recorded (see [`Vfs::record`]) when the plan is
+/// made while other steps may still change the tree: [`Witness::verify`] later asks the same
+/// questions again, and the plan holds if every answer is the same. Read-only data handed in
+/// with [`Vfs::preload`] is not recorded: nothing can change it.
+///
+/// The answers kept are the ones the plan depends on, no more: for a directory, whether it
+/// could be listed and the kinds of the names looked up in it (all of its listing, in order,
+/// once it was enumerated); a symlink's target; a file's bytes or size. Another step creating
+/// `/etc/hostname` leaves a plan that only looked up `/etc/systemd` valid.
+#[derive(Debug, Default)]
+pub struct Witness {
+    dirs: FxMap<String, DirObs>,
+    links: FxMap<String, Result<String, Errno>>,
+    files: FxMap<String, FileObs>,
+}
+
+#[derive(Debug)]
+struct DirObs {
+    /// The entries as listed from disk, before the plan changed anything; `None` if the
+    /// directory could not be listed.
+    listing: Option<Vec<(String, Kind)>>,
+    /// The whole listing was observed (enumerated, or found empty).
+    whole: bool,
+    /// Otherwise, the names looked up in it.
+    names: std::collections::HashSet<String, FxBuild>,
+    /// Names a path resolution found missing (and not looked up otherwise), with the paths
+    /// being resolved: if such a name appears, those paths must still resolve to nothing,
+    /// the same way (another step making `/run/systemd` leaves `/run/systemd/system` missing).
+    missing: FxMap<String, Vec<String>>,
+}
+
+#[derive(Debug)]
+enum FileObs {
+    Read(Result<Vec<u8>, Errno>),
+    Size(Result<u64, Errno>),
+}
+
+impl Witness {
+    /// Number of observations recorded.
+    pub fn len(&self) -> usize {
+        self.dirs.len() + self.links.len() + self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Asks every recorded question again, on disk: `Err` names the first path whose answer
+    /// changed. Conservative: an answer reached another way that differs only in its errno
+    /// counts as changed (the plan is then made again, never applied stale).
+    pub fn verify(&self, root: &Root) -> Result<(), String> {
+        let mut fresh = Vfs::new(root);
+        for (canon, o) in &self.dirs {
+            let now = fresh.load_dir(canon).map(|d| d.entries());
+            match (&o.listing, &now) {
+                (None, None) => {}
+                (Some(was), Some(now)) if o.whole => {
+                    if was != now {
+                        return Err(canon.clone());
+                    }
+                }
+                (Some(was), Some(now)) => {
+                    let (was, now): (FxMap<&str, Kind>, FxMap<&str, Kind>) = (
+                        was.iter().map(|(n, k)| (n.as_str(), *k)).collect(),
+                        now.iter().map(|(n, k)| (n.as_str(), *k)).collect(),
+                    );
+                    for n in &o.names {
+                        if was.get(n.as_str()) != now.get(n.as_str()) {
+                            return Err(join(canon, n));
+                        }
+                    }
+                    for (n, paths) in &o.missing {
+                        if o.names.contains(n) || !now.contains_key(n.as_str()) {
+                            continue;
+                        }
+                        for p in paths {
+                            if fresh.chase(p, false, true) != Ok((p.clone(), false)) {
+                                return Err(p.clone());
+                            }
+                        }
+                    }
+                }
+                _ => return Err(canon.clone()),
+            }
+        }
+        for (canon, was) in &self.links {
+            let now = root
+                .read_link(Path::new(canon))
+                .map_err(|e| io_errno(&e))
+                .and_then(|t| t.to_str().map(str::to_string).ok_or(Errno::INVAL));
+            if now != *was {
+                return Err(canon.clone());
+            }
+        }
+        for (canon, was) in &self.files {
+            let same = match was {
+                FileObs::Read(was) => root.read(Path::new(canon)).map_err(|e| io_errno(&e)) == *was,
+                FileObs::Size(was) => {
+                    root.stat(Path::new(canon), false)
+                        .map(|st| st.st_size as u64)
+                        .map_err(|e| io_errno(&e))
+                        == *was
+                }
+            };
+            if !same {
+                return Err(canon.clone());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How a directory path resolves (see [`Vfs::dir_state`]).
@@ -212,6 +334,8 @@ pub struct Vfs<'r> {
     /// Planned changes that removed or replaced an entry.
     removals: u64,
     pub ops: Vec<Op>,
+    /// Observations of the tree on disk, when recorded (see [`Vfs::record`]).
+    witness: Option<Witness>,
 }
 
 impl<'r> Vfs<'r> {
@@ -229,6 +353,69 @@ impl<'r> Vfs<'r> {
             created: Vec::new(),
             removals: 0,
             ops: Vec::new(),
+            witness: None,
+        }
+    }
+
+    /// From now on, records what is observed on disk (not what was preloaded), for
+    /// [`Vfs::take_witness`].
+    pub fn record(&mut self) {
+        self.witness = Some(Witness::default());
+    }
+
+    /// The observations recorded since [`Vfs::record`].
+    pub fn take_witness(&mut self) -> Option<Witness> {
+        self.witness.take()
+    }
+
+    /// Records that the name `name` was looked up in the canonical directory `dir`.
+    fn observe_name(&mut self, dir: &str, name: &str) {
+        if let Some(o) = self.witness.as_mut().and_then(|w| w.dirs.get_mut(dir)) {
+            if !o.whole && !o.names.contains(name) {
+                o.names.insert(name.to_string());
+            }
+        }
+    }
+
+    /// Records that all of the listing of the canonical directory `dir` was observed.
+    fn observe_whole(&mut self, dir: &str) {
+        if let Some(o) = self.witness.as_mut().and_then(|w| w.dirs.get_mut(dir)) {
+            o.whole = true;
+            o.names = Default::default();
+            o.missing = Default::default();
+        }
+    }
+
+    /// Records that resolving `path` found `name` missing in the canonical directory `dir`.
+    fn observe_missing(&mut self, dir: &str, name: &str, path: &str) {
+        if let Some(o) = self.witness.as_mut().and_then(|w| w.dirs.get_mut(dir)) {
+            if !o.whole && !o.names.contains(name) {
+                let paths = o.missing.entry(name.to_string()).or_default();
+                if !paths.iter().any(|p| p == path) {
+                    paths.push(path.to_string());
+                }
+            }
+        }
+    }
+
+    /// Whether what is observed of the canonical path `canon` is recorded.
+    fn recording(&self, canon: &str) -> bool {
+        self.witness.is_some() && !self.in_read_only_dir(canon)
+    }
+
+    /// Whether the canonical path `canon` lies in a listed directory on a read-only mount.
+    fn in_read_only_dir(&self, canon: &str) -> bool {
+        self.dirs
+            .get(parent_of(canon))
+            .is_some_and(|d| d.as_ref().is_some_and(|d| d.ro))
+    }
+
+    fn observe_file(&mut self, canon: &str, o: FileObs) {
+        if self.in_read_only_dir(canon) {
+            return;
+        }
+        if let Some(w) = self.witness.as_mut() {
+            w.files.entry(canon.to_string()).or_insert(o);
         }
     }
 
@@ -286,7 +473,27 @@ impl<'r> Vfs<'r> {
 
     fn dir(&mut self, canon: &str) -> Option<&mut DirList> {
         if !self.dirs.contains_key(canon) {
-            let l = self.load_dir(canon);
+            let mut l = self.load_dir(canon);
+            // While recording, what lies on a read-only mount is not: it cannot change.
+            if let Some(d) = l.as_mut().filter(|_| self.witness.is_some()) {
+                d.ro = d.fd.as_ref().is_some_and(|fd| {
+                    rustix::fs::fstatvfs(fd)
+                        .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+                });
+            }
+            if let Some(w) = self
+                .witness
+                .as_mut()
+                .filter(|_| !l.as_ref().is_some_and(|d| d.ro))
+            {
+                let o = DirObs {
+                    listing: l.as_ref().map(DirList::entries),
+                    whole: false,
+                    names: Default::default(),
+                    missing: Default::default(),
+                };
+                w.dirs.insert(canon.to_string(), o);
+            }
             self.dirs.insert(canon.to_string(), l);
         }
         self.dirs.get_mut(canon).and_then(|d| d.as_mut())
@@ -294,6 +501,9 @@ impl<'r> Vfs<'r> {
 
     /// The entries of a canonical directory in `readdir` order (empty if it cannot be read).
     pub fn list(&mut self, canon: &str) -> Vec<(String, Kind)> {
+        if self.dir(canon).is_some() {
+            self.observe_whole(canon);
+        }
         match self.dir(canon) {
             Some(d) => d
                 .order
@@ -307,6 +517,9 @@ impl<'r> Vfs<'r> {
     /// Calls `f` with the entries of a canonical directory in `readdir` order (none if it
     /// cannot be read), without copying them.
     pub fn each(&mut self, canon: &str, mut f: impl FnMut(&str, Kind)) {
+        if self.dir(canon).is_some() {
+            self.observe_whole(canon);
+        }
         if let Some(d) = self.dir(canon) {
             for n in &d.order {
                 if let Some(k) = d.map.get(n) {
@@ -337,7 +550,8 @@ impl<'r> Vfs<'r> {
         for (path, target) in links {
             self.links.entry(path).or_insert(target);
         }
-        for (path, list) in dirs {
+        for (path, mut list) in dirs {
+            list.ro = true;
             self.dirs.entry(path).or_insert(Some(list));
         }
         for f in files {
@@ -385,6 +599,14 @@ impl<'r> Vfs<'r> {
 
     /// The kind of `name` in the canonical directory `dir`.
     pub fn kind_in(&mut self, dir: &str, name: &str) -> Option<Kind> {
+        let k = self.kind_in_unrecorded(dir, name);
+        if self.witness.is_some() {
+            self.observe_name(dir, name);
+        }
+        k
+    }
+
+    fn kind_in_unrecorded(&mut self, dir: &str, name: &str) -> Option<Kind> {
         if let Some(d) = self.dirs.get(dir) {
             return d.as_ref()?.map.get(name).copied();
         }
@@ -485,15 +707,21 @@ impl<'r> Vfs<'r> {
                 cur.truncate(parent);
                 continue;
             }
-            let kind = self.kind_in(&cur, &c);
+            let kind = self.kind_in_unrecorded(&cur, &c);
+            if kind.is_some() && self.witness.is_some() {
+                self.observe_name(&cur, &c);
+            }
             match kind {
                 None => {
-                    if !nonexistent {
-                        return Err(Errno::NOENT);
-                    }
                     let mut out = join(&cur, &c);
                     while let Some(r) = todo.pop() {
                         out = join(&out, &r);
+                    }
+                    if self.witness.is_some() {
+                        self.observe_missing(&cur, &c, &out);
+                    }
+                    if !nonexistent {
+                        return Err(Errno::NOENT);
                     }
                     return Ok((out, false));
                 }
@@ -532,18 +760,22 @@ impl<'r> Vfs<'r> {
             return Ok(t.clone());
         }
         let t = match self.at(canon) {
-            Some((dir, name)) => {
-                let t = rustix::fs::readlinkat(dir, name, Vec::new())?;
-                t.into_string().map_err(|_| Errno::INVAL)?
-            }
-            None => {
-                let t = self
-                    .root
-                    .read_link(Path::new(canon))
-                    .map_err(|e| io_errno(&e))?;
-                t.to_str().ok_or(Errno::INVAL)?.to_string()
-            }
+            Some((dir, name)) => rustix::fs::readlinkat(dir, name, Vec::new())
+                .and_then(|t| t.into_string().map_err(|_| Errno::INVAL)),
+            None => self
+                .root
+                .read_link(Path::new(canon))
+                .map_err(|e| io_errno(&e))
+                .and_then(|t| t.to_str().map(str::to_string).ok_or(Errno::INVAL)),
         };
+        if !self.in_read_only_dir(canon) {
+            if let Some(w) = self.witness.as_mut() {
+                w.links
+                    .entry(canon.to_string())
+                    .or_insert_with(|| t.clone());
+            }
+        }
+        let t = t?;
         self.links.insert(canon.to_string(), t.clone());
         Ok(t)
     }
@@ -585,18 +817,26 @@ impl<'r> Vfs<'r> {
                     return Ok(*s == 0);
                 }
                 if let Some(Ok(data)) = self.at(canon).map(|(dir, name)| read_at(dir, name)) {
+                    if self.recording(canon) {
+                        self.observe_file(canon, FileObs::Read(Ok(data.clone())));
+                    }
                     let empty = data.is_empty();
                     self.sizes.insert(canon.to_string(), data.len() as u64);
                     self.files.insert(canon.to_string(), std::rc::Rc::new(data));
                     return Ok(empty);
                 }
                 let st = match self.at(canon) {
-                    Some((dir, name)) => rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?,
+                    Some((dir, name)) => rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW),
                     None => self
                         .root
                         .stat(Path::new(canon), false)
-                        .map_err(|e| io_errno(&e))?,
+                        .map_err(|e| io_errno(&e)),
                 };
+                if self.witness.is_some() {
+                    let size = st.as_ref().map(|st| st.st_size as u64).map_err(|e| *e);
+                    self.observe_file(canon, FileObs::Size(size));
+                }
+                let st = st?;
                 self.sizes.insert(canon.to_string(), st.st_size as u64);
                 Ok(st.st_size == 0)
             }
@@ -610,10 +850,13 @@ impl<'r> Vfs<'r> {
             return Ok(std::rc::Rc::clone(d));
         }
         let data = match self.at(canon) {
-            Some((dir, name)) => read_at(dir, name)?,
-            None => self.root.read(Path::new(canon)).map_err(|e| io_errno(&e))?,
+            Some((dir, name)) => read_at(dir, name),
+            None => self.root.read(Path::new(canon)).map_err(|e| io_errno(&e)),
         };
-        Ok(std::rc::Rc::new(data))
+        if self.recording(canon) {
+            self.observe_file(canon, FileObs::Read(data.clone()));
+        }
+        Ok(std::rc::Rc::new(data?))
     }
 
     /// `stat` following symlinks: canonical path and kind.
@@ -710,6 +953,8 @@ impl<'r> Vfs<'r> {
     pub fn unlink(&mut self, canon: &str) -> Result<(), Errno> {
         let dir = parent_of(canon).to_string();
         let name = file_name(canon).to_string();
+        self.dir(&dir).ok_or(Errno::NOENT)?;
+        self.observe_name(&dir, &name);
         let d = self.dir(&dir).ok_or(Errno::NOENT)?;
         match d.map.get(&name) {
             None => return Err(Errno::NOENT),
@@ -738,6 +983,9 @@ impl<'r> Vfs<'r> {
             }
             if crate::units::lookup::path_startswith(stop, &parent).is_some() {
                 return;
+            }
+            if self.dir(&parent).is_some() {
+                self.observe_whole(&parent);
             }
             let empty = match self.dir(&parent) {
                 Some(d) => d.map.is_empty(),
@@ -877,6 +1125,85 @@ mod tests {
         );
         Vfs::apply(&root, &v.ops.clone()).unwrap();
         assert!(!t.join("etc/systemd/system/m.target.wants").exists());
+        let _ = std::fs::remove_dir_all(&t);
+    }
+
+    /// Observes what a plan would, recording; returns the witness.
+    fn observe(root: &Root) -> Witness {
+        let mut v = Vfs::new(root);
+        v.record();
+        let _ = v.chase("/run/systemd/system", true, true);
+        let _ = v.lstat("/etc/systemd/system/a.service");
+        let _ = v.list("/etc/systemd/system");
+        if let Ok((canon, Kind::Reg)) = v.lstat("/etc/systemd/system/a.service") {
+            let _ = v.read(&canon);
+        }
+        let _ = v.readlink("/etc/systemd/system/l.service");
+        // A planned change is not an observation.
+        v.mkdir_parents("/etc/systemd/system/m.target.wants/x");
+        v.take_witness().unwrap()
+    }
+
+    #[test]
+    fn a_witness_notices_what_the_plan_depends_on_and_nothing_else() {
+        let t = crate::util::test_dir("vfs-witness");
+        std::fs::create_dir_all(t.join("etc/systemd/system")).unwrap();
+        std::fs::create_dir_all(t.join("run")).unwrap();
+        std::fs::write(t.join("etc/systemd/system/a.service"), "one").unwrap();
+        std::os::unix::fs::symlink("/x", t.join("etc/systemd/system/l.service")).unwrap();
+        let root = Root::open(&t).unwrap();
+        let w = observe(&root);
+        assert!(!w.is_empty());
+        assert_eq!(w.verify(&root), Ok(()));
+
+        // Unrelated entries, and a missing path's parent appearing while it stays missing.
+        std::fs::write(t.join("etc/hostname"), "h").unwrap();
+        std::fs::create_dir_all(t.join("run/systemd/seats")).unwrap();
+        assert_eq!(w.verify(&root), Ok(()));
+
+        // What was looked up or read changes.
+        type Change<'a> = (&'a str, &'a dyn Fn(), &'a dyn Fn());
+        let cases: [Change<'_>; 4] = [
+            (
+                "/run/systemd/system",
+                &|| std::fs::create_dir(t.join("run/systemd/system")).unwrap(),
+                &|| std::fs::remove_dir(t.join("run/systemd/system")).unwrap(),
+            ),
+            (
+                "/etc/systemd/system/a.service",
+                &|| std::fs::write(t.join("etc/systemd/system/a.service"), "two").unwrap(),
+                &|| std::fs::write(t.join("etc/systemd/system/a.service"), "one").unwrap(),
+            ),
+            (
+                "/etc/systemd/system/l.service",
+                &|| {
+                    std::fs::remove_file(t.join("etc/systemd/system/l.service")).unwrap();
+                    std::os::unix::fs::symlink("/y", t.join("etc/systemd/system/l.service"))
+                        .unwrap();
+                },
+                &|| {
+                    std::fs::remove_file(t.join("etc/systemd/system/l.service")).unwrap();
+                    std::os::unix::fs::symlink("/x", t.join("etc/systemd/system/l.service"))
+                        .unwrap();
+                },
+            ),
+            (
+                // Enumerated: any new entry counts, even the one the plan itself makes.
+                "/etc/systemd/system",
+                &|| std::fs::create_dir(t.join("etc/systemd/system/m.target.wants")).unwrap(),
+                &|| std::fs::remove_dir(t.join("etc/systemd/system/m.target.wants")).unwrap(),
+            ),
+        ];
+        for (path, change, undo) in cases {
+            change();
+            assert_eq!(
+                w.verify(&root),
+                Err(path.to_string()),
+                "after changing {path}"
+            );
+            undo();
+            assert_eq!(w.verify(&root), Ok(()), "after undoing {path}");
+        }
         let _ = std::fs::remove_dir_all(&t);
     }
 }

@@ -94,7 +94,7 @@ pub fn architecture() -> &'static str {
 /// The values of the specifiers systemd takes from the running system, even with `--root`
 /// (`%b %H %l %q %v %u %U %g %G %h`, and `%T %V` without `--root`). Plain data: the host view
 /// fills it (`crate::host::RunningSystem`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Running {
     /// The boot id (32 hex digits), or why it is unknown.
     pub boot_id: Result<String, String>,
@@ -127,7 +127,7 @@ impl Default for Running {
 }
 
 /// Values of the common specifiers, observed once.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SystemValues {
     /// os-release of the target (`etc/os-release`, else `usr/lib/os-release`); `None` if neither.
     pub os_release: Option<HashMap<String, String>>,

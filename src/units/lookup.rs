@@ -16,7 +16,7 @@ pub const GENERATOR_LATE: &str = "/run/systemd/generator.late";
 pub const SPLIT_USR_DIR: &str = "/lib/systemd/system";
 
 /// The search path, highest priority first.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LookupPaths {
     pub search_path: Vec<String>,
 }
