@@ -157,6 +157,16 @@ fn provision_matches_the_four_reference_commands() {
         .and_then(|c| c[1].as_u64())
         .unwrap_or(0);
     assert!(read_ahead > 100, "unit files read ahead: {presets}");
+    // And the presets step was planned on that thread, beside sysusers and tmpfiles, and
+    // applied: nothing it observed was changed by them (this machine's tmpfiles.d makes
+    // /run/systemd, not what presets looks up below it).
+    let planned_ahead = presets["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c[0] == "planned_ahead")
+        .and_then(|c| c[1].as_u64());
+    assert_eq!(planned_ahead, Some(1), "presets step: {presets}");
 
     for f in ["etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"] {
         assert_eq!(

@@ -35,6 +35,22 @@ pub fn mutating(op: &str, path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// For tests of `provision`'s presets plan made ahead: with the `fault-injection` build feature
+/// and `PRISTINE_PLAN_AHEAD_FIRST=1`, the main thread waits for that plan before the steps
+/// that may invalidate it run, so that the check of the plan is put to the test every time
+/// (without it, a slow helper thread may plan after them, which is also correct). Always
+/// `false` without the feature.
+pub fn plan_ahead_first() -> bool {
+    #[cfg(feature = "fault-injection")]
+    {
+        std::env::var_os("PRISTINE_PLAN_AHEAD_FIRST").is_some_and(|v| v == "1")
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        false
+    }
+}
+
 /// [`mutating`] for walks deep enough that building every path would cost more than the walk:
 /// the path is only made if the fault fires.
 pub fn mutating_lazy(op: &str, path: impl FnOnce() -> std::path::PathBuf) -> io::Result<()> {

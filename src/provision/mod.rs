@@ -289,17 +289,13 @@ pub fn provision(root: &Root, host: &HostFacts, opts: &Options) -> Report {
     };
     let var = classify_dir("/var");
 
-    // The presets step reads every unit file; those on a read-only /usr cannot change
-    // meanwhile (neither state operators nor any later step can write there), so a second
-    // thread reads them while the steps before it run, from here on.
-    let queue = std::sync::Arc::new(crate::presets::PrefetchQueue::default());
-    let ahead = (etc != Reason::UpToDate)
-        .then(|| root.try_clone().ok())
-        .flatten()
-        .and_then(|r| {
-            let queue = std::sync::Arc::clone(&queue);
-            crate::util::spawn_beside("prefetch", move || crate::presets::prefetch(&r, &queue)).ok()
-        });
+    // The presets step is planned on a second thread while the steps before it run (see
+    // `presets::plan_ahead`): the unit files on a read-only /usr cannot change meanwhile, and
+    // everything else the plan observed is checked again before it is applied.
+    let preset_opts = preset_options(host, run.dry_run);
+    let mut ahead = (etc != Reason::UpToDate)
+        .then(|| PresetsAhead::start(root, &preset_opts))
+        .flatten();
 
     // State operators: after a reset the registry is emptied (but for the keep-list); then the
     // saved state, reference files and generated keys are rendered into /etc.
@@ -309,20 +305,14 @@ pub fn provision(root: &Root, host: &HostFacts, opts: &Options) -> Report {
 
     step_machine_id(&mut run, host, &settings);
     step_firstboot(&mut run, host, &settings);
+    if let Some(a) = ahead.as_mut() {
+        a.help(root);
+    }
     let accounts = crate::operators::account_values(&operators, &mut run.out);
     let would_be_users = step_sysusers(&mut run, host, opts, &settings, accounts.as_ref(), etc);
     step_tmpfiles(&mut run, host, opts, etc, var, would_be_users);
-    // What the thread has not read yet is read here too rather than waited for (all of it if
-    // the thread has not run yet: then the join only waits for the thread to notice).
-    let helped = ahead
-        .as_ref()
-        .map(|_| crate::presets::prefetch(root, &queue));
-    let mut ahead = ahead.and_then(|h| h.join().ok()).unwrap_or_default();
-    if let Some(helped) = helped {
-        ahead.extend(helped);
-    }
-    ahead.take_listings(queue);
-    step_presets(&mut run, host, etc, ahead);
+    let planned = ahead.and_then(|a| a.plan(root));
+    step_presets(&mut run, &preset_opts, etc, planned);
     step_state_units(&mut run, &operators, etc);
 
     // Durability: everything written above becomes durable with one syncfs before the record
@@ -719,11 +709,87 @@ fn step_tmpfiles(
     });
 }
 
+/// The presets step planned ahead on a second thread (see [`crate::presets::plan_ahead`]).
+struct PresetsAhead {
+    thread: std::thread::JoinHandle<()>,
+    /// The unit files to read, until this thread has read its share.
+    queue: Option<std::sync::Arc<crate::presets::PrefetchQueue>>,
+    helped: std::sync::Arc<crate::util::Handoff<crate::presets::Prefetched>>,
+    planned: std::sync::Arc<crate::util::Handoff<Option<crate::presets::Plan>>>,
+}
+
+impl PresetsAhead {
+    fn start(root: &Root, opts: &crate::presets::Options) -> Option<PresetsAhead> {
+        let r = root.try_clone().ok()?;
+        let queue = std::sync::Arc::new(crate::presets::PrefetchQueue::default());
+        let helped = std::sync::Arc::new(crate::util::Handoff::default());
+        let planned = std::sync::Arc::new(crate::util::Handoff::default());
+        let (q, h, p, o) = (
+            std::sync::Arc::clone(&queue),
+            std::sync::Arc::clone(&helped),
+            std::sync::Arc::clone(&planned),
+            opts.clone(),
+        );
+        let thread = crate::util::spawn_beside("presets", move || {
+            p.put(crate::presets::plan_ahead(&r, &o, q, &h));
+        })
+        .ok()?;
+        Some(PresetsAhead {
+            thread,
+            queue: Some(queue),
+            helped,
+            planned,
+        })
+    }
+
+    /// Reads unit files alongside the thread (once it has listed them; it lists while this
+    /// thread runs the first steps) and hands them over; the thread plans once it has them.
+    fn help(&mut self, root: &Root) {
+        let Some(queue) = self.queue.take() else {
+            return;
+        };
+        while !queue.is_listed() && !self.thread.is_finished() {
+            std::thread::yield_now();
+        }
+        let mine = if queue.is_listed() {
+            crate::presets::prefetch(root, &queue)
+        } else {
+            crate::presets::Prefetched::default()
+        };
+        drop(queue);
+        self.helped.put(mine);
+        if crate::fs::plan_ahead_first() {
+            while !self.planned.is_ready() && !self.thread.is_finished() {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// The plan, once made (`None` if the thread made none). The thread is not joined: once
+    /// it has handed over its plan it only frees what it used.
+    fn plan(mut self, root: &Root) -> Option<crate::presets::Plan> {
+        self.help(root);
+        let thread = self.thread;
+        self.planned.take(|| !thread.is_finished()).flatten()
+    }
+}
+
+/// The options of the presets step.
+fn preset_options(host: &HostFacts, dry_run: bool) -> crate::presets::Options {
+    crate::presets::Options {
+        mode: crate::presets::PresetMode::Full,
+        new_only: true,
+        dry_run,
+        ignored_as_info: true,
+        running: host.running.clone(),
+    }
+}
+
 fn step_presets(
     run: &mut Run<'_>,
-    host: &HostFacts,
+    opts: &crate::presets::Options,
     etc: Reason,
-    ahead: crate::presets::Prefetched,
+    planned: Option<crate::presets::Plan>,
 ) {
     let root = run.root;
     let dry_run = run.dry_run;
@@ -740,15 +806,35 @@ fn step_presets(
             ))
         }),
         Reason::Fresh | Reason::Updated => run.step("presets", |out| {
-            let opts = crate::presets::Options {
-                mode: crate::presets::PresetMode::Full,
-                new_only: true,
-                dry_run,
-                ignored_as_info: true,
-                running: host.running.clone(),
+            // A plan made ahead holds if nothing it observed changed since; else it is made
+            // again now.
+            let (plan, how) = match planned {
+                Some(plan) => match plan.verify(root, opts) {
+                    Ok(()) => (plan, "planned ahead".to_string()),
+                    Err(what) => {
+                        log::debug!("{what} changed while presets were planned ahead, planning again");
+                        let again = crate::presets::plan_all(
+                            root,
+                            opts,
+                            crate::presets::Prefetched::default(),
+                            false,
+                        );
+                        (again, format!("planned again: {what} changed"))
+                    }
+                },
+                None => (
+                    crate::presets::plan_all(
+                        root,
+                        opts,
+                        crate::presets::Prefetched::default(),
+                        false,
+                    ),
+                    "planned in turn".to_string(),
+                ),
             };
-            let read_ahead = ahead.len() as u64;
-            let o = crate::presets::preset_all_prefetched(root, &opts, ahead);
+            let ahead = u64::from(plan.made_ahead().is_some() && how == "planned ahead");
+            let read_ahead = plan.read_ahead as u64;
+            let o = crate::presets::apply_plan(root, plan, opts);
             out.extend(o.outcome.diagnostics);
             let links = o
                 .changes
@@ -762,10 +848,14 @@ fn step_presets(
             };
             Ok((
                 format!(
-                    "{what}: {} unit(s), {links} link(s) created, {read_ahead} unit file(s) read ahead",
+                    "{what}: {} unit(s), {links} link(s) created, {read_ahead} unit file(s) read ahead, {how}",
                     o.applied_to.len()
                 ),
-                vec![("links".into(), links), ("read_ahead".into(), read_ahead)],
+                vec![
+                    ("links".into(), links),
+                    ("read_ahead".into(), read_ahead),
+                    ("planned_ahead".into(), ahead),
+                ],
             ))
         }),
     }

@@ -1,0 +1,277 @@
+//! `provision` plans the presets step on a second thread while the steps before it run, when
+//! the unit files lie on a read-only mount, and checks afterwards that nothing the plan
+//! observed changed (`presets::Plan::verify`). Each case provisions the same vendor tree twice:
+//! once with `/usr` bind-mounted read-only (planned ahead), once with `/usr` a plain writable
+//! copy (planned in turn, after tmpfiles). The enablement under `/etc/systemd` must be the same;
+//! where an earlier step changes what presets sees, the plan made ahead must have been dropped
+//! and made again. Needs root (bind mounts), as the pipeline test does. With `--features
+//! fault-injection` (scripts/test passes it) the plan is made before those steps run
+//! (`PRISTINE_PLAN_AHEAD_FIRST`), so that which plan was applied is asserted too; without,
+//! a slow helper thread may plan after them, and only the outcome is compared.
+
+// Fixtures are built directly, not through src/fs.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{pristine, write, TempDir};
+use serde_json::Value;
+
+const MID: &str = "0123456789abcdef0123456789abcdef";
+
+struct Mounted(PathBuf);
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The vendor tree: three units, a preset policy enabling two of them, tmpfiles lines.
+fn vendor(usr: &Path, tmpfiles: &str, extra_unit: Option<(&str, &str)>) {
+    write(usr, "lib/os-release", "ID=test\nVERSION_ID=1\n");
+    for (name, wanted_by) in [
+        ("alpha.service", "multi-user.target"),
+        ("beta.service", "multi-user.target"),
+        ("gamma.service", "graphical.target"),
+    ] {
+        write(
+            usr,
+            &format!("lib/systemd/system/{name}"),
+            &format!("[Unit]\nDescription={name}\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy={wanted_by}\n"),
+        );
+    }
+    write(
+        usr,
+        "lib/systemd/system/multi-user.target",
+        "[Unit]\nDescription=Multi-User\n",
+    );
+    write(
+        usr,
+        "lib/systemd/system/graphical.target",
+        "[Unit]\nDescription=Graphical\n",
+    );
+    if let Some((name, text)) = extra_unit {
+        write(usr, &format!("lib/systemd/system/{name}"), text);
+    }
+    write(
+        usr,
+        "lib/systemd/system-preset/90-test.preset",
+        "enable alpha.service\nenable beta.service\nenable id-*.service\ndisable *\n",
+    );
+    write(usr, "lib/tmpfiles.d/test.conf", tmpfiles);
+}
+
+fn make_root(root: &Path) {
+    for d in ["etc", "var", "usr", "run", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    for (l, t) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib")] {
+        std::os::unix::fs::symlink(t, root.join(l)).unwrap();
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success(), "copy {} to {}", from.display(), to.display());
+}
+
+/// Provisions `root`; returns the presets step of the report and the tree under etc/systemd.
+fn provision(root: &Path, report: &Path) -> (Value, BTreeMap<String, String>) {
+    let out = pristine()
+        .arg(format!("--root={}", root.display()))
+        .arg(format!("--cmdline=systemd.machine_id={MID}"))
+        .arg("--efivars=/nonexistent")
+        .arg("provision")
+        .arg(format!("--report={}", report.display()))
+        .env("SYSTEMD_IN_INITRD", "0")
+        .env("SYSTEMD_LOG_TARGET", "console")
+        .env("PRISTINE_PLAN_AHEAD_FIRST", "1")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(report).unwrap_or_else(|e| {
+            panic!("no report ({e}): {}", String::from_utf8_lossy(&out.stderr))
+        }))
+        .unwrap();
+    let presets = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "presets")
+        .unwrap_or_else(|| panic!("no presets step: {v}"))
+        .clone();
+    let tree = pristine::presets::list_links(&root.join("etc/systemd"));
+    (presets, tree)
+}
+
+/// Whether the plan was made before the steps that may change what it saw (see the header).
+const ORDERED: bool = cfg!(feature = "fault-injection");
+
+/// Asserts the plan made ahead was applied (`true`) or made again (`false`), where the order
+/// is known.
+fn assert_planned_ahead(step: &Value, ahead: bool) {
+    if !ORDERED {
+        return;
+    }
+    assert_eq!(count(step, "planned_ahead"), u64::from(ahead), "{step}");
+    let detail = step["detail"].as_str().unwrap();
+    assert_eq!(detail.contains("planned again"), !ahead, "{step}");
+}
+
+fn count(step: &Value, name: &str) -> u64 {
+    step["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c[0] == name)
+        .and_then(|c| c[1].as_u64())
+        .unwrap_or_else(|| panic!("no count {name}: {step}"))
+}
+
+/// Provisions the vendor tree with a read-only and with a writable /usr; asserts the same
+/// links, returns the presets step of the read-only run and the links.
+fn both(
+    tag: &str,
+    tmpfiles: &str,
+    extra_unit: Option<(&str, &str)>,
+) -> (Value, BTreeMap<String, String>) {
+    let tmp = TempDir::new(tag);
+    let usr = tmp.path().join("vendor-usr");
+    vendor(&usr, tmpfiles, extra_unit);
+
+    let ro = tmp.path().join("ro");
+    make_root(&ro);
+    let st = Command::new("mount")
+        .args(["--bind", "-o", "ro"])
+        .arg(&usr)
+        .arg(ro.join("usr"))
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "bind-mount the vendor /usr (tests run as root)"
+    );
+    let _m = Mounted(ro.join("usr"));
+    let _ = Command::new("mount")
+        .args(["-o", "remount,bind,ro"])
+        .arg(ro.join("usr"))
+        .status();
+    let (step_ro, links_ro) = provision(&ro, &tmp.path().join("ro.json"));
+
+    let rw = tmp.path().join("rw");
+    make_root(&rw);
+    copy_tree(&usr, &rw.join("usr"));
+    let (step_rw, links_rw) = provision(&rw, &tmp.path().join("rw.json"));
+
+    assert_eq!(
+        links_ro, links_rw,
+        "read-only /usr (planned ahead: {step_ro}) and writable /usr ({step_rw}) disagree"
+    );
+    assert_eq!(count(&step_rw, "planned_ahead"), 0, "{step_rw}");
+    if count(&step_ro, "planned_ahead") == 1 {
+        // The plan applied is the one made from the unit files read ahead.
+        let units = 5 + usize::from(extra_unit.is_some());
+        assert_eq!(count(&step_ro, "read_ahead") as usize, units, "{step_ro}");
+    }
+    (step_ro, links_ro)
+}
+
+#[test]
+fn a_plan_made_ahead_is_applied_when_nothing_it_saw_changed() {
+    // tmpfiles writes elsewhere in /etc and /run, even below the missing /run/systemd/system.
+    let (step, links) = both(
+        "ahead-kept",
+        "d /run/systemd 0755 - - -\nf /etc/motd 0644 - - - hello\nd /var/lib/test 0755 - - -\n",
+        None,
+    );
+    assert_planned_ahead(&step, true);
+    assert!(
+        links.contains_key("system/multi-user.target.wants/alpha.service"),
+        "{links:?}"
+    );
+    assert!(!links.keys().any(|k| k.contains("gamma")), "{links:?}");
+}
+
+#[test]
+fn a_mask_made_by_tmpfiles_is_seen() {
+    // Before presets runs, tmpfiles masks alpha: it must stay disabled, as in turn.
+    let (step, links) = both(
+        "ahead-mask",
+        "L /etc/systemd/system/alpha.service - - - - /dev/null\n",
+        None,
+    );
+    assert_planned_ahead(&step, false);
+    assert_eq!(
+        links.get("system/alpha.service").map(String::as_str),
+        Some("/dev/null")
+    );
+    assert!(
+        !links.contains_key("system/multi-user.target.wants/alpha.service"),
+        "{links:?}"
+    );
+    assert!(
+        links.contains_key("system/multi-user.target.wants/beta.service"),
+        "{links:?}"
+    );
+}
+
+#[test]
+fn a_preset_file_written_by_tmpfiles_is_seen() {
+    // An admin preset in /etc, made by tmpfiles, disables beta.
+    let (step, links) = both(
+        "ahead-preset",
+        "f /etc/systemd/system-preset/10-admin.preset 0644 - - - disable beta.service\n",
+        None,
+    );
+    assert_planned_ahead(&step, false);
+    assert!(
+        !links.contains_key("system/multi-user.target.wants/beta.service"),
+        "{links:?}"
+    );
+    assert!(
+        links.contains_key("system/multi-user.target.wants/alpha.service"),
+        "{links:?}"
+    );
+}
+
+#[test]
+fn a_unit_file_written_by_tmpfiles_is_seen() {
+    // tmpfiles installs an admin unit in /etc that presets enables.
+    let (step, links) = both(
+        "ahead-unit",
+        "f /etc/systemd/system/id-admin.service 0644 - - - [Install]\\nWantedBy=multi-user.target\n",
+        None,
+    );
+    assert_planned_ahead(&step, false);
+    assert!(
+        links.contains_key("system/multi-user.target.wants/id-admin.service"),
+        "{links:?}"
+    );
+}
+
+#[test]
+fn a_specifier_reading_the_machine_id_agrees() {
+    // %m is the machine id, which the machine-id step writes while the plan may be made.
+    let (_, links) = both(
+        "ahead-spec",
+        "",
+        Some((
+            "id-alias.service",
+            "[Service]\nExecStart=/bin/true\n[Install]\nAlias=id-%m.service\nWantedBy=multi-user.target\n",
+        )),
+    );
+    assert!(
+        links.contains_key(&format!("system/id-{MID}.service")),
+        "{links:?}"
+    );
+}
