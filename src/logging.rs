@@ -99,7 +99,7 @@ thread_local! {
 
 /// Log records held back on one thread, to be emitted by another in their place in its output
 /// ([`Held::emit`]) or dropped.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Held(Vec<(Level, String)>);
 
 /// Holds back this thread's log records until [`release`]: work done ahead on a helper thread

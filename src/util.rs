@@ -118,7 +118,7 @@ pub fn spawn_beside<T: Send + 'static>(
 /// sleeping, for a while: on a machine with few CPUs a sleeping thread is woken on its waker's
 /// CPU and queued there behind it (measured here: 0.7-1 ms lost per hand-off), while a thread
 /// that yields stays where it runs. After [`Handoff::SPIN`] it sleeps.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Handoff<T> {
     slot: std::sync::Mutex<Option<T>>,
     ready: std::sync::atomic::AtomicBool,

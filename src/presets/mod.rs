@@ -137,7 +137,7 @@ impl State {
 
 /// A `preset-all` plan: what it changes, in order, and what it reports, made without writing
 /// anything. Its `Display` is what `--dry-run` prints; [`apply_plan`] carries it out.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Plan {
     /// The outcome the plan leads to (changes, operations, diagnostics so far).
     pub outcome: PresetOutcome,
@@ -162,7 +162,6 @@ impl std::fmt::Display for Plan {
 }
 
 /// Everything a plan was made from besides the read-only files preloaded into it.
-#[derive(Debug)]
 struct Inputs {
     lookup: LookupPaths,
     rules: PresetRules,
@@ -217,6 +216,7 @@ fn read_record(root: &Root) -> Result<Option<String>, String> {
 
 /// Carries out a plan: logs its changes as systemctl does (or, with `dry_run`, prints its
 /// operations), applies the operations through the root handle, then writes the record.
+#[inline(never)]
 pub fn apply_plan(root: &Root, mut plan: Plan, opts: &Options) -> PresetOutcome {
     if let Some(i) = plan.inputs.take() {
         i.held.emit();
@@ -289,6 +289,7 @@ fn change_messages(
 }
 
 /// Plans from the engine's state and applies the plan, after `out`.
+#[inline(never)]
 fn finish_and_apply(
     root: &Root,
     engine: Engine,
@@ -532,6 +533,7 @@ pub fn preset_all_prefetched(root: &Root, opts: &Options, ahead: Prefetched) -> 
 
 /// Plans `preset-all` (see [`Options`]) with unit files read ahead by [`prefetch`]; with
 /// `ahead`, records what the plan was made from, for [`Plan::verify`].
+#[inline(never)]
 pub fn plan_all(root: &Root, opts: &Options, pre: Prefetched, ahead: bool) -> Plan {
     let mut plan = Plan {
         read_ahead: pre.len(),

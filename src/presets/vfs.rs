@@ -79,14 +79,17 @@ pub(crate) struct Preloaded {
 /// could be listed and the kinds of the names looked up in it (all of its listing, in order,
 /// once it was enumerated); a symlink's target; a file's bytes or size. Another step creating
 /// `/etc/hostname` leaves a plan that only looked up `/etc/systemd` valid.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Witness {
     dirs: FxMap<String, DirObs>,
-    links: FxMap<String, Result<String, Errno>>,
-    files: FxMap<String, FileObs>,
+    /// Few (symlinks and files outside read-only mounts): lists, not maps.
+    links: Vec<(String, Result<String, Errno>)>,
+    files: Vec<(String, FileObs)>,
 }
 
-#[derive(Debug)]
+/// Past this many names looked up in one directory, all of its listing counts.
+const NAMES_MAX: usize = 64;
+
 struct DirObs {
     /// The entries as listed from disk, before the plan changed anything; `None` if the
     /// directory could not be listed.
@@ -94,14 +97,14 @@ struct DirObs {
     /// The whole listing was observed (enumerated, or found empty).
     whole: bool,
     /// Otherwise, the names looked up in it.
-    names: std::collections::HashSet<String, FxBuild>,
+    names: Vec<String>,
     /// Names a path resolution found missing (and not looked up otherwise), with the paths
     /// being resolved: if such a name appears, those paths must still resolve to nothing,
     /// the same way (another step making `/run/systemd` leaves `/run/systemd/system` missing).
-    missing: FxMap<String, Vec<String>>,
+    /// `(name, path)`.
+    missing: Vec<(String, String)>,
 }
 
-#[derive(Debug)]
 enum FileObs {
     Read(Result<Vec<u8>, Errno>),
     Size(Result<u64, Errno>),
@@ -132,23 +135,20 @@ impl Witness {
                     }
                 }
                 (Some(was), Some(now)) => {
-                    let (was, now): (FxMap<&str, Kind>, FxMap<&str, Kind>) = (
-                        was.iter().map(|(n, k)| (n.as_str(), *k)).collect(),
-                        now.iter().map(|(n, k)| (n.as_str(), *k)).collect(),
-                    );
+                    let kind = |l: &[(String, Kind)], n: &str| {
+                        l.iter().find(|(m, _)| m == n).map(|(_, k)| *k)
+                    };
                     for n in &o.names {
-                        if was.get(n.as_str()) != now.get(n.as_str()) {
+                        if kind(was, n) != kind(now, n) {
                             return Err(join(canon, n));
                         }
                     }
-                    for (n, paths) in &o.missing {
-                        if o.names.contains(n) || !now.contains_key(n.as_str()) {
+                    for (n, p) in &o.missing {
+                        if o.names.contains(n) || kind(now, n).is_none() {
                             continue;
                         }
-                        for p in paths {
-                            if fresh.chase(p, false, true) != Ok((p.clone(), false)) {
-                                return Err(p.clone());
-                            }
+                        if fresh.chase(p, false, true) != Ok((p.clone(), false)) {
+                            return Err(p.clone());
                         }
                     }
                 }
@@ -371,8 +371,15 @@ impl<'r> Vfs<'r> {
     /// Records that the name `name` was looked up in the canonical directory `dir`.
     fn observe_name(&mut self, dir: &str, name: &str) {
         if let Some(o) = self.witness.as_mut().and_then(|w| w.dirs.get_mut(dir)) {
-            if !o.whole && !o.names.contains(name) {
-                o.names.insert(name.to_string());
+            if o.whole || o.names.iter().any(|n| n == name) {
+                return;
+            }
+            if o.names.len() >= NAMES_MAX {
+                o.whole = true;
+                o.names = Vec::new();
+                o.missing = Vec::new();
+            } else {
+                o.names.push(name.to_string());
             }
         }
     }
@@ -381,19 +388,26 @@ impl<'r> Vfs<'r> {
     fn observe_whole(&mut self, dir: &str) {
         if let Some(o) = self.witness.as_mut().and_then(|w| w.dirs.get_mut(dir)) {
             o.whole = true;
-            o.names = Default::default();
-            o.missing = Default::default();
+            o.names = Vec::new();
+            o.missing = Vec::new();
         }
     }
 
     /// Records that resolving `path` found `name` missing in the canonical directory `dir`.
     fn observe_missing(&mut self, dir: &str, name: &str, path: &str) {
         if let Some(o) = self.witness.as_mut().and_then(|w| w.dirs.get_mut(dir)) {
-            if !o.whole && !o.names.contains(name) {
-                let paths = o.missing.entry(name.to_string()).or_default();
-                if !paths.iter().any(|p| p == path) {
-                    paths.push(path.to_string());
-                }
+            if o.whole
+                || o.names.iter().any(|n| n == name)
+                || o.missing.iter().any(|(n, p)| n == name && p == path)
+            {
+                return;
+            }
+            if o.missing.len() >= NAMES_MAX {
+                o.whole = true;
+                o.names = Vec::new();
+                o.missing = Vec::new();
+            } else {
+                o.missing.push((name.to_string(), path.to_string()));
             }
         }
     }
@@ -415,7 +429,9 @@ impl<'r> Vfs<'r> {
             return;
         }
         if let Some(w) = self.witness.as_mut() {
-            w.files.entry(canon.to_string()).or_insert(o);
+            if !w.files.iter().any(|(p, _)| p == canon) {
+                w.files.push((canon.to_string(), o));
+            }
         }
     }
 
@@ -770,9 +786,9 @@ impl<'r> Vfs<'r> {
         };
         if !self.in_read_only_dir(canon) {
             if let Some(w) = self.witness.as_mut() {
-                w.links
-                    .entry(canon.to_string())
-                    .or_insert_with(|| t.clone());
+                if !w.links.iter().any(|(p, _)| p == canon) {
+                    w.links.push((canon.to_string(), t.clone()));
+                }
             }
         }
         let t = t?;
