@@ -136,7 +136,7 @@ impl<T> Handoff<T> {
         self.cv.notify_one();
     }
 
-    /// Whether the value has been handed over (and not taken yet).
+    /// Whether a value has been handed over (taken since or not).
     pub fn is_ready(&self) -> bool {
         self.ready.load(std::sync::atomic::Ordering::Acquire)
     }
