@@ -490,9 +490,9 @@ fn read_claimed(listing: &Listing, next: &std::sync::atomic::AtomicUsize) -> Pre
 }
 
 /// Plans `preset-all` on a helper thread while the steps before it still run (`pristine
-/// provision`): reads the unit files on read-only mounts ahead with [`prefetch`], together
-/// with the thread that runs those steps, which reads alongside first and then hands over what
-/// it read through `helped`; then makes the plan, recording what it observed of the rest of
+/// provision`): reads the unit files on read-only mounts ahead with [`prefetch`] (adding to
+/// `pre`, what it read before it knew the plan was needed), together with the thread that runs
+/// those steps, which reads alongside first and then hands over what it read through `helped`; then makes the plan, recording what it observed of the rest of
 /// the tree and holding back its log records. The plan may only be applied once
 /// [`Plan::verify`] finds every observation unchanged after the steps before it are done.
 ///
@@ -503,8 +503,9 @@ pub fn plan_ahead(
     opts: &Options,
     queue: std::sync::Arc<PrefetchQueue>,
     helped: &crate::util::Handoff<Prefetched>,
+    mut pre: Prefetched,
 ) -> Option<Plan> {
-    let mut pre = prefetch(root, &queue);
+    pre.extend(prefetch(root, &queue));
     if let Some(more) = helped.take(|| true) {
         pre.extend(more);
     }

@@ -742,9 +742,18 @@ impl PresetsAhead {
             std::sync::Arc::clone(&planned),
             opts.clone(),
         );
+        // With a CPU of its own, the thread reads the unit files before it knows it will
+        // plan: only read-only mounts, nothing changes for it, and most boots that plan
+        // would otherwise wait for that reading (on one CPU it would only slow the others).
+        let own_cpu = rustix::thread::sched_getaffinity(None).is_ok_and(|m| m.count() >= 2);
         let thread = crate::util::spawn_beside("presets", move || {
+            let pre = if own_cpu {
+                crate::presets::prefetch(&r, &q)
+            } else {
+                crate::presets::Prefetched::default()
+            };
             if g.take(|| true) == Some(true) {
-                p.put(crate::presets::plan_ahead(&r, &o, q, &h));
+                p.put(crate::presets::plan_ahead(&r, &o, q, &h, pre));
             }
         })
         .ok()?;
