@@ -15,6 +15,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -138,22 +139,15 @@ fn count(step: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no count {name}: {step}"))
 }
 
-/// Provisions the vendor tree with a read-only and with a writable /usr; asserts the same
-/// links, returns the presets step of the read-only run and the links.
-fn both(
-    tag: &str,
-    tmpfiles: &str,
-    extra_unit: Option<(&str, &str)>,
-) -> (Value, BTreeMap<String, String>) {
-    let tmp = TempDir::new(tag);
-    let usr = tmp.path().join("vendor-usr");
-    vendor(&usr, tmpfiles, extra_unit);
-
+/// Provisions the vendor tree `usr` (in `tmp`) with a read-only and with a writable /usr;
+/// asserts the same links and that the writable one planned in turn; returns the presets step
+/// of the read-only run and the links.
+fn ro_and_rw(tmp: &TempDir, usr: &Path) -> (Value, BTreeMap<String, String>) {
     let ro = tmp.path().join("ro");
     make_root(&ro);
     let st = Command::new("mount")
         .args(["--bind", "-o", "ro"])
-        .arg(&usr)
+        .arg(usr)
         .arg(ro.join("usr"))
         .status()
         .unwrap();
@@ -170,7 +164,7 @@ fn both(
 
     let rw = tmp.path().join("rw");
     make_root(&rw);
-    copy_tree(&usr, &rw.join("usr"));
+    copy_tree(usr, &rw.join("usr"));
     let (step_rw, links_rw) = provision(&rw, &tmp.path().join("rw.json"));
 
     assert_eq!(
@@ -178,6 +172,19 @@ fn both(
         "read-only /usr (planned ahead: {step_ro}) and writable /usr ({step_rw}) disagree"
     );
     assert_eq!(count(&step_rw, "planned_ahead"), 0, "{step_rw}");
+    (step_ro, links_ro)
+}
+
+/// [`ro_and_rw`] on the vendor tree with these tmpfiles lines and extra unit.
+fn both(
+    tag: &str,
+    tmpfiles: &str,
+    extra_unit: Option<(&str, &str)>,
+) -> (Value, BTreeMap<String, String>) {
+    let tmp = TempDir::new(tag);
+    let usr = tmp.path().join("vendor-usr");
+    vendor(&usr, tmpfiles, extra_unit);
+    let (step_ro, links_ro) = ro_and_rw(&tmp, &usr);
     if count(&step_ro, "planned_ahead") == 1 {
         // The plan applied is the one made from the unit files read ahead.
         let units = 5 + usize::from(extra_unit.is_some());
@@ -273,5 +280,43 @@ fn a_specifier_reading_the_machine_id_agrees() {
     assert!(
         links.contains_key(&format!("system/id-{MID}.service")),
         "{links:?}"
+    );
+}
+
+#[test]
+fn hostile_unit_files_read_ahead_are_refused_as_in_turn() {
+    // What the thread reads before it knows it will plan: a FIFO (never opened for a
+    // blocking read), a file over the 16 MiB read limit, a symlink loop, a dangling link, a
+    // directory with a unit name and a name that is not UTF-8. The run must end, and agree
+    // with the run that reads them in turn.
+    let tmp = TempDir::new("ahead-hostile");
+    let usr = tmp.path().join("vendor-usr");
+    vendor(&usr, "", None);
+    let units = usr.join("lib/systemd/system");
+    let st = Command::new("mkfifo")
+        .arg(units.join("fifo.service"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "mkfifo");
+    let big = std::fs::File::create(units.join("big.service")).unwrap();
+    big.set_len((16 << 20) + 1).unwrap();
+    std::os::unix::fs::symlink("loop.service", units.join("loop.service")).unwrap();
+    std::os::unix::fs::symlink("/nowhere/x.service", units.join("dangling.service")).unwrap();
+    std::fs::create_dir(units.join("dir.service")).unwrap();
+    std::fs::write(
+        units.join(std::ffi::OsStr::from_bytes(b"bad\xff.service")),
+        "[Install]\nWantedBy=multi-user.target\n",
+    )
+    .unwrap();
+
+    let (step_ro, links_ro) = ro_and_rw(&tmp, &usr);
+    assert_planned_ahead(&step_ro, true);
+    if ORDERED {
+        // Read ahead: the five plain unit files; the others were tried and refused.
+        assert_eq!(count(&step_ro, "read_ahead"), 5, "{step_ro}");
+    }
+    assert!(
+        links_ro.contains_key("system/multi-user.target.wants/alpha.service"),
+        "{links_ro:?}"
     );
 }
