@@ -114,6 +114,14 @@ pub fn spawn_beside<T: Send + 'static>(
     Ok(handle)
 }
 
+/// Yields the CPU until `done()`: a wait for another thread that keeps this one on its CPU
+/// (see [`Handoff`]).
+pub fn yield_until(done: impl Fn() -> bool) {
+    while !done() {
+        std::thread::yield_now();
+    }
+}
+
 /// A value handed from one thread to another. The taker waits by yielding its CPU rather than
 /// sleeping, for a while: on a machine with few CPUs a sleeping thread is woken on its waker's
 /// CPU and queued there behind it (measured here: 0.7-1 ms lost per hand-off), while a thread
@@ -143,14 +151,8 @@ impl<T> Handoff<T> {
 
     /// Waits for the value; `None` once `alive()` says the giver is gone without giving one.
     pub fn take(&self, alive: impl Fn() -> bool) -> Option<T> {
-        use std::sync::atomic::Ordering;
         let start = std::time::Instant::now();
-        while !self.ready.load(Ordering::Acquire) && start.elapsed() < Self::SPIN {
-            if !alive() {
-                break;
-            }
-            std::thread::yield_now();
-        }
+        yield_until(|| self.is_ready() || !alive() || start.elapsed() >= Self::SPIN);
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(v) = slot.take() {

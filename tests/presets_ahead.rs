@@ -129,6 +129,12 @@ fn assert_planned_ahead(step: &Value, ahead: bool) {
     assert_eq!(detail.contains("planned again"), !ahead, "{step}");
 }
 
+/// Asserts whether `unit` is wanted by multi-user.target among `links`.
+fn assert_wanted(links: &BTreeMap<String, String>, unit: &str, wanted: bool) {
+    let link = format!("system/multi-user.target.wants/{unit}");
+    assert_eq!(links.contains_key(&link), wanted, "{link} in {links:?}");
+}
+
 fn count(step: &Value, name: &str) -> u64 {
     step["counts"]
         .as_array()
@@ -202,10 +208,7 @@ fn a_plan_made_ahead_is_applied_when_nothing_it_saw_changed() {
         None,
     );
     assert_planned_ahead(&step, true);
-    assert!(
-        links.contains_key("system/multi-user.target.wants/alpha.service"),
-        "{links:?}"
-    );
+    assert_wanted(&links, "alpha.service", true);
     assert!(!links.keys().any(|k| k.contains("gamma")), "{links:?}");
 }
 
@@ -222,14 +225,8 @@ fn a_mask_made_by_tmpfiles_is_seen() {
         links.get("system/alpha.service").map(String::as_str),
         Some("/dev/null")
     );
-    assert!(
-        !links.contains_key("system/multi-user.target.wants/alpha.service"),
-        "{links:?}"
-    );
-    assert!(
-        links.contains_key("system/multi-user.target.wants/beta.service"),
-        "{links:?}"
-    );
+    assert_wanted(&links, "alpha.service", false);
+    assert_wanted(&links, "beta.service", true);
 }
 
 #[test]
@@ -241,14 +238,8 @@ fn a_preset_file_written_by_tmpfiles_is_seen() {
         None,
     );
     assert_planned_ahead(&step, false);
-    assert!(
-        !links.contains_key("system/multi-user.target.wants/beta.service"),
-        "{links:?}"
-    );
-    assert!(
-        links.contains_key("system/multi-user.target.wants/alpha.service"),
-        "{links:?}"
-    );
+    assert_wanted(&links, "beta.service", false);
+    assert_wanted(&links, "alpha.service", true);
 }
 
 #[test]
@@ -260,10 +251,7 @@ fn a_unit_file_written_by_tmpfiles_is_seen() {
         None,
     );
     assert_planned_ahead(&step, false);
-    assert!(
-        links.contains_key("system/multi-user.target.wants/id-admin.service"),
-        "{links:?}"
-    );
+    assert_wanted(&links, "id-admin.service", true);
 }
 
 #[test]
@@ -315,8 +303,5 @@ fn hostile_unit_files_read_ahead_are_refused_as_in_turn() {
         // Read ahead: the five plain unit files; the others were tried and refused.
         assert_eq!(count(&step_ro, "read_ahead"), 5, "{step_ro}");
     }
-    assert!(
-        links_ro.contains_key("system/multi-user.target.wants/alpha.service"),
-        "{links_ro:?}"
-    );
+    assert_wanted(&links_ro, "alpha.service", true);
 }

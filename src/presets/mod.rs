@@ -165,8 +165,9 @@ impl std::fmt::Display for Plan {
 struct Inputs {
     lookup: LookupPaths,
     rules: PresetRules,
-    /// The `--new-only` record as read (`Err` if it could not be).
-    record: Result<Option<String>, String>,
+    /// The `--new-only` record as read (`Err` if it could not be); `None` without
+    /// `--new-only`.
+    record: Option<Result<Option<String>, String>>,
     /// The specifier values, if a unit file needed them.
     system: Option<crate::text::specifier::SystemValues>,
     /// The log records made while planning, emitted when the plan is applied.
@@ -185,7 +186,10 @@ impl Plan {
         if LookupPaths::for_root(root) != i.lookup {
             return Err("the unit search path".into());
         }
-        if read_record(root) != i.record {
+        if i.record
+            .as_ref()
+            .is_some_and(|was| read_record(root) != *was)
+        {
             return Err(STATE_FILE.into());
         }
         // Loading logs what is wrong in the preset files: that was logged (held) already.
@@ -202,11 +206,6 @@ impl Plan {
         }
         i.tree.verify(root)
     }
-
-    /// Whether the plan was made ahead, and how many observations of the tree it rests on.
-    pub fn made_ahead(&self) -> Option<usize> {
-        self.inputs.as_ref().map(|i| i.tree.len())
-    }
 }
 
 fn read_record(root: &Root) -> Result<Option<String>, String> {
@@ -216,7 +215,6 @@ fn read_record(root: &Root) -> Result<Option<String>, String> {
 
 /// Carries out a plan: logs its changes as systemctl does (or, with `dry_run`, prints its
 /// operations), applies the operations through the root handle, then writes the record.
-#[inline(never)]
 pub fn apply_plan(root: &Root, mut plan: Plan, opts: &Options) -> PresetOutcome {
     if let Some(i) = plan.inputs.take() {
         i.held.emit();
@@ -289,7 +287,6 @@ fn change_messages(
 }
 
 /// Plans from the engine's state and applies the plan, after `out`.
-#[inline(never)]
 fn finish_and_apply(
     root: &Root,
     engine: Engine,
@@ -492,8 +489,9 @@ fn read_claimed(listing: &Listing, next: &std::sync::atomic::AtomicUsize) -> Pre
 /// Plans `preset-all` on a helper thread while the steps before it still run (`pristine
 /// provision`): reads the unit files on read-only mounts ahead with [`prefetch`] (adding to
 /// `pre`, what it read before it knew the plan was needed), together with the thread that runs
-/// those steps, which reads alongside first and then hands over what it read through `helped`; then makes the plan, recording what it observed of the rest of
-/// the tree and holding back its log records. The plan may only be applied once
+/// those steps, which reads alongside first and then hands over what it read through
+/// `helped`; then makes the plan, recording what it observed of the rest of the tree and
+/// holding back its log records. The plan may only be applied once
 /// [`Plan::verify`] finds every observation unchanged after the steps before it are done.
 ///
 /// `None` when no unit directory lies on a read-only mount: then nearly every observation
@@ -534,7 +532,6 @@ pub fn preset_all_prefetched(root: &Root, opts: &Options, ahead: Prefetched) -> 
 
 /// Plans `preset-all` (see [`Options`]) with unit files read ahead by [`prefetch`]; with
 /// `ahead`, records what the plan was made from, for [`Plan::verify`].
-#[inline(never)]
 pub fn plan_all(root: &Root, opts: &Options, pre: Prefetched, ahead: bool) -> Plan {
     let mut plan = Plan {
         read_ahead: pre.len(),
@@ -551,12 +548,7 @@ pub fn plan_all(root: &Root, opts: &Options, pre: Prefetched, ahead: bool) -> Pl
     let mut engine = Engine::new(&mut vfs, lp, rules);
     engine.set_running(opts.running.clone());
     let units = engine.enumerate();
-    let prev_text = if opts.new_only {
-        read_record(root)
-    } else {
-        Ok(None)
-    };
-    let mut inputs_of = |engine: &mut Engine, record: Result<Option<String>, String>| {
+    let mut inputs_of = |engine: &mut Engine, record: Option<Result<Option<String>, String>>| {
         inputs.take().map(|(lookup, rules)| Inputs {
             lookup,
             rules,
@@ -569,18 +561,18 @@ pub fn plan_all(root: &Root, opts: &Options, pre: Prefetched, ahead: bool) -> Pl
     if !opts.new_only {
         engine.prepare_all(&units);
         engine.execute(opts.mode);
-        plan.inputs = inputs_of(&mut engine, prev_text);
+        plan.inputs = inputs_of(&mut engine, None);
         finish(engine, opts, &mut plan);
         return plan;
     }
-    let prev_text = match prev_text {
+    let prev_text = match read_record(root) {
         Ok(t) => t,
         Err(e) => {
             plan.outcome.outcome.push(Diagnostic::failed(
                 Some(Path::new(STATE_FILE)),
                 format!("Failed to read: {e}"),
             ));
-            plan.inputs = inputs_of(&mut engine, Err(e));
+            plan.inputs = inputs_of(&mut engine, Some(Err(e)));
             return plan;
         }
     };
@@ -657,7 +649,7 @@ pub fn plan_all(root: &Root, opts: &Options, pre: Prefetched, ahead: bool) -> Pl
         }
     }
     let text = state.render();
-    let record = Ok(prev_text.clone());
+    let record = Some(Ok(prev_text.clone()));
     if prev_text.as_deref() != Some(text.as_str()) {
         // Otherwise nothing new: the record stays as it is (no write).
         plan.record = Some(text);

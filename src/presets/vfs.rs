@@ -38,6 +38,14 @@ pub(crate) struct DirList {
 }
 
 impl DirList {
+    /// Whether the directory was listed from disk and lies on a read-only mount.
+    fn on_read_only_mount(&self) -> bool {
+        self.fd.as_ref().is_some_and(|fd| {
+            rustix::fs::fstatvfs(fd)
+                .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+        })
+    }
+
     /// The entries in `readdir` order.
     fn entries(&self) -> Vec<(String, Kind)> {
         self.order
@@ -105,19 +113,33 @@ struct DirObs {
     missing: Vec<(String, String)>,
 }
 
+impl DirObs {
+    fn new(listing: Option<Vec<(String, Kind)>>) -> DirObs {
+        DirObs {
+            listing,
+            whole: false,
+            names: Vec::new(),
+            missing: Vec::new(),
+        }
+    }
+
+    /// From now on all of the listing counts (the names looked up are part of it).
+    fn set_whole(&mut self) {
+        self.whole = true;
+        self.names = Vec::new();
+        self.missing = Vec::new();
+    }
+}
+
 enum FileObs {
     Read(Result<Vec<u8>, Errno>),
     Size(Result<u64, Errno>),
 }
 
 impl Witness {
-    /// Number of observations recorded.
-    pub fn len(&self) -> usize {
-        self.dirs.len() + self.links.len() + self.files.len()
-    }
-
+    /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.dirs.is_empty() && self.links.is_empty() && self.files.is_empty()
     }
 
     /// Asks every recorded question again, on disk: `Err` names the first path whose answer
@@ -375,9 +397,7 @@ impl<'r> Vfs<'r> {
                 return;
             }
             if o.names.len() >= NAMES_MAX {
-                o.whole = true;
-                o.names = Vec::new();
-                o.missing = Vec::new();
+                o.set_whole();
             } else {
                 o.names.push(name.to_string());
             }
@@ -387,9 +407,7 @@ impl<'r> Vfs<'r> {
     /// Records that all of the listing of the canonical directory `dir` was observed.
     fn observe_whole(&mut self, dir: &str) {
         if let Some(o) = self.witness.as_mut().and_then(|w| w.dirs.get_mut(dir)) {
-            o.whole = true;
-            o.names = Vec::new();
-            o.missing = Vec::new();
+            o.set_whole();
         }
     }
 
@@ -403,9 +421,7 @@ impl<'r> Vfs<'r> {
                 return;
             }
             if o.missing.len() >= NAMES_MAX {
-                o.whole = true;
-                o.names = Vec::new();
-                o.missing = Vec::new();
+                o.set_whole();
             } else {
                 o.missing.push((name.to_string(), path.to_string()));
             }
@@ -424,10 +440,9 @@ impl<'r> Vfs<'r> {
             .is_some_and(|d| d.as_ref().is_some_and(|d| d.ro))
     }
 
+    /// Records a file observation; callers ask [`Vfs::recording`] first (and copy bytes only
+    /// then).
     fn observe_file(&mut self, canon: &str, o: FileObs) {
-        if self.in_read_only_dir(canon) {
-            return;
-        }
         if let Some(w) = self.witness.as_mut() {
             if !w.files.iter().any(|(p, _)| p == canon) {
                 w.files.push((canon.to_string(), o));
@@ -492,22 +507,14 @@ impl<'r> Vfs<'r> {
             let mut l = self.load_dir(canon);
             // While recording, what lies on a read-only mount is not: it cannot change.
             if let Some(d) = l.as_mut().filter(|_| self.witness.is_some()) {
-                d.ro = d.fd.as_ref().is_some_and(|fd| {
-                    rustix::fs::fstatvfs(fd)
-                        .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
-                });
+                d.ro = d.on_read_only_mount();
             }
             if let Some(w) = self
                 .witness
                 .as_mut()
                 .filter(|_| !l.as_ref().is_some_and(|d| d.ro))
             {
-                let o = DirObs {
-                    listing: l.as_ref().map(DirList::entries),
-                    whole: false,
-                    names: Default::default(),
-                    missing: Default::default(),
-                };
+                let o = DirObs::new(l.as_ref().map(DirList::entries));
                 w.dirs.insert(canon.to_string(), o);
             }
             self.dirs.insert(canon.to_string(), l);
@@ -548,11 +555,7 @@ impl<'r> Vfs<'r> {
     /// Whether the canonical directory `canon` can be listed and lies on a read-only mount:
     /// nothing this process does can change what is in it.
     pub fn on_read_only_mount(&mut self, canon: &str) -> bool {
-        let Some(fd) = self.dir(canon).and_then(|d| d.fd.as_ref()) else {
-            return false;
-        };
-        rustix::fs::fstatvfs(fd)
-            .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+        self.dir(canon).is_some_and(|d| d.on_read_only_mount())
     }
 
     /// Takes files, directory listings and symlink targets read ahead as if this Vfs had read them. The caller
@@ -598,12 +601,8 @@ impl<'r> Vfs<'r> {
         let ro: Vec<String> = self
             .dirs
             .iter()
-            .filter_map(|(p, d)| {
-                let fd = d.as_ref()?.fd.as_ref()?;
-                rustix::fs::fstatvfs(fd)
-                    .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
-                    .then(|| p.clone())
-            })
+            .filter(|(_, d)| d.as_ref().is_some_and(DirList::on_read_only_mount))
+            .map(|(p, _)| p.clone())
             .collect();
         ro.into_iter()
             .filter_map(|p| {
@@ -784,7 +783,7 @@ impl<'r> Vfs<'r> {
                 .map_err(|e| io_errno(&e))
                 .and_then(|t| t.to_str().map(str::to_string).ok_or(Errno::INVAL)),
         };
-        if !self.in_read_only_dir(canon) {
+        if self.recording(canon) {
             if let Some(w) = self.witness.as_mut() {
                 if !w.links.iter().any(|(p, _)| p == canon) {
                     w.links.push((canon.to_string(), t.clone()));
@@ -848,7 +847,7 @@ impl<'r> Vfs<'r> {
                         .stat(Path::new(canon), false)
                         .map_err(|e| io_errno(&e)),
                 };
-                if self.witness.is_some() {
+                if self.recording(canon) {
                     let size = st.as_ref().map(|st| st.st_size as u64).map_err(|e| *e);
                     self.observe_file(canon, FileObs::Size(size));
                 }

@@ -778,9 +778,7 @@ impl PresetsAhead {
             return;
         };
         let gone = || self.thread.as_ref().is_none_or(|t| t.is_finished());
-        while !queue.is_listed() && !gone() {
-            std::thread::yield_now();
-        }
+        crate::util::yield_until(|| queue.is_listed() || gone());
         let mine = if queue.is_listed() {
             crate::presets::prefetch(root, &queue)
         } else {
@@ -789,9 +787,7 @@ impl PresetsAhead {
         drop(queue);
         self.helped.put(mine);
         if crate::fs::plan_ahead_first() {
-            while !self.planned.is_ready() && !gone() {
-                std::thread::yield_now();
-            }
+            crate::util::yield_until(|| self.planned.is_ready() || gone());
         }
     }
 
@@ -847,31 +843,20 @@ fn step_presets(
         Reason::Fresh | Reason::Updated => run.step("presets", |out| {
             // A plan made ahead holds if nothing it observed changed since; else it is made
             // again now.
-            let (plan, how) = match planned {
+            let (kept, how) = match planned {
                 Some(plan) => match plan.verify(root, opts) {
-                    Ok(()) => (plan, "planned ahead".to_string()),
+                    Ok(()) => (Some(plan), "planned ahead".to_string()),
                     Err(what) => {
                         log::debug!("{what} changed while presets were planned ahead, planning again");
-                        let again = crate::presets::plan_all(
-                            root,
-                            opts,
-                            crate::presets::Prefetched::default(),
-                            false,
-                        );
-                        (again, format!("planned again: {what} changed"))
+                        (None, format!("planned again: {what} changed"))
                     }
                 },
-                None => (
-                    crate::presets::plan_all(
-                        root,
-                        opts,
-                        crate::presets::Prefetched::default(),
-                        false,
-                    ),
-                    "planned in turn".to_string(),
-                ),
+                None => (None, "planned in turn".to_string()),
             };
-            let ahead = u64::from(plan.made_ahead().is_some() && how == "planned ahead");
+            let ahead = u64::from(kept.is_some());
+            let plan = kept.unwrap_or_else(|| {
+                crate::presets::plan_all(root, opts, crate::presets::Prefetched::default(), false)
+            });
             let read_ahead = plan.read_ahead as u64;
             let o = crate::presets::apply_plan(root, plan, opts);
             out.extend(o.outcome.diagnostics);
