@@ -33,17 +33,38 @@ pub(crate) struct DirList {
     /// Entries of a listed directory are read, stat'ed and readlink'ed relative to it, one
     /// component, never following a symlink: the canonical path was resolved in the root.
     fd: Option<OwnedFd>,
-    /// Known to lie on a read-only mount (preloaded, or checked while recording).
+    /// Lies on a read-only mount (checked when it was opened; preloaded lists come from
+    /// such mounts): nothing this process does can change it, and it is not recorded.
     ro: bool,
+    /// Not listed yet: a directory on a read-only mount that was only looked into (while
+    /// resolving a path through it). Names are then looked up one at a time, with `lstat`,
+    /// and kept in `probed`; [`Vfs::dir`] lists it once something needs all of it. Nothing
+    /// in it can change, so the two ways give the same answers, and one `lstat` costs far
+    /// less than listing a directory such as `/usr/lib` to learn that `systemd` is in it.
+    lazy: bool,
+    probed: FxMap<String, Option<Kind>>,
 }
 
 impl DirList {
-    /// Whether the directory was listed from disk and lies on a read-only mount.
-    fn on_read_only_mount(&self) -> bool {
-        self.fd.as_ref().is_some_and(|fd| {
-            rustix::fs::fstatvfs(fd)
-                .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
-        })
+    /// The kind of `name` in this directory, `None` if it has no such entry.
+    fn kind(&mut self, name: &str) -> Option<Kind> {
+        if let Some(k) = self.map.get(name) {
+            return Some(*k);
+        }
+        if !self.lazy {
+            return None;
+        }
+        if let Some(k) = self.probed.get(name) {
+            return *k;
+        }
+        // A listing holds no `.`, `..` or names with a slash: neither does a lookup.
+        let k = (!matches!(name, "" | "." | "..") && !name.contains('/'))
+            .then_some(self.fd.as_ref())
+            .flatten()
+            .and_then(|fd| rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW).ok())
+            .map(|st| kind_of(FileType::from_raw_mode(st.st_mode)));
+        self.probed.insert(name.to_string(), k);
+        k
     }
 
     /// The entries in `readdir` order.
@@ -241,6 +262,38 @@ impl std::fmt::Display for Op {
     }
 }
 
+/// The kind of a directory entry of file type `ft`.
+fn kind_of(ft: FileType) -> Kind {
+    match ft {
+        FileType::RegularFile => Kind::Reg,
+        FileType::Directory => Kind::Dir,
+        FileType::Symlink => Kind::Link,
+        FileType::CharacterDevice => Kind::Chr,
+        _ => Kind::Other,
+    }
+}
+
+/// Lists the open directory `fd` (names that are not UTF-8 are left out: no unit or
+/// directory the planner looks for has one); `None` if it cannot be listed.
+fn list_fd(fd: OwnedFd) -> Option<DirList> {
+    let mut list = DirList::default();
+    crate::fs::for_each_entry(fd.as_fd(), |name, mut ft| {
+        let Ok(name) = std::str::from_utf8(name) else {
+            return;
+        };
+        if ft == FileType::Unknown {
+            ft = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                .map(|st| FileType::from_raw_mode(st.st_mode))
+                .unwrap_or(FileType::Unknown);
+        }
+        list.order.push(name.to_string());
+        list.map.insert(name.to_string(), kind_of(ft));
+    })
+    .ok()?;
+    list.fd = Some(fd);
+    Some(list)
+}
+
 /// Reads the regular file `name` in `dir` (one component, never following a symlink); anything
 /// else is refused, as [`Root::read`] refuses it.
 pub(crate) fn read_at(dir: &OwnedFd, name: &str) -> Result<Vec<u8>, Errno> {
@@ -358,6 +411,10 @@ pub struct Vfs<'r> {
     pub ops: Vec<Op>,
     /// Observations of the tree on disk, when recorded (see [`Vfs::record`]).
     witness: Option<Witness>,
+    /// Tests: treat every directory as one on a read-only mount is treated (looked into
+    /// name by name until listed), to compare the two ways on any tree.
+    #[cfg(test)]
+    lazy_everywhere: bool,
 }
 
 impl<'r> Vfs<'r> {
@@ -376,6 +433,8 @@ impl<'r> Vfs<'r> {
             removals: 0,
             ops: Vec::new(),
             witness: None,
+            #[cfg(test)]
+            lazy_everywhere: false,
         }
     }
 
@@ -465,59 +524,70 @@ impl<'r> Vfs<'r> {
         Some((dir.fd.as_ref()?, name))
     }
 
-    fn load_dir(&self, canon: &str) -> Option<DirList> {
+    /// Opens the canonical directory `canon` (relative to its parent when that was opened).
+    fn open_dir(&self, canon: &str) -> Option<OwnedFd> {
         const DIR: OFlags = OFlags::RDONLY
             .union(OFlags::DIRECTORY)
             .union(OFlags::NOFOLLOW)
             .union(OFlags::CLOEXEC);
-        let fd = match self.at(canon) {
-            Some((parent, name)) => rustix::fs::openat(parent, name, DIR, Mode::empty()).ok()?,
+        match self.at(canon) {
+            Some((parent, name)) => rustix::fs::openat(parent, name, DIR, Mode::empty()).ok(),
             None => self
                 .root
                 .open_path(Path::new(canon), DIR, Mode::empty())
-                .ok()?,
-        };
-        let mut list = DirList::default();
-        crate::fs::for_each_entry(fd.as_fd(), |name, mut ft| {
-            let Ok(name) = std::str::from_utf8(name) else {
-                return;
-            };
-            if ft == FileType::Unknown {
-                ft = rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                    .map(|st| FileType::from_raw_mode(st.st_mode))
-                    .unwrap_or(FileType::Unknown);
-            }
-            let kind = match ft {
-                FileType::RegularFile => Kind::Reg,
-                FileType::Directory => Kind::Dir,
-                FileType::Symlink => Kind::Link,
-                FileType::CharacterDevice => Kind::Chr,
-                _ => Kind::Other,
-            };
-            list.order.push(name.to_string());
-            list.map.insert(name.to_string(), kind);
-        })
-        .ok()?;
-        list.fd = Some(fd);
-        Some(list)
+                .ok(),
+        }
     }
 
-    fn dir(&mut self, canon: &str) -> Option<&mut DirList> {
+    /// Lists the canonical directory `canon` from disk; `None` if it cannot be.
+    fn load_dir(&self, canon: &str) -> Option<DirList> {
+        list_fd(self.open_dir(canon)?)
+    }
+
+    /// Loads the canonical directory `canon` unless it was: a directory on a read-only mount
+    /// is only opened (see [`DirList::lazy`]), any other one is listed.
+    fn load(&mut self, canon: &str) -> Option<&mut DirList> {
         if !self.dirs.contains_key(canon) {
-            let mut l = self.load_dir(canon);
+            let fd = self.open_dir(canon);
+            let ro = fd.as_ref().is_some_and(|fd| {
+                rustix::fs::fstatvfs(fd)
+                    .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+            });
+            #[cfg(test)]
+            let lazy = ro || self.lazy_everywhere;
+            #[cfg(not(test))]
+            let lazy = ro;
+            let l = if lazy {
+                fd.map(|fd| DirList {
+                    fd: Some(fd),
+                    ro,
+                    lazy: true,
+                    ..DirList::default()
+                })
+            } else {
+                fd.and_then(list_fd)
+            };
             // While recording, what lies on a read-only mount is not: it cannot change.
-            if let Some(d) = l.as_mut().filter(|_| self.witness.is_some()) {
-                d.ro = d.on_read_only_mount();
-            }
-            if let Some(w) = self
-                .witness
-                .as_mut()
-                .filter(|_| !l.as_ref().is_some_and(|d| d.ro))
-            {
+            if let Some(w) = self.witness.as_mut().filter(|_| !ro) {
                 let o = DirObs::new(l.as_ref().map(DirList::entries));
                 w.dirs.insert(canon.to_string(), o);
             }
             self.dirs.insert(canon.to_string(), l);
+        }
+        self.dirs.get_mut(canon).and_then(|d| d.as_mut())
+    }
+
+    /// The canonical directory `canon`, listed (`None` if it cannot be).
+    fn dir(&mut self, canon: &str) -> Option<&mut DirList> {
+        if self.load(canon)?.lazy {
+            // Only looked into so far: list it now. Planned changes always list a directory
+            // first, so nothing but lookups is lost.
+            let slot = self.dirs.get_mut(canon)?;
+            let (fd, ro) = match slot.as_mut() {
+                Some(d) => (d.fd.take(), d.ro),
+                None => (None, false),
+            };
+            *slot = fd.and_then(list_fd).map(|l| DirList { ro, ..l });
         }
         self.dirs.get_mut(canon).and_then(|d| d.as_mut())
     }
@@ -555,7 +625,7 @@ impl<'r> Vfs<'r> {
     /// Whether the canonical directory `canon` can be listed and lies on a read-only mount:
     /// nothing this process does can change what is in it.
     pub fn on_read_only_mount(&mut self, canon: &str) -> bool {
-        self.dir(canon).is_some_and(|d| d.on_read_only_mount())
+        self.load(canon).is_some_and(|d| d.ro)
     }
 
     /// Takes files, directory listings and symlink targets read ahead as if this Vfs had read them. The caller
@@ -601,7 +671,7 @@ impl<'r> Vfs<'r> {
         let ro: Vec<String> = self
             .dirs
             .iter()
-            .filter(|(_, d)| d.as_ref().is_some_and(DirList::on_read_only_mount))
+            .filter(|(_, d)| d.as_ref().is_some_and(|d| d.ro))
             .map(|(p, _)| p.clone())
             .collect();
         ro.into_iter()
@@ -622,10 +692,7 @@ impl<'r> Vfs<'r> {
     }
 
     fn kind_in_unrecorded(&mut self, dir: &str, name: &str) -> Option<Kind> {
-        if let Some(d) = self.dirs.get(dir) {
-            return d.as_ref()?.map.get(name).copied();
-        }
-        self.dir(dir)?.map.get(name).copied()
+        self.load(dir)?.kind(name)
     }
 
     /// The number of planned changes so far; anything observed stays valid while it is
@@ -652,7 +719,7 @@ impl<'r> Vfs<'r> {
     /// errors. Valid while [`Vfs::generation`] is unchanged.
     pub fn dir_state(&mut self, dir: &str) -> DirState {
         match self.chase(dir, true, false) {
-            Ok((canon, true)) => match self.dir(&canon) {
+            Ok((canon, true)) => match self.load(&canon) {
                 Some(_) => DirState::Dir(canon),
                 None => DirState::Missing,
             },
@@ -770,7 +837,8 @@ impl<'r> Vfs<'r> {
         Ok((cur, true))
     }
 
-    fn readlink_canon(&mut self, canon: &str) -> Result<String, Errno> {
+    /// `readlink(2)` of the canonical path `canon` (whose directory is resolved already).
+    pub(crate) fn readlink_canon(&mut self, canon: &str) -> Result<String, Errno> {
         if let Some(t) = self.links.get(canon) {
             return Ok(t.clone());
         }
@@ -801,7 +869,7 @@ impl<'r> Vfs<'r> {
         if !exists {
             return Err(Errno::NOENT);
         }
-        match self.dir(&dir) {
+        match self.load(&dir) {
             Some(_) => Ok((dir, file_name(path).to_string())),
             None => Err(Errno::NOTDIR),
         }
@@ -1140,6 +1208,81 @@ mod tests {
         );
         Vfs::apply(&root, &v.ops.clone()).unwrap();
         assert!(!t.join("etc/systemd/system/m.target.wants").exists());
+        let _ = std::fs::remove_dir_all(&t);
+    }
+
+    #[test]
+    fn looking_into_a_directory_name_by_name_answers_as_its_listing() {
+        let t = crate::util::test_dir("vfs-lazy");
+        for d in [
+            "usr/lib/systemd/system/a.service.d",
+            "etc/systemd/system",
+            "run",
+        ] {
+            std::fs::create_dir_all(t.join(d)).unwrap();
+        }
+        std::os::unix::fs::symlink("usr/lib", t.join("lib")).unwrap();
+        std::os::unix::fs::symlink("../lib/systemd", t.join("usr/lib/sd")).unwrap();
+        std::os::unix::fs::symlink("loop", t.join("usr/lib/loop")).unwrap();
+        std::fs::write(t.join("usr/lib/systemd/system/a.service"), "x").unwrap();
+        std::fs::write(t.join("usr/lib/systemd/system/e.service"), "").unwrap();
+        std::os::unix::fs::symlink("a.service", t.join("usr/lib/systemd/system/b.service"))
+            .unwrap();
+        let root = Root::open(&t).unwrap();
+        let paths = [
+            "/lib/systemd/system/a.service",
+            "/usr/lib/sd/system/b.service",
+            "/usr/lib/sd/system/../system/e.service",
+            "/lib/systemd/system/a.service.d",
+            "/lib/systemd/system/a.service/x",
+            "/usr/lib/loop/x",
+            "/usr/lib/./systemd/nope/x",
+            "/usr/lib/systemd/system/",
+            "/etc/systemd/system/m.target.wants/x.service",
+            "/",
+        ];
+        // Every question, in an order where some directories are looked into before they are
+        // listed and others after, and planned changes follow both.
+        let ask = |v: &mut Vfs<'_>| {
+            let mut out = Vec::new();
+            for p in paths {
+                for (follow, nonexistent) in [(true, true), (false, false), (true, false)] {
+                    out.push(format!("{p} {:?}", v.chase(p, follow, nonexistent)));
+                }
+                out.push(format!("{:?}", v.lstat(p)));
+                out.push(format!("{:?}", v.stat(p)));
+                out.push(format!("{:?}", v.readlink(p)));
+                out.push(format!("{:?}", v.dir_state(p)));
+            }
+            out.push(format!("{:?}", v.list("/usr/lib/systemd/system")));
+            out.push(format!("{:?}", v.kind_in("/usr/lib", "systemd")));
+            v.mkdir_parents("/usr/lib/systemd/system/m.target.wants/a.service");
+            out.push(format!(
+                "{:?}",
+                v.symlink("/x", "/usr/lib/systemd/system/m.target.wants/a.service")
+            ));
+            out.push(format!(
+                "{:?}",
+                v.lstat("/lib/systemd/system/m.target.wants/a.service")
+            ));
+            out.push(format!("{:?}", v.list("/usr/lib")));
+            out.push(format!("{:?}", v.ops));
+            out
+        };
+        let mut eager = Vfs::new(&root);
+        let mut lazy = Vfs::new(&root);
+        lazy.lazy_everywhere = true;
+        let want = ask(&mut eager);
+        assert_eq!(ask(&mut lazy), want);
+        assert!(want.iter().any(|a| a.contains("Link")) && want.iter().any(|a| a.contains("Loop")));
+        // The lazy view did look into some directories without listing them.
+        let lazy_dir = |d: &str| {
+            lazy.dirs
+                .get(d)
+                .and_then(|d| d.as_ref())
+                .is_some_and(|d| d.lazy)
+        };
+        assert!(lazy_dir("/usr") && !lazy_dir("/usr/lib"));
         let _ = std::fs::remove_dir_all(&t);
     }
 
