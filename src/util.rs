@@ -80,38 +80,82 @@ pub fn now() -> (i64, i64) {
 }
 
 /// Spawns `f` on a new thread that runs beside the caller, on another CPU, at once. A new
-/// thread may start on its creator's CPU and, on small virtual machines (2 vCPUs, the other
-/// one idle), preempt the creator there until it is done: a helper started for a millisecond
-/// of work then runs before the caller's own work instead of beside it (measured: the caller
-/// stalled 0.7 ms at the spawn in most runs). So a thread that finds itself on the caller's
-/// CPU moves to another allowed one first (a synchronous migration), then takes back the full
-/// CPU mask so that the scheduler may still move it if that CPU gets busy.
+/// thread may be queued on its creator's CPU, and on small virtual machines (2 vCPUs) it then
+/// either preempts the creator until it is done (measured: the caller stalled 0.7 ms at the
+/// spawn in most runs) or, when the other CPU is busy flushing, waits until the creator
+/// blocks (measured: 1.9 ms later, after the work it was to do beside it). So the creator
+/// moves the new thread to another allowed CPU before it first runs (found as the new entry
+/// of `/proc/self/task`), and the thread takes back the full CPU mask when it starts, so
+/// that the scheduler may still move it if that CPU gets busy. Without `/proc`, a thread that
+/// finds itself on the creator's CPU moves itself (a synchronous migration) when it first
+/// runs.
 pub fn spawn_beside<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> io::Result<std::thread::JoinHandle<T>> {
     use rustix::thread::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
+    use std::sync::atomic::{AtomicBool, Ordering};
     let here = sched_getcpu();
     let mask = sched_getaffinity(None).ok();
+    let elsewhere = mask.as_ref().and_then(|m| {
+        let other = (0..CpuSet::MAX_CPU).find(|&c| c != here && m.is_set(c))?;
+        let mut s = CpuSet::new();
+        s.set(other);
+        Some(s)
+    });
+    let before = elsewhere.as_ref().and_then(|_| own_threads());
+    // Set once the creator is done placing the thread: until then the thread keeps off the
+    // mask, which the creator's placement would otherwise override.
+    let placed = std::sync::Arc::new(AtomicBool::new(false));
+    let seen = std::sync::Arc::clone(&placed);
     let handle = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            if let Some(mask) = mask.filter(|_| sched_getcpu() == here) {
-                if let Some(other) = (0..CpuSet::MAX_CPU).find(|&c| c != here && mask.is_set(c)) {
-                    let mut elsewhere = CpuSet::new();
-                    elsewhere.set(other);
-                    if sched_setaffinity(None, &elsewhere).is_ok() {
-                        let _ = sched_setaffinity(None, &mask);
-                    }
+            if let (Some(mask), Some(elsewhere)) = (&mask, &elsewhere) {
+                yield_until(|| seen.load(Ordering::Acquire));
+                if sched_getcpu() == here {
+                    let _ = sched_setaffinity(None, elsewhere);
                 }
+                // Pinned by the creator or by itself: free to move again.
+                let _ = sched_setaffinity(None, mask);
             }
             f()
-        })?;
-    // No yield here: a thread queued behind the caller on its CPU runs (and moves itself)
-    // when the caller next waits for it, which callers do by yielding (see [`Handoff`]); a
-    // yield now would hand the CPU to whatever else is runnable there (measured: 0.08 ms
-    // slower in the median of `provision`, up to 2 ms when a log reader was woken).
-    Ok(handle)
+        });
+    if let (Ok(_), Some(before), Some(elsewhere)) = (&handle, before, &elsewhere) {
+        // The one new thread; with more (another thread spawned meanwhile), none is moved.
+        let new: Vec<i32> = own_threads()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !before.contains(t))
+            .collect();
+        if let [tid] = new[..] {
+            if let Some(pid) = rustix::process::Pid::from_raw(tid) {
+                let _ = sched_setaffinity(Some(pid), elsewhere);
+            }
+        }
+    }
+    placed.store(true, Ordering::Release);
+    handle
+}
+
+/// The ids of this process's threads (`/proc/self/task`); `None` without `/proc`.
+fn own_threads() -> Option<Vec<i32>> {
+    let dir = std::fs::read_dir("/proc/self/task").ok()?;
+    Some(
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+    )
+}
+
+/// Runs the standard library's CPU feature detection now, unless it ran: it runs once per
+/// process, on the first question (the line lexer's `memchr` asks for AVX2), and executes
+/// `cpuid` a dozen times, each of which a hypervisor traps (about 6 µs apiece measured here).
+/// A thread that is about to wait calls this, so that the threads that read do not pay it.
+pub fn detect_cpu_features() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let _ = std::arch::is_x86_feature_detected!("avx2");
+    }
 }
 
 /// Yields the CPU until `done()`: a wait for another thread that keeps this one on its CPU

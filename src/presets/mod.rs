@@ -359,6 +359,8 @@ impl Prefetched {
 /// of waiting for it.
 #[derive(Debug, Default)]
 pub struct PrefetchQueue {
+    /// Taken by the caller that lists.
+    claimed: std::sync::atomic::AtomicBool,
     listing: std::sync::OnceLock<Listing>,
     next: std::sync::atomic::AtomicUsize,
 }
@@ -389,10 +391,22 @@ struct Listing {
 ///
 /// The thread that reads ahead and the one that will run the presets step both call this with
 /// the same `queue`: the first lists the files (a busy machine may not have run the thread
-/// yet), then each reads those not claimed yet, and the two results together are all of them.
-pub fn prefetch(root: &Root, queue: &PrefetchQueue) -> Prefetched {
-    let listing = queue.listing.get_or_init(|| list_ahead(root));
-    read_claimed(listing, &queue.next)
+/// yet), the other waits for that listing, yielding its CPU (see [`crate::util::Handoff`]),
+/// or gives up once `lister_gone()` says the lister ended without one. Then each reads the
+/// files not claimed yet, and the two results together are all of them.
+pub fn prefetch(root: &Root, queue: &PrefetchQueue, lister_gone: impl Fn() -> bool) -> Prefetched {
+    use std::sync::atomic::Ordering;
+    if !queue.claimed.swap(true, Ordering::AcqRel) {
+        let _ = queue.listing.set(list_ahead(root));
+    } else if !queue.is_listed() {
+        // Waiting anyway: pay for the CPU feature detection the reading would pay.
+        crate::util::detect_cpu_features();
+        crate::util::yield_until(|| queue.is_listed() || lister_gone());
+    }
+    match queue.listing.get() {
+        Some(listing) => read_claimed(listing, &queue.next),
+        None => Prefetched::default(),
+    }
 }
 
 /// The files [`prefetch`] reads: unit files in the read-only search directories and the
@@ -422,7 +436,7 @@ fn list_ahead(root: &Root) -> Listing {
                 }
                 Kind::Link => {
                     let link = crate::units::lookup::join(&canon, &name);
-                    if let Ok(target) = vfs.readlink(&link) {
+                    if let Ok(target) = vfs.readlink_canon(&link) {
                         listing.links.push((link, target));
                     }
                 }
@@ -503,7 +517,8 @@ pub fn plan_ahead(
     helped: &crate::util::Handoff<Prefetched>,
     mut pre: Prefetched,
 ) -> Option<Plan> {
-    pre.extend(prefetch(root, &queue));
+    // This thread's creator outlives it: a listing it claimed gets finished.
+    pre.extend(prefetch(root, &queue, || false));
     if let Some(more) = helped.take(|| true) {
         pre.extend(more);
     }

@@ -748,7 +748,8 @@ impl PresetsAhead {
         let own_cpu = rustix::thread::sched_getaffinity(None).is_ok_and(|m| m.count() >= 2);
         let thread = crate::util::spawn_beside("presets", move || {
             let pre = if own_cpu {
-                crate::presets::prefetch(&r, &q)
+                // This thread's creator finishes a listing it claimed.
+                crate::presets::prefetch(&r, &q, || false)
             } else {
                 crate::presets::Prefetched::default()
             };
@@ -771,19 +772,15 @@ impl PresetsAhead {
         self.go.put(true);
     }
 
-    /// Reads unit files alongside the thread (once it has listed them; it lists while this
-    /// thread runs the first steps) and hands them over; the thread plans once it has them.
+    /// Reads unit files alongside the thread and hands them over; the thread plans once it
+    /// has them. The thread usually lists them while this one runs the first steps; if it has
+    /// not begun (its CPU was busy), this thread lists them itself rather than wait.
     fn help(&mut self, root: &Root) {
         let Some(queue) = self.queue.take() else {
             return;
         };
         let gone = || self.thread.as_ref().is_none_or(|t| t.is_finished());
-        crate::util::yield_until(|| queue.is_listed() || gone());
-        let mine = if queue.is_listed() {
-            crate::presets::prefetch(root, &queue)
-        } else {
-            crate::presets::Prefetched::default()
-        };
+        let mine = crate::presets::prefetch(root, &queue, gone);
         drop(queue);
         self.helped.put(mine);
         if crate::fs::plan_ahead_first() {
