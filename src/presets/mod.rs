@@ -508,15 +508,17 @@ fn read_claimed(listing: &Listing, next: &std::sync::atomic::AtomicUsize) -> Pre
 /// holding back its log records. The plan may only be applied once
 /// [`Plan::verify`] finds every observation unchanged after the steps before it are done.
 ///
-/// `None` when no unit directory lies on a read-only mount: then nearly every observation
-/// would have to be made twice, and the plan is better made in its turn.
+/// The plan goes to `deliver` before the planner's view is freed. `None` when no unit
+/// directory lies on a read-only mount: then nearly every observation would have to be made
+/// twice, and the plan is better made in its turn.
 pub fn plan_ahead(
     root: &Root,
     opts: &Options,
     queue: std::sync::Arc<PrefetchQueue>,
     helped: &crate::util::Handoff<Prefetched>,
     mut pre: Prefetched,
-) -> Option<Plan> {
+    deliver: impl FnOnce(Option<Plan>),
+) {
     // This thread's creator outlives it: a listing it claimed gets finished.
     pre.extend(prefetch(root, &queue, || false));
     if let Some(more) = helped.take(|| true) {
@@ -524,15 +526,18 @@ pub fn plan_ahead(
     }
     pre.take_listings(queue);
     if pre.dirs.is_empty() {
-        return None;
+        return deliver(None);
     }
     crate::logging::hold();
-    let mut plan = plan_all(root, opts, pre, true);
+    let mut vfs = Vfs::new(root);
+    let mut plan = plan_in(&mut vfs, opts, pre, true);
     let held = crate::logging::release();
     if let Some(i) = plan.inputs.as_mut() {
         i.held = held;
     }
-    Some(plan)
+    deliver(Some(plan));
+    // Only now: the plan's taker need not wait for this.
+    drop(vfs);
 }
 
 /// `preset-all` (see [`Options`]).
@@ -548,6 +553,13 @@ pub fn preset_all_prefetched(root: &Root, opts: &Options, ahead: Prefetched) -> 
 /// Plans `preset-all` (see [`Options`]) with unit files read ahead by [`prefetch`]; with
 /// `ahead`, records what the plan was made from, for [`Plan::verify`].
 pub fn plan_all(root: &Root, opts: &Options, pre: Prefetched, ahead: bool) -> Plan {
+    plan_in(&mut Vfs::new(root), opts, pre, ahead)
+}
+
+/// [`plan_all`] in the view `vfs` (new), which the caller drops when it likes: freeing a
+/// planner's view of a few hundred units takes longer than handing its plan over.
+fn plan_in(vfs: &mut Vfs<'_>, opts: &Options, pre: Prefetched, ahead: bool) -> Plan {
+    let root = vfs.root();
     let mut plan = Plan {
         read_ahead: pre.len(),
         ..Plan::default()
@@ -555,12 +567,11 @@ pub fn plan_all(root: &Root, opts: &Options, pre: Prefetched, ahead: bool) -> Pl
     let rules = PresetRules::load(root);
     let lp = LookupPaths::for_root(root);
     let mut inputs = ahead.then(|| (lp.clone(), rules.clone()));
-    let mut vfs = Vfs::new(root);
     vfs.preload(pre.files, pre.dirs, pre.links);
     if ahead {
         vfs.record();
     }
-    let mut engine = Engine::new(&mut vfs, lp, rules);
+    let mut engine = Engine::new(vfs, lp, rules);
     engine.set_running(opts.running.clone());
     let units = engine.enumerate();
     let mut inputs_of = |engine: &mut Engine, record: Option<Result<Option<String>, String>>| {

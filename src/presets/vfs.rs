@@ -509,7 +509,7 @@ impl<'r> Vfs<'r> {
         }
     }
 
-    pub fn root(&self) -> &Root {
+    pub fn root(&self) -> &'r Root {
         self.root
     }
 

@@ -754,7 +754,7 @@ impl PresetsAhead {
                 crate::presets::Prefetched::default()
             };
             if g.take(|| true) == Some(true) {
-                p.put(crate::presets::plan_ahead(&r, &o, q, &h, pre));
+                crate::presets::plan_ahead(&r, &o, q, &h, pre, |plan| p.put(plan));
             }
         })
         .ok()?;
