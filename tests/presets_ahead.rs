@@ -87,7 +87,17 @@ fn copy_tree(from: &Path, to: &Path) {
 
 /// Provisions `root`; returns the presets step of the report and the tree under etc/systemd.
 fn provision(root: &Path, report: &Path) -> (Value, BTreeMap<String, String>) {
+    provision_env(root, report, &[])
+}
+
+/// [`provision`] with more environment.
+fn provision_env(
+    root: &Path,
+    report: &Path,
+    env: &[(&str, &str)],
+) -> (Value, BTreeMap<String, String>) {
     let out = pristine()
+        .envs(env.iter().copied())
         .arg(format!("--root={}", root.display()))
         .arg(format!("--cmdline=systemd.machine_id={MID}"))
         .arg("--efivars=/nonexistent")
@@ -149,6 +159,15 @@ fn count(step: &Value, name: &str) -> u64 {
 /// asserts the same links and that the writable one planned in turn; returns the presets step
 /// of the read-only run and the links.
 fn ro_and_rw(tmp: &TempDir, usr: &Path) -> (Value, BTreeMap<String, String>) {
+    ro_and_rw_env(tmp, usr, &[])
+}
+
+/// [`ro_and_rw`], the read-only run with more environment.
+fn ro_and_rw_env(
+    tmp: &TempDir,
+    usr: &Path,
+    env: &[(&str, &str)],
+) -> (Value, BTreeMap<String, String>) {
     let ro = tmp.path().join("ro");
     make_root(&ro);
     let st = Command::new("mount")
@@ -166,7 +185,7 @@ fn ro_and_rw(tmp: &TempDir, usr: &Path) -> (Value, BTreeMap<String, String>) {
         .args(["-o", "remount,bind,ro"])
         .arg(ro.join("usr"))
         .status();
-    let (step_ro, links_ro) = provision(&ro, &tmp.path().join("ro.json"));
+    let (step_ro, links_ro) = provision_env(&ro, &tmp.path().join("ro.json"), env);
 
     let rw = tmp.path().join("rw");
     make_root(&rw);
@@ -304,4 +323,20 @@ fn hostile_unit_files_read_ahead_are_refused_as_in_turn() {
         assert_eq!(count(&step_ro, "read_ahead"), 5, "{step_ro}");
     }
     assert_wanted(&links_ro, "alpha.service", true);
+}
+
+#[test]
+fn the_main_thread_lists_when_the_helper_starts_late() {
+    // The helper thread's CPU busy at first: the main thread lists the unit files itself, the
+    // helper reads beside it once it runs, and the plan made ahead is the same.
+    let tmp = TempDir::new("ahead-late");
+    let usr = tmp.path().join("vendor-usr");
+    vendor(&usr, "d /var/lib/test 0755 - - -\n", None);
+    let (step_ro, links_ro) = ro_and_rw_env(&tmp, &usr, &[("PRISTINE_HELPER_LATE", "1")]);
+    assert_planned_ahead(&step_ro, true);
+    if ORDERED {
+        assert_eq!(count(&step_ro, "read_ahead"), 5, "{step_ro}");
+    }
+    assert_wanted(&links_ro, "alpha.service", true);
+    assert_wanted(&links_ro, "beta.service", true);
 }

@@ -51,6 +51,21 @@ pub fn plan_ahead_first() -> bool {
     }
 }
 
+/// For tests of `provision`'s read-ahead: with the `fault-injection` build feature and
+/// `PRISTINE_HELPER_LATE=1`, the presets thread starts its work only once the main thread has
+/// claimed the listing of the unit files, as when the thread's CPU is busy at first. Always
+/// `false` without the feature.
+pub fn helper_starts_late() -> bool {
+    #[cfg(feature = "fault-injection")]
+    {
+        std::env::var_os("PRISTINE_HELPER_LATE").is_some_and(|v| v == "1")
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        false
+    }
+}
+
 /// [`mutating`] for walks deep enough that building every path would cost more than the walk:
 /// the path is only made if the fault fires.
 pub fn mutating_lazy(op: &str, path: impl FnOnce() -> std::path::PathBuf) -> io::Result<()> {

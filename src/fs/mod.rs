@@ -39,7 +39,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timestamps
 
 use copy::open_dir_nofollow;
 pub use dircache::DirCache;
-pub use fault::{count as mutation_count, mutating, plan_ahead_first, trace};
+pub use fault::{count as mutation_count, helper_starts_late, mutating, plan_ahead_first, trace};
 pub use safe::unsafe_transition;
 pub use txn::{DirId, Txn};
 

@@ -370,6 +370,11 @@ impl PrefetchQueue {
     pub fn is_listed(&self) -> bool {
         self.listing.get().is_some()
     }
+
+    /// Whether a caller of [`prefetch`] has begun listing them.
+    pub fn is_claimed(&self) -> bool {
+        self.claimed.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// Canonical read-only directories (with their listings, kept for the presets step) and the
