@@ -276,6 +276,7 @@ fn kind_of(ft: FileType) -> Kind {
 /// Lists the open directory `fd` (names that are not UTF-8 are left out: no unit or
 /// directory the planner looks for has one); `None` if it cannot be listed.
 fn list_fd(fd: OwnedFd) -> Option<DirList> {
+    let mut kinds = Vec::new();
     let mut list = DirList::default();
     crate::fs::for_each_entry(fd.as_fd(), |name, mut ft| {
         let Ok(name) = std::str::from_utf8(name) else {
@@ -287,9 +288,14 @@ fn list_fd(fd: OwnedFd) -> Option<DirList> {
                 .unwrap_or(FileType::Unknown);
         }
         list.order.push(name.to_string());
-        list.map.insert(name.to_string(), kind_of(ft));
+        kinds.push(kind_of(ft));
     })
     .ok()?;
+    // Sized once: growing the map entry by entry rehashed it eight times for /usr/lib/systemd/system.
+    list.map = FxMap::with_capacity_and_hasher(kinds.len(), Default::default());
+    for (name, kind) in list.order.iter().zip(kinds) {
+        list.map.insert(name.clone(), kind);
+    }
     list.fd = Some(fd);
     Some(list)
 }
