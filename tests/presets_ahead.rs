@@ -85,13 +85,9 @@ fn copy_tree(from: &Path, to: &Path) {
     assert!(st.success(), "copy {} to {}", from.display(), to.display());
 }
 
-/// Provisions `root`; returns the presets step of the report and the tree under etc/systemd.
-fn provision(root: &Path, report: &Path) -> (Value, BTreeMap<String, String>) {
-    provision_env(root, report, &[])
-}
-
-/// [`provision`] with more environment.
-fn provision_env(
+/// Provisions `root` with `env` added; returns the presets step of the report and the tree
+/// under etc/systemd.
+fn provision(
     root: &Path,
     report: &Path,
     env: &[(&str, &str)],
@@ -155,19 +151,10 @@ fn count(step: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no count {name}: {step}"))
 }
 
-/// Provisions the vendor tree `usr` (in `tmp`) with a read-only and with a writable /usr;
-/// asserts the same links and that the writable one planned in turn; returns the presets step
-/// of the read-only run and the links.
-fn ro_and_rw(tmp: &TempDir, usr: &Path) -> (Value, BTreeMap<String, String>) {
-    ro_and_rw_env(tmp, usr, &[])
-}
-
-/// [`ro_and_rw`], the read-only run with more environment.
-fn ro_and_rw_env(
-    tmp: &TempDir,
-    usr: &Path,
-    env: &[(&str, &str)],
-) -> (Value, BTreeMap<String, String>) {
+/// Provisions the vendor tree `usr` (in `tmp`) with a read-only and with a writable /usr, the
+/// read-only run with `env` added; asserts the same links and that the writable one planned in
+/// turn; returns the presets step of the read-only run and the links.
+fn ro_and_rw(tmp: &TempDir, usr: &Path, env: &[(&str, &str)]) -> (Value, BTreeMap<String, String>) {
     let ro = tmp.path().join("ro");
     make_root(&ro);
     let st = Command::new("mount")
@@ -185,12 +172,12 @@ fn ro_and_rw_env(
         .args(["-o", "remount,bind,ro"])
         .arg(ro.join("usr"))
         .status();
-    let (step_ro, links_ro) = provision_env(&ro, &tmp.path().join("ro.json"), env);
+    let (step_ro, links_ro) = provision(&ro, &tmp.path().join("ro.json"), env);
 
     let rw = tmp.path().join("rw");
     make_root(&rw);
     copy_tree(usr, &rw.join("usr"));
-    let (step_rw, links_rw) = provision(&rw, &tmp.path().join("rw.json"));
+    let (step_rw, links_rw) = provision(&rw, &tmp.path().join("rw.json"), &[]);
 
     assert_eq!(
         links_ro, links_rw,
@@ -209,7 +196,7 @@ fn both(
     let tmp = TempDir::new(tag);
     let usr = tmp.path().join("vendor-usr");
     vendor(&usr, tmpfiles, extra_unit);
-    let (step_ro, links_ro) = ro_and_rw(&tmp, &usr);
+    let (step_ro, links_ro) = ro_and_rw(&tmp, &usr, &[]);
     if count(&step_ro, "planned_ahead") == 1 {
         // The plan applied is the one made from the unit files read ahead.
         let units = 5 + usize::from(extra_unit.is_some());
@@ -316,7 +303,7 @@ fn hostile_unit_files_read_ahead_are_refused_as_in_turn() {
     )
     .unwrap();
 
-    let (step_ro, links_ro) = ro_and_rw(&tmp, &usr);
+    let (step_ro, links_ro) = ro_and_rw(&tmp, &usr, &[]);
     assert_planned_ahead(&step_ro, true);
     if ORDERED {
         // Read ahead: the five plain unit files; the others were tried and refused.
@@ -332,7 +319,7 @@ fn the_main_thread_lists_when_the_helper_starts_late() {
     let tmp = TempDir::new("ahead-late");
     let usr = tmp.path().join("vendor-usr");
     vendor(&usr, "d /var/lib/test 0755 - - -\n", None);
-    let (step_ro, links_ro) = ro_and_rw_env(&tmp, &usr, &[("PRISTINE_HELPER_LATE", "1")]);
+    let (step_ro, links_ro) = ro_and_rw(&tmp, &usr, &[("PRISTINE_HELPER_LATE", "1")]);
     assert_planned_ahead(&step_ro, true);
     if ORDERED {
         assert_eq!(count(&step_ro, "read_ahead"), 5, "{step_ro}");

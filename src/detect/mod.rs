@@ -198,9 +198,7 @@ fn is_read_only(root: &Root, dir: &Path) -> bool {
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
         rustix::fs::Mode::empty(),
     )
-    .ok()
-    .and_then(|fd| rustix::fs::fstatvfs(&fd).ok())
-    .is_some_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+    .is_ok_and(crate::fs::on_read_only_mount)
 }
 
 /// Gathers the ConditionNeedsUpdate inputs for `dir` (observe step).

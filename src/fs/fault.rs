@@ -52,18 +52,21 @@ pub fn plan_ahead_first() -> bool {
 }
 
 /// For tests of `provision`'s read-ahead: with the `fault-injection` build feature and
-/// `PRISTINE_HELPER_LATE=1`, the presets thread starts its work only once the main thread has
-/// claimed the listing of the unit files, as when the thread's CPU is busy at first. Always
-/// `false` without the feature.
-pub fn helper_starts_late() -> bool {
+/// `PRISTINE_HELPER_LATE=1`, the presets thread calls this to start its work only once
+/// `claimed()` says the main thread has claimed the listing of the unit files, as when the
+/// thread's CPU is busy at first; a run where that never happens aborts (the test fails).
+/// Returns at once otherwise.
+pub fn hold_helper_until(claimed: impl Fn() -> bool) {
     #[cfg(feature = "fault-injection")]
-    {
-        std::env::var_os("PRISTINE_HELPER_LATE").is_some_and(|v| v == "1")
+    if std::env::var_os("PRISTINE_HELPER_LATE").is_some_and(|v| v == "1") {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        crate::util::yield_until(|| claimed() || std::time::Instant::now() > deadline);
+        if !claimed() {
+            eprintln!("PRISTINE_HELPER_LATE: the unit files were never listed");
+            std::process::abort();
+        }
     }
-    #[cfg(not(feature = "fault-injection"))]
-    {
-        false
-    }
+    let _ = claimed;
 }
 
 /// [`mutating`] for walks deep enough that building every path would cost more than the walk:

@@ -39,7 +39,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timestamps
 
 use copy::open_dir_nofollow;
 pub use dircache::DirCache;
-pub use fault::{count as mutation_count, helper_starts_late, mutating, plan_ahead_first, trace};
+pub use fault::{count as mutation_count, hold_helper_until, mutating, plan_ahead_first, trace};
 pub use safe::unsafe_transition;
 pub use txn::{DirId, Txn};
 
@@ -675,6 +675,11 @@ pub fn read_dir_fd(fd: impl AsFd) -> io::Result<Vec<Entry>> {
     })?;
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Whether the open file or directory `fd` lies on a read-only mount.
+pub fn on_read_only_mount(fd: impl AsFd) -> bool {
+    rustix::fs::fstatvfs(fd).is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
 /// Calls `f` with each entry of an open directory (name and `d_type`, which may be

@@ -555,10 +555,7 @@ impl<'r> Vfs<'r> {
     fn load(&mut self, canon: &str) -> Option<&mut DirList> {
         if !self.dirs.contains_key(canon) {
             let fd = self.open_dir(canon);
-            let ro = fd.as_ref().is_some_and(|fd| {
-                rustix::fs::fstatvfs(fd)
-                    .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
-            });
+            let ro = fd.as_ref().is_some_and(crate::fs::on_read_only_mount);
             #[cfg(test)]
             let lazy = ro || self.lazy_everywhere;
             #[cfg(not(test))]

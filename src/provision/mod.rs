@@ -747,15 +747,7 @@ impl PresetsAhead {
         // would otherwise wait for that reading (on one CPU it would only slow the others).
         let own_cpu = rustix::thread::sched_getaffinity(None).is_ok_and(|m| m.count() >= 2);
         let thread = crate::util::spawn_beside("presets", move || {
-            if crate::fs::helper_starts_late() {
-                // Tests: the main thread must list; a run where it never does fails.
-                let deadline = Instant::now() + std::time::Duration::from_secs(10);
-                crate::util::yield_until(|| q.is_claimed() || Instant::now() > deadline);
-                if !q.is_claimed() {
-                    eprintln!("PRISTINE_HELPER_LATE: the unit files were never listed");
-                    std::process::abort();
-                }
-            }
+            crate::fs::hold_helper_until(|| q.is_claimed());
             let pre = if own_cpu {
                 // This thread's creator finishes a listing it claimed.
                 crate::presets::prefetch(&r, &q, || false)
