@@ -167,35 +167,38 @@ impl Witness {
     /// changed. Conservative: an answer reached another way that differs only in its errno
     /// counts as changed (the plan is then made again, never applied stale).
     pub fn verify(&self, root: &Root) -> Result<(), String> {
-        let mut fresh = Vfs::new(root);
+        // Names are looked up one at a time: the directories observed are the ones other
+        // steps write (`/etc`, `/run`), whole listings of which cost more than the lookups.
+        let mut fresh = Vfs::lazy(root);
         for (canon, o) in &self.dirs {
-            let now = fresh.load_dir(canon).map(|d| d.entries());
-            match (&o.listing, &now) {
-                (None, None) => {}
-                (Some(was), Some(now)) if o.whole => {
-                    if was != now {
-                        return Err(canon.clone());
-                    }
+            let Some(was) = &o.listing else {
+                if fresh.load(canon).is_some() {
+                    return Err(canon.clone());
                 }
-                (Some(was), Some(now)) => {
-                    let kind = |l: &[(String, Kind)], n: &str| {
-                        l.iter().find(|(m, _)| m == n).map(|(_, k)| *k)
-                    };
-                    for n in &o.names {
-                        if kind(was, n) != kind(now, n) {
-                            return Err(join(canon, n));
-                        }
-                    }
-                    for (n, p) in &o.missing {
-                        if o.names.contains(n) || kind(now, n).is_none() {
-                            continue;
-                        }
-                        if fresh.chase(p, false, true) != Ok((p.clone(), false)) {
-                            return Err(p.clone());
-                        }
-                    }
+                continue;
+            };
+            if o.whole {
+                if fresh.load_dir(canon).map(|d| d.entries()).as_ref() != Some(was) {
+                    return Err(canon.clone());
                 }
-                _ => return Err(canon.clone()),
+                continue;
+            }
+            if fresh.load(canon).is_none() {
+                return Err(canon.clone());
+            }
+            let kind = |n: &str| was.iter().find(|(m, _)| m == n).map(|(_, k)| *k);
+            for n in &o.names {
+                if kind(n) != fresh.kind_in_unrecorded(canon, n) {
+                    return Err(join(canon, n));
+                }
+            }
+            for (n, p) in &o.missing {
+                if o.names.contains(n) || fresh.kind_in_unrecorded(canon, n).is_none() {
+                    continue;
+                }
+                if fresh.chase(p, false, true) != Ok((p.clone(), false)) {
+                    return Err(p.clone());
+                }
             }
         }
         for (canon, was) in &self.links {
@@ -417,9 +420,9 @@ pub struct Vfs<'r> {
     pub ops: Vec<Op>,
     /// Observations of the tree on disk, when recorded (see [`Vfs::record`]).
     witness: Option<Witness>,
-    /// Tests: treat every directory as one on a read-only mount is treated (looked into
-    /// name by name until listed), to compare the two ways on any tree.
-    #[cfg(test)]
+    /// Treat every directory as one on a read-only mount is treated (looked into name by name
+    /// until listed): for [`Witness::verify`], which asks a few names in directories another
+    /// step has filled, and for tests comparing the two ways on any tree.
     lazy_everywhere: bool,
 }
 
@@ -439,8 +442,16 @@ impl<'r> Vfs<'r> {
             removals: 0,
             ops: Vec::new(),
             witness: None,
-            #[cfg(test)]
             lazy_everywhere: false,
+        }
+    }
+
+    /// A view that looks into every directory name by name until something needs all of it
+    /// (see [`DirList::lazy`]); it answers every question as [`Vfs::new`]'s does.
+    fn lazy(root: &'r Root) -> Vfs<'r> {
+        Vfs {
+            lazy_everywhere: true,
+            ..Vfs::new(root)
         }
     }
 
@@ -556,10 +567,7 @@ impl<'r> Vfs<'r> {
         if !self.dirs.contains_key(canon) {
             let fd = self.open_dir(canon);
             let ro = fd.as_ref().is_some_and(crate::fs::on_read_only_mount);
-            #[cfg(test)]
             let lazy = ro || self.lazy_everywhere;
-            #[cfg(not(test))]
-            let lazy = ro;
             let l = if lazy {
                 fd.map(|fd| DirList {
                     fd: Some(fd),
@@ -1273,8 +1281,7 @@ mod tests {
             out
         };
         let mut eager = Vfs::new(&root);
-        let mut lazy = Vfs::new(&root);
-        lazy.lazy_everywhere = true;
+        let mut lazy = Vfs::lazy(&root);
         let want = ask(&mut eager);
         assert_eq!(ask(&mut lazy), want);
         assert!(want.iter().any(|a| a.contains("Link")) && want.iter().any(|a| a.contains("Loop")));
