@@ -389,6 +389,24 @@ impl Root {
         Ok(std::fs::File::from(fd))
     }
 
+    /// Opens a configuration file as [`Root::open_regular`] does, for a line reader: read
+    /// whole, with one `read` when it does not change meanwhile (a buffered reader needs
+    /// further `read`s that return nothing to find its end). Should reading it whole fail, it
+    /// is streamed from the start instead, so that the reader meets the error where systemd's
+    /// would; and should it have grown past the limit since it was opened, the stream stops
+    /// there.
+    pub fn open_config(&self, p: &Path) -> io::Result<Box<dyn io::BufRead>> {
+        let fd = OwnedFd::from(self.open_regular(p)?);
+        Ok(match read_regular(&fd, limits::DEFAULT) {
+            Ok(bytes) => Box::new(io::Cursor::new(bytes)),
+            Err(_) => {
+                rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(0))?;
+                let file = std::fs::File::from(fd);
+                Box::new(io::BufReader::new(io::Read::take(file, limits::DEFAULT)))
+            }
+        })
+    }
+
     /// Reads a whole file as UTF-8 text.
     pub fn read_to_string(&self, p: &Path) -> io::Result<String> {
         self.read_string_max(p, limits::DEFAULT)

@@ -116,10 +116,10 @@ impl Reader<'_> {
         } else {
             for dir in confdirs::search_dirs("sysusers.d") {
                 let p = dir.join(arg);
-                match self.root.open_regular(&p) {
+                match self.root.open_config(&p) {
                     Ok(f) => {
                         let name = self.root.display_path(&p).display().to_string();
-                        self.parse_text(&name, io::BufReader::new(f));
+                        self.parse_text(&name, f);
                         return;
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -164,8 +164,8 @@ impl Reader<'_> {
                 continue;
             }
             let name = self.root.display_path(&f.path).display().to_string();
-            match self.root.open_regular(&f.path) {
-                Ok(file) => self.parse_text(&name, io::BufReader::new(file)),
+            match self.root.open_config(&f.path) {
+                Ok(file) => self.parse_text(&name, file),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => self.out.push(Diagnostic::failed(
                     None,

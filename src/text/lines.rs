@@ -36,6 +36,9 @@ pub struct Lines<R> {
     limit: usize,
     number: usize,
     done: bool,
+    /// The reader reported its end: it is not asked again (a stdio stream's end is sticky too,
+    /// and asking costs a `read` for nothing).
+    eof: bool,
 }
 
 impl<R: BufRead> Lines<R> {
@@ -51,6 +54,7 @@ impl<R: BufRead> Lines<R> {
             limit,
             number: 0,
             done: false,
+            eof: false,
         }
     }
 
@@ -64,7 +68,7 @@ impl<R: BufRead> Lines<R> {
     /// the input: later calls return `Ok(false)`.
     pub fn read_line(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
         buf.clear();
-        if self.done {
+        if self.done || self.eof {
             return Ok(false);
         }
         let r = self.read_inner(buf);
@@ -88,6 +92,7 @@ impl<R: BufRead> Lines<R> {
                 Err(e) => return Err(e),
             };
             if chunk.is_empty() {
+                self.eof = true;
                 return Ok(any);
             }
             any = true;

@@ -234,9 +234,8 @@ pub fn load(
                     log::debug!("{} is masked", root.display_path(p).display());
                     return Ok(());
                 }
-                match found.map(|p| (root.open_regular(&p), p)) {
-                    Some((Ok(f), p)) => {
-                        let reader = std::io::BufReader::new(f);
+                match found.map(|p| (root.open_config(&p), p)) {
+                    Some((Ok(reader), p)) => {
                         parse_reader(cfg, &env, &root.display_path(&p), reader, outcome);
                     }
                     Some((Err(e), p)) => return Err(Error::io("read", root.display_path(&p), e)),
@@ -264,9 +263,8 @@ pub fn load(
             if f.masked {
                 continue;
             }
-            match root.open_regular(&f.path) {
-                Ok(file) => {
-                    let reader = std::io::BufReader::new(file);
+            match root.open_config(&f.path) {
+                Ok(reader) => {
                     parse_reader(&mut cfg, &env, &root.display_path(&f.path), reader, outcome);
                 }
                 Err(e) => log::warn!(
