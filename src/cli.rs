@@ -248,6 +248,10 @@ pub fn run(args: Vec<OsString>) -> u8 {
             return EXIT_FATAL;
         }
     };
+    // `provision` starts its presets thread before the host is observed (see `Early`).
+    let early = (verb.as_deref() == Some("provision") && !wants_help(&rest))
+        .then(|| crate::provision::Early::start(&common))
+        .flatten();
     let host = HostFacts::observe(&common);
     let level = common
         .log_level
@@ -276,7 +280,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
         "status" => crate::detect::cli::status(&common, &host, rest),
         "stamp" => crate::detect::cli::stamp(&common, rest),
         "reset" => crate::reset::cli::main(&common, &host, rest),
-        "provision" => crate::provision::main(&common, &host, rest),
+        "provision" => crate::provision::main(&common, &host, rest, early),
         "sysusers" => crate::sysusers::cli::main(&common, &host, rest),
         "tmpfiles" => crate::tmpfiles::cli::main(&common, &host, rest),
         "update" => crate::update::cli::main(&common, rest),
