@@ -244,6 +244,14 @@ pub fn glob(root: &Root, pattern: &Path) -> Vec<PathBuf> {
                     next.push(p);
                 }
             }
+            // A literal component on the way is not looked at by itself: whatever comes after
+            // it resolves through it (inside the root, as the checks here do), so a missing or
+            // non-directory one fails there the same way. Matches of a wildcard are pruned at
+            // once (there may be many).
+            if !last && !is_glob(comp) {
+                cur = next;
+                continue;
+            }
             cur = next
                 .into_iter()
                 .filter(|p| {

@@ -148,6 +148,9 @@ pub(super) fn mkdir_parents(ctx: &Ctx<'_>, dir: &Path) {
     if dir.parent().is_none() {
         return;
     }
+    if ctx.use_dirs() && plain(dir) && mkdir_parents_cached(ctx, dir) {
+        return;
+    }
     if dir.components().all(|c| {
         matches!(
             c,
@@ -186,6 +189,54 @@ pub(super) fn mkdir_parents(ctx: &Ctx<'_>, dir: &Path) {
             Err(_) => return,
         }
     }
+}
+
+/// [`mkdir_parents`] from the deepest directory of `dir` the cache resolves: each missing one
+/// is made in its (cached) parent, set to exactly 0755 and cached in turn. `false` when
+/// something is not as expected (a name that exists after all, as a symlink or anything
+/// else, or an error): the full walk then decides, from the root.
+fn mkdir_parents_cached(ctx: &Ctx<'_>, dir: &Path) -> bool {
+    let mut missing = Vec::new();
+    let mut base = dir;
+    let (mut fd, mut st) = loop {
+        if let Some(found) = ctx.cached_dir(base) {
+            break found;
+        }
+        match (base.components().next_back(), base.parent()) {
+            (Some(Component::Normal(name)), Some(parent)) => {
+                missing.push(name);
+                base = parent;
+            }
+            _ => return false,
+        }
+    };
+    let mut path = base.to_path_buf();
+    for name in missing.into_iter().rev() {
+        path.push(name);
+        if at::mkdir(&*fd, name, 0o755).is_err() {
+            return false;
+        }
+        ctx.touched(&path);
+        let Ok(child) = rustix::fs::openat(
+            &*fd,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return false;
+        };
+        let _ = fchmod_opath(&child, 0o755, &path);
+        let Ok(child_st) = rustix::fs::fstat(&child) else {
+            return false;
+        };
+        let child = Rc::new(child);
+        ctx.cache_child(&path, &child, &child_st);
+        if crate::fs::unsafe_transition(&st, &child_st) {
+            return false;
+        }
+        (fd, st) = (child, child_st);
+    }
+    true
 }
 
 /// Why [`rm_if_wrong_type`] did not leave a node of the right type.
@@ -687,6 +738,8 @@ pub(super) fn create_directory(ctx: &Ctx<'_>, i: &Item) -> R {
         }
     };
     let st = rustix::fs::fstat(&fd).map_err(|e| ctx.io("fstat", &i.path, e))?;
+    let fd = Rc::new(fd);
+    ctx.cache_child(&i.path, &fd, &st);
     fd_set_perms(ctx, i, fd.as_fd(), &i.path, Some(st), creation)
 }
 

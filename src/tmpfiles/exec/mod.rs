@@ -234,6 +234,26 @@ impl Ctx<'_> {
         Some(entry)
     }
 
+    /// Caches the directory `p` that was just made or found at `p` (`fd`, `st`) one step
+    /// below a cached directory, as [`Ctx::cached_dir`] would have resolved it: a real
+    /// directory (the descriptor was opened without following), and no unsafe transition
+    /// from its parent. Its children are then made without opening it again. A later chown
+    /// of it drops it again ([`Ctx::forget_dir`]).
+    fn cache_child(&self, p: &Path, fd: &Rc<OwnedFd>, st: &Stat) {
+        if !self.use_dirs() || ft(st) != FileType::Directory || !plain(p) {
+            return;
+        }
+        let Some(parent) = p.parent() else {
+            return;
+        };
+        let mut dirs = self.dirs.borrow_mut();
+        match dirs.get(parent.as_os_str()) {
+            Some((_, pst)) if !crate::fs::unsafe_transition(pst, st) => {}
+            _ => return,
+        }
+        dirs.insert(p.as_os_str().to_os_string(), (Rc::clone(fd), *st));
+    }
+
     /// Records that `p` was created or changed (each path counts once).
     fn touched(&self, p: &Path) {
         let mut set = self.changed.borrow_mut();
@@ -414,6 +434,12 @@ fn item_do(ctx: &Ctx<'_>, i: &Item, fd: OwnedFd, p: &Path, f: &FdAction<'_>, dep
         }
     }
     first
+}
+
+/// Whether `p` is a plain chain of names below the root (what the directory cache holds).
+fn plain(p: &Path) -> bool {
+    p.components()
+        .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
 /// Whether an item path still holds a `..` component (parsing drops `.` and doubled
