@@ -107,7 +107,9 @@ pub(crate) struct Array {
 #[derive(Debug, Default)]
 pub struct Config {
     pub(crate) arrays: Vec<Array>,
-    pub(crate) by_path: HashMap<(bool, PathBuf), usize>,
+    /// Keyed by the path's bytes: item paths are simplified when parsed, so equal bytes are
+    /// equal paths (and hashing a `Path` walks its components).
+    pub(crate) by_path: HashMap<(bool, std::ffi::OsString), usize>,
 }
 
 impl Config {
@@ -120,7 +122,7 @@ impl Config {
 
     fn add(&mut self, it: Item, notes: &mut Outcome) {
         let glob = it.kind.needs_glob();
-        let key = (glob, it.path.clone());
+        let key = (glob, it.path.as_os_str().to_os_string());
         if let Some(&idx) = self.by_path.get(&key) {
             let arr = &mut self.arrays[idx];
             if arr.items.iter().any(|e| duplicated(e, &it)) {
@@ -330,6 +332,10 @@ fn parse_reader(
 /// `read_config_file` post-processing; done once over all files here, which gives the same
 /// result because it only looks at lines parsed so far and later lines never shrink it).
 fn inherit_x_ages(cfg: &mut Config) {
+    let has_x = |a: &Array| a.glob && a.items.iter().any(|i| i.kind == Kind::Ignore { recursive: true });
+    if !cfg.arrays.iter().any(has_x) {
+        return;
+    }
     let dirs: Vec<(PathBuf, Option<u64>)> = cfg
         .arrays
         .iter()
@@ -373,7 +379,7 @@ fn link_parents(cfg: &mut Config) {
     // are simplified at parse time, so equal bytes are equal paths.
     let mut by_bytes: HashMap<&[u8], (Option<usize>, Option<usize>)> = HashMap::new();
     for (&(glob, ref p), &idx) in &cfg.by_path {
-        let e = by_bytes.entry(p.as_os_str().as_bytes()).or_default();
+        let e = by_bytes.entry(p.as_bytes()).or_default();
         if glob {
             e.1 = Some(idx);
         } else {
