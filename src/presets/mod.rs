@@ -419,7 +419,9 @@ pub fn prefetch(root: &Root, queue: &PrefetchQueue, lister_gone: impl Fn() -> bo
 /// there are read on the way.
 fn list_ahead(root: &Root) -> Listing {
     let lp = LookupPaths::for_root(root);
-    let mut vfs = Vfs::new(root);
+    // Writable directories on the way (`/`, `/etc`, `/run`) are only looked into: nothing
+    // here lists them, and the presets step observes them itself.
+    let mut vfs = Vfs::lazy(root);
     let mut listing = Listing::default();
     let mut canon_dirs: Vec<String> = Vec::new();
     let mut dropin_dirs: Vec<String> = Vec::new();

@@ -448,7 +448,7 @@ impl<'r> Vfs<'r> {
 
     /// A view that looks into every directory name by name until something needs all of it
     /// (see [`DirList::lazy`]); it answers every question as [`Vfs::new`]'s does.
-    fn lazy(root: &'r Root) -> Vfs<'r> {
+    pub(crate) fn lazy(root: &'r Root) -> Vfs<'r> {
         Vfs {
             lazy_everywhere: true,
             ..Vfs::new(root)
