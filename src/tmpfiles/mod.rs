@@ -332,7 +332,12 @@ fn parse_reader(
 /// `read_config_file` post-processing; done once over all files here, which gives the same
 /// result because it only looks at lines parsed so far and later lines never shrink it).
 fn inherit_x_ages(cfg: &mut Config) {
-    let has_x = |a: &Array| a.glob && a.items.iter().any(|i| i.kind == Kind::Ignore { recursive: true });
+    let has_x = |a: &Array| {
+        a.glob
+            && a.items
+                .iter()
+                .any(|i| i.kind == Kind::Ignore { recursive: true })
+    };
     if !cfg.arrays.iter().any(has_x) {
         return;
     }
