@@ -12,7 +12,8 @@
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Assignment {
     pub line: usize,
-    pub section: String,
+    /// The section, as its index in the `wanted` list given to [`parse`].
+    pub section: usize,
     pub key: String,
     pub value: String,
 }
@@ -45,7 +46,7 @@ fn trim(b: &[u8]) -> &[u8] {
 /// without a warning.
 pub fn parse(data: &[u8], wanted: &[&str], quiet: &[&str]) -> Parsed {
     let mut out = Parsed::default();
-    let mut section: Option<String> = None;
+    let mut section: Option<usize> = None;
     let mut section_ignored = false;
     let mut continuation: Option<Vec<u8>> = None;
     let mut line = 0usize;
@@ -68,8 +69,8 @@ pub fn parse(data: &[u8], wanted: &[&str], quiet: &[&str]) -> Parsed {
                 out.fatal = Some((line, format!("Bad characters in section header '{l}'")));
                 return false;
             }
-            if wanted.contains(&n) {
-                section = Some(n.to_string());
+            if let Some(i) = wanted.iter().position(|w| *w == n) {
+                section = Some(i);
                 section_ignored = false;
             } else {
                 if !n.starts_with("X-") && !quiet.contains(&n) {
@@ -81,7 +82,7 @@ pub fn parse(data: &[u8], wanted: &[&str], quiet: &[&str]) -> Parsed {
             }
             return true;
         }
-        let Some(sec) = &section else {
+        let Some(sec) = section else {
             if !section_ignored {
                 out.warnings
                     .push((line, "Assignment outside of section. Ignoring.".into()));
@@ -102,7 +103,7 @@ pub fn parse(data: &[u8], wanted: &[&str], quiet: &[&str]) -> Parsed {
         let v = std::str::from_utf8(trim(v.as_bytes())).unwrap_or_default();
         out.assignments.push(Assignment {
             line,
-            section: sec.clone(),
+            section: sec,
             key: k.to_string(),
             value: v.to_string(),
         });
