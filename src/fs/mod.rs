@@ -335,75 +335,69 @@ impl Root {
     /// [`Root::read`] with the limit for the kind of file (see [`limits`]). The errors name
     /// the file.
     pub fn read_max(&self, p: &Path, max: u64) -> io::Result<Vec<u8>> {
-        let fd = self.open_path(
+        let fd = self.open_read(p)?;
+        read_regular(&fd, max).map_err(|e| self.read_error(p, max, e))
+    }
+
+    /// Opens `p` for reading without blocking (a FIFO opens, and is then refused by its type).
+    fn open_read(&self, p: &Path) -> io::Result<OwnedFd> {
+        self.open_path(
             p,
             OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
             Mode::empty(),
-        )?;
-        read_regular(&fd, max).map_err(|e| {
-            let shown = self.display_path(p);
-            match e {
-                ReadError::NotRegular => io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("{} is not a regular file", shown.display()),
+        )
+    }
+
+    /// A [`ReadError`] of `p` (read with the limit `max`) as an error naming the file.
+    fn read_error(&self, p: &Path, max: u64, e: ReadError) -> io::Error {
+        let shown = self.display_path(p);
+        match e {
+            ReadError::NotRegular => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", shown.display()),
+            ),
+            ReadError::TooLarge => io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "{} is larger than {max} bytes, refusing to read it",
+                    shown.display()
                 ),
-                ReadError::TooLarge => io::Error::new(
-                    io::ErrorKind::FileTooLarge,
-                    format!(
-                        "{} is larger than {max} bytes, refusing to read it",
-                        shown.display()
-                    ),
-                ),
-                ReadError::Io(e) => e.into(),
-            }
-        })
+            ),
+            ReadError::Io(e) => e.into(),
+        }
     }
 
     /// Opens a regular file for streaming reads (following symlinks inside the root); anything
     /// else is refused without blocking, as by [`Root::read`].
     pub fn open_regular(&self, p: &Path) -> io::Result<std::fs::File> {
-        let fd = self.open_path(
-            p,
-            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = self.open_read(p)?;
         let st = rustix::fs::fstat(&fd)?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} is not a regular file", self.display_path(p).display()),
-            ));
+            return Err(self.read_error(p, limits::DEFAULT, ReadError::NotRegular));
         }
         // Streamed line by line, but bounded all the same (a huge or sparse file would be read
         // for ever): the configuration maximum of `limits`.
         if u64::try_from(st.st_size).unwrap_or(u64::MAX) > limits::DEFAULT {
-            return Err(io::Error::new(
-                io::ErrorKind::FileTooLarge,
-                format!(
-                    "{} is larger than {} bytes, refusing to read it",
-                    self.display_path(p).display(),
-                    limits::DEFAULT
-                ),
-            ));
+            return Err(self.read_error(p, limits::DEFAULT, ReadError::TooLarge));
         }
         Ok(std::fs::File::from(fd))
     }
 
-    /// Opens a configuration file as [`Root::open_regular`] does, for a line reader: read
-    /// whole, with one `read` when it does not change meanwhile (a buffered reader needs
-    /// further `read`s that return nothing to find its end). Should reading it whole fail, it
-    /// is streamed from the start instead, so that the reader meets the error where systemd's
-    /// would; and should it have grown past the limit since it was opened, the stream stops
-    /// there.
+    /// Opens a configuration file for a line reader, refusing what [`Root::open_regular`]
+    /// refuses with the same errors: read whole, with one `read` when it does not change
+    /// meanwhile (a buffered reader needs further `read`s that return nothing to find its
+    /// end). Should a `read` fail, the file is streamed from the start instead (bounded), so
+    /// that the reader meets the error where systemd's would.
     pub fn open_config(&self, p: &Path) -> io::Result<Box<dyn io::BufRead>> {
-        let fd = OwnedFd::from(self.open_regular(p)?);
+        let fd = self.open_read(p)?;
         Ok(match read_regular(&fd, limits::DEFAULT) {
             Ok(bytes) => Box::new(io::Cursor::new(bytes)),
-            Err(_) => {
+            Err(ReadError::Io(_)) => {
                 rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(0))?;
                 let file = std::fs::File::from(fd);
                 Box::new(io::BufReader::new(io::Read::take(file, limits::DEFAULT)))
             }
+            Err(e) => return Err(self.read_error(p, limits::DEFAULT, e)),
         })
     }
 
