@@ -127,13 +127,7 @@ pub(super) fn mkdir_parents_item(ctx: &Ctx<'_>, i: &Item, child: Option<FileType
         }
     } else {
         if let Some(parent) = i.path.parent() {
-            // A parent that resolves as a chain of directories needs nothing created.
-            let plain = parent
-                .components()
-                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-            if !(ctx.use_dirs() && plain && ctx.cached_dir(parent).is_some()) {
-                mkdir_parents(ctx, parent);
-            }
+            mkdir_parents(ctx, parent);
         }
         Ok(())
     }
@@ -143,23 +137,20 @@ pub(super) fn mkdir_parents_item(ctx: &Ctx<'_>, i: &Item, child: Option<FileType
 /// chmod'ed to exactly 0755 (dropping a setgid bit inherited from the parent). Existing
 /// components are followed (inside the root). Errors are ignored, as systemd does.
 pub(super) fn mkdir_parents(ctx: &Ctx<'_>, dir: &Path) {
-    // Fast path: when the whole directory resolves (and the path has no `..`), every prefix
-    // does too, so the per-component walk below would change nothing.
+    // Fast paths, for a path without `..`: a directory the cache resolves (after making what
+    // is missing below the deepest cached one), or one that resolves from the root; either
+    // way every prefix does too, so the per-component walk below would change nothing.
     if dir.parent().is_none() {
         return;
     }
     if ctx.use_dirs() && plain(dir) && mkdir_parents_cached(ctx, dir) {
         return;
     }
-    if dir.components().all(|c| {
-        matches!(
-            c,
-            std::path::Component::RootDir | std::path::Component::Normal(_)
-        )
-    }) && ctx
-        .root
-        .open_path(dir, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
-        .is_ok()
+    if plain(dir)
+        && ctx
+            .root
+            .open_path(dir, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+            .is_ok()
     {
         return;
     }

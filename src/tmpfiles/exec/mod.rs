@@ -488,10 +488,7 @@ fn open_parent_safe(ctx: &Ctx<'_>, i: &Item, p: &Path) -> R<(Rc<OwnedFd>, OsStri
         if let (Some(Component::Normal(name)), Some(parent)) =
             (p.components().next_back(), p.parent())
         {
-            if parent
-                .components()
-                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
-            {
+            if plain(parent) {
                 if let Some((fd, _)) = ctx.cached_dir(parent) {
                     return Ok((fd, name.to_os_string()));
                 }
