@@ -1,6 +1,7 @@
 //! Hostile trees whose files are huge: every whole-file read is bounded (`src/fs/limits.rs`), a
 //! larger file is refused with an error naming it before anything is allocated, and the run goes
-//! on without it. Each file here is a 64 GiB sparse file (it costs no disk); before the bound,
+//! on without it. Also configuration files (read whole since `Root::open_config`) that are FIFOs
+//! or hold NUL bytes. Each file here is a 64 GiB sparse file (it costs no disk); before the bound,
 //! each of these runs aborted allocating it. Each test builds its tree from scratch and runs the
 //! real binary.
 
@@ -148,5 +149,104 @@ fn a_huge_tmpfiles_file_is_skipped() {
         t.join("var/lib/app").is_dir(),
         "the other file was applied: {}",
         stderr_text(&o)
+    );
+}
+
+#[test]
+fn a_fifo_in_place_of_a_config_file_is_refused_without_blocking() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (_tmp, t) = tree("fifo-config");
+    let fifos = [
+        "usr/lib/tmpfiles.d/fifo.conf",
+        "usr/lib/sysusers.d/fifo.conf",
+    ];
+    for rel in fifos {
+        // Tests build hostile trees with raw calls (the rule is for the product's code).
+        #[allow(clippy::disallowed_methods)]
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            t.join(rel),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+    }
+    // A reader blocked in open() on a FIFO is released by a writer after a while: the test then
+    // fails instead of hanging.
+    let (done, released) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let watchdog = {
+        let (done, released, t) = (Arc::clone(&done), Arc::clone(&released), t.clone());
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !done.load(Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                if std::time::Instant::now() < deadline {
+                    continue;
+                }
+                // Opening the write side succeeds only while a reader waits on the other.
+                for rel in fifos {
+                    let w = std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                        .open(t.join(rel));
+                    if w.is_ok() {
+                        released.store(true, Ordering::Release);
+                    }
+                }
+            }
+        })
+    };
+    let o = run_offline(&t, &["provision"]);
+    done.store(true, Ordering::Release);
+    watchdog.join().unwrap();
+    let e = stderr_text(&o);
+    assert!(
+        !released.load(Ordering::Acquire),
+        "a reader blocked on a FIFO: {e}"
+    );
+    for rel in fifos {
+        let shown = t.join(rel);
+        assert!(
+            e.contains(&format!("{} is not a regular file", shown.display())),
+            "no refusal naming {}: {e}",
+            shown.display()
+        );
+    }
+    assert!(
+        t.join("var/lib/app").is_dir(),
+        "the other tmpfiles file was applied: {e}"
+    );
+    let passwd = std::fs::read_to_string(t.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.contains("\napp:") || passwd.starts_with("app:"),
+        "the other sysusers file was applied: {passwd}"
+    );
+}
+
+#[test]
+fn nul_bytes_in_a_config_file_end_lines_and_the_rest_is_read() {
+    let (_tmp, t) = tree("nul-config");
+    std::fs::write(
+        t.join("usr/lib/tmpfiles.d/nul.conf"),
+        b"d /var/lib/one 0755 - - -\0bogus line\nd /var/lib/two 0755 - - -\n",
+    )
+    .unwrap();
+    let o = run_offline(&t, &["tmpfiles", "--create"]);
+    let e = stderr_text(&o);
+    assert!(
+        t.join("var/lib/one").is_dir(),
+        "the line before the NUL: {e}"
+    );
+    assert!(t.join("var/lib/two").is_dir(), "the line after it: {e}");
+    let shown = t.join("usr/lib/tmpfiles.d/nul.conf");
+    assert!(
+        e.contains(&format!("{}:2:", shown.display())),
+        "what follows the NUL is line 2, reported by file and line: {e}"
     );
 }

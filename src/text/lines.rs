@@ -296,4 +296,43 @@ mod tests {
         let e = for_each_config_line(&long[..], b"#", |n, _| v.push(n)).unwrap_err();
         assert_eq!((v, e.line), (vec![1, 3], 4));
     }
+
+    /// A reader that counts the times it was asked for more after its end.
+    struct Counting<'a> {
+        data: &'a [u8],
+        asked_at_end: usize,
+    }
+
+    impl io::Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = io::Read::read(&mut self.data, buf)?;
+            self.asked_at_end += usize::from(n == 0);
+            Ok(n)
+        }
+    }
+
+    impl BufRead for Counting<'_> {
+        fn fill_buf(&mut self) -> io::Result<&[u8]> {
+            self.asked_at_end += usize::from(self.data.is_empty());
+            Ok(self.data)
+        }
+        fn consume(&mut self, n: usize) {
+            self.data = &self.data[n..];
+        }
+    }
+
+    #[test]
+    fn the_end_of_the_input_is_asked_for_once() {
+        for data in [&b"a\nb\n"[..], b"a\nb", b""] {
+            let mut r = Counting {
+                data,
+                asked_at_end: 0,
+            };
+            let mut lines = Lines::new(&mut r);
+            let mut buf = Vec::new();
+            while lines.read_line(&mut buf).unwrap() {}
+            assert!(!lines.read_line(&mut buf).unwrap());
+            assert_eq!(r.asked_at_end, 1, "{data:?}");
+        }
+    }
 }
