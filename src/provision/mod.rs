@@ -167,7 +167,7 @@ pub struct Early {
 impl Early {
     /// Opens the root and starts the presets thread first thing, before the host is observed:
     /// the thread then lists the unit files while this one observes the host and detects
-    /// (measured: the listing used to end some 70 us after the main thread was ready for it).
+    /// (measured: the listing used to end some 90 us later).
     /// `None` if the root cannot be opened: [`main`] opens it again and says why.
     pub fn start(common: &Common) -> Option<Early> {
         let root = Root::open(common.root_path()).ok()?;
