@@ -241,10 +241,9 @@ impl Root {
     /// without Rust's "(os error N)"), not naming the path twice when the error already does.
     pub fn error_at(&self, p: &Path, e: &io::Error) -> String {
         let shown = self.display_path(p).display().to_string();
-        let text = e.to_string();
-        let text = text.find(" (os error").map_or(&text[..], |i| &text[..i]);
+        let text = crate::report::errno_text(e);
         if text.contains(&shown) {
-            text.to_string()
+            text
         } else {
             format!("{shown}: {text}")
         }

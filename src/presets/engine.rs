@@ -105,7 +105,10 @@ impl Change {
                     Errno::NOENT => format!("Unit {p} does not exist"),
                     Errno::NOLINK => format!("Unit {p} is an unresolvable alias"),
                     Errno::UNATCH => format!("Cannot resolve specifiers in unit {p}"),
-                    other => return format!("Failed to preset unit {p}: {other}"),
+                    other => {
+                        let m = crate::report::strerror(other.raw_os_error());
+                        return format!("Failed to preset unit {p}: {m}");
+                    }
                 };
                 format!("Failed to preset unit: {m}")
             }

@@ -98,7 +98,7 @@ impl Reader<'_> {
             if let Err(e) = io::Read::read_to_end(&mut io::stdin(), &mut buf) {
                 self.out.push(Diagnostic::failed(
                     None,
-                    format!("Failed to read '<stdin>': {e}"),
+                    format!("Failed to read '<stdin>': {}", errno_text(&e)),
                 ));
                 return;
             }
