@@ -11,9 +11,7 @@
 set -euo pipefail
 RUNS=${1:-15}
 here=$(cd "$(dirname "$0")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$here/target}
-PRISTINE=$target/$(rustc -vV | sed -n "s/^host: //p")/release/pristine  # .cargo/config.toml builds for the host tuple
-[ -x "$PRISTINE" ] || (cd "$here" && cargo build --release --bin pristine >&2)
+PRISTINE=$("$here/scripts/build-static" 2>/dev/null)
 SYSTEMCTL=$(bash "$here/../shared/reference/systemd" | tail -n1)/systemctl
 [ -x "$SYSTEMCTL" ] || { echo "no reference systemctl" >&2; exit 1; }
 

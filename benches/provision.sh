@@ -31,7 +31,9 @@ N=${1:-10}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 REFBIN=$(bash "$HERE/../shared/reference/systemd" | tail -n1)
 OURS=$("$HERE/scripts/build-static" 2>/dev/null)
-REPLAY=$(cd "$HERE" && cargo build --release --locked --example replay --message-format=json 2>/dev/null \
+# The replay is built for the same target as pristine (musl where installed), so that the floor
+# pays the same process start-up as the binary it is compared with.
+REPLAY=$(cd "$HERE" && cargo build --release --locked --target "$(scripts/target 2>/dev/null)" --example replay --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)

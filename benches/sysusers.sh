@@ -9,8 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --quiet
-pristine=$CARGO_TARGET_DIR/$(rustc -vV | sed -n "s/^host: //p")/release/pristine
+pristine=$(scripts/build-static 2>/dev/null)
 ref="$(../shared/reference/systemd)/systemd-sysusers"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

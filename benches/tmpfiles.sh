@@ -10,8 +10,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 REFBIN=$(bash "$HERE/../shared/reference/systemd" | tail -n1)
 REF="$REFBIN/systemd-tmpfiles"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HERE/target}
-(cd "$HERE" && cargo build --release --quiet)
-OURS="$CARGO_TARGET_DIR/$(rustc -vV | sed -n "s/^host: //p")/release/pristine"
+OURS=$("$HERE/scripts/build-static" 2>/dev/null)
 WORK=$(mktemp -d /tmp/pristine-bench-tmpfiles.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 

@@ -20,8 +20,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/target}
 # PRISTINE_BIN= measures a given binary (e.g. the static one scripts/build-static prints).
 bin=${PRISTINE_BIN:-}
 if [[ -z $bin ]]; then
-  (cd "$here" && cargo build --release --quiet)
-  bin=$CARGO_TARGET_DIR/$(rustc -vV | sed -n "s/^host: //p")/release/pristine
+  bin=$("$here/scripts/build-static" 2>/dev/null)
 fi
 w=$(mktemp -d /tmp/pristine-bench-update.XXXXXX)
 nginx_pid=
