@@ -4,7 +4,8 @@
 # systemd-tmpfiles --root --create --boot, systemctl --root preset-all), on this machine's /usr
 # (bind-mounted read-only) with empty /etc and /var. Medians of N runs of wall time and CPU time
 # (user + system, from wait4; benches/timed.py), emptying /etc, /var, /run and /tmp between runs
-# untimed (a first boot starts with an empty /run).
+# untimed (a first boot starts with an empty /run). The runs of systemd, pristine and the floor
+# alternate (one of each per round), so that drift in the machine's speed moves all three alike.
 # Each side ends with one syncfs of the target inside its time (equal durability: an offline
 # `provision` does not sync, systemd-sysusers and systemd-machine-id-setup fsync some files).
 #
@@ -72,7 +73,21 @@ measure() { # $1 = name of the command array, $2 = empty first (1/0)
 }
 series() { # $1 = name of the command array, $2 = empty first
   local out; out=$(for _ in $(seq "$N"); do measure "$1" "$2"; done)
-  echo "$(cut -d' ' -f1 <<<"$out" | median) $(cut -d' ' -f2 <<<"$out" | median)"
+  medians "$out"
+}
+medians() { # $1 = lines of "wall cpu"
+  local v; v=$(grep . <<<"$1")
+  echo "$(cut -d' ' -f1 <<<"$v" | median) $(cut -d' ' -f2 <<<"$v" | median)"
+}
+# N rounds of systemd, pristine and the floor, one of each per round, so that a machine whose
+# speed drifts during the bench moves all three alike; sets REF, OURS_OUT and FLOOR_OUT.
+rounds() {
+  REF=; OURS_OUT=; FLOOR_OUT=
+  for _ in $(seq "$N"); do
+    REF+="$(measure reference 1)"$'\n'
+    OURS_OUT+="$(measure ours 1)"$'\n'
+    FLOOR_OUT+="$(measure floor 1)"$'\n'
+  done
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1fx", a/b}'; }
 
@@ -111,10 +126,6 @@ rows=()
 for target in ext4 tmpfs; do
   setup "$target"
   name=$NAME
-  read -r ref_wall ref_cpu < <(series reference 1)
-  read -r our_wall our_cpu < <(series ours 1)
-  empty; "${ours[@]}" >/dev/null 2>&1 || true
-  read -r noop_wall noop_cpu < <(series ours 0)
   empty; rm -f "$WORK/trace"
   PRISTINE_TRACE_MUTATIONS=$WORK/trace "${ours[@]}" >/dev/null 2>&1 || true
   ops=$(wc -l <"$WORK/trace")
@@ -132,7 +143,12 @@ for target in ext4 tmpfs; do
       floor_ops="$calls calls (strace; $ops traced)"
     fi
   fi
-  read -r floor_wall floor_cpu < <(series floor 1)
+  rounds
+  read -r ref_wall ref_cpu < <(medians "$REF")
+  read -r our_wall our_cpu < <(medians "$OURS_OUT")
+  read -r floor_wall floor_cpu < <(medians "$FLOOR_OUT")
+  empty; "${ours[@]}" >/dev/null 2>&1 || true
+  read -r noop_wall noop_cpu < <(series ours 0)
   # Where pristine's time goes (one more run, from its report).
   empty; "$OURS" --root="$R" --cmdline= provision --report="$WORK/report.json" >/dev/null 2>&1 || true
   steps=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(', '.join(f\"{s['name']} {s['duration_us']/1000:.1f}\" for s in d['steps'] if s['ran']))" "$WORK/report.json")
