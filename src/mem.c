@@ -53,27 +53,30 @@ static inline void copy_small(unsigned char *d, const unsigned char *s, size_t n
 	}
 }
 
+/* Copies n bytes forwards in 16-byte blocks, then the rest (up to 32 bytes, loaded before
+ * stored). Correct whenever the destination does not start inside the source: each store only
+ * overwrites bytes already read. */
+static inline void copy_forward(unsigned char *d, const unsigned char *s, size_t n)
+{
+	while (n > 32) {
+		st16(d, ld16(s));
+		d += 16;
+		s += 16;
+		n -= 16;
+	}
+	copy_small(d, s, n);
+}
+
 void *memcpy(void *restrict dst, const void *restrict src, size_t n)
 {
 	unsigned char *d = dst;
 	const unsigned char *s = src;
-	if (n <= 32) {
+	if (n <= 32)
 		copy_small(d, s, n);
-		return dst;
-	}
-	if (n <= 256) {
-		/* 16-byte blocks, then the last 16 bytes (which may overlap the last block). */
-		v16 last = ld16(s + n - 16);
-		while (n > 16) {
-			st16(d, ld16(s));
-			d += 16;
-			s += 16;
-			n -= 16;
-		}
-		st16(d + n - 16, last);
-		return dst;
-	}
-	__asm__ volatile("rep movsb" : "+D"(d), "+S"(s), "+c"(n) : : "memory");
+	else if (n <= 256)
+		copy_forward(d, s, n);
+	else
+		__asm__ volatile("rep movsb" : "+D"(d), "+S"(s), "+c"(n) : : "memory");
 	return dst;
 }
 
@@ -86,15 +89,8 @@ void *memmove(void *dst, const void *src, size_t n)
 		return dst;
 	}
 	if ((uintptr_t)d - (uintptr_t)s >= n) {
-		/* The destination does not start inside the source: copying forwards only overwrites
-		 * bytes already read. */
-		while (n > 32) {
-			st16(d, ld16(s));
-			d += 16;
-			s += 16;
-			n -= 16;
-		}
-		copy_small(d, s, n);
+		/* The destination does not start inside the source. */
+		copy_forward(d, s, n);
 		return dst;
 	}
 	/* The destination starts inside the source: copy backwards. */
