@@ -85,13 +85,13 @@ fn copy_tree(from: &Path, to: &Path) {
     assert!(st.success(), "copy {} to {}", from.display(), to.display());
 }
 
-/// Provisions `root` with `env` added; returns the presets step of the report and the tree
-/// under etc/systemd.
+/// Provisions `root` with `env` added; returns the presets step of the report, the tree
+/// under etc/systemd and the messages.
 fn provision(
     root: &Path,
     report: &Path,
     env: &[(&str, &str)],
-) -> (Value, BTreeMap<String, String>) {
+) -> (Value, BTreeMap<String, String>, String) {
     let out = pristine()
         .envs(env.iter().copied())
         .arg(format!("--root={}", root.display()))
@@ -118,7 +118,14 @@ fn provision(
         .unwrap_or_else(|| panic!("no presets step: {v}"))
         .clone();
     let tree = pristine::presets::list_links(&root.join("etc/systemd"));
-    (presets, tree)
+    let root_text = root.display().to_string();
+    let messages = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.contains(" ms") && !l.contains("changed while presets were planned"))
+        .map(|l| l.replace(&root_text, "ROOT"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (presets, tree, messages)
 }
 
 /// Whether the plan was made before the steps that may change what it saw (see the header).
@@ -133,6 +140,24 @@ fn assert_planned_ahead(step: &Value, ahead: bool) {
     assert_eq!(count(step, "planned_ahead"), u64::from(ahead), "{step}");
     let detail = step["detail"].as_str().unwrap();
     assert_eq!(detail.contains("planned again"), !ahead, "{step}");
+}
+
+/// [`assert_planned_ahead`] and [`assert_beside`].
+fn assert_ran(step: &Value, ahead: bool, beside: bool) {
+    assert_planned_ahead(step, ahead);
+    assert_beside(step, beside);
+}
+
+/// Asserts the plan was applied beside tmpfiles (`true`) or in turn (`false`), where the
+/// order is known; in turn, the detail says why not beside.
+fn assert_beside(step: &Value, beside: bool) {
+    if !ORDERED {
+        return;
+    }
+    assert_eq!(count(step, "applied_beside"), u64::from(beside), "{step}");
+    let detail = step["detail"].as_str().unwrap();
+    assert_eq!(detail.contains("applied beside tmpfiles"), beside, "{step}");
+    assert_eq!(detail.contains("not beside tmpfiles: "), !beside, "{step}");
 }
 
 /// Asserts whether `unit` is wanted by multi-user.target among `links`.
@@ -152,11 +177,18 @@ fn count(step: &Value, name: &str) -> u64 {
 }
 
 /// Provisions the vendor tree `usr` (in `tmp`) with a read-only and with a writable /usr, the
-/// read-only run with `env` added; asserts the same links and that the writable one planned in
-/// turn; returns the presets step of the read-only run and the links.
-fn ro_and_rw(tmp: &TempDir, usr: &Path, env: &[(&str, &str)]) -> (Value, BTreeMap<String, String>) {
+/// read-only run with `env` added, each root set up by `prepare` first; asserts the same
+/// links and messages, and that the writable one planned in turn; returns the presets step
+/// of the read-only run and the links.
+fn ro_and_rw(
+    tmp: &TempDir,
+    usr: &Path,
+    env: &[(&str, &str)],
+    prepare: fn(&Path),
+) -> (Value, BTreeMap<String, String>) {
     let ro = tmp.path().join("ro");
     make_root(&ro);
+    prepare(&ro);
     let st = Command::new("mount")
         .args(["--bind", "-o", "ro"])
         .arg(usr)
@@ -172,18 +204,22 @@ fn ro_and_rw(tmp: &TempDir, usr: &Path, env: &[(&str, &str)]) -> (Value, BTreeMa
         .args(["-o", "remount,bind,ro"])
         .arg(ro.join("usr"))
         .status();
-    let (step_ro, links_ro) = provision(&ro, &tmp.path().join("ro.json"), env);
+    let (step_ro, links_ro, said_ro) = provision(&ro, &tmp.path().join("ro.json"), env);
 
     let rw = tmp.path().join("rw");
     make_root(&rw);
+    prepare(&rw);
     copy_tree(usr, &rw.join("usr"));
-    let (step_rw, links_rw) = provision(&rw, &tmp.path().join("rw.json"), &[]);
+    let (step_rw, links_rw, said_rw) = provision(&rw, &tmp.path().join("rw.json"), &[]);
 
     assert_eq!(
         links_ro, links_rw,
         "read-only /usr (planned ahead: {step_ro}) and writable /usr ({step_rw}) disagree"
     );
+    // The same messages in the same order, wherever the plan was made and applied.
+    assert_eq!(said_ro, said_rw, "{step_ro}");
     assert_eq!(count(&step_rw, "planned_ahead"), 0, "{step_rw}");
+    assert_eq!(count(&step_rw, "applied_beside"), 0, "{step_rw}");
     (step_ro, links_ro)
 }
 
@@ -193,10 +229,20 @@ fn both(
     tmpfiles: &str,
     extra_unit: Option<(&str, &str)>,
 ) -> (Value, BTreeMap<String, String>) {
+    both_prepared(tag, tmpfiles, extra_unit, |_| {})
+}
+
+/// [`both`] with each root set up by `prepare` first.
+fn both_prepared(
+    tag: &str,
+    tmpfiles: &str,
+    extra_unit: Option<(&str, &str)>,
+    prepare: fn(&Path),
+) -> (Value, BTreeMap<String, String>) {
     let tmp = TempDir::new(tag);
     let usr = tmp.path().join("vendor-usr");
     vendor(&usr, tmpfiles, extra_unit);
-    let (step_ro, links_ro) = ro_and_rw(&tmp, &usr, &[]);
+    let (step_ro, links_ro) = ro_and_rw(&tmp, &usr, &[], prepare);
     if count(&step_ro, "planned_ahead") == 1 {
         // The plan applied is the one made from the unit files read ahead.
         let units = 5 + usize::from(extra_unit.is_some());
@@ -213,7 +259,8 @@ fn a_plan_made_ahead_is_applied_when_nothing_it_saw_changed() {
         "d /run/systemd 0755 - - -\nf /etc/motd 0644 - - - hello\nd /var/lib/test 0755 - - -\n",
         None,
     );
-    assert_planned_ahead(&step, true);
+    // Nothing tmpfiles does meets the plan: it was applied while tmpfiles applied.
+    assert_ran(&step, true, true);
     assert_wanted(&links, "alpha.service", true);
     assert!(!links.keys().any(|k| k.contains("gamma")), "{links:?}");
 }
@@ -226,7 +273,7 @@ fn a_mask_made_by_tmpfiles_is_seen() {
         "L /etc/systemd/system/alpha.service - - - - /dev/null\n",
         None,
     );
-    assert_planned_ahead(&step, false);
+    assert_ran(&step, false, false);
     assert_eq!(
         links.get("system/alpha.service").map(String::as_str),
         Some("/dev/null")
@@ -243,7 +290,7 @@ fn a_preset_file_written_by_tmpfiles_is_seen() {
         "f /etc/systemd/system-preset/10-admin.preset 0644 - - - disable beta.service\n",
         None,
     );
-    assert_planned_ahead(&step, false);
+    assert_ran(&step, false, false);
     assert_wanted(&links, "beta.service", false);
     assert_wanted(&links, "alpha.service", true);
 }
@@ -256,14 +303,14 @@ fn a_unit_file_written_by_tmpfiles_is_seen() {
         "f /etc/systemd/system/id-admin.service 0644 - - - [Install]\\nWantedBy=multi-user.target\n",
         None,
     );
-    assert_planned_ahead(&step, false);
+    assert_ran(&step, false, false);
     assert_wanted(&links, "id-admin.service", true);
 }
 
 #[test]
 fn a_specifier_reading_the_machine_id_agrees() {
     // %m is the machine id, which the machine-id step writes while the plan may be made.
-    let (_, links) = both(
+    let (step, links) = both(
         "ahead-spec",
         "",
         Some((
@@ -275,6 +322,48 @@ fn a_specifier_reading_the_machine_id_agrees() {
         links.contains_key(&format!("system/id-{MID}.service")),
         "{links:?}"
     );
+    assert_beside(&step, true);
+}
+
+#[test]
+fn a_line_through_a_symlink_keeps_the_plan_in_turn() {
+    // /var/lib/sd leads to /etc: the preset file tmpfiles writes through it lands among the
+    // admin's presets, though its path does not say so. Applied beside (and first, as the
+    // tests order it), beta would stay enabled.
+    let (step, links) = both_prepared(
+        "ahead-through-link",
+        "f /var/lib/sd/systemd/system-preset/10-admin.preset 0644 - - - disable beta.service\n",
+        None,
+        |root| {
+            std::fs::create_dir_all(root.join("var/lib")).unwrap();
+            std::os::unix::fs::symlink("/etc", root.join("var/lib/sd")).unwrap();
+        },
+    );
+    assert_ran(&step, false, false);
+    let detail = step["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("a symlink lies on the way: /var/lib/sd"),
+        "{step}"
+    );
+    assert_wanted(&links, "beta.service", false);
+    assert_wanted(&links, "alpha.service", true);
+}
+
+#[test]
+fn a_line_below_a_link_line_keeps_the_plan_in_turn() {
+    // The link made by the first line leads the second among the admin's presets; no
+    // symlink is on the way before tmpfiles runs. Applied beside (and first), beta would
+    // stay enabled.
+    let (step, links) = both(
+        "ahead-below-link",
+        "L /var/lib/e - - - - /etc\n\
+         f /var/lib/e/systemd/system-preset/10-admin.preset 0644 - - - disable beta.service\n",
+        None,
+    );
+    assert_ran(&step, false, false);
+    let detail = step["detail"].as_str().unwrap();
+    assert!(detail.contains("made by a link or copy line"), "{step}");
+    assert_wanted(&links, "beta.service", false);
 }
 
 #[test]
@@ -303,8 +392,8 @@ fn hostile_unit_files_read_ahead_are_refused_as_in_turn() {
     )
     .unwrap();
 
-    let (step_ro, links_ro) = ro_and_rw(&tmp, &usr, &[]);
-    assert_planned_ahead(&step_ro, true);
+    let (step_ro, links_ro) = ro_and_rw(&tmp, &usr, &[], |_| {});
+    assert_ran(&step_ro, true, true);
     if ORDERED {
         // Read ahead: the five plain unit files; the others were tried and refused.
         assert_eq!(count(&step_ro, "read_ahead"), 5, "{step_ro}");
@@ -319,8 +408,8 @@ fn the_main_thread_lists_when_the_helper_starts_late() {
     let tmp = TempDir::new("ahead-late");
     let usr = tmp.path().join("vendor-usr");
     vendor(&usr, "d /var/lib/test 0755 - - -\n", None);
-    let (step_ro, links_ro) = ro_and_rw(&tmp, &usr, &[("PRISTINE_HELPER_LATE", "1")]);
-    assert_planned_ahead(&step_ro, true);
+    let (step_ro, links_ro) = ro_and_rw(&tmp, &usr, &[("PRISTINE_HELPER_LATE", "1")], |_| {});
+    assert_ran(&step_ro, true, true);
     if ORDERED {
         assert_eq!(count(&step_ro, "read_ahead"), 5, "{step_ro}");
     }

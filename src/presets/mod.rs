@@ -208,6 +208,55 @@ impl Plan {
     }
 }
 
+/// What a plan made ahead depends on and changes, by path (see [`Plan::footprint`]).
+#[derive(Debug, Default)]
+pub struct Footprint {
+    /// Canonical paths, as `(path, below)`: with `below`, anything at or below `path` counts;
+    /// without, only `path` itself, a directory that must remain one.
+    pub paths: Vec<(String, bool)>,
+    /// Paths read or written as spelled ([`LITERAL_INPUTS`]): they count, with all below
+    /// them, only while no symlink lies on their way, themselves included.
+    pub literal: &'static [&'static str],
+}
+
+/// The paths a plan made ahead reads or writes as spelled, not resolved by its planner: the
+/// preset directories, the record and its directory, and the sources of specifier values.
+pub const LITERAL_INPUTS: &[&str] = &[
+    rules::DIRS[0],
+    rules::DIRS[1],
+    rules::DIRS[2],
+    rules::DIRS[3],
+    "/etc/pristine",
+    STATE_FILE,
+    "/etc/machine-id",
+    crate::config::os_release::PATHS[0],
+    crate::config::os_release::PATHS[1],
+];
+
+impl Plan {
+    /// For a plan made ahead, every path it observed ([`vfs::Witness::paths`]) or read to
+    /// make it, and every path applying it writes: work that touches none of them neither
+    /// changes what [`Plan::verify`] checks nor sees what applying the plan changes. `None`
+    /// for a plan made in place.
+    pub fn footprint(&self) -> Option<Footprint> {
+        let i = self.inputs.as_ref()?;
+        let mut f = Footprint::default();
+        i.tree.paths(&mut f.paths);
+        for op in &self.outcome.ops {
+            let p = match op {
+                Op::Mkdir(p) | Op::Unlink(p) | Op::Rmdir(p) => p,
+                Op::Symlink { path, .. } | Op::ReplaceSymlink { path, .. } => path,
+            };
+            f.paths.push((p.clone(), true));
+        }
+        // The search path's inputs: whether /lib is a directory, and the split-usr marker
+        // below it.
+        f.paths.push(("/lib".into(), true));
+        f.literal = LITERAL_INPUTS;
+        Some(f)
+    }
+}
+
 fn read_record(root: &Root) -> Result<Option<String>, String> {
     root.read_optional(Path::new(STATE_FILE))
         .map_err(|e| e.to_string())

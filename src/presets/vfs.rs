@@ -163,6 +163,27 @@ impl Witness {
         self.dirs.is_empty() && self.links.is_empty() && self.files.is_empty()
     }
 
+    /// The paths the recorded answers are about, canonical, as `(path, below)`: with `below`,
+    /// anything at or below `path` may change an answer; without, only `path` itself, a
+    /// directory that must remain one (what lies below it is recorded on its own, if it
+    /// counts).
+    pub fn paths(&self, out: &mut Vec<(String, bool)>) {
+        for (canon, o) in &self.dirs {
+            let Some(listing) = o.listing.as_ref().filter(|_| !o.whole) else {
+                out.push((canon.clone(), true));
+                continue;
+            };
+            out.push((canon.clone(), false));
+            for n in &o.names {
+                let dir = listing.iter().any(|(m, k)| m == n && *k == Kind::Dir);
+                out.push((join(canon, n), !dir));
+            }
+            out.extend(o.missing.iter().map(|(_, p)| (p.clone(), true)));
+        }
+        out.extend(self.links.iter().map(|(p, _)| (p.clone(), true)));
+        out.extend(self.files.iter().map(|(p, _)| (p.clone(), true)));
+    }
+
     /// Asks every recorded question again, on disk: `Err` names the first path whose answer
     /// changed. Conservative: an answer reached another way that differs only in its errno
     /// counts as changed (the plan is then made again, never applied stale).

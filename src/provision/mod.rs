@@ -13,6 +13,7 @@
 //! initrd) gets none of the host's facts unless flags pass them in, writes no report, marker
 //! or transient machine id outside the root, and runs no `syncfs` (see the sync step).
 
+mod beside;
 pub mod firstboot;
 pub mod machine_id;
 pub mod mounts;
@@ -334,7 +335,16 @@ fn provision(root: &Root, host: &HostFacts, opts: &Options, ahead: Option<Preset
     }
     let accounts = crate::operators::account_values(&operators, &mut run.out);
     let would_be_users = step_sysusers(&mut run, host, opts, &settings, accounts.as_ref(), etc);
-    step_tmpfiles(&mut run, host, opts, etc, var, would_be_users);
+    // The presets plan may be applied while tmpfiles applies (see `beside`), where the
+    // presets step is to apply it: not in a dry run (its printed plan comes after tmpfiles'),
+    // and not when the step only adopts what exists. Whether the record exists cannot change
+    // meanwhile: tmpfiles touching it keeps the plan from being applied beside.
+    let beside = ahead.as_ref().filter(|_| {
+        !run.dry_run
+            && (etc == Reason::Fresh
+                || (etc == Reason::Updated && root.exists(Path::new(crate::presets::STATE_FILE))))
+    });
+    step_tmpfiles(&mut run, host, opts, etc, var, would_be_users, beside);
     let planned = ahead.and_then(|a| a.plan(root));
     step_presets(&mut run, &preset_opts, etc, planned);
     step_state_units(&mut run, &operators, etc);
@@ -698,6 +708,7 @@ fn step_tmpfiles(
     etc: Reason,
     var: Reason,
     users: Option<crate::userdb::UserDb>,
+    beside: Option<&PresetsAhead>,
 ) {
     if etc == Reason::UpToDate && var == Reason::UpToDate {
         run.skip("tmpfiles", "/etc and /var up to date");
@@ -718,7 +729,26 @@ fn step_tmpfiles(
     }
     let dry_run = run.dry_run;
     run.step("tmpfiles", |out| {
-        let (mut o, copies) = crate::tmpfiles::run_with_copies(root, &opts, &[])?;
+        let hand_over = |plan: &crate::tmpfiles::plan::Plan<'_>| {
+            if let Some(a) = beside {
+                let mut reach = crate::tmpfiles::reach::reach(plan);
+                // The factory copies' record, written after the copies are refreshed.
+                reach.touched.push(crate::tmpfiles::reach::Touch {
+                    path: crate::tmpfiles::refresh::RECORD.into(),
+                    below: true,
+                });
+                // Checked here, before tmpfiles makes anything: on a first boot most of the
+                // way is missing, so this is a few lookups.
+                if reach.unbounded.is_none() {
+                    let literal = crate::presets::LITERAL_INPUTS;
+                    if let Err(why) = beside::plain_chains(root, &reach, literal) {
+                        reach.unbounded = Some(why);
+                    }
+                }
+                a.beside(reach, root.durable());
+            }
+        };
+        let (mut o, copies) = crate::tmpfiles::run_with_copies(root, &opts, &[], hand_over)?;
         // Factory copies follow the vendor when the admin did not change them.
         crate::tmpfiles::refresh::run(root, &copies, dry_run, &mut o);
         let paths = o.count("paths");
@@ -733,7 +763,8 @@ fn step_tmpfiles(
     });
 }
 
-/// The presets step planned ahead on a second thread (see [`crate::presets::plan_ahead`]).
+/// The presets step planned ahead on a second thread (see [`crate::presets::plan_ahead`]),
+/// and applied there beside tmpfiles where nothing can tell (see [`beside`]).
 struct PresetsAhead {
     thread: Option<std::thread::JoinHandle<()>>,
     /// What to plan with, if it is to plan (handed over once).
@@ -741,7 +772,11 @@ struct PresetsAhead {
     /// The unit files to read, until this thread has read its share.
     queue: Option<std::sync::Arc<crate::presets::PrefetchQueue>>,
     helped: std::sync::Arc<crate::util::Handoff<crate::presets::Prefetched>>,
-    planned: std::sync::Arc<crate::util::Handoff<Option<crate::presets::Plan>>>,
+    /// Set once the plan is made (before it is handed back).
+    made: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// What tmpfiles may change, if the plan is to be applied beside it (handed over once).
+    beside: std::sync::Arc<crate::util::Handoff<Option<beside::Beside>>>,
+    planned: std::sync::Arc<crate::util::Handoff<Option<beside::Ahead>>>,
 }
 
 impl PresetsAhead {
@@ -750,16 +785,21 @@ impl PresetsAhead {
     /// spell took 0.4 ms longer), and it wakes while this thread detects. The thread then
     /// waits for [`PresetsAhead::go`]; dropped without it, the thread ends.
     fn spawn(root: &Root) -> Option<PresetsAhead> {
+        use std::sync::Arc;
         let r = root.try_clone().ok()?;
-        let go = std::sync::Arc::new(crate::util::Handoff::default());
-        let queue = std::sync::Arc::new(crate::presets::PrefetchQueue::default());
-        let helped = std::sync::Arc::new(crate::util::Handoff::default());
-        let planned = std::sync::Arc::new(crate::util::Handoff::default());
-        let (g, q, h, p) = (
-            std::sync::Arc::clone(&go),
-            std::sync::Arc::clone(&queue),
-            std::sync::Arc::clone(&helped),
-            std::sync::Arc::clone(&planned),
+        let go = Arc::new(crate::util::Handoff::default());
+        let queue = Arc::new(crate::presets::PrefetchQueue::default());
+        let helped = Arc::new(crate::util::Handoff::default());
+        let made = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let beside = Arc::new(crate::util::Handoff::default());
+        let planned = Arc::new(crate::util::Handoff::default());
+        let (g, q, h, m, b, p) = (
+            Arc::clone(&go),
+            Arc::clone(&queue),
+            Arc::clone(&helped),
+            Arc::clone(&made),
+            Arc::clone(&beside),
+            Arc::clone(&planned),
         );
         // With a CPU of its own, the thread reads the unit files before it knows it will
         // plan: only read-only mounts, nothing changes for it, and most boots that plan
@@ -773,9 +813,21 @@ impl PresetsAhead {
             } else {
                 crate::presets::Prefetched::default()
             };
-            if let Some(Some(o)) = g.take(|| true) {
-                crate::presets::plan_ahead(&r, &o, q, &h, pre, |plan| p.put(plan));
-            }
+            let Some(Some(o)) = g.take(|| true) else {
+                return;
+            };
+            crate::presets::plan_ahead(&r, &o, q, &h, pre, |plan| {
+                m.store(true, std::sync::atomic::Ordering::Release);
+                let Some(plan) = plan else {
+                    return p.put(None);
+                };
+                // The creator always says, before it waits for the plan.
+                let ahead = match b.take(|| true).flatten() {
+                    Some(b) => beside::try_apply(&r, plan, &o, b),
+                    None => beside::Ahead::Plan(Box::new(plan), None),
+                };
+                p.put(Some(ahead));
+            });
         })
         .ok()?;
         Some(PresetsAhead {
@@ -783,6 +835,8 @@ impl PresetsAhead {
             go,
             queue: Some(queue),
             helped,
+            made,
+            beside,
             planned,
         })
     }
@@ -804,14 +858,35 @@ impl PresetsAhead {
         drop(queue);
         self.helped.put(mine);
         if crate::fs::plan_ahead_first() {
+            crate::util::yield_until(|| {
+                self.made.load(std::sync::atomic::Ordering::Acquire) || gone()
+            });
+        }
+    }
+
+    /// tmpfiles is about to apply, and may change `reach`: the thread applies the plan
+    /// beside it if that cannot meet the plan. `durable`: as the root handle's writes are.
+    fn beside(&self, reach: crate::tmpfiles::reach::Reach, durable: bool) {
+        if self.beside.is_ready() {
+            return;
+        }
+        self.beside.put(Some(beside::Beside { reach, durable }));
+        if crate::fs::plan_ahead_first() {
+            // For tests: the plan's changes land before tmpfiles', the order in which a
+            // clash that the rule missed would show.
+            let gone = || self.thread.as_ref().is_none_or(|t| t.is_finished());
             crate::util::yield_until(|| self.planned.is_ready() || gone());
         }
     }
 
-    /// The plan, once made (`None` if the thread made none). The thread is not joined: once
-    /// it has handed over its plan it only frees what it used.
-    fn plan(mut self, root: &Root) -> Option<crate::presets::Plan> {
+    /// The plan, or what applying it beside tmpfiles gave, once there (`None` if the thread
+    /// made no plan). The thread is not joined: once it has handed over, it only frees what
+    /// it used.
+    fn plan(mut self, root: &Root) -> Option<beside::Ahead> {
         self.help(root);
+        if !self.beside.is_ready() {
+            self.beside.put(None);
+        }
         let thread = self.thread.take()?;
         self.planned.take(|| !thread.is_finished()).flatten()
     }
@@ -822,6 +897,9 @@ impl Drop for PresetsAhead {
         if !self.go.is_ready() {
             // Never told to plan: let the thread end.
             self.go.put(None);
+        }
+        if !self.beside.is_ready() {
+            self.beside.put(None);
         }
     }
 }
@@ -841,10 +919,33 @@ fn step_presets(
     run: &mut Run<'_>,
     opts: &crate::presets::Options,
     etc: Reason,
-    planned: Option<crate::presets::Plan>,
+    planned: Option<beside::Ahead>,
 ) {
     let root = run.root;
     let dry_run = run.dry_run;
+    let (planned, refused) = match planned {
+        Some(beside::Ahead::Applied {
+            outcome,
+            held,
+            read_ahead,
+        }) => {
+            // Applied on the presets thread while tmpfiles applied: its messages come now,
+            // in the step's place.
+            run.step("presets", |out| {
+                held.emit();
+                Ok(presets_report(
+                    out,
+                    outcome,
+                    read_ahead,
+                    "planned ahead, applied beside tmpfiles".into(),
+                    (1, 1),
+                ))
+            });
+            return;
+        }
+        Some(beside::Ahead::Plan(plan, refused)) => (Some(*plan), refused),
+        None => (None, None),
+    };
     let has_record = root.exists(Path::new(crate::presets::STATE_FILE));
     match etc {
         Reason::UpToDate => run.skip("presets", "/etc up to date"),
@@ -860,46 +961,64 @@ fn step_presets(
         Reason::Fresh | Reason::Updated => run.step("presets", |out| {
             // A plan made ahead holds if nothing it observed changed since; else it is made
             // again now.
-            let (kept, how) = match planned {
+            let (kept, mut how) = match planned {
                 Some(plan) => match plan.verify(root, opts) {
                     Ok(()) => (Some(plan), "planned ahead".to_string()),
                     Err(what) => {
-                        log::debug!("{what} changed while presets were planned ahead, planning again");
+                        log::debug!(
+                            "{what} changed while presets were planned ahead, planning again"
+                        );
                         (None, format!("planned again: {what} changed"))
                     }
                 },
                 None => (None, "planned in turn".to_string()),
             };
+            if let Some(why) = refused {
+                how = format!("{how}, not beside tmpfiles: {why}");
+            }
             let ahead = u64::from(kept.is_some());
             let plan = kept.unwrap_or_else(|| {
                 crate::presets::plan_all(root, opts, crate::presets::Prefetched::default(), false)
             });
-            let read_ahead = plan.read_ahead as u64;
+            let read_ahead = plan.read_ahead;
             let o = crate::presets::apply_plan(root, plan, opts);
-            out.extend(o.outcome.diagnostics);
-            let links = o
-                .changes
-                .iter()
-                .filter(|c| matches!(c.kind, crate::presets::ChangeKind::Symlink))
-                .count() as u64;
-            let what = if o.first_run {
-                "preset-all"
-            } else {
-                "new units only"
-            };
-            Ok((
-                format!(
-                    "{what}: {} unit(s), {links} link(s) created, {read_ahead} unit file(s) read ahead, {how}",
-                    o.applied_to.len()
-                ),
-                vec![
-                    ("links".into(), links),
-                    ("read_ahead".into(), read_ahead),
-                    ("planned_ahead".into(), ahead),
-                ],
-            ))
+            Ok(presets_report(out, o, read_ahead, how, (ahead, 0)))
         }),
     }
+}
+
+/// The presets step's detail and counts; its diagnostics go to `out`. `(ahead, beside)`:
+/// whether the plan was made ahead, and applied beside tmpfiles.
+fn presets_report(
+    out: &mut Outcome,
+    o: crate::presets::PresetOutcome,
+    read_ahead: usize,
+    how: String,
+    (ahead, beside): (u64, u64),
+) -> (String, Vec<(String, u64)>) {
+    out.extend(o.outcome.diagnostics);
+    let links = o
+        .changes
+        .iter()
+        .filter(|c| matches!(c.kind, crate::presets::ChangeKind::Symlink))
+        .count() as u64;
+    let what = if o.first_run {
+        "preset-all"
+    } else {
+        "new units only"
+    };
+    (
+        format!(
+            "{what}: {} unit(s), {links} link(s) created, {read_ahead} unit file(s) read ahead, {how}",
+            o.applied_to.len()
+        ),
+        vec![
+            ("links".into(), links),
+            ("read_ahead".into(), read_ahead as u64),
+            ("planned_ahead".into(), ahead),
+            ("applied_beside".into(), beside),
+        ],
+    )
 }
 
 fn step_state_restore(

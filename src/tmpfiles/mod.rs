@@ -20,6 +20,7 @@ pub mod glob;
 pub mod kind;
 pub mod parse;
 pub mod plan;
+pub mod reach;
 pub mod refresh;
 
 use std::collections::HashMap;
@@ -413,7 +414,7 @@ fn link_parents(cfg: &mut Config) {
 /// `Err` is a fatal error before anything was done (an explicitly named configuration that
 /// cannot be read): exit code 1.
 pub fn run(root: &Root, opts: &Options, sources: &[Source]) -> crate::error::Result<Outcome> {
-    run_with_copies(root, opts, sources).map(|(o, _)| o)
+    run_with_copies(root, opts, sources, |_| {}).map(|(o, _)| o)
 }
 
 /// [`run`], also returning the `C` lines of the configuration (for [`refresh`]).
@@ -421,6 +422,7 @@ pub fn run_with_copies(
     root: &Root,
     opts: &Options,
     sources: &[Source],
+    before_apply: impl FnOnce(&plan::Plan<'_>),
 ) -> crate::error::Result<(Outcome, Vec<refresh::Copy>)> {
     let (cfg, mut outcome) = configure(root, opts, sources)?;
     let copies = cfg
@@ -434,6 +436,7 @@ pub fn run_with_copies(
         })
         .collect();
     let mut plan = plan::plan(&cfg, opts);
+    before_apply(&plan);
     apply(root, opts, &cfg, &mut plan, &mut outcome);
     if opts.dry_run {
         for line in plan.to_string().lines() {
