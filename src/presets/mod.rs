@@ -217,6 +217,10 @@ pub struct Footprint {
     /// Paths read or written as spelled ([`LITERAL_INPUTS`]): they count, with all below
     /// them, only while no symlink lies on their way, themselves included.
     pub literal: &'static [&'static str],
+    /// What applying the plan makes, changes or removes (among the paths above): what a
+    /// directory above one of them is given (a default ACL, the set-group-ID bit, inherited
+    /// file attributes) is passed on to what is made in it, so such a directory counts too.
+    pub writes: Vec<String>,
 }
 
 /// The paths a plan made ahead reads or writes as spelled, not resolved by its planner: the
@@ -247,8 +251,9 @@ impl Plan {
                 Op::Mkdir(p) | Op::Unlink(p) | Op::Rmdir(p) => p,
                 Op::Symlink { path, .. } | Op::ReplaceSymlink { path, .. } => path,
             };
-            f.paths.push((p.clone(), true));
+            f.writes.push(p.clone());
         }
+        f.writes.extend(["/etc/pristine".into(), STATE_FILE.into()]);
         // The search path's inputs: whether /lib is a directory, and the split-usr marker
         // below it.
         f.paths.push(("/lib".into(), true));

@@ -8,7 +8,9 @@
 //! with everything the presets plan observed, read and writes ([`Footprint`]):
 //! - a tmpfiles path at or below a presets path clashes;
 //! - a tmpfiles path above a presets path clashes unless that line only makes or adjusts the
-//!   directory itself (`d /run/systemd` leaves `/run/systemd/system` missing);
+//!   directory itself (`d /run/systemd` leaves `/run/systemd/system` missing), and even then
+//!   above a path the plan writes (a default ACL, the set-group-ID bit or an inherited file
+//!   attribute given to a directory passes on to what is made in it);
 //! - literal paths mean what they say only if no symlink lies on their way: [`plain_chains`]
 //!   checks every existing component of each of them, the paths themselves too (but those a
 //!   link or copy line makes). The main thread runs it before tmpfiles applies, when on a
@@ -50,10 +52,8 @@ pub enum Ahead {
 
 /// Applies `plan` beside tmpfiles if the rule allows (see the module docs).
 pub fn try_apply(root: &Root, plan: Plan, opts: &Options, beside: Beside) -> Ahead {
-    let refuse = |plan, why: String| {
-        log::debug!("Presets not applied beside tmpfiles: {why}");
-        Ahead::Plan(Box::new(plan), Some(why))
-    };
+    // Logged by the main thread, in the presets step's place.
+    let refuse = |plan, why: String| Ahead::Plan(Box::new(plan), Some(why));
     let Some(footprint) = plan.footprint() else {
         return refuse(plan, "the plan was not made ahead".into());
     };
@@ -82,50 +82,67 @@ pub fn try_apply(root: &Root, plan: Plan, opts: &Options, beside: Beside) -> Ahe
 /// The first pair of a tmpfiles path and a presets path that may meet (see the module docs),
 /// as a message; `None` if there is none. A path's ancestors are looked up in the set of
 /// presets paths that count with all below them, and what lies below a path is found by
-/// bisecting all of them, sorted.
+/// bisecting the presets paths, sorted.
 pub fn clash(reach: &Reach, footprint: &Footprint) -> Option<String> {
-    let all: Vec<(&str, bool)> = footprint
+    let writes = footprint.writes.iter().map(String::as_str);
+    let with_below: HashSet<&str> = footprint
         .paths
         .iter()
-        .map(|(p, below)| (p.as_str(), *below))
-        .chain(footprint.literal.iter().map(|p| (*p, true)))
+        .filter(|(_, below)| *below)
+        .map(|(p, _)| p.as_str())
+        .chain(footprint.literal.iter().copied())
+        .chain(writes.clone())
         .collect();
-    let with_below: HashSet<&str> = all.iter().filter(|(_, b)| *b).map(|(p, _)| *p).collect();
-    let mut sorted: Vec<&str> = all.iter().map(|(p, _)| *p).collect();
-    sorted.sort_unstable();
-    sorted.dedup();
+    let sorted = |paths: &mut Vec<&str>| {
+        paths.sort_unstable();
+        paths.dedup();
+    };
+    let mut all: Vec<&str> = footprint
+        .paths
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .chain(footprint.literal.iter().copied())
+        .chain(writes.clone())
+        .collect();
+    sorted(&mut all);
+    let mut written: Vec<&str> = writes.collect();
+    sorted(&mut written);
     let say = |t: &str, f: &str| Some(format!("tmpfiles may change {t} and presets needs {f}"));
     for t in &reach.touched {
-        let t = t.path.as_str();
+        let p = t.path.as_str();
         // At or below a presets path that counts with all below it.
-        let ancestors = t
+        let ancestors = p
             .match_indices('/')
-            .map(|(i, _)| if i == 0 { "/" } else { &t[..i] })
-            .chain(std::iter::once(t));
+            .map(|(i, _)| if i == 0 { "/" } else { &p[..i] })
+            .chain(std::iter::once(p));
         for a in ancestors {
             if with_below.contains(a) {
-                return say(t, a);
+                return say(p, a);
             }
         }
-    }
-    for t in reach.touched.iter().filter(|t| t.below) {
-        let t = t.path.as_str();
-        // Above (or at) any presets path.
-        let from = sorted.partition_point(|f| *f < t);
-        if sorted.get(from) == Some(&t) {
-            return say(t, t);
-        }
-        let dir = if t == "/" {
-            String::from("/")
-        } else {
-            format!("{t}/")
-        };
-        let from = sorted.partition_point(|f| *f < dir.as_str());
-        if let Some(f) = sorted.get(from).filter(|f| f.starts_with(&dir)) {
-            return say(t, f);
+        // At or above a presets path: any, if the line may change what lies below it; else
+        // one the plan writes (which inherits from the directory).
+        let below = if t.below { &all } else { &written };
+        if let Some(f) = first_at_or_below(below, p) {
+            return say(p, f);
         }
     }
     None
+}
+
+/// The first of the sorted `paths` at or below `dir`.
+fn first_at_or_below<'a>(paths: &[&'a str], dir: &str) -> Option<&'a str> {
+    let from = paths.partition_point(|f| *f < dir);
+    if paths.get(from) == Some(&dir) {
+        return Some(paths[from]);
+    }
+    let prefix = if dir == "/" {
+        String::from("/")
+    } else {
+        format!("{dir}/")
+    };
+    let from = paths.partition_point(|f| *f < prefix.as_str());
+    paths.get(from).copied().filter(|f| f.starts_with(&prefix))
 }
 
 /// Checks that no existing component of a literal path is a symlink or not a directory (the
@@ -208,6 +225,10 @@ mod tests {
         Footprint {
             paths: p.iter().map(|(p, b)| (p.to_string(), *b)).collect(),
             literal: &["/etc/systemd/system-preset", "/etc/pristine/presets.state"],
+            writes: vec![
+                "/etc/systemd/system/multi-user.target.wants".into(),
+                "/etc/pristine".into(),
+            ],
         }
     }
 
@@ -221,12 +242,13 @@ mod tests {
         ]);
         for t in [
             ("/etc/motd", true),
-            ("/etc", false),
+            // Above what the plan only looks at: making or adjusting it changes nothing
+            // there.
             ("/run/systemd", false),
+            ("/usr/lib", false),
             ("/run/systemd/netif", false),
             ("/run/systemd/systemx", true),
             ("/var/lib/systemd", true),
-            ("/etc/pristine", false),
         ] {
             assert_eq!(clash(&reach(&[t]), &f), None, "{t:?}");
         }
@@ -252,6 +274,10 @@ mod tests {
             ("/etc", true),
             ("/", true),
             ("/etc/pristine", true),
+            // Above what the plan makes: a default ACL, the set-group-ID bit or an
+            // inherited attribute given to it passes on to what is made in it.
+            ("/etc/pristine", false),
+            ("/etc", false),
         ] {
             let why = clash(&reach(&[t]), &f);
             assert!(why.is_some(), "{t:?}");

@@ -974,6 +974,7 @@ fn step_presets(
                 None => (None, "planned in turn".to_string()),
             };
             if let Some(why) = refused {
+                log::debug!("Presets not applied beside tmpfiles: {why}");
                 how = format!("{how}, not beside tmpfiles: {why}");
             }
             let ahead = u64::from(kept.is_some());
