@@ -216,11 +216,49 @@ fn ro_and_rw(
         links_ro, links_rw,
         "read-only /usr (planned ahead: {step_ro}) and writable /usr ({step_rw}) disagree"
     );
+    // And all else the two runs made: tmpfiles' side too, modes and contents.
+    let (tree_ro, tree_rw) = (describe(&ro), describe(&rw));
+    for k in tree_ro.keys().chain(tree_rw.keys()) {
+        assert_eq!(
+            tree_ro.get(k),
+            tree_rw.get(k),
+            "{k}: read-only /usr ({step_ro}) and writable /usr ({step_rw}) disagree"
+        );
+    }
     // The same messages in the same order, wherever the plan was made and applied.
     assert_eq!(said_ro, said_rw, "{step_ro}");
     assert_eq!(count(&step_rw, "planned_ahead"), 0, "{step_rw}");
     assert_eq!(count(&step_rw, "applied_beside"), 0, "{step_rw}");
     (step_ro, links_ro)
+}
+
+/// Every entry under etc/, var/ and run/ of `root` (but the stamps, which record when they
+/// were written) with its type, mode, and link target or contents.
+fn describe(root: &Path) -> BTreeMap<String, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut out = BTreeMap::new();
+    let mut todo: Vec<PathBuf> = ["etc", "var", "run"].iter().map(|d| root.join(d)).collect();
+    while let Some(p) = todo.pop() {
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        if rel.ends_with(".pristine-stamp") {
+            continue;
+        }
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let what = if m.file_type().is_symlink() {
+            format!("-> {}", std::fs::read_link(&p).unwrap().display())
+        } else if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                todo.push(e.unwrap().path());
+            }
+            "dir".to_string()
+        } else {
+            String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned()
+        };
+        out.insert(rel, format!("{:o} {what}", m.mode()));
+    }
+    out
 }
 
 /// [`ro_and_rw`] on the vendor tree with these tmpfiles lines and extra unit.
@@ -415,4 +453,96 @@ fn the_main_thread_lists_when_the_helper_starts_late() {
     }
     assert_wanted(&links_ro, "alpha.service", true);
     assert_wanted(&links_ro, "beta.service", true);
+}
+
+/// A first boot's /var with a symlink to /etc in it.
+fn var_link_to_etc(root: &Path) {
+    std::fs::create_dir_all(root.join("var/lib")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("var/lib/sd")).unwrap();
+}
+
+/// A first boot's /var with a symlink to the admin's unit directory, not made yet.
+fn var_link_to_units(root: &Path) {
+    std::fs::create_dir_all(root.join("var/lib")).unwrap();
+    std::os::unix::fs::symlink("/etc/systemd/system", root.join("var/lib/sd")).unwrap();
+}
+
+#[test]
+fn randomized_tmpfiles_lines_give_the_tree_made_in_turn() {
+    // Lines of every kind on paths presets reads or writes, above them, beside them and
+    // through symlinks: whether the plan is applied beside tmpfiles (first, as the tests
+    // order it) or in turn, the tree and the messages must be the ones made one step after
+    // the other.
+    const PATHS: &[&str] = &[
+        "/etc",
+        "/etc/motd",
+        "/etc/pristine",
+        "/etc/systemd",
+        "/etc/systemd/system",
+        "/etc/systemd/system/alpha.service",
+        "/etc/systemd/system/multi-user.target.wants",
+        "/etc/systemd/system-preset/10-x.preset",
+        "/var/lib/a",
+        "/var/lib/e",
+        "/var/lib/e/systemd/system-preset/20-y.preset",
+        "/var/lib/sd/systemd/system-preset/20-y.preset",
+        "/var/lib/sd/beta.service",
+        "/run/systemd",
+        "/run/systemd/system",
+        "/run/x",
+    ];
+    // None into /usr: writing through a link there fails differently when /usr is read-only
+    // (the first run) and when it is refused (the second), which this test does not compare.
+    const TARGETS: &[&str] = &["/dev/null", "/etc", "/etc/systemd/system", "/etc/motd"];
+    const MODES: &[&str] = &["0755", "0700", "2755"];
+    let prepares: [fn(&Path); 3] = [|_| {}, var_link_to_etc, var_link_to_units];
+    let mut seed: u64 = 0x5eed_0fbe_51de;
+    let mut next = |n: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as usize) % n
+    };
+    let (mut beside, mut cases) = (0, 0);
+    for case in 0..200 {
+        let mut lines = String::new();
+        for _ in 0..1 + next(3) {
+            let p = PATHS[next(PATHS.len())];
+            let m = MODES[next(MODES.len())];
+            let t = TARGETS[next(TARGETS.len())];
+            lines += &match next(10) {
+                0 => format!("d {p} {m} - - -\n"),
+                1 => format!("f {p} 0644 - - - disable beta.service\n"),
+                2 => format!("L {p} - - - - {t}\n"),
+                3 => format!("L+ {p} - - - - {t}\n"),
+                4 => format!("z {p} {m} - - -\n"),
+                5 => format!("e {p} {m} - - -\n"),
+                6 => format!("Z {p} {m} - - -\n"),
+                7 => format!("w {p} - - - - disable alpha.service\n"),
+                8 => format!("C {p} - - - - /usr/share/factory/presets\n"),
+                _ => format!("z {}/*.service {m} - - -\n", PATHS[next(PATHS.len())]),
+            };
+        }
+        let prepare = prepares[next(prepares.len())];
+        let tmp = TempDir::new(&format!("ahead-random-{case}"));
+        let usr = tmp.path().join("vendor-usr");
+        vendor(&usr, &lines, None);
+        write(
+            &usr,
+            "share/factory/presets/30-z.preset",
+            "disable alpha.service\n",
+        );
+        let (step, _) = std::panic::catch_unwind(|| ro_and_rw(&tmp, &usr, &[], prepare))
+            .unwrap_or_else(|_| panic!("case {case}, lines:\n{lines}"));
+        cases += 1;
+        beside += count(&step, "applied_beside");
+    }
+    eprintln!("{beside} of {cases} cases applied beside tmpfiles");
+    if ORDERED {
+        // Both ways were taken.
+        assert!(
+            beside > 0 && beside < cases,
+            "{beside} of {cases} applied beside"
+        );
+    }
 }
