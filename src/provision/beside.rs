@@ -145,9 +145,25 @@ fn first_at_or_below<'a>(paths: &[&'a str], dir: &str) -> Option<&'a str> {
     paths.get(from).copied().filter(|f| f.starts_with(&prefix))
 }
 
+/// Whether `node`, a symlink, is one of the presets' `literal` paths and leads (in one hop,
+/// read lexically) to another of them, which is checked in its own right: Debian's
+/// `/etc/os-release` → `../usr/lib/os-release`.
+fn leads_to_literal(root: &Root, node: &str, literal: &[&str]) -> bool {
+    if !literal.contains(&node) {
+        return false;
+    }
+    let Ok(target) = rustix::fs::readlinkat(root.fd(), node.trim_start_matches('/'), Vec::new())
+    else {
+        return false;
+    };
+    crate::tmpfiles::reach::link_target(node, target.as_bytes())
+        .is_some_and(|t| t != node && literal.contains(&t.as_str()))
+}
+
 /// Checks that no existing component of a literal path is a symlink or not a directory (the
-/// last one may be any type but a symlink, unless a link or copy line makes it): the paths
-/// touched by tmpfiles, the literal paths of presets. `Err` says where one is.
+/// last one may be any type but a symlink, unless a link or copy line makes it, or it is a
+/// presets path leading to another): the paths touched by tmpfiles, the literal paths of
+/// presets. `Err` says where one is.
 ///
 /// Each component is looked at once, parents first, and not at all below one found missing:
 /// on a first boot that is a few dozen `lstat`s. A component is looked up from the root
@@ -189,6 +205,7 @@ pub fn plain_chains(root: &Root, reach: &Reach, literal: &[&str]) -> Result<(), 
             FileType::Symlink if parent => {
                 return Err(format!("a symlink lies on the way: {node}"))
             }
+            FileType::Symlink if leads_to_literal(root, node, literal) => {}
             FileType::Symlink if !made.contains(node) => {
                 return Err(format!("{node} is a symlink"))
             }
@@ -319,6 +336,27 @@ mod tests {
         assert_eq!(
             ok(&[("/var/file/x", true)], &[]),
             Err("not a directory on the way: /var/file".into())
+        );
+        // A presets path may lead to another one; not elsewhere.
+        #[allow(clippy::disallowed_methods)]
+        {
+            std::fs::create_dir_all(t.join("usr/lib")).unwrap();
+            std::os::unix::fs::symlink("../usr/lib/os-release", t.join("etc/os-release")).unwrap();
+            std::os::unix::fs::symlink("/var/file", t.join("etc/machine-id")).unwrap();
+        }
+        let release = ["/etc/os-release", "/usr/lib/os-release"];
+        assert_eq!(plain_chains(&root, &reach(&[]), &release), Ok(()));
+        assert_eq!(
+            plain_chains(
+                &root,
+                &reach(&[]),
+                &["/etc/machine-id", "/usr/lib/os-release"]
+            ),
+            Err("/etc/machine-id is a symlink".into())
+        );
+        assert_eq!(
+            plain_chains(&root, &reach(&[("/etc/os-release", true)]), &[]),
+            Err("/etc/os-release is a symlink".into())
         );
         // A path below another checks the other's way, and itself.
         assert_eq!(

@@ -201,7 +201,7 @@ fn glob_base(pattern: &str) -> Option<String> {
 /// The in-root path a link at `path` to `target` leads to, lexically (`..` at the root stays
 /// there, as resolving in the root does), given that the link's directory is a plain
 /// directory; `None` if the target is not UTF-8.
-fn link_target(path: &str, target: &[u8]) -> Option<String> {
+pub fn link_target(path: &str, target: &[u8]) -> Option<String> {
     let target = std::str::from_utf8(target).ok()?;
     let mut parts: Vec<&str> = if target.starts_with('/') {
         Vec::new()
