@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Output;
 
-use common::{assert_exit, pristine, write, Rng, TempDir};
+use common::{assert_exit, pristine, step_count, write, Rng, TempDir};
 
 fn provision(t: &Path) -> (Output, serde_json::Value) {
     let report = t.with_extension("report.json");
@@ -71,18 +71,6 @@ fn app_writes_data(t: &Path) -> std::path::PathBuf {
     let uid = uids(t)["appsvc"];
     std::os::unix::fs::chown(&db, Some(uid), Some(uid)).unwrap();
     db
-}
-
-/// A step's counter from a provision report.
-fn step_count(report: &serde_json::Value, step: &str, key: &str) -> Option<u64> {
-    report["steps"]
-        .as_array()?
-        .iter()
-        .find(|s| s["name"] == step)?["counts"]
-        .as_array()?
-        .iter()
-        .find(|c| c[0] == key)?[1]
-        .as_u64()
 }
 
 /// The reproduction: appsvc keeps UID 999 and data.db; newsvc gets a fresh ID. Without

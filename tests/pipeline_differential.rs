@@ -149,14 +149,7 @@ fn provision_matches_the_four_reference_commands() {
         .iter()
         .find(|s| s["name"] == "presets")
         .unwrap();
-    let count = |name: &str| {
-        presets["counts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c[0] == name)
-            .and_then(|c| c[1].as_u64())
-    };
+    let count = |name: &str| common::step_counter(presets, name);
     let read_ahead = count("read_ahead").unwrap_or(0);
     assert!(read_ahead > 100, "unit files read ahead: {presets}");
     // And the presets step was planned on that thread, beside sysusers and tmpfiles, and

@@ -167,13 +167,7 @@ fn assert_wanted(links: &BTreeMap<String, String>, unit: &str, wanted: bool) {
 }
 
 fn count(step: &Value, name: &str) -> u64 {
-    step["counts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c[0] == name)
-        .and_then(|c| c[1].as_u64())
-        .unwrap_or_else(|| panic!("no count {name}: {step}"))
+    common::step_counter(step, name).unwrap_or_else(|| panic!("no count {name}: {step}"))
 }
 
 /// Provisions the vendor tree `usr` (in `tmp`) with a read-only and with a writable /usr, the
@@ -496,13 +490,8 @@ fn randomized_tmpfiles_lines_give_the_tree_made_in_turn() {
     const TARGETS: &[&str] = &["/dev/null", "/etc", "/etc/systemd/system", "/etc/motd"];
     const MODES: &[&str] = &["0755", "0700", "2755"];
     let prepares: [fn(&Path); 3] = [|_| {}, var_link_to_etc, var_link_to_units];
-    let mut seed: u64 = 0x5eed_0fbe_51de;
-    let mut next = |n: usize| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((seed >> 33) as usize) % n
-    };
+    let mut rng = common::Rng::new(0x5eed_0fbe_51de);
+    let mut next = |n: usize| rng.below(n as u64) as usize;
     let (mut beside, mut cases) = (0, 0);
     for case in 0..200 {
         let mut lines = String::new();

@@ -28,7 +28,8 @@ use rustix::fs::FileType;
 
 use crate::fs::Root;
 use crate::presets::{Footprint, Options, Plan, PresetOutcome};
-use crate::tmpfiles::reach::{under_or_equal, Reach};
+use crate::tmpfiles::reach::Reach;
+use crate::units::lookup::clean_startswith;
 
 /// What the main thread hands over before tmpfiles applies.
 pub struct Beside {
@@ -185,7 +186,7 @@ pub fn plain_chains(root: &Root, reach: &Reach, literal: &[&str]) -> Result<(), 
     let mut missing: Vec<&str> = Vec::new();
     // Parents sort before their children.
     for (&node, &parent) in &nodes {
-        if missing.iter().any(|m| under_or_equal(node, m)) {
+        if missing.iter().any(|m| clean_startswith(node, m)) {
             continue;
         }
         let rel = node.trim_start_matches('/');

@@ -19,6 +19,7 @@ use std::os::unix::ffi::OsStrExt as _;
 
 use super::plan::{Ops, Plan};
 use super::Kind;
+use crate::units::lookup::{clean_startswith, components, parent_of};
 
 /// One path a run may change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,7 +155,7 @@ pub fn reach(plan: &Plan<'_>) -> Reach {
             .touched
             .iter()
             .zip(&owner)
-            .any(|(t, o)| !std::ptr::eq(*o, *own) && under_or_equal(&t.path, l));
+            .any(|(t, o)| !std::ptr::eq(*o, *own) && clean_startswith(&t.path, l));
         if other {
             r.unbounded = Some(format!(
                 "{l}: made by a link or copy line, and another line acts there"
@@ -165,24 +166,11 @@ pub fn reach(plan: &Plan<'_>) -> Reach {
     r
 }
 
-/// `p` as an absolute path without `.`, `..`, empty or trailing components, if it is one.
+/// `p` as an absolute path in systemd's spelling ([`crate::text::path::simplify`]), if it is
+/// one without `..` and in UTF-8.
 fn clean(p: &[u8]) -> Option<String> {
-    let s = std::str::from_utf8(p).ok()?;
-    if !s.starts_with('/') {
-        return None;
-    }
-    let mut out = String::with_capacity(s.len());
-    for c in s.split('/').filter(|c| !c.is_empty()) {
-        if c == "." || c == ".." {
-            return None;
-        }
-        out.push('/');
-        out.push_str(c);
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    Some(out)
+    let s = String::from_utf8(crate::text::path::simplify(p)).ok()?;
+    (s.starts_with('/') && !components(&s).any(|c| c == "..")).then_some(s)
 }
 
 /// The directory a glob's matches lie in, if its magic is all in the last component.
@@ -206,28 +194,16 @@ pub fn link_target(path: &str, target: &[u8]) -> Option<String> {
     let mut parts: Vec<&str> = if target.starts_with('/') {
         Vec::new()
     } else {
-        path.split('/').filter(|c| !c.is_empty()).collect()
+        components(parent_of(path)).collect()
     };
-    if !target.starts_with('/') {
-        parts.pop();
-    }
-    for c in target.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
+    for c in components(target) {
+        if c == ".." {
+            parts.pop();
+        } else {
+            parts.push(c);
         }
     }
     Some(format!("/{}", parts.join("/")))
-}
-
-/// Whether `p` is `base` or lies below it (both clean).
-pub fn under_or_equal(p: &str, base: &str) -> bool {
-    base == "/"
-        || p.strip_prefix(base)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 #[cfg(test)]
@@ -323,14 +299,5 @@ mod tests {
             let u = r.unbounded.unwrap_or_else(|| panic!("{conf}: bounded"));
             assert!(u.starts_with(why), "{conf}: {u}");
         }
-    }
-
-    #[test]
-    fn paths_below() {
-        assert!(under_or_equal("/etc/systemd", "/etc"));
-        assert!(under_or_equal("/etc", "/etc"));
-        assert!(under_or_equal("/etc", "/"));
-        assert!(!under_or_equal("/etcx", "/etc"));
-        assert!(!under_or_equal("/etc", "/etc/systemd"));
     }
 }

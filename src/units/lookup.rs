@@ -142,7 +142,7 @@ pub fn is_clean(p: &str) -> bool {
 }
 
 /// `path_startswith(path, prefix).is_some()` for two [`is_clean`] paths.
-fn clean_startswith(path: &str, prefix: &str) -> bool {
+pub fn clean_startswith(path: &str, prefix: &str) -> bool {
     if prefix == "/" {
         return path.starts_with('/');
     }

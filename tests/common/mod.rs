@@ -118,6 +118,23 @@ impl Rng {
     }
 }
 
+/// A counter of one step of a `pristine provision` JSON report (`step`, an entry of its
+/// `steps`), if it has that counter.
+#[allow(dead_code)] // not every test binary that includes this module checks reports
+pub fn step_counter(step: &serde_json::Value, key: &str) -> Option<u64> {
+    step["counts"].as_array()?.iter().find(|c| c[0] == key)?[1].as_u64()
+}
+
+/// The counter `key` of the step named `step` of a `pristine provision` JSON report.
+#[allow(dead_code)] // not every test binary that includes this module checks reports
+pub fn step_count(report: &serde_json::Value, step: &str, key: &str) -> Option<u64> {
+    let s = report["steps"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == step)?;
+    step_counter(s, key)
+}
+
 /// Asserts that a `pristine provision` JSON report says each of `steps` ran.
 #[allow(dead_code)] // not every test binary that includes this module checks reports
 pub fn assert_steps_ran(report: &serde_json::Value, steps: &[&str]) {
